@@ -1,0 +1,287 @@
+//! The insight: the one data model the phone and the server share, and the validation both run.
+
+use std::fmt;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::campaign::{self, Campaign};
+use crate::codes::ErrorCode;
+
+/// The schema version this build writes and the newest it reads.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The longest text accepted, in characters after trimming.
+pub const MAX_TEXT_CHARS: usize = 1_000;
+
+/// One community-safety insight, as captured on a phone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Insight {
+    /// Made on the phone; also names the insight's document (see `DocumentId::for_insight`).
+    pub id: Uuid,
+    /// The device's clock at capture, with its UTC offset.
+    pub captured_at: OffsetDateTime,
+    /// The slug of the campaign whose form captured it.
+    pub campaign: String,
+    /// A category slug from the campaign's list.
+    pub category: String,
+    /// What the person said, trimmed.
+    pub text: String,
+    /// How safe the person feels, 1 (very unsafe) to 5 (very safe).
+    pub feeling_safe: Option<u8>,
+    pub location: Location,
+    pub channel: Channel,
+}
+
+/// Where an insight is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// A GPS fix in WGS84 degrees with its accuracy radius in metres.
+    Gps { lat: f64, lon: f64, accuracy_m: f64 },
+    /// An area the person picked from the campaign's list, by its code (e.g. a ward's GSS code).
+    Area { code: String },
+    /// No location given.
+    None,
+}
+
+/// Who captured the insight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Staff,
+    BarberHairdresser,
+    Pupil,
+    YouthWorker,
+    Other,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 5] =
+        [Channel::Staff, Channel::BarberHairdresser, Channel::Pupil, Channel::YouthWorker, Channel::Other];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Staff => "staff",
+            Channel::BarberHairdresser => "barber-hairdresser",
+            Channel::Pupil => "pupil",
+            Channel::YouthWorker => "youth-worker",
+            Channel::Other => "other",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(slug: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|channel| channel.as_str() == slug)
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an insight is refused: a stable code, the field at fault and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message} ({code})")]
+pub struct InvalidInsight {
+    pub code: ErrorCode,
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InvalidInsight {
+    pub(crate) fn new(code: ErrorCode, field: &'static str, message: impl Into<String>) -> Self {
+        InvalidInsight { code, field, message: message.into() }
+    }
+}
+
+impl Insight {
+    /// Checks every field against the rules the phone and the server share. Area codes are checked only by the server,
+    /// which holds the boundaries.
+    ///
+    /// # Errors
+    /// The first field that breaks a rule, with its stable code.
+    pub fn validate(&self) -> Result<(), InvalidInsight> {
+        let campaign = campaign::campaign(&self.campaign).ok_or_else(|| {
+            InvalidInsight::new(
+                ErrorCode::InsightCampaignUnknown,
+                "campaign",
+                format!("campaign '{}' is not known", self.campaign),
+            )
+        })?;
+        validate_category(campaign, &self.category)?;
+        validate_text(&self.text)?;
+        if let Some(score) = self.feeling_safe {
+            if !(1..=5).contains(&score) {
+                return Err(InvalidInsight::new(
+                    ErrorCode::InsightFeelingSafeOutOfRange,
+                    "feeling_safe",
+                    format!("feeling safe must be from 1 to 5, not {score}"),
+                ));
+            }
+        }
+        validate_location(&self.location)
+    }
+}
+
+fn validate_category(campaign: &Campaign, slug: &str) -> Result<(), InvalidInsight> {
+    if campaign.category(slug).is_some() {
+        return Ok(());
+    }
+    Err(InvalidInsight::new(
+        ErrorCode::InsightCategoryUnknown,
+        "category",
+        format!("category '{slug}' is not in the campaign '{}'", campaign.slug),
+    ))
+}
+
+/// Trims `text` the way capture stores it. Validation runs on the trimmed text.
+#[must_use]
+pub fn normalise_text(text: &str) -> String {
+    text.trim().to_owned()
+}
+
+fn validate_text(text: &str) -> Result<(), InvalidInsight> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(InvalidInsight::new(ErrorCode::InsightTextEmpty, "text", "text must not be empty"));
+    }
+    let n_chars = trimmed.chars().count();
+    if n_chars > MAX_TEXT_CHARS {
+        return Err(InvalidInsight::new(
+            ErrorCode::InsightTextTooLong,
+            "text",
+            format!("text is {n_chars} characters; the most is {MAX_TEXT_CHARS}"),
+        ));
+    }
+    if let Some(control) = trimmed.chars().find(|c| c.is_control()) {
+        return Err(InvalidInsight::new(
+            ErrorCode::InsightTextControlCharacter,
+            "text",
+            format!("text must be one line without control characters (found U+{:04X})", u32::from(control)),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_location(location: &Location) -> Result<(), InvalidInsight> {
+    match location {
+        Location::Gps { lat, lon, accuracy_m } => {
+            let lat_ok = lat.is_finite() && (-90.0..=90.0).contains(lat);
+            let lon_ok = lon.is_finite() && (-180.0..=180.0).contains(lon);
+            let accuracy_ok = accuracy_m.is_finite() && *accuracy_m >= 0.0;
+            if lat_ok && lon_ok && accuracy_ok {
+                Ok(())
+            } else {
+                Err(InvalidInsight::new(
+                    ErrorCode::InsightLocationInvalid,
+                    "location",
+                    format!(
+                        "a GPS fix needs latitude -90..90, longitude -180..180 and accuracy >= 0 m, \
+                         not ({lat}, {lon}, {accuracy_m} m)"
+                    ),
+                ))
+            }
+        }
+        Location::Area { code } => {
+            let well_formed = !code.is_empty() && code.len() <= 32 && code.chars().all(|c| c.is_ascii_alphanumeric());
+            if well_formed {
+                Ok(())
+            } else {
+                Err(InvalidInsight::new(
+                    ErrorCode::InsightLocationInvalid,
+                    "location",
+                    format!("area code '{code}' is not an area code"),
+                ))
+            }
+        }
+        Location::None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Insight {
+        Insight {
+            id: Uuid::new_v4(),
+            captured_at: time::macros::datetime!(2026-11-20 17:45 +00:00),
+            campaign: "community-safety".into(),
+            category: "road-safety".into(),
+            text: "Cars race past the school gate at home time".into(),
+            feeling_safe: Some(2),
+            location: Location::Gps { lat: 53.0, lon: -2.18, accuracy_m: 12.0 },
+            channel: Channel::Pupil,
+        }
+    }
+
+    fn code_of(insight: &Insight) -> Option<(ErrorCode, &'static str)> {
+        insight.validate().err().map(|error| (error.code, error.field))
+    }
+
+    #[test]
+    fn a_well_formed_insight_passes() {
+        assert_eq!(sample().validate(), Ok(()));
+        let mut no_location = sample();
+        no_location.location = Location::None;
+        no_location.feeling_safe = None;
+        assert_eq!(no_location.validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_names_its_field_and_code() {
+        let mut insight = sample();
+        insight.category = "parking".into();
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightCategoryUnknown, "category")));
+
+        let mut insight = sample();
+        insight.campaign = "elsewhere".into();
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightCampaignUnknown, "campaign")));
+
+        let mut insight = sample();
+        insight.text = "   \t ".into();
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightTextEmpty, "text")));
+
+        let mut insight = sample();
+        insight.text = "x".repeat(MAX_TEXT_CHARS + 1);
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightTextTooLong, "text")));
+
+        let mut insight = sample();
+        insight.text = "two\nlines".into();
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightTextControlCharacter, "text")));
+
+        let mut insight = sample();
+        insight.feeling_safe = Some(6);
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightFeelingSafeOutOfRange, "feeling_safe")));
+        insight.feeling_safe = Some(0);
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightFeelingSafeOutOfRange, "feeling_safe")));
+
+        let mut insight = sample();
+        insight.location = Location::Gps { lat: 91.0, lon: 0.0, accuracy_m: 5.0 };
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
+        insight.location = Location::Gps { lat: 52.0, lon: f64::NAN, accuracy_m: 5.0 };
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
+        insight.location = Location::Gps { lat: 52.0, lon: -2.0, accuracy_m: -1.0 };
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
+        insight.location = Location::Area { code: "E05 008714".into() };
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
+    }
+
+    #[test]
+    fn text_length_counts_characters_after_trimming() {
+        let mut insight = sample();
+        insight.text = format!("  {}  ", "é".repeat(MAX_TEXT_CHARS));
+        assert_eq!(insight.validate(), Ok(()), "1,000 two-byte characters plus spaces is within the limit");
+        assert_eq!(normalise_text("  hi  "), "hi");
+    }
+
+    #[test]
+    fn channels_round_trip() {
+        for channel in Channel::ALL {
+            assert_eq!(Channel::parse(channel.as_str()), Some(channel));
+        }
+        assert_eq!(Channel::parse("barber"), None);
+    }
+}

@@ -1,0 +1,25 @@
+//! Grapevine's shared core: the insight data model, its validation, how it lives in an Automerge document, and a
+//! sans-IO engine for the automerge-repo network protocol v1. The phone SDK and the server both build on it; it does
+//! no I/O of its own (no sockets, no files, no clock except where a caller passes a time in).
+//!
+//! # Layout
+//! - `codes`: the one table of stable error codes shared by the protocol, the API and the SDK.
+//! - `campaign`: campaigns and the bundled default, "Community safety — Police and Crime Plan".
+//! - `insight`: the `Insight` type and the validation rules both ends run.
+//! - `doc_id`: document identifiers, base58check as automerge-repo spells them.
+//! - `document`: an insight's Automerge document layout, and the server's record written back into it.
+//! - `wire`: the protocol's CBOR messages.
+//! - `session`: the per-connection engine (handshake, per-document sync state).
+
+pub mod campaign;
+pub mod codes;
+pub mod doc_id;
+pub mod document;
+pub mod insight;
+pub mod session;
+pub mod wire;
+
+pub use automerge;
+pub use codes::ErrorCode;
+pub use doc_id::DocumentId;
+pub use insight::{Channel, Insight, InvalidInsight, Location};

@@ -1,0 +1,398 @@
+//! The sans-IO sync engine for one connection: frames in, events out; documents are lent by the caller.
+//!
+//! A driver (the server's WebSocket handler, the SDK's sync client, a simulated network in tests) owns the socket and
+//! the storage. It feeds every inbound frame to [`Session::receive`], acts on the [`Event`] (for a document: load it,
+//! call [`Session::apply`], store it, then [`Session::generate`] the reply) and writes the frames the session returns.
+//! The session keeps the handshake state and one Automerge sync state per document.
+
+use std::collections::HashMap;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::AutoCommit;
+use serde_bytes::ByteBuf;
+
+use crate::codes::ErrorCode;
+use crate::doc_id::DocumentId;
+use crate::wire::{Message, PeerMetadata, PROTOCOL_V1};
+
+/// The largest frame accepted by default: 1 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Which end of the connection this session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Sends `join`, waits for `peer`.
+    Client,
+    /// Waits for `join`, answers `peer`.
+    Server,
+}
+
+/// Whether the sender of a document message holds the document (`sync`) or is asking for it (`request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    Request,
+    Sync,
+}
+
+/// What an inbound frame means for the driver.
+#[derive(Debug)]
+pub enum Event {
+    /// Server side: a peer joined. Send `reply` (a `peer` message).
+    Joined { peer_id: String, reply: Vec<u8> },
+    /// Client side: the server accepted the join.
+    Accepted { peer_id: String },
+    /// A sync message for one document: load it, [`Session::apply`] it, store it, then [`Session::generate`].
+    Sync { doc_id: DocumentId, kind: SyncKind, message: sync::Message },
+    /// The other side does not have the document, or may not give it to us.
+    DocUnavailable { doc_id: DocumentId },
+    /// The other side reported an error and is closing the connection.
+    RemoteError { code: Option<ErrorCode>, message: String },
+    /// A message Grapevine does not act on (ephemeral messages, heads gossip).
+    Ignored,
+}
+
+/// A frame that breaks the protocol. The driver sends [`Session::error_frame`] with its code, then closes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    fn violation(message: impl Into<String>) -> Self {
+        ProtocolError { code: ErrorCode::ProtocolViolation, message: message.into() }
+    }
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    side: Side,
+    our_peer_id: String,
+    their_peer_id: Option<String>,
+    max_frame_bytes: usize,
+    sync_states: HashMap<DocumentId, sync::State>,
+}
+
+impl Session {
+    #[must_use]
+    pub fn new(side: Side, our_peer_id: impl Into<String>) -> Self {
+        Session {
+            side,
+            our_peer_id: our_peer_id.into(),
+            their_peer_id: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            sync_states: HashMap::new(),
+        }
+    }
+
+    /// Sets the largest inbound frame accepted.
+    #[must_use]
+    pub fn with_max_frame_bytes(mut self, max_frame_bytes: usize) -> Self {
+        self.max_frame_bytes = max_frame_bytes;
+        self
+    }
+
+    /// The other peer's id, once the handshake is done.
+    #[must_use]
+    pub fn their_peer_id(&self) -> Option<&str> {
+        self.their_peer_id.as_deref()
+    }
+
+    /// Client side: the `join` frame that opens the connection.
+    #[must_use]
+    pub fn join_frame(&self) -> Vec<u8> {
+        Message::Join {
+            sender_id: self.our_peer_id.clone(),
+            supported_protocol_versions: Some(vec![PROTOCOL_V1.to_owned()]),
+            peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
+        }
+        .encode()
+    }
+
+    /// Interprets one inbound frame.
+    ///
+    /// # Errors
+    /// A frame that is too large, undecodable, out of order, from another peer, or for an unreadable document.
+    pub fn receive(&mut self, frame: &[u8]) -> Result<Event, ProtocolError> {
+        if frame.len() > self.max_frame_bytes {
+            return Err(ProtocolError {
+                code: ErrorCode::FrameTooLarge,
+                message: format!("frame of {} bytes exceeds the limit of {} bytes", frame.len(), self.max_frame_bytes),
+            });
+        }
+        let message = Message::decode(frame).map_err(|error| ProtocolError::violation(error.to_string()))?;
+        match (self.side, &self.their_peer_id, message) {
+            (_, _, Message::Error { code, message, .. }) => {
+                Ok(Event::RemoteError { code: code.as_deref().and_then(ErrorCode::parse), message })
+            }
+            (Side::Server, None, Message::Join { sender_id, supported_protocol_versions, .. }) => {
+                let speaks_v1 =
+                    supported_protocol_versions.is_none_or(|versions| versions.iter().any(|v| v == PROTOCOL_V1));
+                if !speaks_v1 {
+                    return Err(ProtocolError {
+                        code: ErrorCode::ProtocolVersionUnsupported,
+                        message: format!("unsupported protocol version; this server speaks version {PROTOCOL_V1}"),
+                    });
+                }
+                let reply = Message::Peer {
+                    sender_id: self.our_peer_id.clone(),
+                    target_id: sender_id.clone(),
+                    selected_protocol_version: PROTOCOL_V1.to_owned(),
+                    peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
+                }
+                .encode();
+                self.their_peer_id = Some(sender_id.clone());
+                Ok(Event::Joined { peer_id: sender_id, reply })
+            }
+            (Side::Client, None, Message::Peer { sender_id, target_id, selected_protocol_version, .. }) => {
+                if target_id != self.our_peer_id {
+                    return Err(ProtocolError::violation("'peer' addressed to another peer"));
+                }
+                if selected_protocol_version != PROTOCOL_V1 {
+                    return Err(ProtocolError {
+                        code: ErrorCode::ProtocolVersionUnsupported,
+                        message: format!("server selected protocol version {selected_protocol_version}"),
+                    });
+                }
+                self.their_peer_id = Some(sender_id.clone());
+                Ok(Event::Accepted { peer_id: sender_id })
+            }
+            (_, None, _) => Err(ProtocolError::violation("the handshake must come first")),
+            (_, Some(_), Message::Join { .. } | Message::Peer { .. }) => {
+                Err(ProtocolError::violation("the handshake happens once per connection"))
+            }
+            (_, Some(_), Message::Unknown) => Ok(Event::Ignored),
+            (_, Some(peer), Message::Request { sender_id, target_id, document_id, data }) => {
+                self.check_addressing(peer, &sender_id, &target_id)?;
+                Ok(Event::Sync {
+                    doc_id: parse_doc_id(&document_id)?,
+                    kind: SyncKind::Request,
+                    message: parse_sync(&data)?,
+                })
+            }
+            (_, Some(peer), Message::Sync { sender_id, target_id, document_id, data }) => {
+                self.check_addressing(peer, &sender_id, &target_id)?;
+                Ok(Event::Sync { doc_id: parse_doc_id(&document_id)?, kind: SyncKind::Sync, message: parse_sync(&data)? })
+            }
+            (_, Some(peer), Message::DocUnavailable { sender_id, target_id, document_id }) => {
+                self.check_addressing(peer, &sender_id, &target_id)?;
+                Ok(Event::DocUnavailable { doc_id: parse_doc_id(&document_id)? })
+            }
+        }
+    }
+
+    fn check_addressing(&self, peer: &str, sender_id: &str, target_id: &str) -> Result<(), ProtocolError> {
+        if sender_id != peer {
+            return Err(ProtocolError::violation(format!("message from '{sender_id}' on the connection of '{peer}'")));
+        }
+        if target_id != self.our_peer_id {
+            return Err(ProtocolError::violation(format!("message addressed to '{target_id}', not to this peer")));
+        }
+        Ok(())
+    }
+
+    /// Applies an inbound sync message to the document, updating this connection's sync state for it.
+    ///
+    /// # Errors
+    /// Automerge refuses the changes (corrupt or inconsistent); the document is left as it was.
+    pub fn apply(
+        &mut self,
+        doc_id: DocumentId,
+        doc: &mut AutoCommit,
+        message: sync::Message,
+    ) -> Result<(), ProtocolError> {
+        let state = self.sync_states.entry(doc_id).or_default();
+        doc.sync().receive_sync_message(state, message).map_err(|error| {
+            ProtocolError::violation(format!("document {doc_id}: sync message refused: {error}"))
+        })
+    }
+
+    /// The next frame to send for this document, if there is anything to say.
+    pub fn generate(&mut self, doc_id: DocumentId, doc: &mut AutoCommit) -> Option<Vec<u8>> {
+        let their_peer_id = self.their_peer_id.clone()?;
+        let state = self.sync_states.entry(doc_id).or_default();
+        let is_empty = doc.get_heads().is_empty() && state.shared_heads.is_empty();
+        let message = doc.sync().generate_sync_message(state)?;
+        let data = ByteBuf::from(message.encode());
+        let (sender_id, target_id, document_id) = (self.our_peer_id.clone(), their_peer_id, doc_id.to_string());
+        let message = if is_empty && self.side == Side::Client {
+            Message::Request { sender_id, target_id, document_id, data }
+        } else {
+            Message::Sync { sender_id, target_id, document_id, data }
+        };
+        Some(message.encode())
+    }
+
+    /// True once the other side has told us it holds exactly the heads we hold: nothing is left to exchange.
+    pub fn is_in_step(&self, doc_id: DocumentId, doc: &mut AutoCommit) -> bool {
+        let Some(state) = self.sync_states.get(&doc_id) else {
+            return false;
+        };
+        let ours = doc.get_heads();
+        state.their_heads.as_ref().is_some_and(|theirs| {
+            theirs.len() == ours.len() && ours.iter().all(|head| theirs.contains(head))
+        })
+    }
+
+    /// True if the other side is known to hold every change we hold (it may hold more).
+    pub fn peer_has_all_of(&self, doc_id: DocumentId, doc: &mut AutoCommit) -> bool {
+        let Some(state) = self.sync_states.get(&doc_id) else {
+            return false;
+        };
+        let ours = doc.get_heads();
+        !ours.is_empty() && ours.iter().all(|head| state.shared_heads.contains(head))
+    }
+
+    /// A `doc-unavailable` frame for a document we do not have or will not share.
+    #[must_use]
+    pub fn doc_unavailable_frame(&self, doc_id: DocumentId) -> Vec<u8> {
+        Message::DocUnavailable {
+            sender_id: self.our_peer_id.clone(),
+            target_id: self.their_peer_id.clone().unwrap_or_default(),
+            document_id: doc_id.to_string(),
+        }
+        .encode()
+    }
+
+    /// An `error` frame; the sender closes the connection after it.
+    #[must_use]
+    pub fn error_frame(&self, code: ErrorCode, message: &str) -> Vec<u8> {
+        Message::Error {
+            sender_id: Some(self.our_peer_id.clone()),
+            target_id: self.their_peer_id.clone(),
+            code: Some(code.as_str().to_owned()),
+            message: message.to_owned(),
+        }
+        .encode()
+    }
+
+    /// Drops the sync state of a document (after `doc-unavailable`, or when the driver unloads it).
+    pub fn forget(&mut self, doc_id: DocumentId) {
+        self.sync_states.remove(&doc_id);
+    }
+}
+
+fn parse_doc_id(text: &str) -> Result<DocumentId, ProtocolError> {
+    text.parse().map_err(|error: crate::doc_id::InvalidDocumentId| ProtocolError::violation(error.to_string()))
+}
+
+fn parse_sync(data: &[u8]) -> Result<sync::Message, ProtocolError> {
+    sync::Message::decode(data).map_err(|error| ProtocolError::violation(format!("not an Automerge sync message: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::{read_insight, write_insight};
+    use crate::insight::tests::sample;
+
+    fn handshake() -> (Session, Session) {
+        let mut client = Session::new(Side::Client, "phone");
+        let mut server = Session::new(Side::Server, "server");
+        let Event::Joined { peer_id, reply } = server.receive(&client.join_frame()).unwrap() else {
+            panic!("server did not accept the join");
+        };
+        assert_eq!(peer_id, "phone");
+        let Event::Accepted { peer_id } = client.receive(&reply).unwrap() else { panic!("client not accepted") };
+        assert_eq!(peer_id, "server");
+        (client, server)
+    }
+
+    /// Delivers frames both ways until neither side has anything to say; returns the number of frames.
+    fn run(
+        client: &mut Session,
+        server: &mut Session,
+        doc_id: DocumentId,
+        phone_doc: &mut AutoCommit,
+        server_doc: &mut AutoCommit,
+    ) -> usize {
+        let mut n_frames = 0;
+        loop {
+            let mut progressed = false;
+            if let Some(frame) = client.generate(doc_id, phone_doc) {
+                n_frames += 1;
+                progressed = true;
+                let Event::Sync { message, .. } = server.receive(&frame).unwrap() else { panic!("expected sync") };
+                server.apply(doc_id, server_doc, message).unwrap();
+            }
+            if let Some(frame) = server.generate(doc_id, server_doc) {
+                n_frames += 1;
+                progressed = true;
+                let Event::Sync { message, .. } = client.receive(&frame).unwrap() else { panic!("expected sync") };
+                client.apply(doc_id, phone_doc, message).unwrap();
+            }
+            if !progressed {
+                return n_frames;
+            }
+        }
+    }
+
+    #[test]
+    fn an_insight_reaches_the_server_and_the_reply_comes_back() {
+        let (mut client, mut server) = handshake();
+        let insight = sample();
+        let doc_id = DocumentId::for_insight(insight.id);
+        let mut phone_doc = AutoCommit::new();
+        write_insight(&mut phone_doc, &insight).unwrap();
+        let mut server_doc = AutoCommit::new();
+        run(&mut client, &mut server, doc_id, &mut phone_doc, &mut server_doc);
+        assert_eq!(read_insight(&server_doc), Ok(insight));
+        assert!(client.is_in_step(doc_id, &mut phone_doc));
+        assert!(client.peer_has_all_of(doc_id, &mut phone_doc));
+
+        automerge::transaction::Transactable::put(&mut server_doc, automerge::ROOT, "server", "ack").unwrap();
+        run(&mut client, &mut server, doc_id, &mut phone_doc, &mut server_doc);
+        assert_eq!(phone_doc.get_heads(), server_doc.get_heads());
+    }
+
+    #[test]
+    fn the_first_message_for_a_document_we_lack_is_a_request() {
+        let (mut client, _server) = handshake();
+        let frame = client.generate(DocumentId::random(), &mut AutoCommit::new()).unwrap();
+        assert!(matches!(Message::decode(&frame).unwrap(), Message::Request { .. }));
+    }
+
+    #[test]
+    fn protocol_errors_carry_stable_codes() {
+        let mut server = Session::new(Side::Server, "server").with_max_frame_bytes(64);
+        assert_eq!(server.receive(&[0u8; 65]).unwrap_err().code, ErrorCode::FrameTooLarge);
+        assert_eq!(server.receive(b"\x01garbage").unwrap_err().code, ErrorCode::ProtocolViolation);
+        let mut server = Session::new(Side::Server, "server");
+        let sync_first = Message::Sync {
+            sender_id: "phone".into(),
+            target_id: "server".into(),
+            document_id: DocumentId::random().to_string(),
+            data: ByteBuf::new(),
+        };
+        assert_eq!(server.receive(&sync_first.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
+        let old_join =
+            Message::Join { sender_id: "phone".into(), supported_protocol_versions: Some(vec!["0".into()]), peer_metadata: None };
+        assert_eq!(server.receive(&old_join.encode()).unwrap_err().code, ErrorCode::ProtocolVersionUnsupported);
+
+        let (_client, mut server) = handshake();
+        let spoofed = Message::Sync {
+            sender_id: "someone-else".into(),
+            target_id: "server".into(),
+            document_id: DocumentId::random().to_string(),
+            data: ByteBuf::new(),
+        };
+        assert_eq!(server.receive(&spoofed.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
+        let bad_data = Message::Sync {
+            sender_id: "phone".into(),
+            target_id: "server".into(),
+            document_id: DocumentId::random().to_string(),
+            data: ByteBuf::from(vec![0xde, 0xad]),
+        };
+        assert_eq!(server.receive(&bad_data.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
+    }
+
+    #[test]
+    fn remote_errors_surface_their_code() {
+        let (mut client, server) = handshake();
+        let frame = server.error_frame(ErrorCode::Unauthorized, "revoked");
+        let Event::RemoteError { code, message } = client.receive(&frame).unwrap() else { panic!("not an error") };
+        assert_eq!((code, message.as_str()), (Some(ErrorCode::Unauthorized), "revoked"));
+    }
+}
