@@ -1,1 +1,37 @@
+//! The Grapevine phone SDK: capture insights offline into a durable local store, sync them when a connection comes,
+//! and see what happened to each.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), grapevine_client_sdk::SdkError> {
+//! use grapevine_client_sdk::{Channel, Draft, Location, Store};
+//! let store = Store::open("phone-data").await?;
+//! store
+//!     .capture(Draft {
+//!         category: "road-safety".into(),
+//!         text: "Cars race past the school gate".into(),
+//!         feeling_safe: Some(2),
+//!         location: Location::Gps { lat: 53.02, lon: -2.17, accuracy_m: 10.0 },
+//!         channel: Channel::Pupil,
+//!         captured_at: None,
+//!         campaign: None,
+//!     })
+//!     .await?;
+//! let report = grapevine_client_sdk::sync(&store, "ws://127.0.0.1:8080/sync", "gvd_…").await?;
+//! println!("sent {}", report.sent);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `store`: the SQLite store, `capture` and `list`, statuses.
+//! - `sync`: the WebSocket sync client on the sans-IO session from `grapevine-sync-proto`.
+//! - `error`: `SdkError`, carrying the stable codes the server sends.
+//! - `main.rs`: the `grapevine-collect` CLI.
 
+pub mod error;
+pub mod store;
+pub mod sync;
+
+pub use error::SdkError;
+pub use grapevine_sync_proto::{Channel, ErrorCode, Location};
+pub use store::{Draft, Listed, Status, Store};
+pub use sync::{sync, SyncReport};

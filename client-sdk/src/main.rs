@@ -1,1 +1,232 @@
-fn main() {}
+//! `grapevine-collect`: the SDK from a terminal, the way a field tester or a script drives a phone.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use grapevine_client_sdk::{Channel, Draft, Listed, Location, SdkError, Status, Store};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Capture community-safety insights offline and sync them to a Grapevine server.
+#[derive(Debug, Parser)]
+#[command(name = "grapevine-collect", version)]
+struct Cli {
+    /// The directory holding this device's store (created if missing).
+    #[arg(long, env = "GRAPEVINE_STORE", default_value = "grapevine-phone")]
+    store: PathBuf,
+    /// Print machine-readable JSON instead of sentences.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Capture an insight; it is durable when this returns.
+    Capture {
+        /// A category slug: asb, drugs, violence-weapons, vehicle-crime, burglary-theft, criminal-damage,
+        /// road-safety, domestic-abuse-vawg, hate-crime, fraud-scams, rural-wildlife, exploitation, feeling-unsafe,
+        /// other.
+        #[arg(long)]
+        category: String,
+        /// What the person said (1 to 1,000 characters, one line).
+        #[arg(long)]
+        text: String,
+        /// Who captured it: staff, barber-hairdresser, pupil, youth-worker or other.
+        #[arg(long, value_parser = parse_channel)]
+        channel: Channel,
+        /// How safe the person feels, 1 (very unsafe) to 5 (very safe).
+        #[arg(long)]
+        feeling_safe: Option<u8>,
+        /// Latitude of a GPS fix (WGS84); needs --lon.
+        #[arg(long, requires = "lon", allow_hyphen_values = true)]
+        lat: Option<f64>,
+        /// Longitude of a GPS fix (WGS84); needs --lat.
+        #[arg(long, requires = "lat", allow_hyphen_values = true)]
+        lon: Option<f64>,
+        /// The fix's accuracy radius in metres.
+        #[arg(long, default_value_t = 10.0)]
+        accuracy_m: f64,
+        /// An area code the person picked instead of a GPS fix.
+        #[arg(long, conflicts_with_all = ["lat", "lon"])]
+        area: Option<String>,
+        /// When it was captured (RFC 3339 with offset); defaults to now.
+        #[arg(long, value_parser = parse_time)]
+        captured_at: Option<OffsetDateTime>,
+    },
+    /// Sync once with a server.
+    Sync {
+        /// The server's sync endpoint, e.g. ws://127.0.0.1:8080/sync.
+        #[arg(long, env = "GRAPEVINE_SERVER")]
+        server: String,
+        /// This device's token, from `grapevine device add`.
+        #[arg(long, env = "GRAPEVINE_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// List every insight on this device with its status.
+    List,
+}
+
+fn parse_channel(text: &str) -> Result<Channel, String> {
+    Channel::parse(text).ok_or_else(|| {
+        let known: Vec<_> = Channel::ALL
+            .iter()
+            .map(|channel| channel.as_str())
+            .collect();
+        format!(
+            "unknown channel '{text}'; expected one of {}",
+            known.join(", ")
+        )
+    })
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| format!("'{text}' is not RFC 3339, e.g. 2026-11-20T17:45:00+00:00"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if json {
+                let code =
+                    error
+                        .code()
+                        .map(|code| code.as_str().to_owned())
+                        .or_else(|| match &error {
+                            SdkError::Server { code, .. } => Some(code.clone()),
+                            _ => None,
+                        });
+                let field = match &error {
+                    SdkError::Invalid(invalid) => Some(invalid.field),
+                    _ => None,
+                };
+                println!(
+                    "{}",
+                    json!({ "error": { "code": code, "field": field, "message": error.to_string() } })
+                );
+            } else {
+                eprintln!("error: {error}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), SdkError> {
+    let store = Store::open(&cli.store).await?;
+    match cli.command {
+        Command::Capture {
+            category,
+            text,
+            channel,
+            feeling_safe,
+            lat,
+            lon,
+            accuracy_m,
+            area,
+            captured_at,
+        } => {
+            let location = match (lat, lon, area) {
+                (Some(lat), Some(lon), _) => Location::Gps {
+                    lat,
+                    lon,
+                    accuracy_m,
+                },
+                (_, _, Some(code)) => Location::Area { code },
+                _ => Location::None,
+            };
+            let draft = Draft {
+                category,
+                text,
+                feeling_safe,
+                location,
+                channel,
+                captured_at,
+                campaign: None,
+            };
+            let id = store.capture(draft).await?;
+            if cli.json {
+                println!("{}", json!({ "id": id, "status": "captured" }));
+            } else {
+                println!("Captured {id}. It is safe on this device; sync to send it.");
+            }
+        }
+        Command::Sync { server, token } => {
+            let report = grapevine_client_sdk::sync(&store, &server, &token).await?;
+            if cli.json {
+                let updated: Vec<Value> = report
+                    .updated
+                    .iter()
+                    .map(|(id, status)| json!({ "id": id, "status": status_json(status) }))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({ "sent": report.sent, "updated": updated, "unavailable": report.unavailable })
+                );
+            } else {
+                println!(
+                    "Sent {} new insight(s); {} status change(s).",
+                    report.sent,
+                    report.updated.len()
+                );
+                for (id, status) in &report.updated {
+                    println!("  {id}: {}", status.describe());
+                }
+                for id in &report.unavailable {
+                    println!("  {id}: the server would not take it");
+                }
+            }
+        }
+        Command::List => {
+            let listed = store.list().await?;
+            if cli.json {
+                let rows: Vec<Value> = listed.iter().map(listed_json).collect();
+                println!("{}", Value::Array(rows));
+            } else if listed.is_empty() {
+                println!("No insights on this device yet.");
+            } else {
+                for insight in &listed {
+                    println!(
+                        "{}  {}  {:<16} {}",
+                        insight.id,
+                        insight.captured_at,
+                        insight.category,
+                        insight.status.describe()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn status_json(status: &Status) -> Value {
+    match status {
+        Status::Filed {
+            area_code,
+            area_name,
+        } => json!({ "state": "filed", "area_code": area_code, "area_name": area_name }),
+        Status::Rejected { code, message } => {
+            json!({ "state": "rejected", "code": code, "message": message })
+        }
+        other => json!({ "state": other.as_str() }),
+    }
+}
+
+fn listed_json(listed: &Listed) -> Value {
+    json!({
+        "id": listed.id,
+        "captured_at": listed.captured_at,
+        "category": listed.category,
+        "text": listed.text,
+        "status": status_json(&listed.status),
+    })
+}

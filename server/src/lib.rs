@@ -1,1 +1,23 @@
+//! The Grapevine server: it accepts phones on `/sync`, stores every insight document, extracts and validates the
+//! insight, geotags it into an area, keeps the neighbourhood roll-up current, and answers analysts over HTTP.
+//!
+//! # Layout
+//! - `cli`: the `grapevine` command line (`serve`, `device add`, `token add`).
+//! - `app`: state, router, listener and graceful shutdown; `Application::build` binds port 0 for tests.
+//! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
+//! - `ingest`: what a changed insight document means (extract, validate, geotag); pure.
+//! - `boundaries`: areas, the R-tree and point → area.
+//! - `store`: the `Store` trait and its SQLite backend; the only module that knows SQL.
+//! - `auth`: bearer tokens, made and hashed.
+//! - `http`: the analyst API and its one error type.
 
+pub mod app;
+pub mod auth;
+pub mod boundaries;
+pub mod cli;
+pub mod http;
+pub mod ingest;
+pub mod store;
+pub mod sync;
+
+pub use app::{Application, ServeConfig};

@@ -1,0 +1,46 @@
+//! The SDK's one error type. Where the server gave a stable code, it is kept: an app branches on `code()`, never on
+//! message text.
+
+use grapevine_sync_proto::session::ProtocolError;
+use grapevine_sync_proto::{ErrorCode, InvalidInsight};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SdkError {
+    /// The draft breaks a rule; nothing was stored. The error names the field.
+    #[error("invalid insight: {0}")]
+    Invalid(#[from] InvalidInsight),
+    /// The server refused the request or closed the connection with an error.
+    #[error("the server refused: {message} ({code})")]
+    Server { code: String, message: String },
+    /// The server could not be reached, or the connection dropped.
+    #[error("cannot reach the server: {0}")]
+    Network(String),
+    /// The server broke the protocol (or spoke a version this SDK does not).
+    #[error("sync protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The server stopped answering before the sync finished. Nothing is lost; sync again.
+    #[error("sync timed out: {0}")]
+    Timeout(String),
+    /// The local store failed.
+    #[error("local store: {0}")]
+    Storage(String),
+}
+
+impl SdkError {
+    /// The stable code, where there is one.
+    #[must_use]
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            SdkError::Invalid(invalid) => Some(invalid.code),
+            SdkError::Server { code, .. } => ErrorCode::parse(code),
+            SdkError::Protocol(error) => Some(error.code),
+            SdkError::Network(_) | SdkError::Timeout(_) | SdkError::Storage(_) => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for SdkError {
+    fn from(error: sqlx::Error) -> Self {
+        SdkError::Storage(error.to_string())
+    }
+}

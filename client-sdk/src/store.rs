@@ -1,0 +1,445 @@
+//! The phone's durable store: one SQLite file in a directory, one Automerge document per insight.
+//!
+//! `capture` returns only after the transaction holding the new document has committed with `synchronous=FULL`, so an
+//! insight whose capture returned survives a crash or a flat battery.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
+use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN_SLUG;
+use grapevine_sync_proto::document::{
+    format_time, read_server_record, write_insight, ServerStatus,
+};
+use grapevine_sync_proto::insight::normalise_text;
+use grapevine_sync_proto::{Channel, DocumentId, ErrorCode, Insight, Location};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::SdkError;
+
+/// The file inside the store directory.
+pub const STORE_FILE: &str = "grapevine-store.db";
+
+/// What a person fills in on the capture form.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub category: String,
+    pub text: String,
+    pub feeling_safe: Option<u8>,
+    pub location: Location,
+    pub channel: Channel,
+    /// Defaults to now, in the device's local offset where it can be read.
+    pub captured_at: Option<OffsetDateTime>,
+    /// Defaults to the bundled campaign.
+    pub campaign: Option<String>,
+}
+
+/// Where an insight is on its way from the phone to the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// On this phone only.
+    Captured,
+    /// The server holds it; its decision has not reached this phone yet.
+    Stored,
+    /// Filed under an area.
+    Filed {
+        area_code: String,
+        area_name: String,
+    },
+    /// Stored and counted, but not in any area the campaign covers.
+    OutsideCoverage,
+    /// Refused by the server; never counted.
+    Rejected { code: String, message: String },
+}
+
+impl Status {
+    /// The stable spelling used in the store and in `--json` output.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Captured => "captured",
+            Status::Stored => "stored",
+            Status::Filed { .. } => "filed",
+            Status::OutsideCoverage => "outside_coverage",
+            Status::Rejected { .. } => "rejected",
+        }
+    }
+
+    /// A sentence for the person who captured it.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Status::Captured => "captured on this phone, not sent yet".to_owned(),
+            Status::Stored => "on the server".to_owned(),
+            Status::Filed {
+                area_code,
+                area_name,
+            } => format!("filed under {area_name} ({area_code})"),
+            Status::OutsideCoverage => "on the server, outside the areas covered".to_owned(),
+            Status::Rejected { code, message } => format!("rejected: {message} ({code})"),
+        }
+    }
+
+    fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Status::Filed { .. } | Status::OutsideCoverage | Status::Rejected { .. }
+        )
+    }
+}
+
+/// One insight as `list` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub id: Uuid,
+    pub captured_at: String,
+    pub category: String,
+    pub text: String,
+    pub status: Status,
+}
+
+/// The local store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    actor: ActorId,
+    peer_id: String,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating the directory and the database if needed.
+    ///
+    /// # Errors
+    /// The directory or database cannot be created or opened.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Store, SdkError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)
+            .map_err(|error| SdkError::Storage(format!("creating {}: {error}", dir.display())))?;
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(dir.join(STORE_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|error| SdkError::Storage(error.to_string()))?;
+        let actor_hex = meta_value(&pool, "actor", || Uuid::new_v4().simple().to_string()).await?;
+        let peer_id = meta_value(&pool, "peer_id", || format!("phone-{}", Uuid::new_v4())).await?;
+        let actor = ActorId::from_str(&actor_hex)
+            .map_err(|error| SdkError::Storage(format!("actor id: {error}")))?;
+        Ok(Store {
+            pool,
+            actor,
+            peer_id,
+        })
+    }
+
+    /// This phone's peer id in the sync protocol (stable across restarts).
+    #[must_use]
+    pub fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+
+    /// Validates and stores a new insight; returns once it is durable.
+    ///
+    /// # Errors
+    /// `SdkError::Invalid` naming the field at fault (nothing is stored), or a storage failure.
+    pub async fn capture(&self, draft: Draft) -> Result<Uuid, SdkError> {
+        let insight = Insight {
+            id: Uuid::new_v4(),
+            captured_at: draft.captured_at.unwrap_or_else(now_local),
+            campaign: draft
+                .campaign
+                .unwrap_or_else(|| DEFAULT_CAMPAIGN_SLUG.to_owned()),
+            category: draft.category,
+            text: normalise_text(&draft.text),
+            feeling_safe: draft.feeling_safe,
+            location: draft.location,
+            channel: draft.channel,
+        };
+        insight.validate()?;
+        let mut doc = AutoCommit::new().with_actor(self.actor.clone());
+        write_insight(&mut doc, &insight)?;
+        sqlx::query(
+            "INSERT INTO insights (doc_id, insight_id, captured_at, category, text, doc, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT COALESCE(MAX(seq), 0) + 1 FROM insights))",
+        )
+        .bind(DocumentId::for_insight(insight.id).to_string())
+        .bind(insight.id.to_string())
+        .bind(format_time(insight.captured_at))
+        .bind(&insight.category)
+        .bind(&insight.text)
+        .bind(doc.save())
+        .execute(&self.pool)
+        .await?;
+        Ok(insight.id)
+    }
+
+    /// Every insight on this phone, oldest first, with its status.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn list(&self) -> Result<Vec<Listed>, SdkError> {
+        let rows = sqlx::query(
+            "SELECT insight_id, captured_at, category, text, status, area_code, area_name, reject_code, reject_message
+             FROM insights ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let id: String = row.get("insight_id");
+                Ok(Listed {
+                    id: id
+                        .parse()
+                        .map_err(|_| SdkError::Storage(format!("bad insight id {id}")))?,
+                    captured_at: row.get("captured_at"),
+                    category: row.get("category"),
+                    text: row.get("text"),
+                    status: status_from_row(&row),
+                })
+            })
+            .collect()
+    }
+
+    /// The documents a sync must visit: those the server may lack, and those whose decision the phone has not seen.
+    pub(crate) async fn documents_to_sync(
+        &self,
+    ) -> Result<Vec<(DocumentId, AutoCommit)>, SdkError> {
+        let rows = sqlx::query(
+            "SELECT doc_id, doc FROM insights
+             WHERE dirty = 1 OR status NOT IN ('filed', 'outside_coverage', 'rejected') ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let doc_id: String = row.get("doc_id");
+                let doc_id: DocumentId = doc_id
+                    .parse()
+                    .map_err(|_| SdkError::Storage(format!("bad document id {doc_id}")))?;
+                let bytes: Vec<u8> = row.get("doc");
+                let doc = AutoCommit::load(&bytes)?.with_actor(self.actor.clone());
+                Ok((doc_id, doc))
+            })
+            .collect()
+    }
+
+    /// Saves a document after a sync round and records what the phone now knows about it. Returns the status.
+    pub(crate) async fn save_synced(
+        &self,
+        doc_id: DocumentId,
+        doc: &mut AutoCommit,
+        server_has_everything: bool,
+    ) -> Result<Status, SdkError> {
+        let status = match read_server_record(doc).map(|record| record.status) {
+            Some(ServerStatus::Filed {
+                area_code,
+                area_name,
+            }) => Status::Filed {
+                area_code,
+                area_name,
+            },
+            Some(ServerStatus::OutsideCoverage) => Status::OutsideCoverage,
+            Some(ServerStatus::Rejected { code, message }) => Status::Rejected {
+                code: code.as_str().to_owned(),
+                message,
+            },
+            None if server_has_everything => Status::Stored,
+            None => Status::Captured,
+        };
+        let (area_code, area_name, reject_code, reject_message) = match &status {
+            Status::Filed {
+                area_code,
+                area_name,
+            } => (Some(area_code.clone()), Some(area_name.clone()), None, None),
+            Status::Rejected { code, message } => {
+                (None, None, Some(code.clone()), Some(message.clone()))
+            }
+            _ => (None, None, None, None),
+        };
+        sqlx::query(
+            "UPDATE insights SET doc = ?2, status = ?3, area_code = ?4, area_name = ?5, reject_code = ?6,
+                 reject_message = ?7, dirty = ?8
+             WHERE doc_id = ?1",
+        )
+        .bind(doc_id.to_string())
+        .bind(doc.save())
+        .bind(status.as_str())
+        .bind(area_code)
+        .bind(area_name)
+        .bind(reject_code)
+        .bind(reject_message)
+        .bind(i64::from(!(server_has_everything && status.is_final())))
+        .execute(&self.pool)
+        .await?;
+        Ok(status)
+    }
+}
+
+fn status_from_row(row: &sqlx::sqlite::SqliteRow) -> Status {
+    let text = |column: &str| row.get::<Option<String>, _>(column).unwrap_or_default();
+    match row.get::<String, _>("status").as_str() {
+        "stored" => Status::Stored,
+        "filed" => Status::Filed {
+            area_code: text("area_code"),
+            area_name: text("area_name"),
+        },
+        "outside_coverage" => Status::OutsideCoverage,
+        "rejected" => Status::Rejected {
+            code: text("reject_code"),
+            message: text("reject_message"),
+        },
+        _ => Status::Captured,
+    }
+}
+
+async fn meta_value(
+    pool: &SqlitePool,
+    key: &str,
+    make: impl FnOnce() -> String,
+) -> Result<String, SdkError> {
+    sqlx::query("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")
+        .bind(key)
+        .bind(make())
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?1")
+        .bind(key)
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Now, in the device's offset where the platform lets us read it safely, else UTC.
+fn now_local() -> OffsetDateTime {
+    OffsetDateTime::now_local().unwrap_or_else(|_| OffsetDateTime::now_utc())
+}
+
+impl From<grapevine_sync_proto::automerge::AutomergeError> for SdkError {
+    fn from(error: grapevine_sync_proto::automerge::AutomergeError) -> Self {
+        SdkError::Storage(format!("document: {error}"))
+    }
+}
+
+/// The stable code of a status's rejection, parsed, for callers that branch on it.
+#[must_use]
+pub fn rejection_code(status: &Status) -> Option<ErrorCode> {
+    match status {
+        Status::Rejected { code, .. } => ErrorCode::parse(code),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft() -> Draft {
+        Draft {
+            category: "road-safety".into(),
+            text: "  Cars race past the school gate  ".into(),
+            feeling_safe: Some(2),
+            location: Location::Gps {
+                lat: 53.0,
+                lon: -2.18,
+                accuracy_m: 10.0,
+            },
+            channel: Channel::Pupil,
+            captured_at: None,
+            campaign: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn captures_survive_reopening_and_list_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let first = store.capture(draft()).await.unwrap();
+        let second = store
+            .capture(Draft {
+                category: "asb".into(),
+                ..draft()
+            })
+            .await
+            .unwrap();
+        let peer_id = store.peer_id().to_owned();
+        drop(store);
+
+        let store = Store::open(dir.path()).await.unwrap();
+        assert_eq!(store.peer_id(), peer_id, "the phone keeps its identity");
+        let listed = store.list().await.unwrap();
+        assert_eq!(
+            listed.iter().map(|l| l.id).collect::<Vec<_>>(),
+            vec![first, second]
+        );
+        assert_eq!(
+            listed[0].text, "Cars race past the school gate",
+            "text is stored trimmed"
+        );
+        assert_eq!(listed[0].status, Status::Captured);
+        assert_eq!(store.documents_to_sync().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_draft_names_its_field_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let error = store
+            .capture(Draft {
+                text: " ".into(),
+                ..draft()
+            })
+            .await
+            .unwrap_err();
+        let SdkError::Invalid(invalid) = error else {
+            panic!("expected Invalid, got {error:?}")
+        };
+        assert_eq!(
+            (invalid.code, invalid.field),
+            (ErrorCode::InsightTextEmpty, "text")
+        );
+        let error = store
+            .capture(Draft {
+                category: "parking".into(),
+                ..draft()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, SdkError::Invalid(ref invalid) if invalid.field == "category"),
+            "{error:?}"
+        );
+        assert!(store.list().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn statuses_describe_themselves() {
+        let filed = Status::Filed {
+            area_code: "E05008714".into(),
+            area_name: "Abbey Hulton and Townsend".into(),
+        };
+        assert_eq!(
+            filed.describe(),
+            "filed under Abbey Hulton and Townsend (E05008714)"
+        );
+        let rejected = Status::Rejected {
+            code: "insight_area_unknown".into(),
+            message: "no such area".into(),
+        };
+        assert_eq!(
+            rejection_code(&rejected),
+            Some(ErrorCode::InsightAreaUnknown)
+        );
+        assert_eq!(rejection_code(&filed), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! The sync client: one WebSocket connection, the automerge-repo v1 handshake, then every document that needs it
+//! synced in one batch (all first messages go out together, so round trips do not grow with the number of insights).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use grapevine_sync_proto::automerge::AutoCommit;
+use grapevine_sync_proto::session::{Event, Session, Side};
+use grapevine_sync_proto::DocumentId;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use uuid::Uuid;
+
+use crate::error::SdkError;
+use crate::store::{Status, Store};
+
+/// How long a sync waits for the server to say anything before giving up (nothing is lost; sync again).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a sync moved.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncReport {
+    /// Insights the server did not hold before and holds now.
+    pub sent: usize,
+    /// Insights whose status changed, with the new status.
+    pub updated: Vec<(Uuid, Status)>,
+    /// Insights the server would not take or give (it answers "unavailable").
+    pub unavailable: Vec<Uuid>,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Syncs the store once with the server at `url` (e.g. `ws://127.0.0.1:8080/sync`), authenticating with `token`.
+///
+/// # Errors
+/// The server refuses the token (`SdkError::Server` with code `unauthorized`), cannot be reached, breaks the protocol
+/// or stops answering. Whatever was synced before the failure is kept.
+pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, SdkError> {
+    let mut socket = connect(url, token).await?;
+    let mut session = Session::new(Side::Client, store.peer_id());
+    send(&mut socket, session.join_frame()).await?;
+    loop {
+        match session.receive(&next_frame(&mut socket).await?)? {
+            Event::Accepted { .. } => break,
+            Event::RemoteError { code, message } => return Err(remote_error(code, message)),
+            _ => {}
+        }
+    }
+
+    let before: HashMap<Uuid, Status> = store
+        .list()
+        .await?
+        .into_iter()
+        .map(|listed| (listed.id, listed.status))
+        .collect();
+    let mut docs: HashMap<DocumentId, AutoCommit> =
+        store.documents_to_sync().await?.into_iter().collect();
+    let mut pending: HashSet<DocumentId> = docs.keys().copied().collect();
+    let mut report = SyncReport::default();
+    for (doc_id, doc) in &mut docs {
+        if let Some(frame) = session.generate(*doc_id, doc) {
+            send(&mut socket, frame).await?;
+        }
+    }
+    while !pending.is_empty() {
+        match session.receive(&next_frame(&mut socket).await?)? {
+            Event::Sync {
+                doc_id, message, ..
+            } => {
+                let Some(doc) = docs.get_mut(&doc_id) else {
+                    continue;
+                };
+                session.apply(doc_id, doc, message)?;
+                if let Some(frame) = session.generate(doc_id, doc) {
+                    send(&mut socket, frame).await?;
+                }
+                if pending.contains(&doc_id) && session.is_in_step(doc_id, doc) {
+                    pending.remove(&doc_id);
+                    let status = store.save_synced(doc_id, doc, true).await?;
+                    let previous = before.get(&doc_id.as_uuid());
+                    if previous == Some(&Status::Captured) {
+                        report.sent += 1;
+                    }
+                    if previous != Some(&status) {
+                        report.updated.push((doc_id.as_uuid(), status));
+                    }
+                }
+            }
+            Event::DocUnavailable { doc_id } => {
+                if pending.remove(&doc_id) {
+                    report.unavailable.push(doc_id.as_uuid());
+                }
+            }
+            Event::RemoteError { code, message } => return Err(remote_error(code, message)),
+            Event::Joined { .. } | Event::Accepted { .. } | Event::Ignored => {}
+        }
+    }
+    let _ = socket.close(None).await;
+    Ok(report)
+}
+
+async fn connect(url: &str, token: &str) -> Result<Socket, SdkError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|error| SdkError::Network(format!("{url}: {error}")))?;
+    let bearer = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| SdkError::Server {
+            code: "unauthorized".into(),
+            message: "the token is not valid text".into(),
+        })?;
+    request.headers_mut().insert("authorization", bearer);
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _response)) => Ok(socket),
+        Err(tungstenite::Error::Http(response)) => {
+            // The server refused the upgrade; its body is `{"code", "message"}`.
+            let status = response.status();
+            let body = response.body().as_deref().unwrap_or_default();
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+            let field = |name: &str| {
+                parsed
+                    .as_ref()
+                    .and_then(|v| v.get(name))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
+            Err(SdkError::Server {
+                code: field("code").unwrap_or_else(|| format!("http_{}", status.as_u16())),
+                message: field("message").unwrap_or_else(|| status.to_string()),
+            })
+        }
+        Err(error) => Err(SdkError::Network(format!("{url}: {error}"))),
+    }
+}
+
+async fn send(socket: &mut Socket, frame: Vec<u8>) -> Result<(), SdkError> {
+    socket
+        .send(WsMessage::Binary(frame.into()))
+        .await
+        .map_err(|error| SdkError::Network(error.to_string()))
+}
+
+async fn next_frame(socket: &mut Socket) -> Result<Vec<u8>, SdkError> {
+    loop {
+        let message = tokio::time::timeout(IDLE_TIMEOUT, socket.next())
+            .await
+            .map_err(|_| {
+                SdkError::Timeout(format!("no answer from the server in {IDLE_TIMEOUT:?}"))
+            })?;
+        match message {
+            Some(Ok(WsMessage::Binary(frame))) => return Ok(frame.to_vec()),
+            Some(Ok(WsMessage::Close(_))) | None => {
+                return Err(SdkError::Network("the server closed the connection".into()))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(SdkError::Network(error.to_string())),
+        }
+    }
+}
+
+fn remote_error(code: Option<grapevine_sync_proto::ErrorCode>, message: String) -> SdkError {
+    SdkError::Server {
+        code: code.map_or_else(|| "unknown".to_owned(), |code| code.as_str().to_owned()),
+        message,
+    }
+}

@@ -1,0 +1,132 @@
+//! Building and running the server: state, router, listener, graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use grapevine_sync_proto::automerge::ActorId;
+use grapevine_sync_proto::session::DEFAULT_MAX_FRAME_BYTES;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+use crate::boundaries::Boundaries;
+use crate::store::{self, Store};
+use crate::sync::{process_actor, DocLocks};
+
+/// What `serve` needs to start.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub max_frame_bytes: usize,
+}
+
+impl ServeConfig {
+    /// The zero-configuration defaults with another address and database.
+    #[must_use]
+    pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
+        ServeConfig {
+            listen,
+            database_url: database_url.into(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// Shared by every request and connection.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub boundaries: Arc<Boundaries>,
+    pub config: Arc<ServeConfig>,
+    /// This node's peer id in the sync protocol.
+    pub peer_id: String,
+    /// This process's Automerge actor, for the records it writes into documents.
+    pub actor: ActorId,
+    pub doc_locks: Arc<DocLocks>,
+    /// Cancelled when the server begins to shut down; sync connections close on it.
+    pub shutdown: CancellationToken,
+    /// Tracks sync connections so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// A server bound to its port, ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the store (creating and migrating it), loads the boundaries and binds the listener. Bind port 0 to let
+    /// the OS choose; `local_addr` tells which.
+    ///
+    /// # Errors
+    /// The database cannot be opened or migrated, or the address cannot be bound.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        let store = store::open(&config.database_url).await?;
+        let boundaries = Arc::new(Boundaries::bundled());
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let state = AppState {
+            store,
+            boundaries,
+            config: Arc::new(config),
+            peer_id: format!("grapevine-server-{}", uuid::Uuid::new_v4()),
+            actor: process_actor(),
+            doc_locks: Arc::new(DocLocks::default()),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        Ok(Application { listener, state })
+    }
+
+    /// The address actually bound.
+    ///
+    /// # Errors
+    /// The socket has no local address (it always has once bound).
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes every sync connection and waits for them.
+    ///
+    /// # Errors
+    /// The listener fails.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let router = router(self.state);
+        let stopping = state.shutdown.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sync connections");
+            stopping.cancel();
+        };
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(signal)
+            .await?;
+        state.tracker.close();
+        state.tracker.wait().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::sync::router())
+        .merge(crate::http::areas::router())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

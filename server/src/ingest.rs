@@ -1,0 +1,240 @@
+//! What the server makes of an insight document that changed: extract, validate, geotag, decide. Pure: no I/O, so the
+//! sync handler can run it inside its load–apply–save cycle and tests can run it on a bare document.
+
+use grapevine_sync_proto::automerge::AutoCommit;
+use grapevine_sync_proto::document::{read_insight, ServerRecord, ServerStatus};
+use grapevine_sync_proto::insight::Location;
+use grapevine_sync_proto::{DocumentId, ErrorCode, Insight, InvalidInsight};
+use time::OffsetDateTime;
+
+use crate::boundaries::Boundaries;
+use crate::store::{InsightRow, Outcome};
+
+/// The server's decision: the row to store and the record to write back into the document.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub row: InsightRow,
+    pub record: ServerRecord,
+}
+
+/// Decides what an insight document means now.
+#[must_use]
+pub fn decide(
+    doc: &AutoCommit,
+    doc_id: DocumentId,
+    boundaries: &Boundaries,
+    now: OffsetDateTime,
+) -> Decision {
+    let insight = read_insight(doc).and_then(|insight| check(insight, doc_id));
+    let (insight, status) = match insight {
+        Err(invalid) => (None, rejected(&invalid)),
+        Ok(insight) => {
+            let status = geotag(&insight, boundaries);
+            (Some(insight), status)
+        }
+    };
+    let outcome = match &status {
+        ServerStatus::Filed { area_code, .. } => Outcome::Filed {
+            area_code: area_code.clone(),
+        },
+        ServerStatus::OutsideCoverage => Outcome::OutsideCoverage,
+        ServerStatus::Rejected { code, message } => Outcome::Rejected {
+            code: code.as_str().to_owned(),
+            message: message.clone(),
+        },
+    };
+    let row = match insight {
+        Some(insight) => row_of(insight, outcome, now),
+        None => InsightRow {
+            id: doc_id.as_uuid(),
+            captured_at: None,
+            campaign: None,
+            category: None,
+            text: None,
+            feeling_safe: None,
+            channel: None,
+            gps: None,
+            picked_area_code: None,
+            outcome,
+            processed_at: now,
+        },
+    };
+    Decision {
+        row,
+        record: ServerRecord {
+            status,
+            processed_at: now,
+        },
+    }
+}
+
+fn check(insight: Insight, doc_id: DocumentId) -> Result<Insight, InvalidInsight> {
+    if insight.id != doc_id.as_uuid() {
+        return Err(InvalidInsight {
+            code: ErrorCode::InsightIdMismatch,
+            field: "id",
+            message: format!(
+                "insight id {} does not match its document {doc_id}",
+                insight.id
+            ),
+        });
+    }
+    insight.validate()?;
+    Ok(insight)
+}
+
+fn rejected(invalid: &InvalidInsight) -> ServerStatus {
+    ServerStatus::Rejected {
+        code: invalid.code,
+        message: format!("{}: {}", invalid.field, invalid.message),
+    }
+}
+
+fn geotag(insight: &Insight, boundaries: &Boundaries) -> ServerStatus {
+    match &insight.location {
+        Location::Gps { lat, lon, .. } => match boundaries.locate(*lon, *lat) {
+            Some(area) => ServerStatus::Filed {
+                area_code: area.code.clone(),
+                area_name: area.name.clone(),
+            },
+            None => ServerStatus::OutsideCoverage,
+        },
+        Location::Area { code } => match boundaries.area(code) {
+            Some(area) => ServerStatus::Filed {
+                area_code: area.code.clone(),
+                area_name: area.name.clone(),
+            },
+            None => ServerStatus::Rejected {
+                code: ErrorCode::InsightAreaUnknown,
+                message: format!("location: area '{code}' is not one of the campaign's areas"),
+            },
+        },
+        // Counted, but in no area: the roll-up shows it under outside_coverage rather than dropping it.
+        Location::None => ServerStatus::OutsideCoverage,
+    }
+}
+
+fn row_of(insight: Insight, outcome: Outcome, now: OffsetDateTime) -> InsightRow {
+    let (gps, picked_area_code) = match insight.location {
+        Location::Gps {
+            lat,
+            lon,
+            accuracy_m,
+        } => (Some((lat, lon, accuracy_m)), None),
+        Location::Area { code } => (None, Some(code)),
+        Location::None => (None, None),
+    };
+    InsightRow {
+        id: insight.id,
+        captured_at: Some(insight.captured_at),
+        campaign: Some(insight.campaign),
+        category: Some(insight.category),
+        text: Some(insight.text),
+        feeling_safe: insight.feeling_safe,
+        channel: Some(insight.channel.as_str().to_owned()),
+        gps,
+        picked_area_code,
+        outcome,
+        processed_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grapevine_sync_proto::automerge::transaction::Transactable;
+    use grapevine_sync_proto::document::write_insight;
+    use grapevine_sync_proto::Channel;
+    use uuid::Uuid;
+
+    fn doc_for(location: Location) -> (AutoCommit, DocumentId) {
+        let insight = Insight {
+            id: Uuid::new_v4(),
+            captured_at: time::macros::datetime!(2026-11-20 08:15 +00:00),
+            campaign: "community-safety".into(),
+            category: "asb".into(),
+            text: "Fireworks thrown at the bus shelter".into(),
+            feeling_safe: Some(2),
+            location,
+            channel: Channel::YouthWorker,
+        };
+        let mut doc = AutoCommit::new();
+        write_insight(&mut doc, &insight).unwrap();
+        (doc, DocumentId::for_insight(insight.id))
+    }
+
+    fn status_of(doc: &AutoCommit, doc_id: DocumentId) -> ServerStatus {
+        decide(
+            doc,
+            doc_id,
+            &Boundaries::bundled(),
+            OffsetDateTime::now_utc(),
+        )
+        .record
+        .status
+    }
+
+    #[test]
+    fn an_area_picked_by_code_is_filed_there_or_rejected() {
+        let (doc, doc_id) = doc_for(Location::Area {
+            code: "E05008714".into(),
+        });
+        assert_eq!(
+            status_of(&doc, doc_id),
+            ServerStatus::Filed {
+                area_code: "E05008714".into(),
+                area_name: "Abbey Hulton and Townsend".into()
+            }
+        );
+        let (doc, doc_id) = doc_for(Location::Area {
+            code: "E05999999".into(),
+        });
+        assert!(matches!(
+            status_of(&doc, doc_id),
+            ServerStatus::Rejected {
+                code: ErrorCode::InsightAreaUnknown,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn points_far_away_and_missing_locations_count_outside_coverage() {
+        let (doc, doc_id) = doc_for(Location::Gps {
+            lat: 51.5007,
+            lon: -0.1246,
+            accuracy_m: 5.0,
+        });
+        assert_eq!(status_of(&doc, doc_id), ServerStatus::OutsideCoverage);
+        let (doc, doc_id) = doc_for(Location::None);
+        assert_eq!(status_of(&doc, doc_id), ServerStatus::OutsideCoverage);
+    }
+
+    #[test]
+    fn a_document_claiming_another_insight_or_breaking_a_rule_is_rejected() {
+        let (doc, _) = doc_for(Location::None);
+        let decision = decide(
+            &doc,
+            DocumentId::random(),
+            &Boundaries::bundled(),
+            OffsetDateTime::now_utc(),
+        );
+        assert!(matches!(
+            decision.record.status,
+            ServerStatus::Rejected {
+                code: ErrorCode::InsightIdMismatch,
+                ..
+            }
+        ));
+        assert!(matches!(decision.row.outcome, Outcome::Rejected { .. }));
+
+        let (mut doc, doc_id) = doc_for(Location::None);
+        doc.put(grapevine_sync_proto::automerge::ROOT, "category", "parking")
+            .unwrap();
+        let ServerStatus::Rejected { code, message } = status_of(&doc, doc_id) else {
+            panic!("not rejected")
+        };
+        assert_eq!(code, ErrorCode::InsightCategoryUnknown);
+        assert!(message.starts_with("category: "), "{message}");
+    }
+}

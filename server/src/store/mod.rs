@@ -1,0 +1,181 @@
+//! Storage: the one `Store` trait the rest of the server talks to. Only this module knows SQL.
+//!
+//! Backends: `sqlite` (the embedded default). Each backend owns its migrations under `server/migrations/<backend>/`.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use grapevine_sync_proto::DocumentId;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+
+/// The database an unconfigured server uses: a SQLite file in `./grapevine-data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://grapevine-data/grapevine.db";
+
+/// The roll-up key for insights that lie outside every area (or have no location).
+pub const OUTSIDE_COVERAGE: &str = "";
+
+/// Who a bearer token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A collector's phone: may sync that collector's documents.
+    Device { device_id: Uuid, collector_id: Uuid },
+    /// A person using the HTTP API.
+    Api { role: Role },
+}
+
+/// Roles of API tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The commissioner's office: full query access to counts.
+    Analyst,
+    /// A partnership board: suppressed summaries only.
+    Board,
+}
+
+impl Role {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Analyst => "analyst",
+            Role::Board => "board",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "analyst" => Some(Role::Analyst),
+            "board" => Some(Role::Board),
+            _ => None,
+        }
+    }
+}
+
+/// A new device, as created by `grapevine device add`.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub device_id: Uuid,
+    pub collector_id: Uuid,
+}
+
+/// A stored document with its owner and save counter.
+#[derive(Debug, Clone)]
+pub struct StoredDocument {
+    pub collector_id: Uuid,
+    pub bytes: Vec<u8>,
+    pub version: i64,
+}
+
+/// The server's decision about one insight document, as a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsightRow {
+    pub id: Uuid,
+    pub captured_at: Option<OffsetDateTime>,
+    pub campaign: Option<String>,
+    pub category: Option<String>,
+    pub text: Option<String>,
+    pub feeling_safe: Option<u8>,
+    pub channel: Option<String>,
+    pub gps: Option<(f64, f64, f64)>,
+    pub picked_area_code: Option<String>,
+    pub outcome: Outcome,
+    pub processed_at: OffsetDateTime,
+}
+
+/// Where an insight counts, if it counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Filed { area_code: String },
+    OutsideCoverage,
+    Rejected { code: String, message: String },
+}
+
+/// One save of a document and the insight extracted from it, committed together.
+#[derive(Debug, Clone)]
+pub struct DocumentWrite {
+    pub doc_id: DocumentId,
+    pub collector_id: Uuid,
+    pub device_id: Uuid,
+    pub bytes: Vec<u8>,
+    /// The version loaded, or `None` for a new document: the write fails with `SaveError::Conflict` if another
+    /// writer saved in between.
+    pub expected_version: Option<i64>,
+    pub insight: InsightRow,
+}
+
+/// Why a document write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("document was saved by another writer in between")]
+    Conflict,
+    #[error(transparent)]
+    Database(#[from] anyhow::Error),
+}
+
+/// Counts for one area over a period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AreaCounts {
+    pub total: i64,
+    pub by_category: Vec<(String, i64)>,
+    pub feeling_safe_sum: i64,
+    pub feeling_safe_n: i64,
+}
+
+/// A period of whole days: `from` inclusive, `to` exclusive; `None` is unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayRange {
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+}
+
+/// Everything the server stores.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Adds a collector with one device whose bearer token hashes to `token_hash`.
+    async fn add_device(&self, label: &str, token_hash: &str) -> anyhow::Result<NewDevice>;
+
+    /// Adds an API token with a role.
+    async fn add_api_token(
+        &self,
+        role: Role,
+        label: &str,
+        token_hash: &str,
+    ) -> anyhow::Result<Uuid>;
+
+    /// Who holds the token with this hash, if anyone (revoked tokens hold nothing).
+    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>>;
+
+    /// Loads a document, if it exists.
+    async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>>;
+
+    /// Saves a document, its insight row and the roll-up delta in one transaction.
+    async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError>;
+
+    /// The insight row of a document, if it has one.
+    async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>>;
+
+    /// Counted insights per area code over a period (`OUTSIDE_COVERAGE` for those in no area).
+    async fn area_totals(&self, days: DayRange) -> anyhow::Result<Vec<(String, i64)>>;
+
+    /// One area's counts over a period.
+    async fn area_counts(&self, area_code: &str, days: DayRange) -> anyhow::Result<AreaCounts>;
+}
+
+/// Opens the store a database URL names, creating and migrating it as needed.
+///
+/// # Errors
+/// An unsupported URL scheme, or a database that cannot be opened or migrated.
+pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if database_url.starts_with("sqlite:") {
+        let store = SqliteStore::open(database_url)
+            .await
+            .with_context(|| format!("opening {database_url}"))?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("unsupported database URL '{database_url}': expected sqlite://PATH")
+}

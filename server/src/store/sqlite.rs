@@ -1,0 +1,436 @@
+//! The SQLite backend: one file, WAL, `synchronous=FULL` so that a committed write survives a power cut.
+//!
+//! Writers take the database lock up front (`BEGIN IMMEDIATE`) so a read-then-write transaction never fails half-way
+//! on a lock upgrade; `busy_timeout` queues them.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use grapevine_sync_proto::document::format_time;
+use grapevine_sync_proto::DocumentId;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{
+    AreaCounts, DayRange, DocumentWrite, InsightRow, NewDevice, Outcome, Principal, Role,
+    SaveError, Store, StoredDocument, OUTSIDE_COVERAGE,
+};
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory if needed) and migrates.
+    ///
+    /// # Errors
+    /// The file cannot be created or opened, or a migration fails.
+    pub async fn open(database_url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(database_url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(parent) = Path::new(options.get_filename()).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("creating the database directory {}", parent.display())
+                })?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .context("applying SQLite migrations")?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn now_text() -> String {
+    format_time(OffsetDateTime::now_utc())
+}
+
+fn day_text(day: Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
+/// The roll-up cell an insight row counts in, if it counts.
+struct Contribution {
+    area_code: String,
+    day: String,
+    category: String,
+    feeling_safe: Option<i64>,
+}
+
+fn contribution(
+    outcome: &Outcome,
+    captured_day: Option<String>,
+    category: Option<String>,
+    feeling_safe: Option<i64>,
+) -> Option<Contribution> {
+    let area_code = match outcome {
+        Outcome::Filed { area_code } => area_code.clone(),
+        Outcome::OutsideCoverage => OUTSIDE_COVERAGE.to_owned(),
+        Outcome::Rejected { .. } => return None,
+    };
+    Some(Contribution {
+        area_code,
+        day: captured_day?,
+        category: category?,
+        feeling_safe,
+    })
+}
+
+async fn apply_contribution(
+    tx: &mut sqlx::SqliteConnection,
+    cell: &Contribution,
+    sign: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO rollup_daily (area_code, day, category, n_insights, feeling_safe_sum, feeling_safe_n)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (area_code, day, category) DO UPDATE SET
+             n_insights = n_insights + excluded.n_insights,
+             feeling_safe_sum = feeling_safe_sum + excluded.feeling_safe_sum,
+             feeling_safe_n = feeling_safe_n + excluded.feeling_safe_n",
+    )
+    .bind(&cell.area_code)
+    .bind(&cell.day)
+    .bind(&cell.category)
+    .bind(sign)
+    .bind(sign * cell.feeling_safe.unwrap_or(0))
+    .bind(if cell.feeling_safe.is_some() { sign } else { 0 })
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM rollup_daily WHERE area_code = ?1 AND day = ?2 AND category = ?3 AND n_insights = 0")
+        .bind(&cell.area_code)
+        .bind(&cell.day)
+        .bind(&cell.category)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+fn outcome_from(
+    status: &str,
+    area_code: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+) -> Outcome {
+    match status {
+        "filed" => Outcome::Filed {
+            area_code: area_code.unwrap_or_default(),
+        },
+        "outside_coverage" => Outcome::OutsideCoverage,
+        _ => Outcome::Rejected {
+            code: code.unwrap_or_default(),
+            message: message.unwrap_or_default(),
+        },
+    }
+}
+
+fn parse_time(text: Option<String>) -> Option<OffsetDateTime> {
+    text.and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok())
+}
+
+fn day_bounds(days: DayRange) -> (String, String) {
+    // ISO dates compare correctly as text; these sentinels sort before and after every real day.
+    (
+        days.from.map_or_else(|| "0000-00-00".to_owned(), day_text),
+        days.to.map_or_else(|| "9999-99-99".to_owned(), day_text),
+    )
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn add_device(&self, label: &str, token_hash: &str) -> anyhow::Result<NewDevice> {
+        let new = NewDevice {
+            device_id: Uuid::new_v4(),
+            collector_id: Uuid::new_v4(),
+        };
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("INSERT INTO collectors (id, label, created_at) VALUES (?1, ?2, ?3)")
+            .bind(new.collector_id.to_string())
+            .bind(label)
+            .bind(now_text())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO devices (id, collector_id, label, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(new.device_id.to_string())
+            .bind(new.collector_id.to_string())
+            .bind(label)
+            .bind(token_hash)
+            .bind(now_text())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    async fn add_api_token(
+        &self,
+        role: Role,
+        label: &str,
+        token_hash: &str,
+    ) -> anyhow::Result<Uuid> {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO api_tokens (id, role, label, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(id.to_string())
+            .bind(role.as_str())
+            .bind(label)
+            .bind(token_hash)
+            .bind(now_text())
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
+        let device = sqlx::query(
+            "SELECT id, collector_id FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = device {
+            let device_id: String = row.get("id");
+            let collector_id: String = row.get("collector_id");
+            return Ok(Some(Principal::Device {
+                device_id: device_id.parse().context("device id")?,
+                collector_id: collector_id.parse().context("collector id")?,
+            }));
+        }
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(role
+            .and_then(|role| Role::parse(&role))
+            .map(|role| Principal::Api { role }))
+    }
+
+    async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>> {
+        let row =
+            sqlx::query("SELECT collector_id, bytes, version FROM documents WHERE doc_id = ?1")
+                .bind(doc_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            let collector_id: String = row.get("collector_id");
+            Ok(StoredDocument {
+                collector_id: collector_id.parse().context("collector id")?,
+                bytes: row.get("bytes"),
+                version: row.get("version"),
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
+        let doc_id = write.doc_id.to_string();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(anyhow::Error::from)?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM documents WHERE doc_id = ?1")
+                .bind(&doc_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+        if current != write.expected_version {
+            return Err(SaveError::Conflict);
+        }
+        let now = now_text();
+        sqlx::query(
+            "INSERT INTO documents (doc_id, collector_id, bytes, version, updated_at) VALUES (?1, ?2, ?3, 1, ?4)
+             ON CONFLICT (doc_id) DO UPDATE SET bytes = excluded.bytes, version = version + 1,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&doc_id)
+        .bind(write.collector_id.to_string())
+        .bind(&write.bytes)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+
+        // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
+        let old = sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = ?1")
+            .bind(write.insight.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?;
+        if let Some(old) = old {
+            let status: String = old.get("status");
+            let outcome = outcome_from(&status, old.get("area_code"), None, None);
+            if let Some(cell) = contribution(
+                &outcome,
+                old.get("captured_day"),
+                old.get("category"),
+                old.get("feeling_safe"),
+            ) {
+                apply_contribution(&mut tx, &cell, -1)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+            }
+        }
+        let row = &write.insight;
+        let captured_day = row.captured_at.map(|at| day_text(at.date()));
+        let (status, area_code, reject_code, reject_message) = match &row.outcome {
+            Outcome::Filed { area_code } => ("filed", Some(area_code.as_str()), None, None),
+            Outcome::OutsideCoverage => ("outside_coverage", None, None, None),
+            Outcome::Rejected { code, message } => (
+                "rejected",
+                None,
+                Some(code.as_str()),
+                Some(message.as_str()),
+            ),
+        };
+        sqlx::query(
+            "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
+                 text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
+                 reject_message, processed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+             ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
+                 captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
+                 text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
+                 lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
+                 picked_area_code = excluded.picked_area_code, status = excluded.status,
+                 area_code = excluded.area_code, reject_code = excluded.reject_code,
+                 reject_message = excluded.reject_message, processed_at = excluded.processed_at",
+        )
+        .bind(row.id.to_string())
+        .bind(&doc_id)
+        .bind(write.collector_id.to_string())
+        .bind(write.device_id.to_string())
+        .bind(row.captured_at.map(format_time))
+        .bind(&captured_day)
+        .bind(&row.campaign)
+        .bind(&row.category)
+        .bind(&row.text)
+        .bind(row.feeling_safe.map(i64::from))
+        .bind(&row.channel)
+        .bind(row.gps.map(|(lat, _, _)| lat))
+        .bind(row.gps.map(|(_, lon, _)| lon))
+        .bind(row.gps.map(|(_, _, accuracy)| accuracy))
+        .bind(&row.picked_area_code)
+        .bind(status)
+        .bind(area_code)
+        .bind(reject_code)
+        .bind(reject_message)
+        .bind(format_time(row.processed_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+        if let Some(cell) = contribution(
+            &row.outcome,
+            captured_day,
+            row.category.clone(),
+            row.feeling_safe.map(i64::from),
+        ) {
+            apply_contribution(&mut tx, &cell, 1)
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        Ok(())
+    }
+
+    async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
+        let row = sqlx::query(
+            "SELECT captured_at, campaign, category, text, feeling_safe, channel, lat, lon, accuracy_m,
+                    picked_area_code, status, area_code, reject_code, reject_message, processed_at
+             FROM insights WHERE id = ?1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| {
+            let lat: Option<f64> = row.get("lat");
+            let lon: Option<f64> = row.get("lon");
+            let accuracy: Option<f64> = row.get("accuracy_m");
+            let status: String = row.get("status");
+            let feeling_safe: Option<i64> = row.get("feeling_safe");
+            InsightRow {
+                id,
+                captured_at: parse_time(row.get("captured_at")),
+                campaign: row.get("campaign"),
+                category: row.get("category"),
+                text: row.get("text"),
+                feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
+                channel: row.get("channel"),
+                gps: lat
+                    .zip(lon)
+                    .map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
+                picked_area_code: row.get("picked_area_code"),
+                outcome: outcome_from(
+                    &status,
+                    row.get("area_code"),
+                    row.get("reject_code"),
+                    row.get("reject_message"),
+                ),
+                processed_at: parse_time(row.get("processed_at"))
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            }
+        }))
+    }
+
+    async fn area_totals(&self, days: DayRange) -> anyhow::Result<Vec<(String, i64)>> {
+        let (from, to) = day_bounds(days);
+        let rows = sqlx::query(
+            "SELECT area_code, SUM(n_insights) AS total FROM rollup_daily
+             WHERE day >= ?1 AND day < ?2 GROUP BY area_code",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get("area_code"), row.get("total")))
+            .collect())
+    }
+
+    async fn area_counts(&self, area_code: &str, days: DayRange) -> anyhow::Result<AreaCounts> {
+        let (from, to) = day_bounds(days);
+        let rows = sqlx::query(
+            "SELECT category, SUM(n_insights) AS n, SUM(feeling_safe_sum) AS fs_sum, SUM(feeling_safe_n) AS fs_n
+             FROM rollup_daily WHERE area_code = ?1 AND day >= ?2 AND day < ?3 GROUP BY category ORDER BY category",
+        )
+        .bind(area_code)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = AreaCounts::default();
+        for row in rows {
+            let n: i64 = row.get("n");
+            counts.total += n;
+            counts.feeling_safe_sum += row.get::<i64, _>("fs_sum");
+            counts.feeling_safe_n += row.get::<i64, _>("fs_n");
+            counts.by_category.push((row.get("category"), n));
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,290 @@
+//! `/sync`: the WebSocket endpoint devices sync through. This is the driver around `grapevine_sync_proto::session`:
+//! it authenticates the upgrade, feeds frames to the session, and runs each document message through
+//! load → apply → decide → save (committed) → reply, so that a device only ever hears back about what is durable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use grapevine_sync_proto::automerge::sync::Message as SyncMessage;
+use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
+use grapevine_sync_proto::document::write_server_record;
+use grapevine_sync_proto::session::{Event, Session, Side, SyncKind};
+use grapevine_sync_proto::{DocumentId, ErrorCode};
+use time::OffsetDateTime;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{bearer_token, hash_token};
+use crate::http::error::ApiError;
+use crate::ingest;
+use crate::store::{DocumentWrite, Principal, SaveError};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/sync", get(upgrade))
+}
+
+/// The device a connection belongs to, decided by its token alone.
+#[derive(Debug, Clone, Copy)]
+struct Device {
+    device_id: Uuid,
+    collector_id: Uuid,
+}
+
+impl FromRequestParts<AppState> for Device {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
+        match state.store.authenticate(&hash_token(&token)).await? {
+            Some(Principal::Device {
+                device_id,
+                collector_id,
+            }) => Ok(Device {
+                device_id,
+                collector_id,
+            }),
+            Some(Principal::Api { .. }) => Err(ApiError::forbidden("device")),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+async fn upgrade(State(state): State<AppState>, device: Device, ws: WebSocketUpgrade) -> Response {
+    // The transport's own cap is well above the protocol's, so an oversized frame still gets a coded `error`.
+    let hard_cap = state.config.max_frame_bytes.saturating_mul(4);
+    let tracker = state.tracker.clone();
+    ws.max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_upgrade(move |socket| {
+            let span = tracing::info_span!("sync", device = %device.device_id);
+            tracker.track_future(serve_connection(socket, state, device).instrument(span))
+        })
+}
+
+async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device) {
+    let mut session = Session::new(Side::Server, state.peer_id.clone())
+        .with_max_frame_bytes(state.config.max_frame_bytes);
+    loop {
+        let inbound = tokio::select! {
+            inbound = socket.recv() => inbound,
+            () = state.shutdown.cancelled() => {
+                // Every reply already sent was committed first; nothing is in flight here.
+                let _ = socket.send(WsMessage::Close(None)).await;
+                return;
+            }
+        };
+        let frame = match inbound {
+            Some(Ok(WsMessage::Binary(frame))) => frame,
+            Some(Ok(WsMessage::Text(_))) => {
+                close_with(
+                    &mut socket,
+                    &session,
+                    ErrorCode::ProtocolViolation,
+                    "frames must be binary CBOR",
+                )
+                .await;
+                return;
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+            Some(Ok(WsMessage::Close(_))) | None => return,
+            Some(Err(error)) => {
+                tracing::debug!(%error, "connection dropped");
+                return;
+            }
+        };
+        let replies = match session.receive(&frame) {
+            Err(error) => {
+                tracing::info!(code = %error.code, %error, "closing on a protocol error");
+                close_with(&mut socket, &session, error.code, &error.message).await;
+                return;
+            }
+            Ok(Event::Joined { reply, peer_id }) => {
+                tracing::debug!(%peer_id, "joined");
+                vec![reply]
+            }
+            Ok(Event::Sync {
+                doc_id,
+                kind,
+                message,
+            }) => match handle_sync(&state, &mut session, device, doc_id, kind, message).await {
+                Ok(replies) => replies,
+                Err(error) => {
+                    tracing::error!(%doc_id, error = format!("{error:#}"), "sync failed");
+                    close_with(&mut socket, &session, ErrorCode::Internal, "internal error").await;
+                    return;
+                }
+            },
+            Ok(Event::DocUnavailable { doc_id }) => {
+                session.forget(doc_id);
+                Vec::new()
+            }
+            Ok(Event::RemoteError { code, message }) => {
+                tracing::info!(?code, %message, "peer reported an error");
+                return;
+            }
+            Ok(Event::Accepted { .. } | Event::Ignored) => Vec::new(),
+        };
+        for reply in replies {
+            if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn close_with(socket: &mut WebSocket, session: &Session, code: ErrorCode, message: &str) {
+    let _ = socket
+        .send(WsMessage::Binary(session.error_frame(code, message).into()))
+        .await;
+    let _ = socket.send(WsMessage::Close(None)).await;
+}
+
+/// One document message: load, authorise, apply, decide, save, reply. Serialised per document on this node; the
+/// store's version check catches a writer on another node, and the loop merges its changes and tries again.
+async fn handle_sync(
+    state: &AppState,
+    session: &mut Session,
+    device: Device,
+    doc_id: DocumentId,
+    kind: SyncKind,
+    message: SyncMessage,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let _guard = state.doc_locks.lock(doc_id).await;
+    for _attempt in 0..5 {
+        let stored = state.store.load_document(doc_id).await?;
+        // A document owned by someone else is answered exactly like one that does not exist.
+        let visible = stored
+            .as_ref()
+            .is_none_or(|stored| stored.collector_id == device.collector_id);
+        if !visible || (stored.is_none() && kind == SyncKind::Request) {
+            session.forget(doc_id);
+            return Ok(vec![session.doc_unavailable_frame(doc_id)]);
+        }
+        let (mut doc, expected_version) = match &stored {
+            Some(stored) => (
+                AutoCommit::load(&stored.bytes).context("loading a stored document")?,
+                Some(stored.version),
+            ),
+            None => (AutoCommit::new(), None),
+        };
+        doc.set_actor(state.actor.clone());
+        let heads_before = doc.get_heads();
+        if let Err(error) = session.apply(doc_id, &mut doc, message.clone()) {
+            tracing::info!(%doc_id, %error, "refused changes");
+            session.forget(doc_id);
+            return Ok(vec![session.error_frame(error.code, &error.message)]);
+        }
+        if doc.get_heads() != heads_before {
+            let decision =
+                ingest::decide(&doc, doc_id, &state.boundaries, OffsetDateTime::now_utc());
+            write_server_record(&mut doc, &decision.record)?;
+            let write = DocumentWrite {
+                doc_id,
+                collector_id: device.collector_id,
+                device_id: device.device_id,
+                bytes: doc.save(),
+                expected_version,
+                insight: decision.row,
+            };
+            match state.store.save_document(write).await {
+                Ok(()) => {}
+                Err(SaveError::Conflict) => continue,
+                Err(SaveError::Database(error)) => return Err(error),
+            }
+        }
+        return Ok(session.generate(doc_id, &mut doc).into_iter().collect());
+    }
+    anyhow::bail!("document {doc_id} kept changing under us")
+}
+
+/// Per-document locks, so two connections of one collector never interleave a load and a save of one document.
+/// Entries are dropped as soon as nobody holds them, so the map stays as small as the work in flight.
+#[derive(Debug, Default)]
+pub struct DocLocks {
+    locks: Mutex<HashMap<DocumentId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while a document is being processed.
+pub struct DocGuard<'a> {
+    locks: &'a DocLocks,
+    doc_id: DocumentId,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl DocLocks {
+    pub async fn lock(&self, doc_id: DocumentId) -> DocGuard<'_> {
+        let lock = {
+            let mut locks = self.locks.lock().expect("doc lock map poisoned");
+            locks.entry(doc_id).or_default().clone()
+        };
+        let guard = lock.lock_owned().await;
+        DocGuard {
+            locks: self,
+            doc_id,
+            guard: Some(guard),
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.locks.lock().expect("doc lock map poisoned").len()
+    }
+}
+
+impl Drop for DocGuard<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.locks.locks.lock().expect("doc lock map poisoned");
+        drop(self.guard.take());
+        if locks
+            .get(&self.doc_id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(&self.doc_id);
+        }
+    }
+}
+
+/// The actor this server process writes its records as. One per process: two nodes never share an actor.
+#[must_use]
+pub fn process_actor() -> ActorId {
+    ActorId::from(Uuid::new_v4().as_bytes().as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn doc_locks_serialise_one_document_and_clean_up() {
+        let locks = Arc::new(DocLocks::default());
+        let doc_id = DocumentId::random();
+        let first = locks.lock(doc_id).await;
+        let waiter = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                let _second = locks.lock(doc_id).await;
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "the second holder waits for the first"
+        );
+        let _other = locks.lock(DocumentId::random()).await;
+        drop(first);
+        waiter.await.unwrap();
+        drop(_other);
+        assert_eq!(locks.len(), 0);
+    }
+}
