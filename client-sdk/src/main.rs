@@ -72,14 +72,8 @@ enum Command {
 
 fn parse_channel(text: &str) -> Result<Channel, String> {
     Channel::parse(text).ok_or_else(|| {
-        let known: Vec<_> = Channel::ALL
-            .iter()
-            .map(|channel| channel.as_str())
-            .collect();
-        format!(
-            "unknown channel '{text}'; expected one of {}",
-            known.join(", ")
-        )
+        let known: Vec<_> = Channel::ALL.iter().map(|channel| channel.as_str()).collect();
+        format!("unknown channel '{text}'; expected one of {}", known.join(", "))
     })
 }
 
@@ -96,22 +90,15 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             if json {
-                let code =
-                    error
-                        .code()
-                        .map(|code| code.as_str().to_owned())
-                        .or_else(|| match &error {
-                            SdkError::Server { code, .. } => Some(code.clone()),
-                            _ => None,
-                        });
+                let code = error.code().map(|code| code.as_str().to_owned()).or_else(|| match &error {
+                    SdkError::Server { code, .. } => Some(code.clone()),
+                    _ => None,
+                });
                 let field = match &error {
                     SdkError::Invalid(invalid) => Some(invalid.field),
                     _ => None,
                 };
-                println!(
-                    "{}",
-                    json!({ "error": { "code": code, "field": field, "message": error.to_string() } })
-                );
+                println!("{}", json!({ "error": { "code": code, "field": field, "message": error.to_string() } }));
             } else {
                 eprintln!("error: {error}");
             }
@@ -123,35 +110,13 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), SdkError> {
     let store = Store::open(&cli.store).await?;
     match cli.command {
-        Command::Capture {
-            category,
-            text,
-            channel,
-            feeling_safe,
-            lat,
-            lon,
-            accuracy_m,
-            area,
-            captured_at,
-        } => {
+        Command::Capture { category, text, channel, feeling_safe, lat, lon, accuracy_m, area, captured_at } => {
             let location = match (lat, lon, area) {
-                (Some(lat), Some(lon), _) => Location::Gps {
-                    lat,
-                    lon,
-                    accuracy_m,
-                },
+                (Some(lat), Some(lon), _) => Location::Gps { lat, lon, accuracy_m },
                 (_, _, Some(code)) => Location::Area { code },
                 _ => Location::None,
             };
-            let draft = Draft {
-                category,
-                text,
-                feeling_safe,
-                location,
-                channel,
-                captured_at,
-                campaign: None,
-            };
+            let draft = Draft { category, text, feeling_safe, location, channel, captured_at, campaign: None };
             let id = store.capture(draft).await?;
             if cli.json {
                 println!("{}", json!({ "id": id, "status": "captured" }));
@@ -167,16 +132,9 @@ async fn run(cli: Cli) -> Result<(), SdkError> {
                     .iter()
                     .map(|(id, status)| json!({ "id": id, "status": status_json(status) }))
                     .collect();
-                println!(
-                    "{}",
-                    json!({ "sent": report.sent, "updated": updated, "unavailable": report.unavailable })
-                );
+                println!("{}", json!({ "sent": report.sent, "updated": updated, "unavailable": report.unavailable }));
             } else {
-                println!(
-                    "Sent {} new insight(s); {} status change(s).",
-                    report.sent,
-                    report.updated.len()
-                );
+                println!("Sent {} new insight(s); {} status change(s).", report.sent, report.updated.len());
                 for (id, status) in &report.updated {
                     println!("  {id}: {}", status.describe());
                 }
@@ -210,10 +168,9 @@ async fn run(cli: Cli) -> Result<(), SdkError> {
 
 fn status_json(status: &Status) -> Value {
     match status {
-        Status::Filed {
-            area_code,
-            area_name,
-        } => json!({ "state": "filed", "area_code": area_code, "area_name": area_name }),
+        Status::Filed { area_code, area_name } => {
+            json!({ "state": "filed", "area_code": area_code, "area_name": area_name })
+        }
         Status::Rejected { code, message } => {
             json!({ "state": "rejected", "code": code, "message": message })
         }

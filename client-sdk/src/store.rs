@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
 use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN_SLUG;
-use grapevine_sync_proto::document::{
-    format_time, read_server_record, write_insight, ServerStatus,
-};
+use grapevine_sync_proto::document::{format_time, read_server_record, write_insight, ServerStatus};
 use grapevine_sync_proto::insight::normalise_text;
 use grapevine_sync_proto::{Channel, DocumentId, ErrorCode, Insight, Location};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -46,10 +44,7 @@ pub enum Status {
     /// The server holds it; its decision has not reached this phone yet.
     Stored,
     /// Filed under an area.
-    Filed {
-        area_code: String,
-        area_name: String,
-    },
+    Filed { area_code: String, area_name: String },
     /// Stored and counted, but not in any area the campaign covers.
     OutsideCoverage,
     /// Refused by the server; never counted.
@@ -75,20 +70,14 @@ impl Status {
         match self {
             Status::Captured => "captured on this phone, not sent yet".to_owned(),
             Status::Stored => "on the server".to_owned(),
-            Status::Filed {
-                area_code,
-                area_name,
-            } => format!("filed under {area_name} ({area_code})"),
+            Status::Filed { area_code, area_name } => format!("filed under {area_name} ({area_code})"),
             Status::OutsideCoverage => "on the server, outside the areas covered".to_owned(),
             Status::Rejected { code, message } => format!("rejected: {message} ({code})"),
         }
     }
 
     fn is_final(&self) -> bool {
-        matches!(
-            self,
-            Status::Filed { .. } | Status::OutsideCoverage | Status::Rejected { .. }
-        )
+        matches!(self, Status::Filed { .. } | Status::OutsideCoverage | Status::Rejected { .. })
     }
 }
 
@@ -125,23 +114,12 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|error| SdkError::Storage(error.to_string()))?;
+        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|error| SdkError::Storage(error.to_string()))?;
         let actor_hex = meta_value(&pool, "actor", || Uuid::new_v4().simple().to_string()).await?;
         let peer_id = meta_value(&pool, "peer_id", || format!("phone-{}", Uuid::new_v4())).await?;
-        let actor = ActorId::from_str(&actor_hex)
-            .map_err(|error| SdkError::Storage(format!("actor id: {error}")))?;
-        Ok(Store {
-            pool,
-            actor,
-            peer_id,
-        })
+        let actor = ActorId::from_str(&actor_hex).map_err(|error| SdkError::Storage(format!("actor id: {error}")))?;
+        Ok(Store { pool, actor, peer_id })
     }
 
     /// This phone's peer id in the sync protocol (stable across restarts).
@@ -158,9 +136,7 @@ impl Store {
         let insight = Insight {
             id: Uuid::new_v4(),
             captured_at: draft.captured_at.unwrap_or_else(now_local),
-            campaign: draft
-                .campaign
-                .unwrap_or_else(|| DEFAULT_CAMPAIGN_SLUG.to_owned()),
+            campaign: draft.campaign.unwrap_or_else(|| DEFAULT_CAMPAIGN_SLUG.to_owned()),
             category: draft.category,
             text: normalise_text(&draft.text),
             feeling_safe: draft.feeling_safe,
@@ -200,9 +176,7 @@ impl Store {
             .map(|row| {
                 let id: String = row.get("insight_id");
                 Ok(Listed {
-                    id: id
-                        .parse()
-                        .map_err(|_| SdkError::Storage(format!("bad insight id {id}")))?,
+                    id: id.parse().map_err(|_| SdkError::Storage(format!("bad insight id {id}")))?,
                     captured_at: row.get("captured_at"),
                     category: row.get("category"),
                     text: row.get("text"),
@@ -213,9 +187,7 @@ impl Store {
     }
 
     /// The documents a sync must visit: those the server may lack, and those whose decision the phone has not seen.
-    pub(crate) async fn documents_to_sync(
-        &self,
-    ) -> Result<Vec<(DocumentId, AutoCommit)>, SdkError> {
+    pub(crate) async fn documents_to_sync(&self) -> Result<Vec<(DocumentId, AutoCommit)>, SdkError> {
         let rows = sqlx::query(
             "SELECT doc_id, doc FROM insights
              WHERE dirty = 1 OR status NOT IN ('filed', 'outside_coverage', 'rejected') ORDER BY seq",
@@ -225,9 +197,8 @@ impl Store {
         rows.into_iter()
             .map(|row| {
                 let doc_id: String = row.get("doc_id");
-                let doc_id: DocumentId = doc_id
-                    .parse()
-                    .map_err(|_| SdkError::Storage(format!("bad document id {doc_id}")))?;
+                let doc_id: DocumentId =
+                    doc_id.parse().map_err(|_| SdkError::Storage(format!("bad document id {doc_id}")))?;
                 let bytes: Vec<u8> = row.get("doc");
                 let doc = AutoCommit::load(&bytes)?.with_actor(self.actor.clone());
                 Ok((doc_id, doc))
@@ -243,29 +214,17 @@ impl Store {
         server_has_everything: bool,
     ) -> Result<Status, SdkError> {
         let status = match read_server_record(doc).map(|record| record.status) {
-            Some(ServerStatus::Filed {
-                area_code,
-                area_name,
-            }) => Status::Filed {
-                area_code,
-                area_name,
-            },
+            Some(ServerStatus::Filed { area_code, area_name }) => Status::Filed { area_code, area_name },
             Some(ServerStatus::OutsideCoverage) => Status::OutsideCoverage,
-            Some(ServerStatus::Rejected { code, message }) => Status::Rejected {
-                code: code.as_str().to_owned(),
-                message,
-            },
+            Some(ServerStatus::Rejected { code, message }) => {
+                Status::Rejected { code: code.as_str().to_owned(), message }
+            }
             None if server_has_everything => Status::Stored,
             None => Status::Captured,
         };
         let (area_code, area_name, reject_code, reject_message) = match &status {
-            Status::Filed {
-                area_code,
-                area_name,
-            } => (Some(area_code.clone()), Some(area_name.clone()), None, None),
-            Status::Rejected { code, message } => {
-                (None, None, Some(code.clone()), Some(message.clone()))
-            }
+            Status::Filed { area_code, area_name } => (Some(area_code.clone()), Some(area_name.clone()), None, None),
+            Status::Rejected { code, message } => (None, None, Some(code.clone()), Some(message.clone())),
             _ => (None, None, None, None),
         };
         sqlx::query(
@@ -291,33 +250,20 @@ fn status_from_row(row: &sqlx::sqlite::SqliteRow) -> Status {
     let text = |column: &str| row.get::<Option<String>, _>(column).unwrap_or_default();
     match row.get::<String, _>("status").as_str() {
         "stored" => Status::Stored,
-        "filed" => Status::Filed {
-            area_code: text("area_code"),
-            area_name: text("area_name"),
-        },
+        "filed" => Status::Filed { area_code: text("area_code"), area_name: text("area_name") },
         "outside_coverage" => Status::OutsideCoverage,
-        "rejected" => Status::Rejected {
-            code: text("reject_code"),
-            message: text("reject_message"),
-        },
+        "rejected" => Status::Rejected { code: text("reject_code"), message: text("reject_message") },
         _ => Status::Captured,
     }
 }
 
-async fn meta_value(
-    pool: &SqlitePool,
-    key: &str,
-    make: impl FnOnce() -> String,
-) -> Result<String, SdkError> {
+async fn meta_value(pool: &SqlitePool, key: &str, make: impl FnOnce() -> String) -> Result<String, SdkError> {
     sqlx::query("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")
         .bind(key)
         .bind(make())
         .execute(pool)
         .await?;
-    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?1")
-        .bind(key)
-        .fetch_one(pool)
-        .await?)
+    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?1").bind(key).fetch_one(pool).await?)
 }
 
 /// Now, in the device's offset where the platform lets us read it safely, else UTC.
@@ -349,11 +295,7 @@ mod tests {
             category: "road-safety".into(),
             text: "  Cars race past the school gate  ".into(),
             feeling_safe: Some(2),
-            location: Location::Gps {
-                lat: 53.0,
-                lon: -2.18,
-                accuracy_m: 10.0,
-            },
+            location: Location::Gps { lat: 53.0, lon: -2.18, accuracy_m: 10.0 },
             channel: Channel::Pupil,
             captured_at: None,
             campaign: None,
@@ -365,27 +307,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
         let first = store.capture(draft()).await.unwrap();
-        let second = store
-            .capture(Draft {
-                category: "asb".into(),
-                ..draft()
-            })
-            .await
-            .unwrap();
+        let second = store.capture(Draft { category: "asb".into(), ..draft() }).await.unwrap();
         let peer_id = store.peer_id().to_owned();
         drop(store);
 
         let store = Store::open(dir.path()).await.unwrap();
         assert_eq!(store.peer_id(), peer_id, "the phone keeps its identity");
         let listed = store.list().await.unwrap();
-        assert_eq!(
-            listed.iter().map(|l| l.id).collect::<Vec<_>>(),
-            vec![first, second]
-        );
-        assert_eq!(
-            listed[0].text, "Cars race past the school gate",
-            "text is stored trimmed"
-        );
+        assert_eq!(listed.iter().map(|l| l.id).collect::<Vec<_>>(), vec![first, second]);
+        assert_eq!(listed[0].text, "Cars race past the school gate", "text is stored trimmed");
         assert_eq!(listed[0].status, Status::Captured);
         assert_eq!(store.documents_to_sync().await.unwrap().len(), 2);
     }
@@ -394,52 +324,20 @@ mod tests {
     async fn an_invalid_draft_names_its_field_and_stores_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
-        let error = store
-            .capture(Draft {
-                text: " ".into(),
-                ..draft()
-            })
-            .await
-            .unwrap_err();
-        let SdkError::Invalid(invalid) = error else {
-            panic!("expected Invalid, got {error:?}")
-        };
-        assert_eq!(
-            (invalid.code, invalid.field),
-            (ErrorCode::InsightTextEmpty, "text")
-        );
-        let error = store
-            .capture(Draft {
-                category: "parking".into(),
-                ..draft()
-            })
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, SdkError::Invalid(ref invalid) if invalid.field == "category"),
-            "{error:?}"
-        );
+        let error = store.capture(Draft { text: " ".into(), ..draft() }).await.unwrap_err();
+        let SdkError::Invalid(invalid) = error else { panic!("expected Invalid, got {error:?}") };
+        assert_eq!((invalid.code, invalid.field), (ErrorCode::InsightTextEmpty, "text"));
+        let error = store.capture(Draft { category: "parking".into(), ..draft() }).await.unwrap_err();
+        assert!(matches!(error, SdkError::Invalid(ref invalid) if invalid.field == "category"), "{error:?}");
         assert!(store.list().await.unwrap().is_empty());
     }
 
     #[test]
     fn statuses_describe_themselves() {
-        let filed = Status::Filed {
-            area_code: "E05008714".into(),
-            area_name: "Abbey Hulton and Townsend".into(),
-        };
-        assert_eq!(
-            filed.describe(),
-            "filed under Abbey Hulton and Townsend (E05008714)"
-        );
-        let rejected = Status::Rejected {
-            code: "insight_area_unknown".into(),
-            message: "no such area".into(),
-        };
-        assert_eq!(
-            rejection_code(&rejected),
-            Some(ErrorCode::InsightAreaUnknown)
-        );
+        let filed = Status::Filed { area_code: "E05008714".into(), area_name: "Abbey Hulton and Townsend".into() };
+        assert_eq!(filed.describe(), "filed under Abbey Hulton and Townsend (E05008714)");
+        let rejected = Status::Rejected { code: "insight_area_unknown".into(), message: "no such area".into() };
+        assert_eq!(rejection_code(&rejected), Some(ErrorCode::InsightAreaUnknown));
         assert_eq!(rejection_code(&filed), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The sync client: one WebSocket connection, the automerge-repo v1 handshake, then every document that needs it
 //! synced in one batch (all first messages go out together, so round trips do not grow with the number of insights).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -29,17 +29,60 @@ pub struct SyncReport {
     pub unavailable: Vec<Uuid>,
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What became of one document in a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocOutcome {
+    /// Both sides now hold exactly the same changes.
+    InStep,
+    /// The server does not have it or will not share it (the two look the same on purpose).
+    Unavailable,
+}
 
 /// Syncs the store once with the server at `url` (e.g. `ws://127.0.0.1:8080/sync`), authenticating with `token`.
 ///
 /// # Errors
 /// The server refuses the token (`SdkError::Server` with code `unauthorized`), cannot be reached, breaks the protocol
-/// or stops answering. Whatever was synced before the failure is kept.
+/// or stops answering. Nothing on the phone is lost either way; sync again.
 pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, SdkError> {
+    let before: HashMap<Uuid, Status> =
+        store.list().await?.into_iter().map(|listed| (listed.id, listed.status)).collect();
+    let mut docs = store.documents_to_sync().await?;
+    let outcomes = sync_documents(url, token, store.peer_id(), &mut docs).await?;
+    let mut report = SyncReport::default();
+    for ((doc_id, doc), outcome) in docs.iter_mut().zip(outcomes) {
+        let insight_id = doc_id.as_uuid();
+        if outcome == DocOutcome::Unavailable {
+            report.unavailable.push(insight_id);
+            continue;
+        }
+        let status = store.save_synced(*doc_id, doc, true).await?;
+        let previous = before.get(&insight_id);
+        if previous == Some(&Status::Captured) {
+            report.sent += 1;
+        }
+        if previous != Some(&status) {
+            report.updated.push((insight_id, status));
+        }
+    }
+    Ok(report)
+}
+
+/// Syncs a batch of documents over one connection: the handshake, then every document's first message at once,
+/// then answers until each document is in step with the server or unavailable. Returns one outcome per document, in
+/// order. This is the network half of [`sync`], usable with any documents (tests use it to act as another client).
+///
+/// # Errors
+/// As [`sync`].
+pub async fn sync_documents(
+    url: &str,
+    token: &str,
+    peer_id: &str,
+    docs: &mut [(DocumentId, AutoCommit)],
+) -> Result<Vec<DocOutcome>, SdkError> {
     let mut socket = connect(url, token).await?;
-    let mut session = Session::new(Side::Client, store.peer_id());
+    let mut session = Session::new(Side::Client, peer_id);
     send(&mut socket, session.join_frame()).await?;
     loop {
         match session.receive(&next_frame(&mut socket).await?)? {
@@ -48,49 +91,34 @@ pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, S
             _ => {}
         }
     }
-
-    let before: HashMap<Uuid, Status> = store
-        .list()
-        .await?
-        .into_iter()
-        .map(|listed| (listed.id, listed.status))
-        .collect();
-    let mut docs: HashMap<DocumentId, AutoCommit> =
-        store.documents_to_sync().await?.into_iter().collect();
-    let mut pending: HashSet<DocumentId> = docs.keys().copied().collect();
-    let mut report = SyncReport::default();
-    for (doc_id, doc) in &mut docs {
+    let index: HashMap<DocumentId, usize> = docs.iter().enumerate().map(|(i, (doc_id, _))| (*doc_id, i)).collect();
+    let mut outcomes = vec![None; docs.len()];
+    for (doc_id, doc) in docs.iter_mut() {
         if let Some(frame) = session.generate(*doc_id, doc) {
             send(&mut socket, frame).await?;
         }
     }
-    while !pending.is_empty() {
+    let mut n_pending = docs.len();
+    while n_pending > 0 {
         match session.receive(&next_frame(&mut socket).await?)? {
-            Event::Sync {
-                doc_id, message, ..
-            } => {
-                let Some(doc) = docs.get_mut(&doc_id) else {
-                    continue;
-                };
+            Event::Sync { doc_id, message, .. } => {
+                let Some(&i) = index.get(&doc_id) else { continue };
+                let doc = &mut docs[i].1;
                 session.apply(doc_id, doc, message)?;
                 if let Some(frame) = session.generate(doc_id, doc) {
                     send(&mut socket, frame).await?;
                 }
-                if pending.contains(&doc_id) && session.is_in_step(doc_id, doc) {
-                    pending.remove(&doc_id);
-                    let status = store.save_synced(doc_id, doc, true).await?;
-                    let previous = before.get(&doc_id.as_uuid());
-                    if previous == Some(&Status::Captured) {
-                        report.sent += 1;
-                    }
-                    if previous != Some(&status) {
-                        report.updated.push((doc_id.as_uuid(), status));
-                    }
+                if outcomes[i].is_none() && session.is_in_step(doc_id, doc) {
+                    outcomes[i] = Some(DocOutcome::InStep);
+                    n_pending -= 1;
                 }
             }
             Event::DocUnavailable { doc_id } => {
-                if pending.remove(&doc_id) {
-                    report.unavailable.push(doc_id.as_uuid());
+                if let Some(&i) = index.get(&doc_id) {
+                    if outcomes[i].is_none() {
+                        outcomes[i] = Some(DocOutcome::Unavailable);
+                        n_pending -= 1;
+                    }
                 }
             }
             Event::RemoteError { code, message } => return Err(remote_error(code, message)),
@@ -98,19 +126,14 @@ pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, S
         }
     }
     let _ = socket.close(None).await;
-    Ok(report)
+    Ok(outcomes.into_iter().map(|outcome| outcome.unwrap_or(DocOutcome::Unavailable)).collect())
 }
 
 async fn connect(url: &str, token: &str) -> Result<Socket, SdkError> {
-    let mut request = url
-        .into_client_request()
-        .map_err(|error| SdkError::Network(format!("{url}: {error}")))?;
+    let mut request = url.into_client_request().map_err(|error| SdkError::Network(format!("{url}: {error}")))?;
     let bearer = format!("Bearer {token}")
         .parse()
-        .map_err(|_| SdkError::Server {
-            code: "unauthorized".into(),
-            message: "the token is not valid text".into(),
-        })?;
+        .map_err(|_| SdkError::Server { code: "unauthorized".into(), message: "the token is not valid text".into() })?;
     request.headers_mut().insert("authorization", bearer);
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _response)) => Ok(socket),
@@ -119,13 +142,8 @@ async fn connect(url: &str, token: &str) -> Result<Socket, SdkError> {
             let status = response.status();
             let body = response.body().as_deref().unwrap_or_default();
             let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-            let field = |name: &str| {
-                parsed
-                    .as_ref()
-                    .and_then(|v| v.get(name))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-            };
+            let field =
+                |name: &str| parsed.as_ref().and_then(|v| v.get(name)).and_then(|v| v.as_str()).map(str::to_owned);
             Err(SdkError::Server {
                 code: field("code").unwrap_or_else(|| format!("http_{}", status.as_u16())),
                 message: field("message").unwrap_or_else(|| status.to_string()),
@@ -136,19 +154,14 @@ async fn connect(url: &str, token: &str) -> Result<Socket, SdkError> {
 }
 
 async fn send(socket: &mut Socket, frame: Vec<u8>) -> Result<(), SdkError> {
-    socket
-        .send(WsMessage::Binary(frame.into()))
-        .await
-        .map_err(|error| SdkError::Network(error.to_string()))
+    socket.send(WsMessage::Binary(frame.into())).await.map_err(|error| SdkError::Network(error.to_string()))
 }
 
 async fn next_frame(socket: &mut Socket) -> Result<Vec<u8>, SdkError> {
     loop {
         let message = tokio::time::timeout(IDLE_TIMEOUT, socket.next())
             .await
-            .map_err(|_| {
-                SdkError::Timeout(format!("no answer from the server in {IDLE_TIMEOUT:?}"))
-            })?;
+            .map_err(|_| SdkError::Timeout(format!("no answer from the server in {IDLE_TIMEOUT:?}")))?;
         match message {
             Some(Ok(WsMessage::Binary(frame))) => return Ok(frame.to_vec()),
             Some(Ok(WsMessage::Close(_))) | None => {
@@ -161,8 +174,5 @@ async fn next_frame(socket: &mut Socket) -> Result<Vec<u8>, SdkError> {
 }
 
 fn remote_error(code: Option<grapevine_sync_proto::ErrorCode>, message: String) -> SdkError {
-    SdkError::Server {
-        code: code.map_or_else(|| "unknown".to_owned(), |code| code.as_str().to_owned()),
-        message,
-    }
+    SdkError::Server { code: code.map_or_else(|| "unknown".to_owned(), |code| code.as_str().to_owned()), message }
 }

@@ -30,11 +30,7 @@ impl ServeConfig {
     /// The zero-configuration defaults with another address and database.
     #[must_use]
     pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
-        ServeConfig {
-            listen,
-            database_url: database_url.into(),
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-        }
+        ServeConfig { listen, database_url: database_url.into(), max_frame_bytes: DEFAULT_MAX_FRAME_BYTES }
     }
 }
 
@@ -71,9 +67,7 @@ impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url).await?;
         let boundaries = Arc::new(Boundaries::bundled());
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let state = AppState {
             store,
             boundaries,
@@ -99,10 +93,7 @@ impl Application {
     ///
     /// # Errors
     /// The listener fails.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
         let router = router(self.state);
         let stopping = state.shutdown.clone();
@@ -111,9 +102,7 @@ impl Application {
             tracing::info!("shutting down: closing sync connections");
             stopping.cancel();
         };
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(signal)
-            .await?;
+        axum::serve(self.listener, router).with_graceful_shutdown(signal).await?;
         state.tracker.close();
         state.tracker.wait().await;
         tracing::info!("stopped");

@@ -4,6 +4,9 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::store::{NewDevice, Role, Store};
 
 /// The kind of holder a token is for; it prefixes the token so a leaked one is recognisable in a log or a paste.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +27,26 @@ pub fn new_token(kind: TokenKind) -> String {
     format!("{prefix}{}", hex(&secret))
 }
 
+/// Registers a collector's device; returns it with its token, which is stored only as a hash.
+///
+/// # Errors
+/// The store fails.
+pub async fn issue_device(store: &dyn Store, label: &str) -> anyhow::Result<(NewDevice, String)> {
+    let token = new_token(TokenKind::Device);
+    let device = store.add_device(label, &hash_token(&token)).await?;
+    Ok((device, token))
+}
+
+/// Creates an API token with a role; returns its id and the token, which is stored only as a hash.
+///
+/// # Errors
+/// The store fails.
+pub async fn issue_api_token(store: &dyn Store, role: Role, label: &str) -> anyhow::Result<(Uuid, String)> {
+    let token = new_token(TokenKind::Api);
+    let id = store.add_api_token(role, label, &hash_token(&token)).await?;
+    Ok((id, token))
+}
+
 /// The hash under which a token is stored and looked up.
 #[must_use]
 pub fn hash_token(token: &str) -> String {
@@ -32,12 +55,10 @@ pub fn hash_token(token: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
 }
 
 /// The bearer token of a request: the `Authorization: Bearer` header, or else a `token` query parameter (browsers
@@ -56,14 +77,9 @@ pub fn bearer_token(parts: &Parts) -> Option<String> {
 }
 
 fn from_header(headers: &HeaderMap) -> Option<String> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -87,30 +103,15 @@ mod tests {
         assert!(new_token(TokenKind::Api).starts_with("gva_"));
         assert_eq!(hash_token(&a), hash_token(&a));
         assert_ne!(hash_token(&a), hash_token(&b));
-        assert_eq!(
-            hash_token("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
     fn the_header_wins_over_the_query() {
-        assert_eq!(
-            bearer_token(&parts("/sync", Some("Bearer abc"))),
-            Some("abc".into())
-        );
-        assert_eq!(
-            bearer_token(&parts("/sync", Some("bearer  abc "))),
-            Some("abc".into())
-        );
-        assert_eq!(
-            bearer_token(&parts("/sync?x=1&token=q", None)),
-            Some("q".into())
-        );
-        assert_eq!(
-            bearer_token(&parts("/sync?token=q", Some("Bearer h"))),
-            Some("h".into())
-        );
+        assert_eq!(bearer_token(&parts("/sync", Some("Bearer abc"))), Some("abc".into()));
+        assert_eq!(bearer_token(&parts("/sync", Some("bearer  abc "))), Some("abc".into()));
+        assert_eq!(bearer_token(&parts("/sync?x=1&token=q", None)), Some("q".into()));
+        assert_eq!(bearer_token(&parts("/sync?token=q", Some("Bearer h"))), Some("h".into()));
         assert_eq!(bearer_token(&parts("/sync", Some("Basic abc"))), None);
         assert_eq!(bearer_token(&parts("/sync", None)), None);
     }

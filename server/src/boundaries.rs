@@ -39,8 +39,7 @@ impl Boundaries {
     /// Never: the bundled file is checked by the test suite.
     #[must_use]
     pub fn bundled() -> Self {
-        Boundaries::from_geojson(BUNDLED_WARDS, "WD13CD", "WD13NM")
-            .expect("the bundled ward boundaries are valid")
+        Boundaries::from_geojson(BUNDLED_WARDS, "WD13CD", "WD13NM").expect("the bundled ward boundaries are valid")
     }
 
     /// Reads a GeoJSON `FeatureCollection` of `Polygon`/`MultiPolygon` features, taking each area's code and name from
@@ -64,10 +63,7 @@ impl Boundaries {
             };
             let code = text_property(code_field)?;
             let name = text_property(name_field)?;
-            let geometry = feature
-                .geometry
-                .as_ref()
-                .with_context(|| format!("area {code} has no geometry"))?;
+            let geometry = feature.geometry.as_ref().with_context(|| format!("area {code} has no geometry"))?;
             let shape = match geo::Geometry::<f64>::try_from(&geometry.value)
                 .with_context(|| format!("area {code}: unreadable geometry"))?
             {
@@ -92,19 +88,11 @@ impl Boundaries {
             if by_code.insert(area.code.clone(), area_idx).is_some() {
                 bail!("area code {} appears twice", area.code);
             }
-            let rect = area
-                .shape
-                .bounding_rect()
-                .with_context(|| format!("area {} is empty", area.code))?;
-            let rectangle =
-                Rectangle::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
+            let rect = area.shape.bounding_rect().with_context(|| format!("area {} is empty", area.code))?;
+            let rectangle = Rectangle::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
             boxes.push(GeomWithData::new(rectangle, area_idx));
         }
-        Ok(Boundaries {
-            areas,
-            by_code,
-            tree: RTree::bulk_load(boxes),
-        })
+        Ok(Boundaries { areas, by_code, tree: RTree::bulk_load(boxes) })
     }
 
     /// All areas, sorted by code.
@@ -116,9 +104,7 @@ impl Boundaries {
     /// The area with this code.
     #[must_use]
     pub fn area(&self, code: &str) -> Option<&Area> {
-        self.by_code
-            .get(code)
-            .map(|&area_idx| &self.areas[area_idx])
+        self.by_code.get(code).map(|&area_idx| &self.areas[area_idx])
     }
 
     /// The area containing the point (longitude, latitude in WGS84), by the border rule above.
@@ -140,54 +126,36 @@ mod tests {
     use geo::{polygon, Polygon};
 
     fn square(code: &str, x0: f64, y0: f64) -> Area {
-        let shape: Polygon<f64> = polygon![(x: x0, y: y0), (x: x0 + 1.0, y: y0), (x: x0 + 1.0, y: y0 + 1.0), (x: x0, y: y0 + 1.0)];
-        Area {
-            code: code.into(),
-            name: format!("Square {code}"),
-            shape: MultiPolygon::new(vec![shape]),
-        }
+        let shape: Polygon<f64> =
+            polygon![(x: x0, y: y0), (x: x0 + 1.0, y: y0), (x: x0 + 1.0, y: y0 + 1.0), (x: x0, y: y0 + 1.0)];
+        Area { code: code.into(), name: format!("Square {code}"), shape: MultiPolygon::new(vec![shape]) }
     }
 
     #[test]
     fn the_bundled_wards_load() {
         let wards = Boundaries::bundled();
         assert_eq!(wards.areas().len(), 211);
-        assert_eq!(
-            wards.area("E05008714").map(|a| a.name.as_str()),
-            Some("Abbey Hulton and Townsend")
-        );
+        assert_eq!(wards.area("E05008714").map(|a| a.name.as_str()), Some("Abbey Hulton and Townsend"));
     }
 
     #[test]
     fn points_inside_outside_and_on_a_shared_border() {
-        let boundaries =
-            Boundaries::new(vec![square("B", 1.0, 0.0), square("A", 0.0, 0.0)]).unwrap();
-        assert_eq!(
-            boundaries.locate(0.5, 0.5).map(|a| a.code.as_str()),
-            Some("A")
-        );
-        assert_eq!(
-            boundaries.locate(1.5, 0.5).map(|a| a.code.as_str()),
-            Some("B")
-        );
+        let boundaries = Boundaries::new(vec![square("B", 1.0, 0.0), square("A", 0.0, 0.0)]).unwrap();
+        assert_eq!(boundaries.locate(0.5, 0.5).map(|a| a.code.as_str()), Some("A"));
+        assert_eq!(boundaries.locate(1.5, 0.5).map(|a| a.code.as_str()), Some("B"));
         assert_eq!(
             boundaries.locate(1.0, 0.5).map(|a| a.code.as_str()),
             Some("A"),
             "a shared border goes to the smaller code"
         );
-        assert_eq!(
-            boundaries.locate(2.0, 0.5).map(|a| a.code.as_str()),
-            Some("B"),
-            "an outer edge is inside"
-        );
+        assert_eq!(boundaries.locate(2.0, 0.5).map(|a| a.code.as_str()), Some("B"), "an outer edge is inside");
         assert!(boundaries.locate(2.5, 0.5).is_none());
         assert!(boundaries.locate(0.5, -0.0001).is_none());
     }
 
     #[test]
     fn duplicate_codes_are_refused() {
-        let error =
-            Boundaries::new(vec![square("A", 0.0, 0.0), square("A", 5.0, 5.0)]).unwrap_err();
+        let error = Boundaries::new(vec![square("A", 0.0, 0.0), square("A", 5.0, 5.0)]).unwrap_err();
         assert!(error.to_string().contains("appears twice"));
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app::{Application, ServeConfig};
-use crate::auth::{hash_token, new_token, TokenKind};
+use crate::auth::{issue_api_token, issue_device};
 use crate::store::{self, Role, DEFAULT_DATABASE_URL};
 
 /// Grapevine: community-safety insights from the people already there.
@@ -85,15 +85,13 @@ pub enum TokenCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let app = Application::build(ServeConfig::new(args.listen, args.database.database_url))
-                .await?;
+            let app = Application::build(ServeConfig::new(args.listen, args.database.database_url)).await?;
             tracing::info!(address = %app.local_addr()?, "grapevine listening");
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Device(DeviceCommand::Add { label, database }) => {
             let store = store::open(&database.database_url).await?;
-            let token = new_token(TokenKind::Device);
-            let device = store.add_device(&label, &hash_token(&token)).await?;
+            let (device, token) = issue_device(store.as_ref(), &label).await?;
             println!(
                 "Added device {} for collector {} ({label}). Its token, shown only now:",
                 device.device_id, device.collector_id
@@ -101,24 +99,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Token(TokenCommand::Add {
-            role,
-            label,
-            database,
-        }) => {
+        Command::Token(TokenCommand::Add { role, label, database }) => {
             let store = store::open(&database.database_url).await?;
             let role = match role {
                 RoleArg::Analyst => Role::Analyst,
                 RoleArg::Board => Role::Board,
             };
-            let token = new_token(TokenKind::Api);
-            let id = store
-                .add_api_token(role, &label, &hash_token(&token))
-                .await?;
-            println!(
-                "Added {} token {id}. The token, shown only now:",
-                role.as_str()
-            );
+            let (id, token) = issue_api_token(store.as_ref(), role, &label).await?;
+            println!("Added {} token {id}. The token, shown only now:", role.as_str());
             println!("{token}");
             Ok(())
         }

@@ -19,12 +19,7 @@ pub struct Decision {
 
 /// Decides what an insight document means now.
 #[must_use]
-pub fn decide(
-    doc: &AutoCommit,
-    doc_id: DocumentId,
-    boundaries: &Boundaries,
-    now: OffsetDateTime,
-) -> Decision {
+pub fn decide(doc: &AutoCommit, doc_id: DocumentId, boundaries: &Boundaries, now: OffsetDateTime) -> Decision {
     let insight = read_insight(doc).and_then(|insight| check(insight, doc_id));
     let (insight, status) = match insight {
         Err(invalid) => (None, rejected(&invalid)),
@@ -34,14 +29,11 @@ pub fn decide(
         }
     };
     let outcome = match &status {
-        ServerStatus::Filed { area_code, .. } => Outcome::Filed {
-            area_code: area_code.clone(),
-        },
+        ServerStatus::Filed { area_code, .. } => Outcome::Filed { area_code: area_code.clone() },
         ServerStatus::OutsideCoverage => Outcome::OutsideCoverage,
-        ServerStatus::Rejected { code, message } => Outcome::Rejected {
-            code: code.as_str().to_owned(),
-            message: message.clone(),
-        },
+        ServerStatus::Rejected { code, message } => {
+            Outcome::Rejected { code: code.as_str().to_owned(), message: message.clone() }
+        }
     };
     let row = match insight {
         Some(insight) => row_of(insight, outcome, now),
@@ -59,13 +51,7 @@ pub fn decide(
             processed_at: now,
         },
     };
-    Decision {
-        row,
-        record: ServerRecord {
-            status,
-            processed_at: now,
-        },
-    }
+    Decision { row, record: ServerRecord { status, processed_at: now } }
 }
 
 fn check(insight: Insight, doc_id: DocumentId) -> Result<Insight, InvalidInsight> {
@@ -73,10 +59,7 @@ fn check(insight: Insight, doc_id: DocumentId) -> Result<Insight, InvalidInsight
         return Err(InvalidInsight {
             code: ErrorCode::InsightIdMismatch,
             field: "id",
-            message: format!(
-                "insight id {} does not match its document {doc_id}",
-                insight.id
-            ),
+            message: format!("insight id {} does not match its document {doc_id}", insight.id),
         });
     }
     insight.validate()?;
@@ -84,26 +67,17 @@ fn check(insight: Insight, doc_id: DocumentId) -> Result<Insight, InvalidInsight
 }
 
 fn rejected(invalid: &InvalidInsight) -> ServerStatus {
-    ServerStatus::Rejected {
-        code: invalid.code,
-        message: format!("{}: {}", invalid.field, invalid.message),
-    }
+    ServerStatus::Rejected { code: invalid.code, message: format!("{}: {}", invalid.field, invalid.message) }
 }
 
 fn geotag(insight: &Insight, boundaries: &Boundaries) -> ServerStatus {
     match &insight.location {
         Location::Gps { lat, lon, .. } => match boundaries.locate(*lon, *lat) {
-            Some(area) => ServerStatus::Filed {
-                area_code: area.code.clone(),
-                area_name: area.name.clone(),
-            },
+            Some(area) => ServerStatus::Filed { area_code: area.code.clone(), area_name: area.name.clone() },
             None => ServerStatus::OutsideCoverage,
         },
         Location::Area { code } => match boundaries.area(code) {
-            Some(area) => ServerStatus::Filed {
-                area_code: area.code.clone(),
-                area_name: area.name.clone(),
-            },
+            Some(area) => ServerStatus::Filed { area_code: area.code.clone(), area_name: area.name.clone() },
             None => ServerStatus::Rejected {
                 code: ErrorCode::InsightAreaUnknown,
                 message: format!("location: area '{code}' is not one of the campaign's areas"),
@@ -116,11 +90,7 @@ fn geotag(insight: &Insight, boundaries: &Boundaries) -> ServerStatus {
 
 fn row_of(insight: Insight, outcome: Outcome, now: OffsetDateTime) -> InsightRow {
     let (gps, picked_area_code) = match insight.location {
-        Location::Gps {
-            lat,
-            lon,
-            accuracy_m,
-        } => (Some((lat, lon, accuracy_m)), None),
+        Location::Gps { lat, lon, accuracy_m } => (Some((lat, lon, accuracy_m)), None),
         Location::Area { code } => (None, Some(code)),
         Location::None => (None, None),
     };
@@ -164,47 +134,23 @@ mod tests {
     }
 
     fn status_of(doc: &AutoCommit, doc_id: DocumentId) -> ServerStatus {
-        decide(
-            doc,
-            doc_id,
-            &Boundaries::bundled(),
-            OffsetDateTime::now_utc(),
-        )
-        .record
-        .status
+        decide(doc, doc_id, &Boundaries::bundled(), OffsetDateTime::now_utc()).record.status
     }
 
     #[test]
     fn an_area_picked_by_code_is_filed_there_or_rejected() {
-        let (doc, doc_id) = doc_for(Location::Area {
-            code: "E05008714".into(),
-        });
+        let (doc, doc_id) = doc_for(Location::Area { code: "E05008714".into() });
         assert_eq!(
             status_of(&doc, doc_id),
-            ServerStatus::Filed {
-                area_code: "E05008714".into(),
-                area_name: "Abbey Hulton and Townsend".into()
-            }
+            ServerStatus::Filed { area_code: "E05008714".into(), area_name: "Abbey Hulton and Townsend".into() }
         );
-        let (doc, doc_id) = doc_for(Location::Area {
-            code: "E05999999".into(),
-        });
-        assert!(matches!(
-            status_of(&doc, doc_id),
-            ServerStatus::Rejected {
-                code: ErrorCode::InsightAreaUnknown,
-                ..
-            }
-        ));
+        let (doc, doc_id) = doc_for(Location::Area { code: "E05999999".into() });
+        assert!(matches!(status_of(&doc, doc_id), ServerStatus::Rejected { code: ErrorCode::InsightAreaUnknown, .. }));
     }
 
     #[test]
     fn points_far_away_and_missing_locations_count_outside_coverage() {
-        let (doc, doc_id) = doc_for(Location::Gps {
-            lat: 51.5007,
-            lon: -0.1246,
-            accuracy_m: 5.0,
-        });
+        let (doc, doc_id) = doc_for(Location::Gps { lat: 51.5007, lon: -0.1246, accuracy_m: 5.0 });
         assert_eq!(status_of(&doc, doc_id), ServerStatus::OutsideCoverage);
         let (doc, doc_id) = doc_for(Location::None);
         assert_eq!(status_of(&doc, doc_id), ServerStatus::OutsideCoverage);
@@ -213,27 +159,13 @@ mod tests {
     #[test]
     fn a_document_claiming_another_insight_or_breaking_a_rule_is_rejected() {
         let (doc, _) = doc_for(Location::None);
-        let decision = decide(
-            &doc,
-            DocumentId::random(),
-            &Boundaries::bundled(),
-            OffsetDateTime::now_utc(),
-        );
-        assert!(matches!(
-            decision.record.status,
-            ServerStatus::Rejected {
-                code: ErrorCode::InsightIdMismatch,
-                ..
-            }
-        ));
+        let decision = decide(&doc, DocumentId::random(), &Boundaries::bundled(), OffsetDateTime::now_utc());
+        assert!(matches!(decision.record.status, ServerStatus::Rejected { code: ErrorCode::InsightIdMismatch, .. }));
         assert!(matches!(decision.row.outcome, Outcome::Rejected { .. }));
 
         let (mut doc, doc_id) = doc_for(Location::None);
-        doc.put(grapevine_sync_proto::automerge::ROOT, "category", "parking")
-            .unwrap();
-        let ServerStatus::Rejected { code, message } = status_of(&doc, doc_id) else {
-            panic!("not rejected")
-        };
+        doc.put(grapevine_sync_proto::automerge::ROOT, "category", "parking").unwrap();
+        let ServerStatus::Rejected { code, message } = status_of(&doc, doc_id) else { panic!("not rejected") };
         assert_eq!(code, ErrorCode::InsightCategoryUnknown);
         assert!(message.starts_with("category: "), "{message}");
     }

@@ -41,19 +41,10 @@ struct Device {
 impl FromRequestParts<AppState> for Device {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
         match state.store.authenticate(&hash_token(&token)).await? {
-            Some(Principal::Device {
-                device_id,
-                collector_id,
-            }) => Ok(Device {
-                device_id,
-                collector_id,
-            }),
+            Some(Principal::Device { device_id, collector_id }) => Ok(Device { device_id, collector_id }),
             Some(Principal::Api { .. }) => Err(ApiError::forbidden("device")),
             None => Err(ApiError::unauthorized()),
         }
@@ -64,17 +55,15 @@ async fn upgrade(State(state): State<AppState>, device: Device, ws: WebSocketUpg
     // The transport's own cap is well above the protocol's, so an oversized frame still gets a coded `error`.
     let hard_cap = state.config.max_frame_bytes.saturating_mul(4);
     let tracker = state.tracker.clone();
-    ws.max_message_size(hard_cap)
-        .max_frame_size(hard_cap)
-        .on_upgrade(move |socket| {
-            let span = tracing::info_span!("sync", device = %device.device_id);
-            tracker.track_future(serve_connection(socket, state, device).instrument(span))
-        })
+    ws.max_message_size(hard_cap).max_frame_size(hard_cap).on_upgrade(move |socket| {
+        let span = tracing::info_span!("sync", device = %device.device_id);
+        tracker.track_future(serve_connection(socket, state, device).instrument(span))
+    })
 }
 
 async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device) {
-    let mut session = Session::new(Side::Server, state.peer_id.clone())
-        .with_max_frame_bytes(state.config.max_frame_bytes);
+    let mut session =
+        Session::new(Side::Server, state.peer_id.clone()).with_max_frame_bytes(state.config.max_frame_bytes);
     loop {
         let inbound = tokio::select! {
             inbound = socket.recv() => inbound,
@@ -87,13 +76,7 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
         let frame = match inbound {
             Some(Ok(WsMessage::Binary(frame))) => frame,
             Some(Ok(WsMessage::Text(_))) => {
-                close_with(
-                    &mut socket,
-                    &session,
-                    ErrorCode::ProtocolViolation,
-                    "frames must be binary CBOR",
-                )
-                .await;
+                close_with(&mut socket, &session, ErrorCode::ProtocolViolation, "frames must be binary CBOR").await;
                 return;
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
@@ -113,18 +96,16 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
                 tracing::debug!(%peer_id, "joined");
                 vec![reply]
             }
-            Ok(Event::Sync {
-                doc_id,
-                kind,
-                message,
-            }) => match handle_sync(&state, &mut session, device, doc_id, kind, message).await {
-                Ok(replies) => replies,
-                Err(error) => {
-                    tracing::error!(%doc_id, error = format!("{error:#}"), "sync failed");
-                    close_with(&mut socket, &session, ErrorCode::Internal, "internal error").await;
-                    return;
+            Ok(Event::Sync { doc_id, kind, message }) => {
+                match handle_sync(&state, &mut session, device, doc_id, kind, message).await {
+                    Ok(replies) => replies,
+                    Err(error) => {
+                        tracing::error!(%doc_id, error = format!("{error:#}"), "sync failed");
+                        close_with(&mut socket, &session, ErrorCode::Internal, "internal error").await;
+                        return;
+                    }
                 }
-            },
+            }
             Ok(Event::DocUnavailable { doc_id }) => {
                 session.forget(doc_id);
                 Vec::new()
@@ -144,9 +125,7 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
 }
 
 async fn close_with(socket: &mut WebSocket, session: &Session, code: ErrorCode, message: &str) {
-    let _ = socket
-        .send(WsMessage::Binary(session.error_frame(code, message).into()))
-        .await;
+    let _ = socket.send(WsMessage::Binary(session.error_frame(code, message).into())).await;
     let _ = socket.send(WsMessage::Close(None)).await;
 }
 
@@ -164,18 +143,15 @@ async fn handle_sync(
     for _attempt in 0..5 {
         let stored = state.store.load_document(doc_id).await?;
         // A document owned by someone else is answered exactly like one that does not exist.
-        let visible = stored
-            .as_ref()
-            .is_none_or(|stored| stored.collector_id == device.collector_id);
+        let visible = stored.as_ref().is_none_or(|stored| stored.collector_id == device.collector_id);
         if !visible || (stored.is_none() && kind == SyncKind::Request) {
             session.forget(doc_id);
             return Ok(vec![session.doc_unavailable_frame(doc_id)]);
         }
         let (mut doc, expected_version) = match &stored {
-            Some(stored) => (
-                AutoCommit::load(&stored.bytes).context("loading a stored document")?,
-                Some(stored.version),
-            ),
+            Some(stored) => {
+                (AutoCommit::load(&stored.bytes).context("loading a stored document")?, Some(stored.version))
+            }
             None => (AutoCommit::new(), None),
         };
         doc.set_actor(state.actor.clone());
@@ -186,8 +162,7 @@ async fn handle_sync(
             return Ok(vec![session.error_frame(error.code, &error.message)]);
         }
         if doc.get_heads() != heads_before {
-            let decision =
-                ingest::decide(&doc, doc_id, &state.boundaries, OffsetDateTime::now_utc());
+            let decision = ingest::decide(&doc, doc_id, &state.boundaries, OffsetDateTime::now_utc());
             write_server_record(&mut doc, &decision.record)?;
             let write = DocumentWrite {
                 doc_id,
@@ -229,11 +204,7 @@ impl DocLocks {
             locks.entry(doc_id).or_default().clone()
         };
         let guard = lock.lock_owned().await;
-        DocGuard {
-            locks: self,
-            doc_id,
-            guard: Some(guard),
-        }
+        DocGuard { locks: self, doc_id, guard: Some(guard) }
     }
 
     #[cfg(test)]
@@ -246,10 +217,7 @@ impl Drop for DocGuard<'_> {
     fn drop(&mut self) {
         let mut locks = self.locks.locks.lock().expect("doc lock map poisoned");
         drop(self.guard.take());
-        if locks
-            .get(&self.doc_id)
-            .is_some_and(|lock| Arc::strong_count(lock) == 1)
-        {
+        if locks.get(&self.doc_id).is_some_and(|lock| Arc::strong_count(lock) == 1) {
             locks.remove(&self.doc_id);
         }
     }
@@ -277,10 +245,7 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        assert!(
-            !waiter.is_finished(),
-            "the second holder waits for the first"
-        );
+        assert!(!waiter.is_finished(), "the second holder waits for the first");
         let _other = locks.lock(DocumentId::random()).await;
         drop(first);
         waiter.await.unwrap();

@@ -22,9 +22,7 @@ impl Campaign {
     /// The category with this slug, if the campaign has it.
     #[must_use]
     pub fn category(&self, slug: &str) -> Option<&Category> {
-        self.categories
-            .iter()
-            .find(|category| category.slug == slug)
+        self.categories.iter().find(|category| category.slug == slug)
     }
 }
 
@@ -36,62 +34,20 @@ pub static DEFAULT_CAMPAIGN: Campaign = Campaign {
     slug: DEFAULT_CAMPAIGN_SLUG,
     name: "Community safety — Police and Crime Plan",
     categories: &[
-        Category {
-            slug: "asb",
-            label: "Anti-social behaviour",
-        },
-        Category {
-            slug: "drugs",
-            label: "Drugs",
-        },
-        Category {
-            slug: "violence-weapons",
-            label: "Violence and weapons",
-        },
-        Category {
-            slug: "vehicle-crime",
-            label: "Vehicle crime",
-        },
-        Category {
-            slug: "burglary-theft",
-            label: "Burglary and theft",
-        },
-        Category {
-            slug: "criminal-damage",
-            label: "Criminal damage",
-        },
-        Category {
-            slug: "road-safety",
-            label: "Road safety",
-        },
-        Category {
-            slug: "domestic-abuse-vawg",
-            label: "Domestic abuse and violence against women and girls",
-        },
-        Category {
-            slug: "hate-crime",
-            label: "Hate crime",
-        },
-        Category {
-            slug: "fraud-scams",
-            label: "Fraud and scams",
-        },
-        Category {
-            slug: "rural-wildlife",
-            label: "Rural and wildlife crime",
-        },
-        Category {
-            slug: "exploitation",
-            label: "Exploitation",
-        },
-        Category {
-            slug: "feeling-unsafe",
-            label: "Feeling unsafe",
-        },
-        Category {
-            slug: "other",
-            label: "Other",
-        },
+        Category { slug: "asb", label: "Anti-social behaviour" },
+        Category { slug: "drugs", label: "Drugs" },
+        Category { slug: "violence-weapons", label: "Violence and weapons" },
+        Category { slug: "vehicle-crime", label: "Vehicle crime" },
+        Category { slug: "burglary-theft", label: "Burglary and theft" },
+        Category { slug: "criminal-damage", label: "Criminal damage" },
+        Category { slug: "road-safety", label: "Road safety" },
+        Category { slug: "domestic-abuse-vawg", label: "Domestic abuse and violence against women and girls" },
+        Category { slug: "hate-crime", label: "Hate crime" },
+        Category { slug: "fraud-scams", label: "Fraud and scams" },
+        Category { slug: "rural-wildlife", label: "Rural and wildlife crime" },
+        Category { slug: "exploitation", label: "Exploitation" },
+        Category { slug: "feeling-unsafe", label: "Feeling unsafe" },
+        Category { slug: "other", label: "Other" },
     ],
 };
 
@@ -110,14 +66,8 @@ mod tests {
         let slugs: Vec<_> = DEFAULT_CAMPAIGN.categories.iter().map(|c| c.slug).collect();
         assert_eq!(slugs.len(), 14);
         assert!(slugs.contains(&"domestic-abuse-vawg"));
-        assert_eq!(
-            DEFAULT_CAMPAIGN.category("road-safety").map(|c| c.label),
-            Some("Road safety")
-        );
-        assert!(
-            DEFAULT_CAMPAIGN.category("Road Safety").is_none(),
-            "slugs are exact"
-        );
+        assert_eq!(DEFAULT_CAMPAIGN.category("road-safety").map(|c| c.label), Some("Road safety"));
+        assert!(DEFAULT_CAMPAIGN.category("Road Safety").is_none(), "slugs are exact");
         assert!(campaign("community-safety").is_some());
         assert!(campaign("elsewhere").is_none());
     }

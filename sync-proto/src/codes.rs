@@ -96,9 +96,7 @@ impl ErrorCode {
     /// Parses the wire spelling; `None` for a code this version does not know (a newer server's).
     #[must_use]
     pub fn parse(code: &str) -> Option<ErrorCode> {
-        ErrorCode::ALL
-            .into_iter()
-            .find(|known| known.as_str() == code)
+        ErrorCode::ALL.into_iter().find(|known| known.as_str() == code)
     }
 }
 

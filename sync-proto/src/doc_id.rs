@@ -50,13 +50,8 @@ impl FromStr for DocumentId {
     type Err = InvalidDocumentId;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bytes = bs58::decode(text)
-            .with_check(None)
-            .into_vec()
-            .map_err(|_| InvalidDocumentId(text.to_owned()))?;
-        let bytes: [u8; 16] = bytes
-            .try_into()
-            .map_err(|_| InvalidDocumentId(text.to_owned()))?;
+        let bytes = bs58::decode(text).with_check(None).into_vec().map_err(|_| InvalidDocumentId(text.to_owned()))?;
+        let bytes: [u8; 16] = bytes.try_into().map_err(|_| InvalidDocumentId(text.to_owned()))?;
         Ok(DocumentId(bytes))
     }
 }

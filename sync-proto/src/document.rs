@@ -34,10 +34,7 @@ use crate::insight::{Channel, Insight, InvalidInsight, Location, SCHEMA_VERSION}
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerStatus {
     /// Geotagged into an area.
-    Filed {
-        area_code: String,
-        area_name: String,
-    },
+    Filed { area_code: String, area_name: String },
     /// Stored and counted, but its point lies outside every area.
     OutsideCoverage,
     /// Refused: never counted. The document keeps what was sent.
@@ -55,10 +52,7 @@ pub struct ServerRecord {
 ///
 /// # Errors
 /// Only Automerge's own errors, which do not happen on a fresh document.
-pub fn write_insight(
-    doc: &mut AutoCommit,
-    insight: &Insight,
-) -> Result<(), automerge::AutomergeError> {
+pub fn write_insight(doc: &mut AutoCommit, insight: &Insight) -> Result<(), automerge::AutomergeError> {
     doc.put(ROOT, "schema", SCHEMA_VERSION)?;
     doc.put(ROOT, "type", "insight")?;
     doc.put(ROOT, "id", insight.id.to_string())?;
@@ -72,11 +66,7 @@ pub fn write_insight(
     }
     doc.put(ROOT, "channel", insight.channel.as_str())?;
     match &insight.location {
-        Location::Gps {
-            lat,
-            lon,
-            accuracy_m,
-        } => {
+        Location::Gps { lat, lon, accuracy_m } => {
             let location = doc.put_object(ROOT, "location", ObjType::Map)?;
             doc.put(&location, "kind", "gps")?;
             doc.put(&location, "lat", *lat)?;
@@ -99,19 +89,13 @@ pub fn write_insight(
 /// # Errors
 /// The first field that is missing or of the wrong type, with its stable code.
 pub fn read_insight(doc: &AutoCommit) -> Result<Insight, InvalidInsight> {
-    let schema = read_uint(doc, &ROOT, "schema")?.ok_or_else(|| {
-        malformed(
-            "schema",
-            "the document has no schema version; is it an insight?",
-        )
-    })?;
+    let schema = read_uint(doc, &ROOT, "schema")?
+        .ok_or_else(|| malformed("schema", "the document has no schema version; is it an insight?"))?;
     if schema > SCHEMA_VERSION {
         return Err(InvalidInsight::new(
             ErrorCode::InsightSchemaUnsupported,
             "schema",
-            format!(
-                "schema version {schema} is newer than this server understands ({SCHEMA_VERSION})"
-            ),
+            format!("schema version {schema} is newer than this server understands ({SCHEMA_VERSION})"),
         ));
     }
     let kind = read_string(doc, &ROOT, "type")?;
@@ -130,11 +114,7 @@ pub fn read_insight(doc: &AutoCommit) -> Result<Insight, InvalidInsight> {
     })?;
     let channel = required_string(doc, &ROOT, "channel")?;
     let channel = Channel::parse(&channel).ok_or_else(|| {
-        InvalidInsight::new(
-            ErrorCode::InsightChannelUnknown,
-            "channel",
-            format!("channel '{channel}' is not known"),
-        )
+        InvalidInsight::new(ErrorCode::InsightChannelUnknown, "channel", format!("channel '{channel}' is not known"))
     })?;
     let feeling_safe = match read_number(doc, &ROOT, "feeling_safe")? {
         None => None,
@@ -164,10 +144,7 @@ pub fn read_insight(doc: &AutoCommit) -> Result<Insight, InvalidInsight> {
 }
 
 fn read_location(doc: &AutoCommit) -> Result<Location, InvalidInsight> {
-    let location = match doc
-        .get(ROOT, "location")
-        .map_err(|_| malformed("location", "unreadable"))?
-    {
+    let location = match doc.get(ROOT, "location").map_err(|_| malformed("location", "unreadable"))? {
         None | Some((Value::Scalar(_), _)) => {
             // Absent, null, or a stray scalar: a scalar other than null is a shape error.
             return match read_scalar(doc, &ROOT, "location")? {
@@ -176,28 +153,18 @@ fn read_location(doc: &AutoCommit) -> Result<Location, InvalidInsight> {
             };
         }
         Some((Value::Object(ObjType::Map), id)) => id,
-        Some((Value::Object(_), _)) => {
-            return Err(malformed("location", "location must be a map or null"))
-        }
+        Some((Value::Object(_), _)) => return Err(malformed("location", "location must be a map or null")),
     };
-    let invalid =
-        |message: &str| InvalidInsight::new(ErrorCode::InsightLocationInvalid, "location", message);
+    let invalid = |message: &str| InvalidInsight::new(ErrorCode::InsightLocationInvalid, "location", message);
     match read_string(doc, &location, "kind")?.as_deref() {
         Some("gps") => {
-            let lat = read_number(doc, &location, "lat")?
-                .ok_or_else(|| invalid("a GPS fix needs 'lat'"))?;
-            let lon = read_number(doc, &location, "lon")?
-                .ok_or_else(|| invalid("a GPS fix needs 'lon'"))?;
+            let lat = read_number(doc, &location, "lat")?.ok_or_else(|| invalid("a GPS fix needs 'lat'"))?;
+            let lon = read_number(doc, &location, "lon")?.ok_or_else(|| invalid("a GPS fix needs 'lon'"))?;
             let accuracy_m = read_number(doc, &location, "accuracy_m")?.unwrap_or(0.0);
-            Ok(Location::Gps {
-                lat,
-                lon,
-                accuracy_m,
-            })
+            Ok(Location::Gps { lat, lon, accuracy_m })
         }
         Some("area") => {
-            let code = read_string(doc, &location, "code")?
-                .ok_or_else(|| invalid("an area needs its 'code'"))?;
+            let code = read_string(doc, &location, "code")?.ok_or_else(|| invalid("an area needs its 'code'"))?;
             Ok(Location::Area { code })
         }
         _ => Err(invalid("location.kind must be 'gps' or 'area'")),
@@ -209,19 +176,13 @@ fn read_location(doc: &AutoCommit) -> Result<Location, InvalidInsight> {
 ///
 /// # Errors
 /// Only Automerge's own errors.
-pub fn write_server_record(
-    doc: &mut AutoCommit,
-    record: &ServerRecord,
-) -> Result<bool, automerge::AutomergeError> {
+pub fn write_server_record(doc: &mut AutoCommit, record: &ServerRecord) -> Result<bool, automerge::AutomergeError> {
     if read_server_record(doc).is_some_and(|existing| existing.status == record.status) {
         return Ok(false);
     }
     let server = doc.put_object(ROOT, "server", ObjType::Map)?;
     match &record.status {
-        ServerStatus::Filed {
-            area_code,
-            area_name,
-        } => {
+        ServerStatus::Filed { area_code, area_name } => {
             doc.put(&server, "status", "filed")?;
             doc.put(&server, "area_code", area_code.as_str())?;
             doc.put(&server, "area_name", area_name.as_str())?;
@@ -246,10 +207,7 @@ pub fn read_server_record(doc: &AutoCommit) -> Option<ServerRecord> {
     let text = |key: &'static str| read_string(doc, &server, key).ok().flatten();
     let processed_at = OffsetDateTime::parse(&text("processed_at")?, &Rfc3339).ok()?;
     let status = match text("status")?.as_str() {
-        "filed" => ServerStatus::Filed {
-            area_code: text("area_code")?,
-            area_name: text("area_name")?,
-        },
+        "filed" => ServerStatus::Filed { area_code: text("area_code")?, area_name: text("area_name")? },
         "outside_coverage" => ServerStatus::OutsideCoverage,
         "rejected" => ServerStatus::Rejected {
             code: ErrorCode::parse(&text("code")?).unwrap_or(ErrorCode::InsightMalformed),
@@ -257,10 +215,7 @@ pub fn read_server_record(doc: &AutoCommit) -> Option<ServerRecord> {
         },
         _ => return None,
     };
-    Some(ServerRecord {
-        status,
-        processed_at,
-    })
+    Some(ServerRecord { status, processed_at })
 }
 
 /// Formats a time the way documents store it (RFC 3339, offset kept).
@@ -269,74 +224,46 @@ pub fn read_server_record(doc: &AutoCommit) -> Option<ServerRecord> {
 /// Never for times in years 0–9999, which is every time a phone can report.
 #[must_use]
 pub fn format_time(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339)
-        .expect("RFC 3339 formats every time in years 0-9999")
+    at.format(&Rfc3339).expect("RFC 3339 formats every time in years 0-9999")
 }
 
 fn malformed(field: &'static str, message: impl Into<String>) -> InvalidInsight {
     InvalidInsight::new(ErrorCode::InsightMalformed, field, message)
 }
 
-fn read_scalar(
-    doc: &AutoCommit,
-    obj: &ObjId,
-    key: &'static str,
-) -> Result<Option<ScalarValue>, InvalidInsight> {
-    match doc
-        .get(obj, key)
-        .map_err(|_| malformed(key, "unreadable"))?
-    {
+fn read_scalar(doc: &AutoCommit, obj: &ObjId, key: &'static str) -> Result<Option<ScalarValue>, InvalidInsight> {
+    match doc.get(obj, key).map_err(|_| malformed(key, "unreadable"))? {
         None => Ok(None),
         Some((Value::Scalar(value), _)) => Ok(Some(value.into_owned())),
-        Some((Value::Object(_), _)) => {
-            Err(malformed(key, format!("'{key}' must be a single value")))
-        }
+        Some((Value::Object(_), _)) => Err(malformed(key, format!("'{key}' must be a single value"))),
     }
 }
 
 /// A string, stored either as a scalar string or as an Automerge text object (JavaScript clients write the latter).
-fn read_string(
-    doc: &AutoCommit,
-    obj: &ObjId,
-    key: &'static str,
-) -> Result<Option<String>, InvalidInsight> {
-    match doc
-        .get(obj, key)
-        .map_err(|_| malformed(key, "unreadable"))?
-    {
+fn read_string(doc: &AutoCommit, obj: &ObjId, key: &'static str) -> Result<Option<String>, InvalidInsight> {
+    match doc.get(obj, key).map_err(|_| malformed(key, "unreadable"))? {
         None => Ok(None),
         Some((Value::Scalar(value), _)) => match value.as_ref() {
             ScalarValue::Str(text) => Ok(Some(text.to_string())),
             ScalarValue::Null => Ok(None),
             _ => Err(malformed(key, format!("'{key}' must be text"))),
         },
-        Some((Value::Object(ObjType::Text), text_id)) => doc
-            .text(&text_id)
-            .map(Some)
-            .map_err(|_| malformed(key, "unreadable text")),
+        Some((Value::Object(ObjType::Text), text_id)) => {
+            doc.text(&text_id).map(Some).map_err(|_| malformed(key, "unreadable text"))
+        }
         Some((Value::Object(_), _)) => Err(malformed(key, format!("'{key}' must be text"))),
     }
 }
 
-fn required_string(
-    doc: &AutoCommit,
-    obj: &ObjId,
-    key: &'static str,
-) -> Result<String, InvalidInsight> {
+fn required_string(doc: &AutoCommit, obj: &ObjId, key: &'static str) -> Result<String, InvalidInsight> {
     read_string(doc, obj, key)?.ok_or_else(|| malformed(key, format!("'{key}' is missing")))
 }
 
-fn read_uint(
-    doc: &AutoCommit,
-    obj: &ObjId,
-    key: &'static str,
-) -> Result<Option<u64>, InvalidInsight> {
+fn read_uint(doc: &AutoCommit, obj: &ObjId, key: &'static str) -> Result<Option<u64>, InvalidInsight> {
     match read_scalar(doc, obj, key)? {
         None | Some(ScalarValue::Null) => Ok(None),
         Some(ScalarValue::Uint(n)) => Ok(Some(n)),
-        Some(ScalarValue::Int(n)) => u64::try_from(n)
-            .map(Some)
-            .map_err(|_| malformed(key, "must not be negative")),
+        Some(ScalarValue::Int(n)) => u64::try_from(n).map(Some).map_err(|_| malformed(key, "must not be negative")),
         Some(ScalarValue::F64(n)) if n.fract() == 0.0 && n >= 0.0 && n < 1e15 =>
         {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -346,11 +273,7 @@ fn read_uint(
     }
 }
 
-fn read_number(
-    doc: &AutoCommit,
-    obj: &ObjId,
-    key: &'static str,
-) -> Result<Option<f64>, InvalidInsight> {
+fn read_number(doc: &AutoCommit, obj: &ObjId, key: &'static str) -> Result<Option<f64>, InvalidInsight> {
     // Integers from phones are small (scores, coordinates as whole degrees), so the conversions are exact.
     #[allow(clippy::cast_precision_loss)]
     match read_scalar(doc, obj, key)? {
@@ -370,14 +293,8 @@ mod tests {
     #[test]
     fn an_insight_round_trips_through_its_document() {
         for location in [
-            Location::Gps {
-                lat: 52.99,
-                lon: -2.13,
-                accuracy_m: 8.5,
-            },
-            Location::Area {
-                code: "E05008714".into(),
-            },
+            Location::Gps { lat: 52.99, lon: -2.13, accuracy_m: 8.5 },
+            Location::Area { code: "E05008714".into() },
             Location::None,
         ] {
             let mut insight = sample();
@@ -394,22 +311,14 @@ mod tests {
         let mut doc = AutoCommit::new();
         write_insight(&mut doc, &sample()).unwrap();
         let text = doc.put_object(ROOT, "text", ObjType::Text).unwrap();
-        doc.splice_text(&text, 0, 0, "Written as collaborative text")
-            .unwrap();
+        doc.splice_text(&text, 0, 0, "Written as collaborative text").unwrap();
         let location = doc.put_object(ROOT, "location", ObjType::Map).unwrap();
         doc.put(&location, "kind", "gps").unwrap();
         doc.put(&location, "lat", 53_i64).unwrap();
         doc.put(&location, "lon", -2_i64).unwrap();
         let insight = read_insight(&doc).unwrap();
         assert_eq!(insight.text, "Written as collaborative text");
-        assert_eq!(
-            insight.location,
-            Location::Gps {
-                lat: 53.0,
-                lon: -2.0,
-                accuracy_m: 0.0
-            }
-        );
+        assert_eq!(insight.location, Location::Gps { lat: 53.0, lon: -2.0, accuracy_m: 0.0 });
     }
 
     #[test]
@@ -419,34 +328,22 @@ mod tests {
         write_insight(&mut doc, &sample()).unwrap();
         doc.delete(ROOT, "category").unwrap();
         let error = read_insight(&doc).unwrap_err();
-        assert_eq!(
-            (error.code, error.field),
-            (ErrorCode::InsightMalformed, "category")
-        );
+        assert_eq!((error.code, error.field), (ErrorCode::InsightMalformed, "category"));
 
         let mut doc = AutoCommit::new();
         write_insight(&mut doc, &sample()).unwrap();
         doc.put(ROOT, "captured_at", "yesterday").unwrap();
-        assert_eq!(
-            read_insight(&doc).unwrap_err().code,
-            ErrorCode::InsightCapturedAtInvalid
-        );
+        assert_eq!(read_insight(&doc).unwrap_err().code, ErrorCode::InsightCapturedAtInvalid);
 
         let mut doc = AutoCommit::new();
         write_insight(&mut doc, &sample()).unwrap();
         doc.put(ROOT, "schema", SCHEMA_VERSION + 1).unwrap();
-        assert_eq!(
-            read_insight(&doc).unwrap_err().code,
-            ErrorCode::InsightSchemaUnsupported
-        );
+        assert_eq!(read_insight(&doc).unwrap_err().code, ErrorCode::InsightSchemaUnsupported);
 
         let mut doc = AutoCommit::new();
         write_insight(&mut doc, &sample()).unwrap();
         doc.put(ROOT, "feeling_safe", 2.5).unwrap();
-        assert_eq!(
-            read_insight(&doc).unwrap_err().code,
-            ErrorCode::InsightFeelingSafeOutOfRange
-        );
+        assert_eq!(read_insight(&doc).unwrap_err().code, ErrorCode::InsightFeelingSafeOutOfRange);
     }
 
     #[test]
@@ -455,26 +352,17 @@ mod tests {
         write_insight(&mut doc, &sample()).unwrap();
         assert_eq!(read_server_record(&doc), None);
         let filed = ServerRecord {
-            status: ServerStatus::Filed {
-                area_code: "E05008714".into(),
-                area_name: "Abbey Hulton".into(),
-            },
+            status: ServerStatus::Filed { area_code: "E05008714".into(), area_name: "Abbey Hulton".into() },
             processed_at: time::macros::datetime!(2026-11-21 09:00 UTC),
         };
         assert!(write_server_record(&mut doc, &filed).unwrap());
         let heads = doc.get_heads();
-        assert!(
-            !write_server_record(&mut doc, &filed).unwrap(),
-            "the same decision writes nothing"
-        );
+        assert!(!write_server_record(&mut doc, &filed).unwrap(), "the same decision writes nothing");
         assert_eq!(doc.get_heads(), heads);
         assert_eq!(read_server_record(&doc), Some(filed));
 
         let rejected = ServerRecord {
-            status: ServerStatus::Rejected {
-                code: ErrorCode::InsightAreaUnknown,
-                message: "no such area".into(),
-            },
+            status: ServerStatus::Rejected { code: ErrorCode::InsightAreaUnknown, message: "no such area".into() },
             processed_at: time::macros::datetime!(2026-11-21 10:00 UTC),
         };
         assert!(write_server_record(&mut doc, &rejected).unwrap());

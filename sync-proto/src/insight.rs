@@ -55,13 +55,8 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 5] = [
-        Channel::Staff,
-        Channel::BarberHairdresser,
-        Channel::Pupil,
-        Channel::YouthWorker,
-        Channel::Other,
-    ];
+    pub const ALL: [Channel; 5] =
+        [Channel::Staff, Channel::BarberHairdresser, Channel::Pupil, Channel::YouthWorker, Channel::Other];
 
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -76,9 +71,7 @@ impl Channel {
 
     #[must_use]
     pub fn parse(slug: &str) -> Option<Channel> {
-        Channel::ALL
-            .into_iter()
-            .find(|channel| channel.as_str() == slug)
+        Channel::ALL.into_iter().find(|channel| channel.as_str() == slug)
     }
 }
 
@@ -99,11 +92,7 @@ pub struct InvalidInsight {
 
 impl InvalidInsight {
     pub(crate) fn new(code: ErrorCode, field: &'static str, message: impl Into<String>) -> Self {
-        InvalidInsight {
-            code,
-            field,
-            message: message.into(),
-        }
+        InvalidInsight { code, field, message: message.into() }
     }
 }
 
@@ -143,10 +132,7 @@ fn validate_category(campaign: &Campaign, slug: &str) -> Result<(), InvalidInsig
     Err(InvalidInsight::new(
         ErrorCode::InsightCategoryUnknown,
         "category",
-        format!(
-            "category '{slug}' is not in the campaign '{}'",
-            campaign.slug
-        ),
+        format!("category '{slug}' is not in the campaign '{}'", campaign.slug),
     ))
 }
 
@@ -159,11 +145,7 @@ pub fn normalise_text(text: &str) -> String {
 fn validate_text(text: &str) -> Result<(), InvalidInsight> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(InvalidInsight::new(
-            ErrorCode::InsightTextEmpty,
-            "text",
-            "text must not be empty",
-        ));
+        return Err(InvalidInsight::new(ErrorCode::InsightTextEmpty, "text", "text must not be empty"));
     }
     let n_chars = trimmed.chars().count();
     if n_chars > MAX_TEXT_CHARS {
@@ -177,10 +159,7 @@ fn validate_text(text: &str) -> Result<(), InvalidInsight> {
         return Err(InvalidInsight::new(
             ErrorCode::InsightTextControlCharacter,
             "text",
-            format!(
-                "text must be one line without control characters (found U+{:04X})",
-                u32::from(control)
-            ),
+            format!("text must be one line without control characters (found U+{:04X})", u32::from(control)),
         ));
     }
     Ok(())
@@ -188,11 +167,7 @@ fn validate_text(text: &str) -> Result<(), InvalidInsight> {
 
 fn validate_location(location: &Location) -> Result<(), InvalidInsight> {
     match location {
-        Location::Gps {
-            lat,
-            lon,
-            accuracy_m,
-        } => {
+        Location::Gps { lat, lon, accuracy_m } => {
             let lat_ok = lat.is_finite() && (-90.0..=90.0).contains(lat);
             let lon_ok = lon.is_finite() && (-180.0..=180.0).contains(lon);
             let accuracy_ok = accuracy_m.is_finite() && *accuracy_m >= 0.0;
@@ -210,9 +185,7 @@ fn validate_location(location: &Location) -> Result<(), InvalidInsight> {
             }
         }
         Location::Area { code } => {
-            let well_formed = !code.is_empty()
-                && code.len() <= 32
-                && code.chars().all(|c| c.is_ascii_alphanumeric());
+            let well_formed = !code.is_empty() && code.len() <= 32 && code.chars().all(|c| c.is_ascii_alphanumeric());
             if well_formed {
                 Ok(())
             } else {
@@ -239,20 +212,13 @@ pub(crate) mod tests {
             category: "road-safety".into(),
             text: "Cars race past the school gate at home time".into(),
             feeling_safe: Some(2),
-            location: Location::Gps {
-                lat: 53.0,
-                lon: -2.18,
-                accuracy_m: 12.0,
-            },
+            location: Location::Gps { lat: 53.0, lon: -2.18, accuracy_m: 12.0 },
             channel: Channel::Pupil,
         }
     }
 
     fn code_of(insight: &Insight) -> Option<(ErrorCode, &'static str)> {
-        insight
-            .validate()
-            .err()
-            .map(|error| (error.code, error.field))
+        insight.validate().err().map(|error| (error.code, error.field))
     }
 
     #[test]
@@ -268,97 +234,46 @@ pub(crate) mod tests {
     fn each_rule_names_its_field_and_code() {
         let mut insight = sample();
         insight.category = "parking".into();
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightCategoryUnknown, "category"))
-        );
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightCategoryUnknown, "category")));
 
         let mut insight = sample();
         insight.campaign = "elsewhere".into();
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightCampaignUnknown, "campaign"))
-        );
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightCampaignUnknown, "campaign")));
 
         let mut insight = sample();
         insight.text = "   \t ".into();
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightTextEmpty, "text"))
-        );
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightTextEmpty, "text")));
 
         let mut insight = sample();
         insight.text = "x".repeat(MAX_TEXT_CHARS + 1);
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightTextTooLong, "text"))
-        );
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightTextTooLong, "text")));
 
         let mut insight = sample();
         insight.text = "two\nlines".into();
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightTextControlCharacter, "text"))
-        );
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightTextControlCharacter, "text")));
 
         let mut insight = sample();
         insight.feeling_safe = Some(6);
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightFeelingSafeOutOfRange, "feeling_safe"))
-        );
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightFeelingSafeOutOfRange, "feeling_safe")));
         insight.feeling_safe = Some(0);
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightFeelingSafeOutOfRange, "feeling_safe"))
-        );
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightFeelingSafeOutOfRange, "feeling_safe")));
 
         let mut insight = sample();
-        insight.location = Location::Gps {
-            lat: 91.0,
-            lon: 0.0,
-            accuracy_m: 5.0,
-        };
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightLocationInvalid, "location"))
-        );
-        insight.location = Location::Gps {
-            lat: 52.0,
-            lon: f64::NAN,
-            accuracy_m: 5.0,
-        };
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightLocationInvalid, "location"))
-        );
-        insight.location = Location::Gps {
-            lat: 52.0,
-            lon: -2.0,
-            accuracy_m: -1.0,
-        };
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightLocationInvalid, "location"))
-        );
-        insight.location = Location::Area {
-            code: "E05 008714".into(),
-        };
-        assert_eq!(
-            code_of(&insight),
-            Some((ErrorCode::InsightLocationInvalid, "location"))
-        );
+        insight.location = Location::Gps { lat: 91.0, lon: 0.0, accuracy_m: 5.0 };
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
+        insight.location = Location::Gps { lat: 52.0, lon: f64::NAN, accuracy_m: 5.0 };
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
+        insight.location = Location::Gps { lat: 52.0, lon: -2.0, accuracy_m: -1.0 };
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
+        insight.location = Location::Area { code: "E05 008714".into() };
+        assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
     }
 
     #[test]
     fn text_length_counts_characters_after_trimming() {
         let mut insight = sample();
         insight.text = format!("  {}  ", "é".repeat(MAX_TEXT_CHARS));
-        assert_eq!(
-            insight.validate(),
-            Ok(()),
-            "1,000 two-byte characters plus spaces is within the limit"
-        );
+        assert_eq!(insight.validate(), Ok(()), "1,000 two-byte characters plus spaces is within the limit");
         assert_eq!(normalise_text("  hi  "), "hi");
     }
 

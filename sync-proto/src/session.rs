@@ -42,18 +42,11 @@ pub enum Event {
     /// Client side: the server accepted the join.
     Accepted { peer_id: String },
     /// A sync message for one document: load it, [`Session::apply`] it, store it, then [`Session::generate`].
-    Sync {
-        doc_id: DocumentId,
-        kind: SyncKind,
-        message: sync::Message,
-    },
+    Sync { doc_id: DocumentId, kind: SyncKind, message: sync::Message },
     /// The other side does not have the document, or may not give it to us.
     DocUnavailable { doc_id: DocumentId },
     /// The other side reported an error and is closing the connection.
-    RemoteError {
-        code: Option<ErrorCode>,
-        message: String,
-    },
+    RemoteError { code: Option<ErrorCode>, message: String },
     /// A message Grapevine does not act on (ephemeral messages, heads gossip).
     Ignored,
 }
@@ -68,10 +61,7 @@ pub struct ProtocolError {
 
 impl ProtocolError {
     fn violation(message: impl Into<String>) -> Self {
-        ProtocolError {
-            code: ErrorCode::ProtocolViolation,
-            message: message.into(),
-        }
+        ProtocolError { code: ErrorCode::ProtocolViolation, message: message.into() }
     }
 }
 
@@ -116,10 +106,7 @@ impl Session {
         Message::Join {
             sender_id: self.our_peer_id.clone(),
             supported_protocol_versions: Some(vec![PROTOCOL_V1.to_owned()]),
-            peer_metadata: Some(PeerMetadata {
-                storage_id: None,
-                is_ephemeral: Some(false),
-            }),
+            peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
         }
         .encode()
     }
@@ -132,31 +119,17 @@ impl Session {
         if frame.len() > self.max_frame_bytes {
             return Err(ProtocolError {
                 code: ErrorCode::FrameTooLarge,
-                message: format!(
-                    "frame of {} bytes exceeds the limit of {} bytes",
-                    frame.len(),
-                    self.max_frame_bytes
-                ),
+                message: format!("frame of {} bytes exceeds the limit of {} bytes", frame.len(), self.max_frame_bytes),
             });
         }
-        let message =
-            Message::decode(frame).map_err(|error| ProtocolError::violation(error.to_string()))?;
+        let message = Message::decode(frame).map_err(|error| ProtocolError::violation(error.to_string()))?;
         match (self.side, &self.their_peer_id, message) {
-            (_, _, Message::Error { code, message, .. }) => Ok(Event::RemoteError {
-                code: code.as_deref().and_then(ErrorCode::parse),
-                message,
-            }),
-            (
-                Side::Server,
-                None,
-                Message::Join {
-                    sender_id,
-                    supported_protocol_versions,
-                    ..
-                },
-            ) => {
-                let speaks_v1 = supported_protocol_versions
-                    .is_none_or(|versions| versions.iter().any(|v| v == PROTOCOL_V1));
+            (_, _, Message::Error { code, message, .. }) => {
+                Ok(Event::RemoteError { code: code.as_deref().and_then(ErrorCode::parse), message })
+            }
+            (Side::Server, None, Message::Join { sender_id, supported_protocol_versions, .. }) => {
+                let speaks_v1 =
+                    supported_protocol_versions.is_none_or(|versions| versions.iter().any(|v| v == PROTOCOL_V1));
                 if !speaks_v1 {
                     return Err(ProtocolError {
                         code: ErrorCode::ProtocolVersionUnsupported,
@@ -167,57 +140,31 @@ impl Session {
                     sender_id: self.our_peer_id.clone(),
                     target_id: sender_id.clone(),
                     selected_protocol_version: PROTOCOL_V1.to_owned(),
-                    peer_metadata: Some(PeerMetadata {
-                        storage_id: None,
-                        is_ephemeral: Some(false),
-                    }),
+                    peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
                 }
                 .encode();
                 self.their_peer_id = Some(sender_id.clone());
-                Ok(Event::Joined {
-                    peer_id: sender_id,
-                    reply,
-                })
+                Ok(Event::Joined { peer_id: sender_id, reply })
             }
-            (
-                Side::Client,
-                None,
-                Message::Peer {
-                    sender_id,
-                    target_id,
-                    selected_protocol_version,
-                    ..
-                },
-            ) => {
+            (Side::Client, None, Message::Peer { sender_id, target_id, selected_protocol_version, .. }) => {
                 if target_id != self.our_peer_id {
                     return Err(ProtocolError::violation("'peer' addressed to another peer"));
                 }
                 if selected_protocol_version != PROTOCOL_V1 {
                     return Err(ProtocolError {
                         code: ErrorCode::ProtocolVersionUnsupported,
-                        message: format!(
-                            "server selected protocol version {selected_protocol_version}"
-                        ),
+                        message: format!("server selected protocol version {selected_protocol_version}"),
                     });
                 }
                 self.their_peer_id = Some(sender_id.clone());
                 Ok(Event::Accepted { peer_id: sender_id })
             }
             (_, None, _) => Err(ProtocolError::violation("the handshake must come first")),
-            (_, Some(_), Message::Join { .. } | Message::Peer { .. }) => Err(
-                ProtocolError::violation("the handshake happens once per connection"),
-            ),
+            (_, Some(_), Message::Join { .. } | Message::Peer { .. }) => {
+                Err(ProtocolError::violation("the handshake happens once per connection"))
+            }
             (_, Some(_), Message::Unknown) => Ok(Event::Ignored),
-            (
-                _,
-                Some(peer),
-                Message::Request {
-                    sender_id,
-                    target_id,
-                    document_id,
-                    data,
-                },
-            ) => {
+            (_, Some(peer), Message::Request { sender_id, target_id, document_id, data }) => {
                 self.check_addressing(peer, &sender_id, &target_id)?;
                 Ok(Event::Sync {
                     doc_id: parse_doc_id(&document_id)?,
@@ -225,16 +172,7 @@ impl Session {
                     message: parse_sync(&data)?,
                 })
             }
-            (
-                _,
-                Some(peer),
-                Message::Sync {
-                    sender_id,
-                    target_id,
-                    document_id,
-                    data,
-                },
-            ) => {
+            (_, Some(peer), Message::Sync { sender_id, target_id, document_id, data }) => {
                 self.check_addressing(peer, &sender_id, &target_id)?;
                 Ok(Event::Sync {
                     doc_id: parse_doc_id(&document_id)?,
@@ -242,38 +180,19 @@ impl Session {
                     message: parse_sync(&data)?,
                 })
             }
-            (
-                _,
-                Some(peer),
-                Message::DocUnavailable {
-                    sender_id,
-                    target_id,
-                    document_id,
-                },
-            ) => {
+            (_, Some(peer), Message::DocUnavailable { sender_id, target_id, document_id }) => {
                 self.check_addressing(peer, &sender_id, &target_id)?;
-                Ok(Event::DocUnavailable {
-                    doc_id: parse_doc_id(&document_id)?,
-                })
+                Ok(Event::DocUnavailable { doc_id: parse_doc_id(&document_id)? })
             }
         }
     }
 
-    fn check_addressing(
-        &self,
-        peer: &str,
-        sender_id: &str,
-        target_id: &str,
-    ) -> Result<(), ProtocolError> {
+    fn check_addressing(&self, peer: &str, sender_id: &str, target_id: &str) -> Result<(), ProtocolError> {
         if sender_id != peer {
-            return Err(ProtocolError::violation(format!(
-                "message from '{sender_id}' on the connection of '{peer}'"
-            )));
+            return Err(ProtocolError::violation(format!("message from '{sender_id}' on the connection of '{peer}'")));
         }
         if target_id != self.our_peer_id {
-            return Err(ProtocolError::violation(format!(
-                "message addressed to '{target_id}', not to this peer"
-            )));
+            return Err(ProtocolError::violation(format!("message addressed to '{target_id}', not to this peer")));
         }
         Ok(())
     }
@@ -291,11 +210,7 @@ impl Session {
         let state = self.sync_states.entry(doc_id).or_default();
         doc.sync()
             .receive_sync_message(state, message)
-            .map_err(|error| {
-                ProtocolError::violation(format!(
-                    "document {doc_id}: sync message refused: {error}"
-                ))
-            })
+            .map_err(|error| ProtocolError::violation(format!("document {doc_id}: sync message refused: {error}")))
     }
 
     /// The next frame to send for this document, if there is anything to say.
@@ -305,22 +220,11 @@ impl Session {
         let is_empty = doc.get_heads().is_empty() && state.shared_heads.is_empty();
         let message = doc.sync().generate_sync_message(state)?;
         let data = ByteBuf::from(message.encode());
-        let (sender_id, target_id, document_id) =
-            (self.our_peer_id.clone(), their_peer_id, doc_id.to_string());
+        let (sender_id, target_id, document_id) = (self.our_peer_id.clone(), their_peer_id, doc_id.to_string());
         let message = if is_empty && self.side == Side::Client {
-            Message::Request {
-                sender_id,
-                target_id,
-                document_id,
-                data,
-            }
+            Message::Request { sender_id, target_id, document_id, data }
         } else {
-            Message::Sync {
-                sender_id,
-                target_id,
-                document_id,
-                data,
-            }
+            Message::Sync { sender_id, target_id, document_id, data }
         };
         Some(message.encode())
     }
@@ -331,9 +235,10 @@ impl Session {
             return false;
         };
         let ours = doc.get_heads();
-        state.their_heads.as_ref().is_some_and(|theirs| {
-            theirs.len() == ours.len() && ours.iter().all(|head| theirs.contains(head))
-        })
+        state
+            .their_heads
+            .as_ref()
+            .is_some_and(|theirs| theirs.len() == ours.len() && ours.iter().all(|head| theirs.contains(head)))
     }
 
     /// True if the other side is known to hold every change we hold (it may hold more).
@@ -375,16 +280,12 @@ impl Session {
 }
 
 fn parse_doc_id(text: &str) -> Result<DocumentId, ProtocolError> {
-    text.parse()
-        .map_err(|error: crate::doc_id::InvalidDocumentId| {
-            ProtocolError::violation(error.to_string())
-        })
+    text.parse().map_err(|error: crate::doc_id::InvalidDocumentId| ProtocolError::violation(error.to_string()))
 }
 
 fn parse_sync(data: &[u8]) -> Result<sync::Message, ProtocolError> {
-    sync::Message::decode(data).map_err(|error| {
-        ProtocolError::violation(format!("not an Automerge sync message: {error}"))
-    })
+    sync::Message::decode(data)
+        .map_err(|error| ProtocolError::violation(format!("not an Automerge sync message: {error}")))
 }
 
 #[cfg(test)]
@@ -400,9 +301,7 @@ mod tests {
             panic!("server did not accept the join");
         };
         assert_eq!(peer_id, "phone");
-        let Event::Accepted { peer_id } = client.receive(&reply).unwrap() else {
-            panic!("client not accepted")
-        };
+        let Event::Accepted { peer_id } = client.receive(&reply).unwrap() else { panic!("client not accepted") };
         assert_eq!(peer_id, "server");
         (client, server)
     }
@@ -421,17 +320,13 @@ mod tests {
             if let Some(frame) = client.generate(doc_id, phone_doc) {
                 n_frames += 1;
                 progressed = true;
-                let Event::Sync { message, .. } = server.receive(&frame).unwrap() else {
-                    panic!("expected sync")
-                };
+                let Event::Sync { message, .. } = server.receive(&frame).unwrap() else { panic!("expected sync") };
                 server.apply(doc_id, server_doc, message).unwrap();
             }
             if let Some(frame) = server.generate(doc_id, server_doc) {
                 n_frames += 1;
                 progressed = true;
-                let Event::Sync { message, .. } = client.receive(&frame).unwrap() else {
-                    panic!("expected sync")
-                };
+                let Event::Sync { message, .. } = client.receive(&frame).unwrap() else { panic!("expected sync") };
                 client.apply(doc_id, phone_doc, message).unwrap();
             }
             if !progressed {
@@ -448,57 +343,28 @@ mod tests {
         let mut phone_doc = AutoCommit::new();
         write_insight(&mut phone_doc, &insight).unwrap();
         let mut server_doc = AutoCommit::new();
-        run(
-            &mut client,
-            &mut server,
-            doc_id,
-            &mut phone_doc,
-            &mut server_doc,
-        );
+        run(&mut client, &mut server, doc_id, &mut phone_doc, &mut server_doc);
         assert_eq!(read_insight(&server_doc), Ok(insight));
         assert!(client.is_in_step(doc_id, &mut phone_doc));
         assert!(client.peer_has_all_of(doc_id, &mut phone_doc));
 
-        automerge::transaction::Transactable::put(
-            &mut server_doc,
-            automerge::ROOT,
-            "server",
-            "ack",
-        )
-        .unwrap();
-        run(
-            &mut client,
-            &mut server,
-            doc_id,
-            &mut phone_doc,
-            &mut server_doc,
-        );
+        automerge::transaction::Transactable::put(&mut server_doc, automerge::ROOT, "server", "ack").unwrap();
+        run(&mut client, &mut server, doc_id, &mut phone_doc, &mut server_doc);
         assert_eq!(phone_doc.get_heads(), server_doc.get_heads());
     }
 
     #[test]
     fn the_first_message_for_a_document_we_lack_is_a_request() {
         let (mut client, _server) = handshake();
-        let frame = client
-            .generate(DocumentId::random(), &mut AutoCommit::new())
-            .unwrap();
-        assert!(matches!(
-            Message::decode(&frame).unwrap(),
-            Message::Request { .. }
-        ));
+        let frame = client.generate(DocumentId::random(), &mut AutoCommit::new()).unwrap();
+        assert!(matches!(Message::decode(&frame).unwrap(), Message::Request { .. }));
     }
 
     #[test]
     fn protocol_errors_carry_stable_codes() {
         let mut server = Session::new(Side::Server, "server").with_max_frame_bytes(64);
-        assert_eq!(
-            server.receive(&[0u8; 65]).unwrap_err().code,
-            ErrorCode::FrameTooLarge
-        );
-        assert_eq!(
-            server.receive(b"\x01garbage").unwrap_err().code,
-            ErrorCode::ProtocolViolation
-        );
+        assert_eq!(server.receive(&[0u8; 65]).unwrap_err().code, ErrorCode::FrameTooLarge);
+        assert_eq!(server.receive(b"\x01garbage").unwrap_err().code, ErrorCode::ProtocolViolation);
         let mut server = Session::new(Side::Server, "server");
         let sync_first = Message::Sync {
             sender_id: "phone".into(),
@@ -506,19 +372,13 @@ mod tests {
             document_id: DocumentId::random().to_string(),
             data: ByteBuf::new(),
         };
-        assert_eq!(
-            server.receive(&sync_first.encode()).unwrap_err().code,
-            ErrorCode::ProtocolViolation
-        );
+        assert_eq!(server.receive(&sync_first.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
         let old_join = Message::Join {
             sender_id: "phone".into(),
             supported_protocol_versions: Some(vec!["0".into()]),
             peer_metadata: None,
         };
-        assert_eq!(
-            server.receive(&old_join.encode()).unwrap_err().code,
-            ErrorCode::ProtocolVersionUnsupported
-        );
+        assert_eq!(server.receive(&old_join.encode()).unwrap_err().code, ErrorCode::ProtocolVersionUnsupported);
 
         let (_client, mut server) = handshake();
         let spoofed = Message::Sync {
@@ -527,32 +387,21 @@ mod tests {
             document_id: DocumentId::random().to_string(),
             data: ByteBuf::new(),
         };
-        assert_eq!(
-            server.receive(&spoofed.encode()).unwrap_err().code,
-            ErrorCode::ProtocolViolation
-        );
+        assert_eq!(server.receive(&spoofed.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
         let bad_data = Message::Sync {
             sender_id: "phone".into(),
             target_id: "server".into(),
             document_id: DocumentId::random().to_string(),
             data: ByteBuf::from(vec![0xde, 0xad]),
         };
-        assert_eq!(
-            server.receive(&bad_data.encode()).unwrap_err().code,
-            ErrorCode::ProtocolViolation
-        );
+        assert_eq!(server.receive(&bad_data.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
     }
 
     #[test]
     fn remote_errors_surface_their_code() {
         let (mut client, server) = handshake();
         let frame = server.error_frame(ErrorCode::Unauthorized, "revoked");
-        let Event::RemoteError { code, message } = client.receive(&frame).unwrap() else {
-            panic!("not an error")
-        };
-        assert_eq!(
-            (code, message.as_str()),
-            (Some(ErrorCode::Unauthorized), "revoked")
-        );
+        let Event::RemoteError { code, message } = client.receive(&frame).unwrap() else { panic!("not an error") };
+        assert_eq!((code, message.as_str()), (Some(ErrorCode::Unauthorized), "revoked"));
     }
 }

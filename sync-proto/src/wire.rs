@@ -23,11 +23,7 @@ pub struct PeerMetadata {
 
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "type",
-    rename_all = "kebab-case",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
 pub enum Message {
     /// Client → server, first: who I am and which versions I speak.
     Join {
@@ -57,25 +53,11 @@ pub enum Message {
         message: String,
     },
     /// "I do not have this document; send it if you may." `data` is an Automerge sync message.
-    Request {
-        sender_id: String,
-        target_id: String,
-        document_id: String,
-        data: ByteBuf,
-    },
+    Request { sender_id: String, target_id: String, document_id: String, data: ByteBuf },
     /// An Automerge sync message for one document.
-    Sync {
-        sender_id: String,
-        target_id: String,
-        document_id: String,
-        data: ByteBuf,
-    },
+    Sync { sender_id: String, target_id: String, document_id: String, data: ByteBuf },
     /// "I do not have this document, or you may not have it": the two are indistinguishable on purpose.
-    DocUnavailable {
-        sender_id: String,
-        target_id: String,
-        document_id: String,
-    },
+    DocUnavailable { sender_id: String, target_id: String, document_id: String },
     /// Any other type (`ephemeral`, `remote-heads-changed`, …): ignored by Grapevine.
     #[serde(other)]
     Unknown,
@@ -94,8 +76,7 @@ impl Message {
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(64);
-        ciborium::into_writer(self, &mut bytes)
-            .expect("encoding a message into memory cannot fail");
+        ciborium::into_writer(self, &mut bytes).expect("encoding a message into memory cannot fail");
         bytes
     }
 
@@ -118,10 +99,7 @@ mod tests {
             Message::Join {
                 sender_id: "phone-1".into(),
                 supported_protocol_versions: Some(vec!["1".into()]),
-                peer_metadata: Some(PeerMetadata {
-                    storage_id: None,
-                    is_ephemeral: Some(false),
-                }),
+                peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
             },
             Message::Peer {
                 sender_id: "server".into(),
@@ -147,11 +125,7 @@ mod tests {
                 document_id: "doc".into(),
                 data: ByteBuf::from(vec![0x42]),
             },
-            Message::DocUnavailable {
-                sender_id: "a".into(),
-                target_id: "b".into(),
-                document_id: "doc".into(),
-            },
+            Message::DocUnavailable { sender_id: "a".into(), target_id: "b".into(), document_id: "doc".into() },
         ];
         for message in messages {
             assert_eq!(Message::decode(&message.encode()).unwrap(), message);
@@ -191,10 +165,7 @@ mod tests {
             Message::Join {
                 sender_id: "js-peer".into(),
                 supported_protocol_versions: Some(vec!["1".into()]),
-                peer_metadata: Some(PeerMetadata {
-                    storage_id: None,
-                    is_ephemeral: Some(false)
-                }),
+                peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
             }
         );
     }
@@ -209,15 +180,7 @@ mod tests {
             count: u32,
         }
         let mut frame = Vec::new();
-        ciborium::into_writer(
-            &Ephemeral {
-                r#type: "ephemeral",
-                sender_id: "x",
-                count: 3,
-            },
-            &mut frame,
-        )
-        .unwrap();
+        ciborium::into_writer(&Ephemeral { r#type: "ephemeral", sender_id: "x", count: 3 }, &mut frame).unwrap();
         assert_eq!(Message::decode(&frame).unwrap(), Message::Unknown);
 
         assert!(Message::decode(&[]).is_err());
@@ -225,21 +188,12 @@ mod tests {
         let mut no_data = Vec::new();
         ciborium::into_writer(
             &ciborium::Value::Map(vec![
-                (
-                    ciborium::Value::Text("type".into()),
-                    ciborium::Value::Text("sync".into()),
-                ),
-                (
-                    ciborium::Value::Text("senderId".into()),
-                    ciborium::Value::Text("a".into()),
-                ),
+                (ciborium::Value::Text("type".into()), ciborium::Value::Text("sync".into())),
+                (ciborium::Value::Text("senderId".into()), ciborium::Value::Text("a".into())),
             ]),
             &mut no_data,
         )
         .unwrap();
-        assert!(
-            Message::decode(&no_data).is_err(),
-            "a sync without its fields is refused"
-        );
+        assert!(Message::decode(&no_data).is_err(), "a sync without its fields is refused");
     }
 }

@@ -1,1 +1,200 @@
+//! Helpers for Grapevine's end-to-end tests: the real server on port 0 over a fresh SQLite file, real phones (the SDK
+//! over a temporary store), and an HTTP client with one method per endpoint.
+//!
+//! # Layout
+//! - `TestApp`: start, restart and stop the server; create devices and tokens; call the API.
+//! - `Phone`: a device with its own store directory.
+//! - `it/`: the one integration-test binary, a module per concern.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use grapevine_client_sdk::{Channel, Draft, Location, Store as PhoneStore, SyncReport};
+use grapevine_server::store::{Role, Store};
+use grapevine_server::{Application, ServeConfig};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running server with its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub analyst_token: String,
+    pub store: Arc<dyn Store>,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    // Held so the database outlives the server; dropped last.
+    dir: Arc<TempDir>,
+}
+
+impl TestApp {
+    /// Starts the real server on 127.0.0.1:0 with a fresh SQLite database and an analyst token.
+    pub async fn spawn() -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+        let database_url = format!("sqlite://{}", dir.path().join("grapevine.db").display());
+        let mut app = TestApp::start(dir, database_url).await;
+        let (_, token) =
+            grapevine_server::auth::issue_api_token(app.store.as_ref(), Role::Analyst, "test analyst").await.unwrap();
+        app.analyst_token = token;
+        app
+    }
+
+    async fn start(dir: Arc<TempDir>, database_url: String) -> TestApp {
+        let config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url.clone());
+        let app = Application::build(config).await.expect("server builds");
+        let addr = app.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let store = grapevine_server::store::open(&database_url).await.expect("store opens beside the server");
+        TestApp {
+            addr,
+            database_url,
+            analyst_token: String::new(),
+            store,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+
+    /// Stops the server and starts a new one over the same database (on a new port).
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown().await;
+        let mut app = TestApp::start(self.dir.clone(), self.database_url.clone()).await;
+        app.analyst_token = self.analyst_token.clone();
+        app
+    }
+
+    /// The WebSocket URL devices sync through.
+    pub fn sync_url(&self) -> String {
+        format!("ws://{}/sync", self.addr)
+    }
+
+    /// Registers a device, as `grapevine device add` does; returns its token.
+    pub async fn add_device(&self, label: &str) -> String {
+        grapevine_server::auth::issue_device(self.store.as_ref(), label).await.unwrap().1
+    }
+
+    /// A GET with an optional bearer token: the status and the JSON body.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(format!("http://{}{path}", self.addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// `GET /api/v1/areas?{query}` as the analyst; panics unless 200.
+    pub async fn areas(&self, query: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/areas?{query}"), Some(&self.analyst_token)).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// `GET /api/v1/areas/{code}?{query}` as the analyst; panics unless 200.
+    pub async fn area(&self, code: &str, query: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/areas/{code}?{query}"), Some(&self.analyst_token)).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The non-zero totals of `GET /api/v1/areas` as (code, total) pairs, sorted by code, and `outside_coverage`.
+    pub async fn totals(&self) -> (Vec<(String, i64)>, i64) {
+        let body = self.areas("").await;
+        let mut totals: Vec<(String, i64)> = body["areas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|area| area["total"].as_i64().unwrap() > 0)
+            .map(|area| (area["code"].as_str().unwrap().to_owned(), area["total"].as_i64().unwrap()))
+            .collect();
+        totals.sort();
+        (totals, body["outside_coverage"].as_i64().unwrap())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A phone: the SDK over its own store directory.
+pub struct Phone {
+    pub store: PhoneStore,
+    pub token: String,
+    _dir: TempDir,
+}
+
+impl Phone {
+    /// A new phone registered with the server.
+    pub async fn new(app: &TestApp, label: &str) -> Phone {
+        let token = app.add_device(label).await;
+        Phone::with_token(token).await
+    }
+
+    /// A phone holding a given token (which the server may not know).
+    pub async fn with_token(token: String) -> Phone {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PhoneStore::open(dir.path()).await.unwrap();
+        Phone { store, token, _dir: dir }
+    }
+
+    /// Captures an insight at a point.
+    pub async fn capture_at(&self, category: &str, lat: f64, lon: f64, feeling_safe: Option<u8>) -> uuid::Uuid {
+        self.store
+            .capture(Draft {
+                category: category.into(),
+                text: format!("{category} seen here"),
+                feeling_safe,
+                location: Location::Gps { lat, lon, accuracy_m: 10.0 },
+                channel: Channel::BarberHairdresser,
+                captured_at: Some(time::macros::datetime!(2026-11-20 17:45 +00:00)),
+                campaign: None,
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn sync(&self, app: &TestApp) -> Result<SyncReport, grapevine_client_sdk::SdkError> {
+        grapevine_client_sdk::sync(&self.store, &app.sync_url(), &self.token).await
+    }
+}
+
+/// Points whose ward was checked independently (Shapely `covers` on the bundled wards, each a few hundred metres
+/// from any border).
+pub mod points {
+    /// Joiner's Square, Stoke-on-Trent.
+    pub const JOINERS_SQUARE: (&str, f64, f64) = ("E05008737", 53.01869, -2.16979);
+    /// Abbey Hulton and Townsend, Stoke-on-Trent.
+    pub const ABBEY_HULTON: (&str, f64, f64) = ("E05008714", 53.03228, -2.13610);
+    /// Cannock North, Cannock Chase.
+    pub const CANNOCK_NORTH: (&str, f64, f64) = ("E05006904", 52.70520, -2.02560);
+    /// Westminster, London: outside every Staffordshire ward.
+    pub const WESTMINSTER: (f64, f64) = (51.50070, -0.12460);
+}

@@ -18,9 +18,7 @@ use crate::app::AppState;
 use crate::store::{DayRange, OUTSIDE_COVERAGE};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/areas", get(list_areas))
-        .route("/api/v1/areas/{code}", get(one_area))
+    Router::new().route("/api/v1/areas", get(list_areas)).route("/api/v1/areas/{code}", get(one_area))
 }
 
 #[derive(Debug, Serialize)]
@@ -65,10 +63,7 @@ async fn list_areas(
         .collect();
     areas.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.code.cmp(&b.code)));
     let outside_coverage = totals.get(OUTSIDE_COVERAGE).copied().unwrap_or(0);
-    Ok(Json(AreasResponse {
-        areas,
-        outside_coverage,
-    }))
+    Ok(Json(AreasResponse { areas, outside_coverage }))
 }
 
 async fn one_area(
@@ -79,25 +74,18 @@ async fn one_area(
 ) -> Result<Json<AreaResponse>, ApiError> {
     let days = parse_days(query.as_deref())?;
     let area = state.boundaries.area(&code).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::AreaNotFound,
-            format!("no area has the code '{code}'"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AreaNotFound, format!("no area has the code '{code}'"))
     })?;
     let counts = state.store.area_counts(&area.code, days).await?;
     // Every category of the campaign appears, zeros included, so charts line up period to period.
-    let mut by_category: BTreeMap<String, i64> = DEFAULT_CAMPAIGN
-        .categories
-        .iter()
-        .map(|category| (category.slug.to_owned(), 0))
-        .collect();
+    let mut by_category: BTreeMap<String, i64> =
+        DEFAULT_CAMPAIGN.categories.iter().map(|category| (category.slug.to_owned(), 0)).collect();
     for (category, n) in counts.by_category {
         by_category.insert(category, n);
     }
     #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-    let feeling_safe_mean = (counts.feeling_safe_n > 0)
-        .then(|| counts.feeling_safe_sum as f64 / counts.feeling_safe_n as f64);
+    let feeling_safe_mean =
+        (counts.feeling_safe_n > 0).then(|| counts.feeling_safe_sum as f64 / counts.feeling_safe_n as f64);
     Ok(Json(AreaResponse {
         code: area.code.clone(),
         name: area.name.clone(),
@@ -111,34 +99,20 @@ async fn one_area(
 /// parameter, never a silent default.
 fn parse_days(query: Option<&str>) -> Result<DayRange, ApiError> {
     let mut days = DayRange::default();
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-    {
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let slot = match key {
             "from" => &mut days.from,
             "to" => &mut days.to,
-            other => {
-                return Err(ApiError::invalid_query(format!(
-                    "unknown parameter '{other}'; expected from, to"
-                )))
-            }
+            other => return Err(ApiError::invalid_query(format!("unknown parameter '{other}'; expected from, to"))),
         };
         let date = Date::parse(value, &time::format_description::well_known::Iso8601::DATE)
-            .map_err(|_| {
-                ApiError::invalid_query(format!(
-                    "{key}={value} is not an ISO 8601 date (YYYY-MM-DD)"
-                ))
-            })?;
+            .map_err(|_| ApiError::invalid_query(format!("{key}={value} is not an ISO 8601 date (YYYY-MM-DD)")))?;
         *slot = Some(date);
     }
     if let (Some(from), Some(to)) = (days.from, days.to) {
         if from >= to {
-            return Err(ApiError::invalid_query(format!(
-                "from ({from}) must be before to ({to})"
-            )));
+            return Err(ApiError::invalid_query(format!("from ({from}) must be before to ({to})")));
         }
     }
     Ok(days)
@@ -154,18 +128,9 @@ mod tests {
         assert_eq!(parse_days(None).unwrap(), DayRange::default());
         assert_eq!(
             parse_days(Some("from=2026-01-01&to=2026-02-01")).unwrap(),
-            DayRange {
-                from: Some(date!(2026 - 01 - 01)),
-                to: Some(date!(2026 - 02 - 01))
-            }
+            DayRange { from: Some(date!(2026 - 01 - 01)), to: Some(date!(2026 - 02 - 01)) }
         );
-        for bad in [
-            "from=2026-13-01",
-            "from=yesterday",
-            "to=",
-            "from=2026-02-01&to=2026-01-01",
-            "since=2026-01-01",
-        ] {
+        for bad in ["from=2026-13-01", "from=yesterday", "to=", "from=2026-02-01&to=2026-01-01", "since=2026-01-01"] {
             let error = parse_days(Some(bad)).unwrap_err();
             assert_eq!(error.code, ErrorCode::InvalidQuery, "{bad}");
             assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -18,15 +18,10 @@ pub struct Analyst;
 impl FromRequestParts<AppState> for Analyst {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
         match state.store.authenticate(&hash_token(&token)).await? {
-            Some(Principal::Api {
-                role: Role::Analyst,
-            }) => Ok(Analyst),
+            Some(Principal::Api { role: Role::Analyst }) => Ok(Analyst),
             Some(_) => Err(ApiError::forbidden("analyst")),
             None => Err(ApiError::unauthorized()),
         }

@@ -140,12 +140,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn add_device(&self, label: &str, token_hash: &str) -> anyhow::Result<NewDevice>;
 
     /// Adds an API token with a role.
-    async fn add_api_token(
-        &self,
-        role: Role,
-        label: &str,
-        token_hash: &str,
-    ) -> anyhow::Result<Uuid>;
+    async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid>;
 
     /// Who holds the token with this hash, if anyone (revoked tokens hold nothing).
     async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>>;
@@ -172,9 +167,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// An unsupported URL scheme, or a database that cannot be opened or migrated.
 pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
-        let store = SqliteStore::open(database_url)
-            .await
-            .with_context(|| format!("opening {database_url}"))?;
+        let store = SqliteStore::open(database_url).await.with_context(|| format!("opening {database_url}"))?;
         return Ok(Arc::new(store));
     }
     anyhow::bail!("unsupported database URL '{database_url}': expected sqlite://PATH")

@@ -17,8 +17,8 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{
-    AreaCounts, DayRange, DocumentWrite, InsightRow, NewDevice, Outcome, Principal, Role,
-    SaveError, Store, StoredDocument, OUTSIDE_COVERAGE,
+    AreaCounts, DayRange, DocumentWrite, InsightRow, NewDevice, Outcome, Principal, Role, SaveError, Store,
+    StoredDocument, OUTSIDE_COVERAGE,
 };
 
 /// The SQLite store.
@@ -41,19 +41,12 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         if let Some(parent) = Path::new(options.get_filename()).parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).with_context(|| {
-                    format!("creating the database directory {}", parent.display())
-                })?;
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating the database directory {}", parent.display()))?;
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .context("applying SQLite migrations")?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.context("applying SQLite migrations")?;
         Ok(SqliteStore { pool })
     }
 }
@@ -63,12 +56,7 @@ fn now_text() -> String {
 }
 
 fn day_text(day: Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        day.year(),
-        u8::from(day.month()),
-        day.day()
-    )
+    format!("{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
 }
 
 /// The roll-up cell an insight row counts in, if it counts.
@@ -90,12 +78,7 @@ fn contribution(
         Outcome::OutsideCoverage => OUTSIDE_COVERAGE.to_owned(),
         Outcome::Rejected { .. } => return None,
     };
-    Some(Contribution {
-        area_code,
-        day: captured_day?,
-        category: category?,
-        feeling_safe,
-    })
+    Some(Contribution { area_code, day: captured_day?, category: category?, feeling_safe })
 }
 
 async fn apply_contribution(
@@ -128,21 +111,11 @@ async fn apply_contribution(
     Ok(())
 }
 
-fn outcome_from(
-    status: &str,
-    area_code: Option<String>,
-    code: Option<String>,
-    message: Option<String>,
-) -> Outcome {
+fn outcome_from(status: &str, area_code: Option<String>, code: Option<String>, message: Option<String>) -> Outcome {
     match status {
-        "filed" => Outcome::Filed {
-            area_code: area_code.unwrap_or_default(),
-        },
+        "filed" => Outcome::Filed { area_code: area_code.unwrap_or_default() },
         "outside_coverage" => Outcome::OutsideCoverage,
-        _ => Outcome::Rejected {
-            code: code.unwrap_or_default(),
-            message: message.unwrap_or_default(),
-        },
+        _ => Outcome::Rejected { code: code.unwrap_or_default(), message: message.unwrap_or_default() },
     }
 }
 
@@ -161,10 +134,7 @@ fn day_bounds(days: DayRange) -> (String, String) {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn add_device(&self, label: &str, token_hash: &str) -> anyhow::Result<NewDevice> {
-        let new = NewDevice {
-            device_id: Uuid::new_v4(),
-            collector_id: Uuid::new_v4(),
-        };
+        let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO collectors (id, label, created_at) VALUES (?1, ?2, ?3)")
             .bind(new.collector_id.to_string())
@@ -172,24 +142,21 @@ impl Store for SqliteStore {
             .bind(now_text())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO devices (id, collector_id, label, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .bind(new.device_id.to_string())
-            .bind(new.collector_id.to_string())
-            .bind(label)
-            .bind(token_hash)
-            .bind(now_text())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO devices (id, collector_id, label, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(new.device_id.to_string())
+        .bind(new.collector_id.to_string())
+        .bind(label)
+        .bind(token_hash)
+        .bind(now_text())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(new)
     }
 
-    async fn add_api_token(
-        &self,
-        role: Role,
-        label: &str,
-        token_hash: &str,
-    ) -> anyhow::Result<Uuid> {
+    async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid> {
         let id = Uuid::new_v4();
         sqlx::query("INSERT INTO api_tokens (id, role, label, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
             .bind(id.to_string())
@@ -203,12 +170,10 @@ impl Store for SqliteStore {
     }
 
     async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
-        let device = sqlx::query(
-            "SELECT id, collector_id FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        let device = sqlx::query("SELECT id, collector_id FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
         if let Some(row) = device {
             let device_id: String = row.get("id");
             let collector_id: String = row.get("collector_id");
@@ -217,23 +182,19 @@ impl Store for SqliteStore {
                 collector_id: collector_id.parse().context("collector id")?,
             }));
         }
-        let role: Option<String> = sqlx::query_scalar(
-            "SELECT role FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(role
-            .and_then(|role| Role::parse(&role))
-            .map(|role| Principal::Api { role }))
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
     }
 
     async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>> {
-        let row =
-            sqlx::query("SELECT collector_id, bytes, version FROM documents WHERE doc_id = ?1")
-                .bind(doc_id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT collector_id, bytes, version FROM documents WHERE doc_id = ?1")
+            .bind(doc_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| {
             let collector_id: String = row.get("collector_id");
             Ok(StoredDocument {
@@ -247,17 +208,12 @@ impl Store for SqliteStore {
 
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
         let doc_id = write.doc_id.to_string();
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(anyhow::Error::from)?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT version FROM documents WHERE doc_id = ?1")
+            .bind(&doc_id)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(anyhow::Error::from)?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM documents WHERE doc_id = ?1")
-                .bind(&doc_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(anyhow::Error::from)?;
         if current != write.expected_version {
             return Err(SaveError::Conflict);
         }
@@ -276,23 +232,19 @@ impl Store for SqliteStore {
         .map_err(anyhow::Error::from)?;
 
         // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
-        let old = sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = ?1")
-            .bind(write.insight.id.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(anyhow::Error::from)?;
+        let old =
+            sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = ?1")
+                .bind(write.insight.id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
         if let Some(old) = old {
             let status: String = old.get("status");
             let outcome = outcome_from(&status, old.get("area_code"), None, None);
-            if let Some(cell) = contribution(
-                &outcome,
-                old.get("captured_day"),
-                old.get("category"),
-                old.get("feeling_safe"),
-            ) {
-                apply_contribution(&mut tx, &cell, -1)
-                    .await
-                    .map_err(anyhow::Error::from)?;
+            if let Some(cell) =
+                contribution(&outcome, old.get("captured_day"), old.get("category"), old.get("feeling_safe"))
+            {
+                apply_contribution(&mut tx, &cell, -1).await.map_err(anyhow::Error::from)?;
             }
         }
         let row = &write.insight;
@@ -300,12 +252,7 @@ impl Store for SqliteStore {
         let (status, area_code, reject_code, reject_message) = match &row.outcome {
             Outcome::Filed { area_code } => ("filed", Some(area_code.as_str()), None, None),
             Outcome::OutsideCoverage => ("outside_coverage", None, None, None),
-            Outcome::Rejected { code, message } => (
-                "rejected",
-                None,
-                Some(code.as_str()),
-                Some(message.as_str()),
-            ),
+            Outcome::Rejected { code, message } => ("rejected", None, Some(code.as_str()), Some(message.as_str())),
         };
         sqlx::query(
             "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
@@ -343,15 +290,10 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(anyhow::Error::from)?;
-        if let Some(cell) = contribution(
-            &row.outcome,
-            captured_day,
-            row.category.clone(),
-            row.feeling_safe.map(i64::from),
-        ) {
-            apply_contribution(&mut tx, &cell, 1)
-                .await
-                .map_err(anyhow::Error::from)?;
+        if let Some(cell) =
+            contribution(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
+        {
+            apply_contribution(&mut tx, &cell, 1).await.map_err(anyhow::Error::from)?;
         }
         tx.commit().await.map_err(anyhow::Error::from)?;
         Ok(())
@@ -380,18 +322,10 @@ impl Store for SqliteStore {
                 text: row.get("text"),
                 feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
                 channel: row.get("channel"),
-                gps: lat
-                    .zip(lon)
-                    .map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
+                gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
                 picked_area_code: row.get("picked_area_code"),
-                outcome: outcome_from(
-                    &status,
-                    row.get("area_code"),
-                    row.get("reject_code"),
-                    row.get("reject_message"),
-                ),
-                processed_at: parse_time(row.get("processed_at"))
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                outcome: outcome_from(&status, row.get("area_code"), row.get("reject_code"), row.get("reject_message")),
+                processed_at: parse_time(row.get("processed_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
             }
         }))
     }
@@ -406,10 +340,7 @@ impl Store for SqliteStore {
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| (row.get("area_code"), row.get("total")))
-            .collect())
+        Ok(rows.into_iter().map(|row| (row.get("area_code"), row.get("total"))).collect())
     }
 
     async fn area_counts(&self, area_code: &str, days: DayRange) -> anyhow::Result<AreaCounts> {
