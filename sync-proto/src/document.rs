@@ -264,7 +264,7 @@ fn read_uint(doc: &AutoCommit, obj: &ObjId, key: &'static str) -> Result<Option<
         None | Some(ScalarValue::Null) => Ok(None),
         Some(ScalarValue::Uint(n)) => Ok(Some(n)),
         Some(ScalarValue::Int(n)) => u64::try_from(n).map(Some).map_err(|_| malformed(key, "must not be negative")),
-        Some(ScalarValue::F64(n)) if n.fract() == 0.0 && n >= 0.0 && n < 1e15 =>
+        Some(ScalarValue::F64(n)) if n.fract() == 0.0 && (0.0..1e15).contains(&n) =>
         {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             Ok(Some(n as u64))
