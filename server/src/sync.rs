@@ -25,7 +25,10 @@ use crate::app::AppState;
 use crate::auth::{bearer_token, hash_token};
 use crate::http::error::ApiError;
 use crate::ingest;
-use crate::store::{DocumentWrite, Principal, SaveError};
+use crate::store::{DocumentBytes, DocumentWrite, Principal, SaveError};
+
+/// A document stored as this many chunks is compacted into one snapshot on its next write.
+pub const COMPACT_AT_CHUNKS: i64 = 16;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/sync", get(upgrade))
@@ -148,11 +151,13 @@ async fn handle_sync(
             session.forget(doc_id);
             return Ok(vec![session.doc_unavailable_frame(doc_id)]);
         }
-        let (mut doc, expected_version) = match &stored {
-            Some(stored) => {
-                (AutoCommit::load(&stored.bytes).context("loading a stored document")?, Some(stored.version))
-            }
-            None => (AutoCommit::new(), None),
+        let (mut doc, expected_version, n_chunks) = match &stored {
+            Some(stored) => (
+                AutoCommit::load(&stored.bytes).context("loading a stored document")?,
+                Some(stored.version),
+                stored.n_chunks,
+            ),
+            None => (AutoCommit::new(), None, 0),
         };
         doc.set_actor(state.actor.clone());
         let heads_before = doc.get_heads();
@@ -164,11 +169,17 @@ async fn handle_sync(
         if doc.get_heads() != heads_before {
             let decision = ingest::decide(&doc, doc_id, &state.boundaries, OffsetDateTime::now_utc());
             write_server_record(&mut doc, &decision.record)?;
+            // Append only the new changes; fold everything into one snapshot when the chunks pile up.
+            let bytes = if expected_version.is_none() || n_chunks + 1 >= COMPACT_AT_CHUNKS {
+                DocumentBytes::Snapshot(doc.save())
+            } else {
+                DocumentBytes::Changes(doc.save_after(&heads_before))
+            };
             let write = DocumentWrite {
                 doc_id,
                 collector_id: device.collector_id,
                 device_id: device.device_id,
-                bytes: doc.save(),
+                bytes,
                 expected_version,
                 insight: decision.row,
             };

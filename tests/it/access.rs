@@ -6,11 +6,10 @@ use grapevine_sync_proto::automerge::transaction::Transactable;
 use grapevine_sync_proto::automerge::{AutoCommit, ReadDoc, ROOT};
 use grapevine_sync_proto::DocumentId;
 use grapevine_tests::points::JOINERS_SQUARE;
-use grapevine_tests::{Phone, TestApp};
+use grapevine_tests::{Backend, Phone, TestApp};
 
-#[tokio::test]
-async fn the_analyst_api_needs_an_analyst_token() {
-    let app = TestApp::spawn().await;
+async fn the_analyst_api_needs_an_analyst_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let device_token = app.add_device("Phone").await;
     let (_, board_token) =
         grapevine_server::auth::issue_api_token(app.store.as_ref(), Role::Board, "Partnership board").await.unwrap();
@@ -30,9 +29,8 @@ async fn the_analyst_api_needs_an_analyst_token() {
     assert_eq!((status, body), (200, serde_json::Value::Null), "health needs no token");
 }
 
-#[tokio::test]
-async fn bad_queries_get_a_stable_code() {
-    let app = TestApp::spawn().await;
+async fn bad_queries_get_a_stable_code(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let token = Some(app.analyst_token.as_str());
     let (status, body) = app.get("/api/v1/areas/E05999999", token).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("area_not_found")));
@@ -43,9 +41,8 @@ async fn bad_queries_get_a_stable_code() {
     }
 }
 
-#[tokio::test]
-async fn another_collectors_document_looks_exactly_like_a_missing_one() {
-    let app = TestApp::spawn().await;
+async fn another_collectors_document_looks_exactly_like_a_missing_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let owner = Phone::new(&app, "Owner").await;
     let (_, lat, lon) = JOINERS_SQUARE;
     let id = owner.capture_at("domestic-abuse-vawg", lat, lon, Some(1)).await;
@@ -70,3 +67,9 @@ async fn another_collectors_document_looks_exactly_like_a_missing_one() {
     assert_eq!((after.version, after.bytes), (before.version, before.bytes));
     assert_eq!(app.totals().await, (vec![(JOINERS_SQUARE.0.into(), 1)], 0));
 }
+
+on_both_backends!(
+    the_analyst_api_needs_an_analyst_token,
+    bad_queries_get_a_stable_code,
+    another_collectors_document_looks_exactly_like_a_missing_one,
+);

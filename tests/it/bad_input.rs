@@ -8,7 +8,7 @@ use grapevine_sync_proto::document::{read_server_record, write_insight, ServerSt
 use grapevine_sync_proto::session::{Event, Session, Side};
 use grapevine_sync_proto::{DocumentId, Insight};
 use grapevine_tests::points::JOINERS_SQUARE;
-use grapevine_tests::{Phone, TestApp};
+use grapevine_tests::{Backend, Phone, TestApp};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -35,9 +35,8 @@ fn rejection(doc: &AutoCommit) -> (ErrorCode, String) {
     }
 }
 
-#[tokio::test]
-async fn the_sdk_refuses_an_invalid_insight_naming_the_field() {
-    let app = TestApp::spawn().await;
+async fn the_sdk_refuses_an_invalid_insight_naming_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let phone = Phone::new(&app, "Pupil").await;
     let draft = Draft {
         category: "road-safety".into(),
@@ -54,9 +53,8 @@ async fn the_sdk_refuses_an_invalid_insight_naming_the_field() {
     assert!(phone.store.list().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn invalid_documents_from_another_client_are_kept_marked_rejected_and_never_counted() {
-    let app = TestApp::spawn().await;
+async fn invalid_documents_from_another_client_are_kept_marked_rejected_and_never_counted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let token = app.add_device("A script").await;
     let (good_id, good) = insight_doc("drugs");
     let (bad_category_id, bad_category) = insight_doc("parking");
@@ -88,9 +86,8 @@ async fn invalid_documents_from_another_client_are_kept_marked_rejected_and_neve
     assert!(app.store.load_document(not_an_insight_id).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn a_rejection_reaches_the_collector_on_the_next_sync() {
-    let app = TestApp::spawn().await;
+async fn a_rejection_reaches_the_collector_on_the_next_sync(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let phone = Phone::new(&app, "Youth worker").await;
     // The phone does not know the campaign's areas yet, so an unknown area passes on the phone and fails on the server.
     let draft = Draft {
@@ -112,9 +109,8 @@ async fn a_rejection_reaches_the_collector_on_the_next_sync() {
     assert_eq!(app.totals().await, (vec![], 0));
 }
 
-#[tokio::test]
-async fn an_unknown_or_missing_token_is_refused_and_nothing_is_stored() {
-    let app = TestApp::spawn().await;
+async fn an_unknown_or_missing_token_is_refused_and_nothing_is_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let stranger = Phone::with_token("gvd_not-a-real-token".into()).await;
     let (_, lat, lon) = JOINERS_SQUARE;
     let id = stranger.capture_at("drugs", lat, lon, None).await;
@@ -138,9 +134,8 @@ async fn an_unknown_or_missing_token_is_refused_and_nothing_is_stored() {
     assert_eq!(app.totals().await, (vec![], 0));
 }
 
-#[tokio::test]
-async fn an_oversized_frame_gets_a_coded_error_then_the_connection_closes() {
-    let app = TestApp::spawn().await;
+async fn an_oversized_frame_gets_a_coded_error_then_the_connection_closes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let token = app.add_device("Big sender").await;
     let mut request = app.sync_url().into_client_request().unwrap();
     request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -153,3 +148,11 @@ async fn an_oversized_frame_gets_a_coded_error_then_the_connection_closes() {
     assert!(message.contains("1048577"), "{message}");
     assert!(matches!(socket.next().await, Some(Ok(WsMessage::Close(_))) | None));
 }
+
+on_both_backends!(
+    the_sdk_refuses_an_invalid_insight_naming_the_field,
+    invalid_documents_from_another_client_are_kept_marked_rejected_and_never_counted,
+    a_rejection_reaches_the_collector_on_the_next_sync,
+    an_unknown_or_missing_token_is_refused_and_nothing_is_stored,
+    an_oversized_frame_gets_a_coded_error_then_the_connection_closes,
+);

@@ -2,11 +2,10 @@
 
 use grapevine_client_sdk::Status;
 use grapevine_tests::points::{ABBEY_HULTON, CANNOCK_NORTH, JOINERS_SQUARE, WESTMINSTER};
-use grapevine_tests::{Phone, TestApp};
+use grapevine_tests::{Backend, Phone, TestApp};
 
-#[tokio::test]
-async fn two_devices_capture_offline_then_sync_and_the_roll_up_shows_exactly_their_insights() {
-    let app = TestApp::spawn().await;
+async fn two_devices_capture_offline_then_sync_and_the_roll_up_shows_exactly_their_insights(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let barber = Phone::new(&app, "Hanley barbers").await;
     let youth_worker = Phone::new(&app, "Cannock youth club").await;
 
@@ -48,9 +47,8 @@ async fn two_devices_capture_offline_then_sync_and_the_roll_up_shows_exactly_the
     assert_eq!(outside_status, Status::OutsideCoverage);
 }
 
-#[tokio::test]
-async fn a_device_that_syncs_twice_duplicates_nothing() {
-    let app = TestApp::spawn().await;
+async fn a_device_that_syncs_twice_duplicates_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let phone = Phone::new(&app, "Leek library").await;
     let (code, lat, lon) = ABBEY_HULTON;
     phone.capture_at("burglary-theft", lat, lon, Some(3)).await;
@@ -66,9 +64,8 @@ async fn a_device_that_syncs_twice_duplicates_nothing() {
     assert_eq!(app.totals().await, (vec![(code.into(), 3)], 0));
 }
 
-#[tokio::test]
-async fn a_server_restarted_between_syncs_loses_nothing_it_acknowledged() {
-    let app = TestApp::spawn().await;
+async fn a_server_restarted_between_syncs_loses_nothing_it_acknowledged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let first_phone = Phone::new(&app, "Stoke school").await;
     let second_phone = Phone::new(&app, "Cannock barbers").await;
     let (code_js, lat_js, lon_js) = JOINERS_SQUARE;
@@ -87,10 +84,9 @@ async fn a_server_restarted_between_syncs_loses_nothing_it_acknowledged() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn periods_select_insights_by_the_day_they_were_captured() {
+async fn periods_select_insights_by_the_day_they_were_captured(backend: Backend) {
     use grapevine_client_sdk::{Channel, Draft, Location};
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn(backend).await;
     let phone = Phone::new(&app, "Hanley barbers").await;
     let (code, lat, lon) = JOINERS_SQUARE;
     for captured_at in [
@@ -120,3 +116,10 @@ async fn periods_select_insights_by_the_day_they_were_captured() {
     assert!(areas["areas"].as_array().unwrap().iter().all(|area| area["total"] == 0));
     assert_eq!(areas["areas"].as_array().unwrap().len(), 211, "every ward is listed, zeros included");
 }
+
+on_both_backends!(
+    two_devices_capture_offline_then_sync_and_the_roll_up_shows_exactly_their_insights,
+    a_device_that_syncs_twice_duplicates_nothing,
+    a_server_restarted_between_syncs_loses_nothing_it_acknowledged,
+    periods_select_insights_by_the_day_they_were_captured,
+);

@@ -17,6 +17,52 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The database a test runs on. Every integration test runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on (`GRAPEVINE_TEST_POSTGRES_URL` overrides it).
+pub fn postgres_admin_url() -> String {
+    std::env::var("GRAPEVINE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, empty database on `backend`: its URL, and (for PostgreSQL) its name, to drop afterwards.
+pub async fn fresh_database(backend: Backend, dir: &TempDir) -> (String, Option<String>) {
+    match backend {
+        Backend::Sqlite => (format!("sqlite://{}", dir.path().join("grapevine.db").display()), None),
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let admin_url = postgres_admin_url();
+            let name = format!("grapevine_test_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("PostgreSQL must answer on 127.0.0.1:5432 (see .ci/run)");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+            (format!("{base}/{name}"), Some(name))
+        }
+    }
+}
+
+/// Drops a test database, whoever is still connected.
+pub fn drop_postgres_database(name: &str) {
+    let name = name.to_owned();
+    // Drop runs inside a test's runtime, which must not block on itself: use a thread with its own.
+    let dropper = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection;
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+            }
+        });
+    });
+    let _ = dropper.join();
+}
+
 /// A running server with its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -26,16 +72,19 @@ pub struct TestApp {
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The PostgreSQL database to drop when the test is done.
+    postgres_database: Option<String>,
     // Held so the database outlives the server; dropped last.
     dir: Arc<TempDir>,
 }
 
 impl TestApp {
-    /// Starts the real server on 127.0.0.1:0 with a fresh SQLite database and an analyst token.
-    pub async fn spawn() -> TestApp {
+    /// Starts the real server on 127.0.0.1:0 with a fresh database on `backend` and an analyst token.
+    pub async fn spawn(backend: Backend) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
-        let database_url = format!("sqlite://{}", dir.path().join("grapevine.db").display());
+        let (database_url, postgres_database) = fresh_database(backend, &dir).await;
         let mut app = TestApp::start(dir, database_url).await;
+        app.postgres_database = postgres_database;
         let (_, token) =
             grapevine_server::auth::issue_api_token(app.store.as_ref(), Role::Analyst, "test analyst").await.unwrap();
         app.analyst_token = token;
@@ -59,6 +108,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
+            postgres_database: None,
             dir,
         }
     }
@@ -82,6 +132,7 @@ impl TestApp {
         self.shutdown().await;
         let mut app = TestApp::start(self.dir.clone(), self.database_url.clone()).await;
         app.analyst_token = self.analyst_token.clone();
+        app.postgres_database = self.postgres_database.take();
         app
     }
 
@@ -140,6 +191,12 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(name) = self.postgres_database.take() {
+            drop_postgres_database(&name);
         }
     }
 }

@@ -25,13 +25,20 @@ CREATE TABLE api_tokens (
     revoked_at  TEXT
 );
 
--- One Automerge document per insight. `version` counts saves, for optimistic concurrency between writers.
+-- One Automerge document per insight, stored as chunks: a snapshot and the changes appended since. `version` counts
+-- writes; a writer names the version it loaded, so two writers never overwrite each other.
 CREATE TABLE documents (
     doc_id        TEXT PRIMARY KEY,        -- base58check, as automerge-repo spells it
     collector_id  TEXT NOT NULL REFERENCES collectors (id),
-    bytes         BLOB NOT NULL,           -- Automerge save()
     version       INTEGER NOT NULL,
     updated_at    TEXT NOT NULL
+);
+
+CREATE TABLE document_chunks (
+    doc_id  TEXT NOT NULL REFERENCES documents (doc_id),
+    seq     INTEGER NOT NULL,              -- the document version that wrote it
+    bytes   BLOB NOT NULL,
+    PRIMARY KEY (doc_id, seq)
 );
 
 -- What the server extracted from each document, and what it decided.

@@ -1,7 +1,13 @@
 //! Storage: the one `Store` trait the rest of the server talks to. Only this module knows SQL.
 //!
-//! Backends: `sqlite` (the embedded default). Each backend owns its migrations under `server/migrations/<backend>/`.
+//! Backends: `sqlite` (the embedded default) and `postgres` (production, several nodes). Each owns its migrations under
+//! `server/migrations/<backend>/`; both keep the same invariants:
+//! - a document is stored as chunks (a snapshot plus appended changes) with a version counter; a write names the version
+//!   it loaded and fails with `SaveError::Conflict` if another writer got there first, so no change and no decision is
+//!   ever lost between nodes;
+//! - the insight row and the roll-up delta commit in the same transaction as the document.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -11,6 +17,7 @@ use grapevine_sync_proto::DocumentId;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The database an unconfigured server uses: a SQLite file in `./grapevine-data/`.
@@ -67,8 +74,20 @@ pub struct NewDevice {
 #[derive(Debug, Clone)]
 pub struct StoredDocument {
     pub collector_id: Uuid,
+    /// Every chunk, concatenated in order: what `AutoCommit::load` takes.
     pub bytes: Vec<u8>,
     pub version: i64,
+    /// How many chunks the document is stored as; the sync handler compacts when it grows.
+    pub n_chunks: i64,
+}
+
+/// How a write stores a document.
+#[derive(Debug, Clone)]
+pub enum DocumentBytes {
+    /// The whole document (`save()`): replaces every chunk. Used for new documents and to compact.
+    Snapshot(Vec<u8>),
+    /// Only the changes since the version loaded (`save_after`): appended as one chunk.
+    Changes(Vec<u8>),
 }
 
 /// The server's decision about one insight document, as a row.
@@ -101,7 +120,7 @@ pub struct DocumentWrite {
     pub doc_id: DocumentId,
     pub collector_id: Uuid,
     pub device_id: Uuid,
-    pub bytes: Vec<u8>,
+    pub bytes: DocumentBytes,
     /// The version loaded, or `None` for a new document: the write fails with `SaveError::Conflict` if another
     /// writer saved in between.
     pub expected_version: Option<i64>,
@@ -164,11 +183,86 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// Opens the store a database URL names, creating and migrating it as needed.
 ///
 /// # Errors
-/// An unsupported URL scheme, or a database that cannot be opened or migrated.
+/// An unsupported URL scheme, a database that cannot be opened or migrated, or one whose schema is newer than this
+/// build.
 pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
         let store = SqliteStore::open(database_url).await.with_context(|| format!("opening {database_url}"))?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!("unsupported database URL '{database_url}': expected sqlite://PATH")
+    if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        let store = PostgresStore::open(database_url).await.with_context(|| "opening the PostgreSQL database")?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("unsupported database URL '{database_url}': expected sqlite://PATH or postgres://…")
+}
+
+/// Refuses a database migrated by a newer Grapevine: its schema may mean things this build does not know.
+///
+/// # Errors
+/// The database has a migration this build does not have.
+pub(crate) fn check_not_newer(applied: Option<i64>, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
+    let known = migrator.iter().map(|migration| migration.version).max().unwrap_or(0);
+    match applied {
+        Some(applied) if applied > known => anyhow::bail!(
+            "the database's schema is at migration {applied}, newer than this grapevine knows (up to {known}): \
+             run a newer grapevine, or restore a backup taken before the upgrade"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The roll-up cell an insight counts in, if it counts (rejected insights never do).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Contribution {
+    pub area_code: String,
+    pub day: Date,
+    pub category: String,
+    pub feeling_safe: Option<i64>,
+}
+
+impl Contribution {
+    pub(crate) fn of(
+        outcome: &Outcome,
+        captured_day: Option<Date>,
+        category: Option<String>,
+        feeling_safe: Option<i64>,
+    ) -> Option<Contribution> {
+        let area_code = match outcome {
+            Outcome::Filed { area_code } => area_code.clone(),
+            Outcome::OutsideCoverage => OUTSIDE_COVERAGE.to_owned(),
+            Outcome::Rejected { .. } => return None,
+        };
+        Some(Contribution { area_code, day: captured_day?, category: category?, feeling_safe })
+    }
+
+    /// The deltas to add to (`sign` = 1) or take from (`sign` = -1) a roll-up cell: count, feeling-safe sum and count.
+    pub(crate) fn deltas(&self, sign: i64) -> (i64, i64, i64) {
+        (sign, sign * self.feeling_safe.unwrap_or(0), if self.feeling_safe.is_some() { sign } else { 0 })
+    }
+}
+
+impl Outcome {
+    /// The stored columns: status, area code, rejection code and message.
+    pub(crate) fn columns(&self) -> (&'static str, Option<&str>, Option<&str>, Option<&str>) {
+        match self {
+            Outcome::Filed { area_code } => ("filed", Some(area_code.as_str()), None, None),
+            Outcome::OutsideCoverage => ("outside_coverage", None, None, None),
+            Outcome::Rejected { code, message } => ("rejected", None, Some(code.as_str()), Some(message.as_str())),
+        }
+    }
+
+    /// Rebuilds an outcome from its stored columns.
+    pub(crate) fn from_columns(
+        status: &str,
+        area_code: Option<String>,
+        code: Option<String>,
+        message: Option<String>,
+    ) -> Outcome {
+        match status {
+            "filed" => Outcome::Filed { area_code: area_code.unwrap_or_default() },
+            "outside_coverage" => Outcome::OutsideCoverage,
+            _ => Outcome::Rejected { code: code.unwrap_or_default(), message: message.unwrap_or_default() },
+        }
+    }
 }

@@ -13,13 +13,15 @@ use grapevine_sync_proto::DocumentId;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use time::format_description::well_known::Rfc3339;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    AreaCounts, DayRange, DocumentWrite, InsightRow, NewDevice, Outcome, Principal, Role, SaveError, Store,
-    StoredDocument, OUTSIDE_COVERAGE,
+    check_not_newer, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentWrite, InsightRow, NewDevice, Outcome,
+    Principal, Role, SaveError, Store, StoredDocument,
 };
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -46,7 +48,15 @@ impl SqliteStore {
             }
         }
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await.context("applying SQLite migrations")?;
+        let applied: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE EXISTS
+                 (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap_or(None);
+        check_not_newer(applied, &MIGRATOR)?;
+        MIGRATOR.run(&pool).await.context("applying SQLite migrations")?;
         Ok(SqliteStore { pool })
     }
 }
@@ -55,37 +65,12 @@ fn now_text() -> String {
     format_time(OffsetDateTime::now_utc())
 }
 
-fn day_text(day: Date) -> String {
-    format!("{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
-}
-
-/// The roll-up cell an insight row counts in, if it counts.
-struct Contribution {
-    area_code: String,
-    day: String,
-    category: String,
-    feeling_safe: Option<i64>,
-}
-
-fn contribution(
-    outcome: &Outcome,
-    captured_day: Option<String>,
-    category: Option<String>,
-    feeling_safe: Option<i64>,
-) -> Option<Contribution> {
-    let area_code = match outcome {
-        Outcome::Filed { area_code } => area_code.clone(),
-        Outcome::OutsideCoverage => OUTSIDE_COVERAGE.to_owned(),
-        Outcome::Rejected { .. } => return None,
-    };
-    Some(Contribution { area_code, day: captured_day?, category: category?, feeling_safe })
-}
-
 async fn apply_contribution(
     tx: &mut sqlx::SqliteConnection,
     cell: &Contribution,
     sign: i64,
 ) -> Result<(), sqlx::Error> {
+    let (n, feeling_safe_sum, feeling_safe_n) = cell.deltas(sign);
     sqlx::query(
         "INSERT INTO rollup_daily (area_code, day, category, n_insights, feeling_safe_sum, feeling_safe_n)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -95,40 +80,24 @@ async fn apply_contribution(
              feeling_safe_n = feeling_safe_n + excluded.feeling_safe_n",
     )
     .bind(&cell.area_code)
-    .bind(&cell.day)
+    .bind(cell.day)
     .bind(&cell.category)
-    .bind(sign)
-    .bind(sign * cell.feeling_safe.unwrap_or(0))
-    .bind(if cell.feeling_safe.is_some() { sign } else { 0 })
+    .bind(n)
+    .bind(feeling_safe_sum)
+    .bind(feeling_safe_n)
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM rollup_daily WHERE area_code = ?1 AND day = ?2 AND category = ?3 AND n_insights = 0")
         .bind(&cell.area_code)
-        .bind(&cell.day)
+        .bind(cell.day)
         .bind(&cell.category)
         .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
-fn outcome_from(status: &str, area_code: Option<String>, code: Option<String>, message: Option<String>) -> Outcome {
-    match status {
-        "filed" => Outcome::Filed { area_code: area_code.unwrap_or_default() },
-        "outside_coverage" => Outcome::OutsideCoverage,
-        _ => Outcome::Rejected { code: code.unwrap_or_default(), message: message.unwrap_or_default() },
-    }
-}
-
 fn parse_time(text: Option<String>) -> Option<OffsetDateTime> {
     text.and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok())
-}
-
-fn day_bounds(days: DayRange) -> (String, String) {
-    // ISO dates compare correctly as text; these sentinels sort before and after every real day.
-    (
-        days.from.map_or_else(|| "0000-00-00".to_owned(), day_text),
-        days.to.map_or_else(|| "9999-99-99".to_owned(), day_text),
-    )
 }
 
 #[async_trait::async_trait]
@@ -191,45 +160,79 @@ impl Store for SqliteStore {
     }
 
     async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>> {
-        let row = sqlx::query("SELECT collector_id, bytes, version FROM documents WHERE doc_id = ?1")
-            .bind(doc_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            let collector_id: String = row.get("collector_id");
-            Ok(StoredDocument {
-                collector_id: collector_id.parse().context("collector id")?,
-                bytes: row.get("bytes"),
-                version: row.get("version"),
-            })
-        })
-        .transpose()
+        let doc_id = doc_id.to_string();
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT collector_id, version FROM documents WHERE doc_id = ?1")
+            .bind(&doc_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let chunks: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT bytes FROM document_chunks WHERE doc_id = ?1 ORDER BY seq")
+                .bind(&doc_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let collector_id: String = row.get("collector_id");
+        Ok(Some(StoredDocument {
+            collector_id: collector_id.parse().context("collector id")?,
+            n_chunks: i64::try_from(chunks.len())?,
+            bytes: chunks.concat(),
+            version: row.get("version"),
+        }))
     }
 
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
         let doc_id = write.doc_id.to_string();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(anyhow::Error::from)?;
-        let current: Option<i64> = sqlx::query_scalar("SELECT version FROM documents WHERE doc_id = ?1")
-            .bind(&doc_id)
-            .fetch_optional(&mut *tx)
-            .await
+        let now = now_text();
+        let claimed =
+            match write.expected_version {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO documents (doc_id, collector_id, version, updated_at) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (doc_id) DO NOTHING",
+                    )
+                    .bind(&doc_id)
+                    .bind(write.collector_id.to_string())
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await
+                }
+                Some(version) => sqlx::query(
+                    "UPDATE documents SET version = version + 1, updated_at = ?3 WHERE doc_id = ?1 AND version = ?2",
+                )
+                .bind(&doc_id)
+                .bind(version)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await,
+            }
             .map_err(anyhow::Error::from)?;
-        if current != write.expected_version {
+        if claimed.rows_affected() != 1 {
             return Err(SaveError::Conflict);
         }
-        let now = now_text();
-        sqlx::query(
-            "INSERT INTO documents (doc_id, collector_id, bytes, version, updated_at) VALUES (?1, ?2, ?3, 1, ?4)
-             ON CONFLICT (doc_id) DO UPDATE SET bytes = excluded.bytes, version = version + 1,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(&doc_id)
-        .bind(write.collector_id.to_string())
-        .bind(&write.bytes)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await
-        .map_err(anyhow::Error::from)?;
+        let new_version = write.expected_version.unwrap_or(0) + 1;
+        let chunk = match write.bytes {
+            DocumentBytes::Snapshot(bytes) => {
+                sqlx::query("DELETE FROM document_chunks WHERE doc_id = ?1")
+                    .bind(&doc_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                bytes
+            }
+            DocumentBytes::Changes(bytes) => bytes,
+        };
+        sqlx::query("INSERT INTO document_chunks (doc_id, seq, bytes) VALUES (?1, ?2, ?3)")
+            .bind(&doc_id)
+            .bind(new_version)
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?;
 
         // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
         let old =
@@ -240,20 +243,16 @@ impl Store for SqliteStore {
                 .map_err(anyhow::Error::from)?;
         if let Some(old) = old {
             let status: String = old.get("status");
-            let outcome = outcome_from(&status, old.get("area_code"), None, None);
+            let outcome = Outcome::from_columns(&status, old.get("area_code"), None, None);
             if let Some(cell) =
-                contribution(&outcome, old.get("captured_day"), old.get("category"), old.get("feeling_safe"))
+                Contribution::of(&outcome, old.get("captured_day"), old.get("category"), old.get("feeling_safe"))
             {
                 apply_contribution(&mut tx, &cell, -1).await.map_err(anyhow::Error::from)?;
             }
         }
         let row = &write.insight;
-        let captured_day = row.captured_at.map(|at| day_text(at.date()));
-        let (status, area_code, reject_code, reject_message) = match &row.outcome {
-            Outcome::Filed { area_code } => ("filed", Some(area_code.as_str()), None, None),
-            Outcome::OutsideCoverage => ("outside_coverage", None, None, None),
-            Outcome::Rejected { code, message } => ("rejected", None, Some(code.as_str()), Some(message.as_str())),
-        };
+        let captured_day = row.captured_at.map(OffsetDateTime::date);
+        let (status, area_code, reject_code, reject_message) = row.outcome.columns();
         sqlx::query(
             "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
                  text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
@@ -272,7 +271,7 @@ impl Store for SqliteStore {
         .bind(write.collector_id.to_string())
         .bind(write.device_id.to_string())
         .bind(row.captured_at.map(format_time))
-        .bind(&captured_day)
+        .bind(captured_day)
         .bind(&row.campaign)
         .bind(&row.category)
         .bind(&row.text)
@@ -291,7 +290,7 @@ impl Store for SqliteStore {
         .await
         .map_err(anyhow::Error::from)?;
         if let Some(cell) =
-            contribution(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
+            Contribution::of(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
         {
             apply_contribution(&mut tx, &cell, 1).await.map_err(anyhow::Error::from)?;
         }
@@ -324,34 +323,38 @@ impl Store for SqliteStore {
                 channel: row.get("channel"),
                 gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
                 picked_area_code: row.get("picked_area_code"),
-                outcome: outcome_from(&status, row.get("area_code"), row.get("reject_code"), row.get("reject_message")),
+                outcome: Outcome::from_columns(
+                    &status,
+                    row.get("area_code"),
+                    row.get("reject_code"),
+                    row.get("reject_message"),
+                ),
                 processed_at: parse_time(row.get("processed_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
             }
         }))
     }
 
     async fn area_totals(&self, days: DayRange) -> anyhow::Result<Vec<(String, i64)>> {
-        let (from, to) = day_bounds(days);
         let rows = sqlx::query(
             "SELECT area_code, SUM(n_insights) AS total FROM rollup_daily
-             WHERE day >= ?1 AND day < ?2 GROUP BY area_code",
+             WHERE (?1 IS NULL OR day >= ?1) AND (?2 IS NULL OR day < ?2) GROUP BY area_code",
         )
-        .bind(from)
-        .bind(to)
+        .bind(days.from)
+        .bind(days.to)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|row| (row.get("area_code"), row.get("total"))).collect())
     }
 
     async fn area_counts(&self, area_code: &str, days: DayRange) -> anyhow::Result<AreaCounts> {
-        let (from, to) = day_bounds(days);
         let rows = sqlx::query(
             "SELECT category, SUM(n_insights) AS n, SUM(feeling_safe_sum) AS fs_sum, SUM(feeling_safe_n) AS fs_n
-             FROM rollup_daily WHERE area_code = ?1 AND day >= ?2 AND day < ?3 GROUP BY category ORDER BY category",
+             FROM rollup_daily WHERE area_code = ?1 AND (?2 IS NULL OR day >= ?2) AND (?3 IS NULL OR day < ?3)
+             GROUP BY category ORDER BY category",
         )
         .bind(area_code)
-        .bind(from)
-        .bind(to)
+        .bind(days.from)
+        .bind(days.to)
         .fetch_all(&self.pool)
         .await?;
         let mut counts = AreaCounts::default();

@@ -1,0 +1,351 @@
+//! The PostgreSQL backend: for real deployments and for several server nodes over one database.
+//!
+//! Conflicts between nodes surface as `SaveError::Conflict` (a version check failed, or PostgreSQL aborted a
+//! transaction as a deadlock or serialization failure); the sync handler reloads, merges and tries again.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use grapevine_sync_proto::DocumentId;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{
+    check_not_newer, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentWrite, InsightRow, NewDevice, Outcome,
+    Principal, Role, SaveError, Store, StoredDocument,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and migrates.
+    ///
+    /// # Errors
+    /// The database cannot be reached, is newer than this build, or a migration fails.
+    pub async fn open(database_url: &str) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(database_url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let applied: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE to_regclass('_sqlx_migrations') IS NOT NULL",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap_or(None);
+        check_not_newer(applied, &MIGRATOR)?;
+        MIGRATOR.run(&pool).await.context("applying PostgreSQL migrations")?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// The pool, for the LISTEN side of cross-node notifications.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Deadlocks and serialization failures are another writer winning a race: retry, like a version conflict.
+fn classify(error: sqlx::Error) -> SaveError {
+    if let sqlx::Error::Database(database_error) = &error {
+        if matches!(database_error.code().as_deref(), Some("40001" | "40P01")) {
+            return SaveError::Conflict;
+        }
+    }
+    SaveError::Database(error.into())
+}
+
+async fn apply_contribution(tx: &mut sqlx::PgConnection, cell: &Contribution, sign: i64) -> Result<(), sqlx::Error> {
+    let (n, feeling_safe_sum, feeling_safe_n) = cell.deltas(sign);
+    sqlx::query(
+        "INSERT INTO rollup_daily (area_code, day, category, n_insights, feeling_safe_sum, feeling_safe_n)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (area_code, day, category) DO UPDATE SET
+             n_insights = rollup_daily.n_insights + excluded.n_insights,
+             feeling_safe_sum = rollup_daily.feeling_safe_sum + excluded.feeling_safe_sum,
+             feeling_safe_n = rollup_daily.feeling_safe_n + excluded.feeling_safe_n",
+    )
+    .bind(&cell.area_code)
+    .bind(cell.day)
+    .bind(&cell.category)
+    .bind(n)
+    .bind(feeling_safe_sum)
+    .bind(feeling_safe_n)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM rollup_daily WHERE area_code = $1 AND day = $2 AND category = $3 AND n_insights = 0")
+        .bind(&cell.area_code)
+        .bind(cell.day)
+        .bind(&cell.category)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn add_device(&self, label: &str, token_hash: &str) -> anyhow::Result<NewDevice> {
+        let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, $2)")
+            .bind(new.collector_id)
+            .bind(label)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO devices (id, collector_id, label, token_hash) VALUES ($1, $2, $3, $4)")
+            .bind(new.device_id)
+            .bind(new.collector_id)
+            .bind(label)
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid> {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO api_tokens (id, role, label, token_hash) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(role.as_str())
+            .bind(label)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
+        let device = sqlx::query("SELECT id, collector_id FROM devices WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = device {
+            return Ok(Some(Principal::Device { device_id: row.get("id"), collector_id: row.get("collector_id") }));
+        }
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
+    }
+
+    async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>> {
+        let doc_id = doc_id.to_string();
+        // One snapshot of both tables: REPEATABLE READ, so the version matches the chunks read.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let Some(row) = sqlx::query("SELECT collector_id, version FROM documents WHERE doc_id = $1")
+            .bind(&doc_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let chunks: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT bytes FROM document_chunks WHERE doc_id = $1 ORDER BY seq")
+                .bind(&doc_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Some(StoredDocument {
+            collector_id: row.get("collector_id"),
+            n_chunks: i64::try_from(chunks.len())?,
+            bytes: chunks.concat(),
+            version: row.get("version"),
+        }))
+    }
+
+    async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
+        let doc_id = write.doc_id.to_string();
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let claimed =
+            match write.expected_version {
+                None => {
+                    sqlx::query(
+                        "INSERT INTO documents (doc_id, collector_id, version) VALUES ($1, $2, 1)
+                 ON CONFLICT (doc_id) DO NOTHING",
+                    )
+                    .bind(&doc_id)
+                    .bind(write.collector_id)
+                    .execute(&mut *tx)
+                    .await
+                }
+                Some(version) => sqlx::query(
+                    "UPDATE documents SET version = version + 1, updated_at = now() WHERE doc_id = $1 AND version = $2",
+                )
+                .bind(&doc_id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await,
+            }
+            .map_err(classify)?;
+        if claimed.rows_affected() != 1 {
+            return Err(SaveError::Conflict);
+        }
+        let new_version = write.expected_version.unwrap_or(0) + 1;
+        let chunk = match write.bytes {
+            DocumentBytes::Snapshot(bytes) => {
+                sqlx::query("DELETE FROM document_chunks WHERE doc_id = $1")
+                    .bind(&doc_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                bytes
+            }
+            DocumentBytes::Changes(bytes) => bytes,
+        };
+        sqlx::query("INSERT INTO document_chunks (doc_id, seq, bytes) VALUES ($1, $2, $3)")
+            .bind(&doc_id)
+            .bind(new_version)
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+
+        // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
+        let old =
+            sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = $1")
+                .bind(write.insight.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+        if let Some(old) = old {
+            let status: String = old.get("status");
+            let feeling_safe: Option<i16> = old.get("feeling_safe");
+            let outcome = Outcome::from_columns(&status, old.get("area_code"), None, None);
+            let old_day: Option<Date> = old.get("captured_day");
+            if let Some(cell) = Contribution::of(&outcome, old_day, old.get("category"), feeling_safe.map(i64::from)) {
+                apply_contribution(&mut tx, &cell, -1).await.map_err(classify)?;
+            }
+        }
+        let row = &write.insight;
+        let captured_day = row.captured_at.map(OffsetDateTime::date);
+        let (status, area_code, reject_code, reject_message) = row.outcome.columns();
+        sqlx::query(
+            "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
+                 text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
+                 reject_message, processed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+             ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
+                 captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
+                 text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
+                 lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
+                 picked_area_code = excluded.picked_area_code, status = excluded.status,
+                 area_code = excluded.area_code, reject_code = excluded.reject_code,
+                 reject_message = excluded.reject_message, processed_at = excluded.processed_at",
+        )
+        .bind(row.id)
+        .bind(&doc_id)
+        .bind(write.collector_id)
+        .bind(write.device_id)
+        .bind(row.captured_at)
+        .bind(captured_day)
+        .bind(&row.campaign)
+        .bind(&row.category)
+        .bind(&row.text)
+        .bind(row.feeling_safe.map(i16::from))
+        .bind(&row.channel)
+        .bind(row.gps.map(|(lat, _, _)| lat))
+        .bind(row.gps.map(|(_, lon, _)| lon))
+        .bind(row.gps.map(|(_, _, accuracy)| accuracy))
+        .bind(&row.picked_area_code)
+        .bind(status)
+        .bind(area_code)
+        .bind(reject_code)
+        .bind(reject_message)
+        .bind(row.processed_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if let Some(cell) =
+            Contribution::of(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
+        {
+            apply_contribution(&mut tx, &cell, 1).await.map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
+        let row = sqlx::query(
+            "SELECT captured_at, campaign, category, text, feeling_safe, channel, lat, lon, accuracy_m,
+                    picked_area_code, status, area_code, reject_code, reject_message, processed_at
+             FROM insights WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| {
+            let lat: Option<f64> = row.get("lat");
+            let lon: Option<f64> = row.get("lon");
+            let accuracy: Option<f64> = row.get("accuracy_m");
+            let status: String = row.get("status");
+            let feeling_safe: Option<i16> = row.get("feeling_safe");
+            InsightRow {
+                id,
+                captured_at: row.get("captured_at"),
+                campaign: row.get("campaign"),
+                category: row.get("category"),
+                text: row.get("text"),
+                feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
+                channel: row.get("channel"),
+                gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
+                picked_area_code: row.get("picked_area_code"),
+                outcome: Outcome::from_columns(
+                    &status,
+                    row.get("area_code"),
+                    row.get("reject_code"),
+                    row.get("reject_message"),
+                ),
+                processed_at: row.get("processed_at"),
+            }
+        }))
+    }
+
+    async fn area_totals(&self, days: DayRange) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT area_code, SUM(n_insights)::BIGINT AS total FROM rollup_daily
+             WHERE ($1::DATE IS NULL OR day >= $1) AND ($2::DATE IS NULL OR day < $2) GROUP BY area_code",
+        )
+        .bind(days.from)
+        .bind(days.to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|row| (row.get("area_code"), row.get("total"))).collect())
+    }
+
+    async fn area_counts(&self, area_code: &str, days: DayRange) -> anyhow::Result<AreaCounts> {
+        let rows = sqlx::query(
+            "SELECT category, SUM(n_insights)::BIGINT AS n, SUM(feeling_safe_sum)::BIGINT AS fs_sum,
+                    SUM(feeling_safe_n)::BIGINT AS fs_n
+             FROM rollup_daily WHERE area_code = $1 AND ($2::DATE IS NULL OR day >= $2) AND ($3::DATE IS NULL OR day < $3)
+             GROUP BY category ORDER BY category",
+        )
+        .bind(area_code)
+        .bind(days.from)
+        .bind(days.to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = AreaCounts::default();
+        for row in rows {
+            let n: i64 = row.get("n");
+            counts.total += n;
+            counts.feeling_safe_sum += row.get::<i64, _>("fs_sum");
+            counts.feeling_safe_n += row.get::<i64, _>("fs_n");
+            counts.by_category.push((row.get("category"), n));
+        }
+        Ok(counts)
+    }
+}
