@@ -186,12 +186,14 @@ impl Store {
             .collect()
     }
 
-    /// The documents a sync must visit: those the server may lack, and those whose decision the phone has not seen.
-    pub(crate) async fn documents_to_sync(&self) -> Result<Vec<(DocumentId, AutoCommit)>, SdkError> {
+    /// The documents a sync must visit: those the server may lack, and those whose decision the phone has not seen;
+    /// or, with `everything`, every document.
+    pub(crate) async fn documents_to_sync(&self, everything: bool) -> Result<Vec<(DocumentId, AutoCommit)>, SdkError> {
         let rows = sqlx::query(
             "SELECT doc_id, doc FROM insights
-             WHERE dirty = 1 OR status NOT IN ('filed', 'outside_coverage', 'rejected') ORDER BY seq",
+             WHERE ?1 OR dirty = 1 OR status NOT IN ('filed', 'outside_coverage', 'rejected') ORDER BY seq",
         )
+        .bind(everything)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -204,6 +206,24 @@ impl Store {
                 Ok((doc_id, doc))
             })
             .collect()
+    }
+
+    /// The storage lineage of the server this phone last offered everything to.
+    pub(crate) async fn server_storage_id(&self) -> Result<Option<String>, SdkError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'server_storage_id'")
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub(crate) async fn set_server_storage_id(&self, storage_id: &str) -> Result<(), SdkError> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('server_storage_id', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(storage_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Saves a document after a sync round and records what the phone now knows about it. Returns the status.
@@ -317,7 +337,7 @@ mod tests {
         assert_eq!(listed.iter().map(|l| l.id).collect::<Vec<_>>(), vec![first, second]);
         assert_eq!(listed[0].text, "Cars race past the school gate", "text is stored trimmed");
         assert_eq!(listed[0].status, Status::Captured);
-        assert_eq!(store.documents_to_sync().await.unwrap().len(), 2);
+        assert_eq!(store.documents_to_sync(false).await.unwrap().len(), 2);
     }
 
     #[tokio::test]

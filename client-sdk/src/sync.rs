@@ -42,14 +42,23 @@ pub enum DocOutcome {
 
 /// Syncs the store once with the server at `url` (e.g. `ws://127.0.0.1:8080/sync`), authenticating with `token`.
 ///
+/// Only unsettled insights are offered (see `docs/data-model.md`), unless the server's storage lineage changed since
+/// the last sync (it was restored from a backup): then every insight is offered again, so nothing the restore lost
+/// stays lost.
+///
 /// # Errors
 /// The server refuses the token (`SdkError::Server` with code `unauthorized`), cannot be reached, breaks the protocol
 /// or stops answering. Nothing on the phone is lost either way; sync again.
 pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, SdkError> {
+    let mut connection = SyncConnection::open(url, token, store.peer_id()).await?;
+    let known_lineage = store.server_storage_id().await?;
+    let offer_everything = connection.server_storage_id.is_some() && connection.server_storage_id != known_lineage;
     let before: HashMap<Uuid, Status> =
         store.list().await?.into_iter().map(|listed| (listed.id, listed.status)).collect();
-    let mut docs = store.documents_to_sync().await?;
-    let outcomes = sync_documents(url, token, store.peer_id(), &mut docs).await?;
+    let mut docs = store.documents_to_sync(offer_everything).await?;
+    let outcomes = connection.sync_batch(&mut docs).await?;
+    let server_storage_id = connection.server_storage_id.clone();
+    connection.close().await;
     let mut report = SyncReport::default();
     for ((doc_id, doc), outcome) in docs.iter_mut().zip(outcomes) {
         let insight_id = doc_id.as_uuid();
@@ -66,12 +75,16 @@ pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, S
             report.updated.push((insight_id, status));
         }
     }
+    if offer_everything {
+        if let Some(lineage) = &server_storage_id {
+            store.set_server_storage_id(lineage).await?;
+        }
+    }
     Ok(report)
 }
 
-/// Syncs a batch of documents over one connection: the handshake, then every document's first message at once,
-/// then answers until each document is in step with the server or unavailable. Returns one outcome per document, in
-/// order. This is the network half of [`sync`], usable with any documents (tests use it to act as another client).
+/// Syncs a batch of documents over one connection; one outcome per document, in order. The network half of
+/// [`sync`], usable with any documents (tests use it to act as another client).
 ///
 /// # Errors
 /// As [`sync`].
@@ -81,52 +94,87 @@ pub async fn sync_documents(
     peer_id: &str,
     docs: &mut [(DocumentId, AutoCommit)],
 ) -> Result<Vec<DocOutcome>, SdkError> {
-    let mut socket = connect(url, token).await?;
-    let mut session = Session::new(Side::Client, peer_id);
-    send(&mut socket, session.join_frame()).await?;
-    loop {
-        match session.receive(&next_frame(&mut socket).await?)? {
-            Event::Accepted { .. } => break,
-            Event::RemoteError { code, message } => return Err(remote_error(code, message)),
-            _ => {}
-        }
-    }
-    let index: HashMap<DocumentId, usize> = docs.iter().enumerate().map(|(i, (doc_id, _))| (*doc_id, i)).collect();
-    let mut outcomes = vec![None; docs.len()];
-    for (doc_id, doc) in docs.iter_mut() {
-        if let Some(frame) = session.generate(*doc_id, doc) {
-            send(&mut socket, frame).await?;
-        }
-    }
-    let mut n_pending = docs.len();
-    while n_pending > 0 {
-        match session.receive(&next_frame(&mut socket).await?)? {
-            Event::Sync { doc_id, message, .. } => {
-                let Some(&i) = index.get(&doc_id) else { continue };
-                let doc = &mut docs[i].1;
-                session.apply(doc_id, doc, message)?;
-                if let Some(frame) = session.generate(doc_id, doc) {
-                    send(&mut socket, frame).await?;
+    let mut connection = SyncConnection::open(url, token, peer_id).await?;
+    let outcomes = connection.sync_batch(docs).await?;
+    connection.close().await;
+    Ok(outcomes)
+}
+
+/// One authenticated connection to a server, past the handshake.
+pub struct SyncConnection {
+    socket: Socket,
+    session: Session,
+    /// The server's storage lineage, from its handshake.
+    pub server_storage_id: Option<String>,
+}
+
+impl SyncConnection {
+    /// Connects, authenticates and completes the handshake.
+    ///
+    /// # Errors
+    /// As [`sync`].
+    pub async fn open(url: &str, token: &str, peer_id: &str) -> Result<SyncConnection, SdkError> {
+        let mut socket = connect(url, token).await?;
+        let mut session = Session::new(Side::Client, peer_id);
+        send(&mut socket, session.join_frame()).await?;
+        loop {
+            match session.receive(&next_frame(&mut socket).await?)? {
+                Event::Accepted { storage_id, .. } => {
+                    return Ok(SyncConnection { socket, session, server_storage_id: storage_id })
                 }
-                if outcomes[i].is_none() && session.is_in_step(doc_id, doc) {
-                    outcomes[i] = Some(DocOutcome::InStep);
-                    n_pending -= 1;
-                }
+                Event::RemoteError { code, message } => return Err(remote_error(code, message)),
+                _ => {}
             }
-            Event::DocUnavailable { doc_id } => {
-                if let Some(&i) = index.get(&doc_id) {
-                    if outcomes[i].is_none() {
-                        outcomes[i] = Some(DocOutcome::Unavailable);
+        }
+    }
+
+    /// Syncs a batch: every document's first message at once, then answers until each document is in step with the
+    /// server or unavailable. Round trips do not grow with the size of the batch.
+    ///
+    /// # Errors
+    /// As [`sync`].
+    pub async fn sync_batch(&mut self, docs: &mut [(DocumentId, AutoCommit)]) -> Result<Vec<DocOutcome>, SdkError> {
+        let index: HashMap<DocumentId, usize> = docs.iter().enumerate().map(|(i, (doc_id, _))| (*doc_id, i)).collect();
+        let mut outcomes = vec![None; docs.len()];
+        for (doc_id, doc) in docs.iter_mut() {
+            if let Some(frame) = self.session.generate(*doc_id, doc) {
+                send(&mut self.socket, frame).await?;
+            }
+        }
+        let mut n_pending = docs.len();
+        while n_pending > 0 {
+            match self.session.receive(&next_frame(&mut self.socket).await?)? {
+                Event::Sync { doc_id, message, .. } => {
+                    let Some(&i) = index.get(&doc_id) else { continue };
+                    let doc = &mut docs[i].1;
+                    self.session.apply(doc_id, doc, message)?;
+                    if let Some(frame) = self.session.generate(doc_id, doc) {
+                        send(&mut self.socket, frame).await?;
+                    }
+                    if outcomes[i].is_none() && self.session.is_in_step(doc_id, doc) {
+                        outcomes[i] = Some(DocOutcome::InStep);
                         n_pending -= 1;
                     }
                 }
+                Event::DocUnavailable { doc_id } => {
+                    if let Some(&i) = index.get(&doc_id) {
+                        if outcomes[i].is_none() {
+                            outcomes[i] = Some(DocOutcome::Unavailable);
+                            n_pending -= 1;
+                        }
+                    }
+                }
+                Event::RemoteError { code, message } => return Err(remote_error(code, message)),
+                Event::Joined { .. } | Event::Accepted { .. } | Event::Ignored => {}
             }
-            Event::RemoteError { code, message } => return Err(remote_error(code, message)),
-            Event::Joined { .. } | Event::Accepted { .. } | Event::Ignored => {}
         }
+        Ok(outcomes.into_iter().map(|outcome| outcome.unwrap_or(DocOutcome::Unavailable)).collect())
     }
-    let _ = socket.close(None).await;
-    Ok(outcomes.into_iter().map(|outcome| outcome.unwrap_or(DocOutcome::Unavailable)).collect())
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
 }
 
 async fn connect(url: &str, token: &str) -> Result<Socket, SdkError> {

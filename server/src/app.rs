@@ -42,6 +42,8 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// This node's peer id in the sync protocol.
     pub peer_id: String,
+    /// The database's lineage, announced in the handshake (see `docs/sync-protocol.md`).
+    pub storage_id: String,
     /// This process's Automerge actor, for the records it writes into documents.
     pub actor: ActorId,
     pub doc_locks: Arc<DocLocks>,
@@ -66,6 +68,7 @@ impl Application {
     /// The database cannot be opened or migrated, or the address cannot be bound.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url).await?;
+        let storage_id = store.storage_id().await?;
         let boundaries = Arc::new(Boundaries::bundled());
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let state = AppState {
@@ -73,6 +76,7 @@ impl Application {
             boundaries,
             config: Arc::new(config),
             peer_id: format!("grapevine-server-{}", uuid::Uuid::new_v4()),
+            storage_id,
             actor: process_actor(),
             doc_locks: Arc::new(DocLocks::default()),
             shutdown: CancellationToken::new(),

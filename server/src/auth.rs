@@ -27,13 +27,18 @@ pub fn new_token(kind: TokenKind) -> String {
     format!("{prefix}{}", hex(&secret))
 }
 
-/// Registers a collector's device; returns it with its token, which is stored only as a hash.
+/// Registers a device (for a new collector, or another device of an existing one); returns it with its token, which
+/// is stored only as a hash.
 ///
 /// # Errors
-/// The store fails.
-pub async fn issue_device(store: &dyn Store, label: &str) -> anyhow::Result<(NewDevice, String)> {
+/// The collector does not exist, or the store fails.
+pub async fn issue_device(
+    store: &dyn Store,
+    label: &str,
+    collector: Option<Uuid>,
+) -> anyhow::Result<(NewDevice, String)> {
     let token = new_token(TokenKind::Device);
-    let device = store.add_device(label, &hash_token(&token)).await?;
+    let device = store.add_device(label, &hash_token(&token), collector).await?;
     Ok((device, token))
 }
 

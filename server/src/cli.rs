@@ -2,12 +2,14 @@
 //! `--help` documents a deployment.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app::{Application, ServeConfig};
 use crate::auth::{issue_api_token, issue_device};
-use crate::store::{self, Role, DEFAULT_DATABASE_URL};
+use crate::store::{self, Role, SqliteStore, DEFAULT_DATABASE_URL};
+use uuid::Uuid;
 
 /// Grapevine: community-safety insights from the people already there.
 #[derive(Debug, Parser)]
@@ -19,8 +21,30 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server: the /sync endpoint for phones and the analyst API.
+    /// Run the server: the /sync endpoint for phones and the analyst API. Applies pending migrations first.
     Serve(ServeArgs),
+    /// Apply the database migrations and report the schema version, without starting the server.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Write a consistent copy of a SQLite database while the server runs (PostgreSQL: use pg_dump, see
+    /// docs/operations.md).
+    Backup {
+        /// The file to write; it must not exist yet.
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Replace a SQLite database with a backup. Stop the server first.
+    Restore {
+        /// A file written by `grapevine backup`.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Manage collectors' devices.
     #[command(subcommand)]
     Device(DeviceCommand),
@@ -31,7 +55,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// Where data lives: `sqlite://PATH` (created if missing).
+    /// Where data lives: `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DATABASE`.
     #[arg(long, env = "GRAPEVINE_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 }
@@ -52,6 +76,10 @@ pub enum DeviceCommand {
         /// A label people recognise, e.g. "Hanley barbers".
         #[arg(long)]
         label: String,
+        /// Add the device to this existing collector (a second phone of the same person); by default the device
+        /// gets a new collector.
+        #[arg(long)]
+        collector: Option<Uuid>,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -89,9 +117,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(address = %app.local_addr()?, "grapevine listening");
             app.run_until_stopped(shutdown_signal()).await
         }
-        Command::Device(DeviceCommand::Add { label, database }) => {
+        Command::Migrate { database } => {
             let store = store::open(&database.database_url).await?;
-            let (device, token) = issue_device(store.as_ref(), &label).await?;
+            println!("The database is at schema version {}.", store.schema_version().await?);
+            Ok(())
+        }
+        Command::Backup { to, database } => {
+            let store = SqliteStore::open(sqlite_url(&database.database_url)?).await?;
+            store.backup_to(&to).await?;
+            println!("Backed up to {}.", to.display());
+            Ok(())
+        }
+        Command::Restore { from, database } => {
+            SqliteStore::restore(&from, sqlite_url(&database.database_url)?).await?;
+            println!("Restored {} from {}.", database.database_url, from.display());
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Add { label, collector, database }) => {
+            let store = store::open(&database.database_url).await?;
+            let (device, token) = issue_device(store.as_ref(), &label, collector).await?;
             println!(
                 "Added device {} for collector {} ({label}). Its token, shown only now:",
                 device.device_id, device.collector_id
@@ -111,6 +155,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn sqlite_url(database_url: &str) -> anyhow::Result<&str> {
+    if database_url.starts_with("sqlite:") {
+        Ok(database_url)
+    } else {
+        anyhow::bail!(
+            "backup and restore work on SQLite; for PostgreSQL use pg_dump and pg_restore (docs/operations.md)"
+        )
+    }
+}
+
+/// The whole program: logging, the runtime, the command line. Both `grapevine` binaries call this.
+///
+/// # Errors
+/// Whatever the command fails with.
+pub fn main() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -65,8 +65,9 @@ async fn upgrade(State(state): State<AppState>, device: Device, ws: WebSocketUpg
 }
 
 async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device) {
-    let mut session =
-        Session::new(Side::Server, state.peer_id.clone()).with_max_frame_bytes(state.config.max_frame_bytes);
+    let mut session = Session::new(Side::Server, state.peer_id.clone())
+        .with_storage_id(state.storage_id.clone())
+        .with_max_frame_bytes(state.config.max_frame_bytes);
     loop {
         let inbound = tokio::select! {
             inbound = socket.recv() => inbound,

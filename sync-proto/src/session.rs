@@ -39,8 +39,9 @@ pub enum SyncKind {
 pub enum Event {
     /// Server side: a peer joined. Send `reply` (a `peer` message).
     Joined { peer_id: String, reply: Vec<u8> },
-    /// Client side: the server accepted the join.
-    Accepted { peer_id: String },
+    /// Client side: the server accepted the join. `storage_id` names the server's storage lineage: when it changes
+    /// (a restore from backup), the client should offer every document again.
+    Accepted { peer_id: String, storage_id: Option<String> },
     /// A sync message for one document: load it, [`Session::apply`] it, store it, then [`Session::generate`].
     Sync { doc_id: DocumentId, kind: SyncKind, message: sync::Message },
     /// The other side does not have the document, or may not give it to us.
@@ -71,6 +72,7 @@ pub struct Session {
     side: Side,
     our_peer_id: String,
     their_peer_id: Option<String>,
+    storage_id: Option<String>,
     max_frame_bytes: usize,
     sync_states: HashMap<DocumentId, sync::State>,
 }
@@ -82,6 +84,7 @@ impl Session {
             side,
             our_peer_id: our_peer_id.into(),
             their_peer_id: None,
+            storage_id: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             sync_states: HashMap::new(),
         }
@@ -91,6 +94,13 @@ impl Session {
     #[must_use]
     pub fn with_max_frame_bytes(mut self, max_frame_bytes: usize) -> Self {
         self.max_frame_bytes = max_frame_bytes;
+        self
+    }
+
+    /// Sets the storage id this peer announces in its handshake.
+    #[must_use]
+    pub fn with_storage_id(mut self, storage_id: impl Into<String>) -> Self {
+        self.storage_id = Some(storage_id.into());
         self
     }
 
@@ -140,13 +150,16 @@ impl Session {
                     sender_id: self.our_peer_id.clone(),
                     target_id: sender_id.clone(),
                     selected_protocol_version: PROTOCOL_V1.to_owned(),
-                    peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
+                    peer_metadata: Some(PeerMetadata {
+                        storage_id: self.storage_id.clone(),
+                        is_ephemeral: Some(false),
+                    }),
                 }
                 .encode();
                 self.their_peer_id = Some(sender_id.clone());
                 Ok(Event::Joined { peer_id: sender_id, reply })
             }
-            (Side::Client, None, Message::Peer { sender_id, target_id, selected_protocol_version, .. }) => {
+            (Side::Client, None, Message::Peer { sender_id, target_id, selected_protocol_version, peer_metadata }) => {
                 if target_id != self.our_peer_id {
                     return Err(ProtocolError::violation("'peer' addressed to another peer"));
                 }
@@ -157,7 +170,10 @@ impl Session {
                     });
                 }
                 self.their_peer_id = Some(sender_id.clone());
-                Ok(Event::Accepted { peer_id: sender_id })
+                Ok(Event::Accepted {
+                    peer_id: sender_id,
+                    storage_id: peer_metadata.and_then(|metadata| metadata.storage_id),
+                })
             }
             (_, None, _) => Err(ProtocolError::violation("the handshake must come first")),
             (_, Some(_), Message::Join { .. } | Message::Peer { .. }) => {
@@ -296,13 +312,15 @@ mod tests {
 
     fn handshake() -> (Session, Session) {
         let mut client = Session::new(Side::Client, "phone");
-        let mut server = Session::new(Side::Server, "server");
+        let mut server = Session::new(Side::Server, "server").with_storage_id("lineage-1");
         let Event::Joined { peer_id, reply } = server.receive(&client.join_frame()).unwrap() else {
             panic!("server did not accept the join");
         };
         assert_eq!(peer_id, "phone");
-        let Event::Accepted { peer_id } = client.receive(&reply).unwrap() else { panic!("client not accepted") };
-        assert_eq!(peer_id, "server");
+        let Event::Accepted { peer_id, storage_id } = client.receive(&reply).unwrap() else {
+            panic!("client not accepted")
+        };
+        assert_eq!((peer_id.as_str(), storage_id.as_deref()), ("server", Some("lineage-1")));
         (client, server)
     }
 

@@ -22,4 +22,5 @@ macro_rules! on_both_backends {
 
 mod access;
 mod bad_input;
+mod durability;
 mod spine;

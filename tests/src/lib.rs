@@ -141,9 +141,18 @@ impl TestApp {
         format!("ws://{}/sync", self.addr)
     }
 
-    /// Registers a device, as `grapevine device add` does; returns its token.
+    /// Registers a device for a new collector, as `grapevine device add` does; returns its token.
     pub async fn add_device(&self, label: &str) -> String {
-        grapevine_server::auth::issue_device(self.store.as_ref(), label).await.unwrap().1
+        grapevine_server::auth::issue_device(self.store.as_ref(), label, None).await.unwrap().1
+    }
+
+    /// Registers two devices of one collector; returns their tokens.
+    pub async fn add_two_devices_of_one_collector(&self, label: &str) -> (String, String) {
+        let (first, first_token) =
+            grapevine_server::auth::issue_device(self.store.as_ref(), label, None).await.unwrap();
+        let (_, second_token) =
+            grapevine_server::auth::issue_device(self.store.as_ref(), label, Some(first.collector_id)).await.unwrap();
+        (first_token, second_token)
     }
 
     /// A GET with an optional bearer token: the status and the JSON body.
@@ -201,6 +210,65 @@ impl Drop for TestApp {
     }
 }
 
+/// A real `grapevine serve` process, for tests that kill, signal and restart it.
+pub struct ServerProcess {
+    child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub database_url: String,
+}
+
+impl ServerProcess {
+    /// Starts `grapevine serve --listen 127.0.0.1:0` over `database_url` and waits until it listens.
+    ///
+    /// # Panics
+    /// The binary is missing or the server does not start within 30 seconds.
+    pub async fn start(binary: &str, database_url: &str) -> ServerProcess {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = tokio::process::Command::new(binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the server binary starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some((_, address)) = line.split_once("address=") {
+                    return address.trim().parse::<SocketAddr>().unwrap();
+                }
+            }
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server listens within 30 s");
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ServerProcess { child, addr, database_url: database_url.to_owned() }
+    }
+
+    pub fn sync_url(&self) -> String {
+        format!("ws://{}/sync", self.addr)
+    }
+
+    /// SIGKILL: no chance to flush or close anything.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("SIGKILL delivered");
+    }
+
+    /// SIGTERM, then wait for the exit: graceful shutdown.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("still running").to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(sent.success());
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server stops within 30 s of SIGTERM")
+            .expect("exit status")
+    }
+}
+
 /// A phone: the SDK over its own store directory.
 pub struct Phone {
     pub store: PhoneStore,
@@ -239,7 +307,11 @@ impl Phone {
     }
 
     pub async fn sync(&self, app: &TestApp) -> Result<SyncReport, grapevine_client_sdk::SdkError> {
-        grapevine_client_sdk::sync(&self.store, &app.sync_url(), &self.token).await
+        self.sync_with(&app.sync_url()).await
+    }
+
+    pub async fn sync_with(&self, sync_url: &str) -> Result<SyncReport, grapevine_client_sdk::SdkError> {
+        grapevine_client_sdk::sync(&self.store, sync_url, &self.token).await
     }
 }
 

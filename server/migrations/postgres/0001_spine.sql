@@ -1,5 +1,13 @@
 -- The spine, as on SQLite (server/migrations/sqlite/0001_spine.sql), with PostgreSQL's own types.
 
+-- Facts about this database. `storage_id` names its lineage: it is announced to phones in the sync handshake, and
+-- a restore from backup gives the database a new one, so phones know to re-offer everything the restore lost.
+CREATE TABLE meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('storage_id', replace(gen_random_uuid()::text, '-', ''));
+
 CREATE TABLE collectors (
     id          UUID PRIMARY KEY,
     label       TEXT NOT NULL,

@@ -1,6 +1,14 @@
 -- The spine: collectors and their devices, API tokens, insight documents, the relational insight table and the daily
 -- roll-up. Times are RFC 3339 text; days are ISO 8601 dates (the collector's local calendar day).
 
+-- Facts about this database. `storage_id` names its lineage: it is announced to phones in the sync handshake, and
+-- a restore from backup gives the database a new one, so phones know to re-offer everything the restore lost.
+CREATE TABLE meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('storage_id', lower(hex(randomblob(16))));
+
 CREATE TABLE collectors (
     id          TEXT PRIMARY KEY,          -- UUID
     label       TEXT NOT NULL,

@@ -155,8 +155,15 @@ pub struct DayRange {
 /// Everything the server stores.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Adds a collector with one device whose bearer token hashes to `token_hash`.
-    async fn add_device(&self, label: &str, token_hash: &str) -> anyhow::Result<NewDevice>;
+    /// Adds a device whose bearer token hashes to `token_hash`: to `collector` if given (which must exist), else to a
+    /// new collector.
+    async fn add_device(&self, label: &str, token_hash: &str, collector: Option<Uuid>) -> anyhow::Result<NewDevice>;
+
+    /// The id of this database's lineage (new after every restore from backup).
+    async fn storage_id(&self) -> anyhow::Result<String>;
+
+    /// The newest migration applied.
+    async fn schema_version(&self) -> anyhow::Result<i64>;
 
     /// Adds an API token with a role.
     async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid>;

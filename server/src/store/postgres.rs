@@ -94,14 +94,22 @@ async fn apply_contribution(tx: &mut sqlx::PgConnection, cell: &Contribution, si
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
-    async fn add_device(&self, label: &str, token_hash: &str) -> anyhow::Result<NewDevice> {
-        let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
+    async fn add_device(&self, label: &str, token_hash: &str, collector: Option<Uuid>) -> anyhow::Result<NewDevice> {
+        let new = NewDevice { device_id: Uuid::new_v4(), collector_id: collector.unwrap_or_else(Uuid::new_v4) };
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, $2)")
-            .bind(new.collector_id)
-            .bind(label)
-            .execute(&mut *tx)
-            .await?;
+        if collector.is_some() {
+            let known: Option<Uuid> = sqlx::query_scalar("SELECT id FROM collectors WHERE id = $1")
+                .bind(new.collector_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            anyhow::ensure!(known.is_some(), "no collector has the id {}", new.collector_id);
+        } else {
+            sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, $2)")
+                .bind(new.collector_id)
+                .bind(label)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("INSERT INTO devices (id, collector_id, label, token_hash) VALUES ($1, $2, $3, $4)")
             .bind(new.device_id)
             .bind(new.collector_id)
@@ -111,6 +119,14 @@ impl Store for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(new)
+    }
+
+    async fn storage_id(&self) -> anyhow::Result<String> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'storage_id'").fetch_one(&self.pool).await?)
+    }
+
+    async fn schema_version(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations").fetch_one(&self.pool).await?)
     }
 
     async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid> {

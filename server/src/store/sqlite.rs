@@ -61,6 +61,59 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Writes a consistent copy of the database to `path` (`VACUUM INTO`), safe while the server runs.
+    ///
+    /// # Errors
+    /// `path` exists already, or the copy fails.
+    pub async fn backup_to(&self, path: &Path) -> anyhow::Result<()> {
+        anyhow::ensure!(!path.exists(), "{} exists already; backups never overwrite", path.display());
+        let path_text = path.to_str().context("the backup path must be UTF-8")?;
+        sqlx::query("VACUUM INTO ?1").bind(path_text).execute(&self.pool).await.context("writing the backup")?;
+        Ok(())
+    }
+
+    /// Replaces the database at `database_url` with the backup at `from`. The backup is checked (readable, not newer
+    /// than this build, migrated to it) on a copy first, so a bad backup leaves the database as it was. The server
+    /// must be stopped.
+    ///
+    /// # Errors
+    /// The backup is unreadable or newer than this build, or the files cannot be written.
+    pub async fn restore(from: &Path, database_url: &str) -> anyhow::Result<()> {
+        let target = SqliteConnectOptions::from_str(database_url)?.get_filename().to_path_buf();
+        let staging = target.with_extension("restoring");
+        let _ = std::fs::remove_file(&staging);
+        if let Some(parent) = target.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(from, &staging).with_context(|| format!("reading the backup {}", from.display()))?;
+        let staging_url = format!("sqlite://{}", staging.display());
+        let checked = SqliteStore::open(&staging_url).await;
+        match checked {
+            Ok(store) => {
+                // A restored database is a new lineage: phones must re-offer whatever it lacks.
+                sqlx::query("UPDATE meta SET value = ?1 WHERE key = 'storage_id'")
+                    .bind(Uuid::new_v4().simple().to_string())
+                    .execute(&store.pool)
+                    .await?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&store.pool).await?;
+                store.pool.close().await;
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&staging);
+                return Err(error.context(format!("{} is not a usable backup", from.display())));
+            }
+        }
+        for suffix in ["-wal", "-shm"] {
+            let mut side_file = target.clone().into_os_string();
+            side_file.push(suffix);
+            let _ = std::fs::remove_file(side_file);
+        }
+        std::fs::rename(&staging, &target).context("moving the restored database into place")?;
+        Ok(())
+    }
+}
+
 fn now_text() -> String {
     format_time(OffsetDateTime::now_utc())
 }
@@ -102,15 +155,23 @@ fn parse_time(text: Option<String>) -> Option<OffsetDateTime> {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn add_device(&self, label: &str, token_hash: &str) -> anyhow::Result<NewDevice> {
-        let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
+    async fn add_device(&self, label: &str, token_hash: &str, collector: Option<Uuid>) -> anyhow::Result<NewDevice> {
+        let new = NewDevice { device_id: Uuid::new_v4(), collector_id: collector.unwrap_or_else(Uuid::new_v4) };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT INTO collectors (id, label, created_at) VALUES (?1, ?2, ?3)")
-            .bind(new.collector_id.to_string())
-            .bind(label)
-            .bind(now_text())
-            .execute(&mut *tx)
-            .await?;
+        if collector.is_some() {
+            let known: Option<String> = sqlx::query_scalar("SELECT id FROM collectors WHERE id = ?1")
+                .bind(new.collector_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            anyhow::ensure!(known.is_some(), "no collector has the id {}", new.collector_id);
+        } else {
+            sqlx::query("INSERT INTO collectors (id, label, created_at) VALUES (?1, ?2, ?3)")
+                .bind(new.collector_id.to_string())
+                .bind(label)
+                .bind(now_text())
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO devices (id, collector_id, label, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
@@ -123,6 +184,14 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(new)
+    }
+
+    async fn storage_id(&self) -> anyhow::Result<String> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'storage_id'").fetch_one(&self.pool).await?)
+    }
+
+    async fn schema_version(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations").fetch_one(&self.pool).await?)
     }
 
     async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid> {
