@@ -171,6 +171,38 @@ impl SyncConnection {
         Ok(outcomes.into_iter().map(|outcome| outcome.unwrap_or(DocOutcome::Unavailable)).collect())
     }
 
+    /// Follows what the server pushes: changes to documents in `docs`, and documents of this collector that `docs`
+    /// lacks (written through another device), which are added. Every message is answered. Returns `true` once
+    /// `done(docs)` holds, `false` if `timeout` passes first.
+    ///
+    /// # Errors
+    /// As [`sync`].
+    pub async fn follow(
+        &mut self,
+        docs: &mut HashMap<DocumentId, AutoCommit>,
+        timeout: Duration,
+        mut done: impl FnMut(&mut HashMap<DocumentId, AutoCommit>) -> bool,
+    ) -> Result<bool, SdkError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(docs) {
+            let Ok(frame) = tokio::time::timeout_at(deadline, next_frame(&mut self.socket)).await else {
+                return Ok(false);
+            };
+            match self.session.receive(&frame?)? {
+                Event::Sync { doc_id, message, .. } => {
+                    let doc = docs.entry(doc_id).or_default();
+                    self.session.apply(doc_id, doc, message)?;
+                    if let Some(frame) = self.session.generate(doc_id, doc) {
+                        send(&mut self.socket, frame).await?;
+                    }
+                }
+                Event::RemoteError { code, message } => return Err(remote_error(code, message)),
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+
     /// Closes the connection politely.
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;

@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::auth::{bearer_token, hash_token};
 use crate::http::error::ApiError;
 use crate::ingest;
-use crate::store::{DocumentBytes, DocumentWrite, Principal, SaveError};
+use crate::store::{DocumentBytes, DocumentChanged, DocumentWrite, Principal, SaveError};
 
 /// A document stored as this many chunks is compacted into one snapshot on its next write.
 pub const COMPACT_AT_CHUNKS: i64 = 16;
@@ -64,14 +64,49 @@ async fn upgrade(State(state): State<AppState>, device: Device, ws: WebSocketUpg
     })
 }
 
+/// What woke a connection up.
+enum Wake {
+    Frame(Option<Result<WsMessage, axum::Error>>),
+    Changed(DocumentChanged),
+    Stop,
+}
+
 async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device) {
+    let connection_id = Uuid::new_v4();
     let mut session = Session::new(Side::Server, state.peer_id.clone())
         .with_storage_id(state.storage_id.clone())
         .with_max_frame_bytes(state.config.max_frame_bytes);
+    let mut changes = state.store.subscribe();
     loop {
-        let inbound = tokio::select! {
-            inbound = socket.recv() => inbound,
-            () = state.shutdown.cancelled() => {
+        let wake = tokio::select! {
+            inbound = socket.recv() => Wake::Frame(inbound),
+            change = changes.recv() => match change {
+                Ok(change) => Wake::Changed(change),
+                // Missed changes reach the device at its next sync; a closed feed means the store is going away.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => Wake::Stop,
+            },
+            () = state.shutdown.cancelled() => Wake::Stop,
+        };
+        let inbound = match wake {
+            Wake::Frame(inbound) => inbound,
+            Wake::Changed(change) => {
+                // Another device of this collector, on any node, saved a document: offer it to this device.
+                if change.collector_id != device.collector_id || change.writer == connection_id {
+                    continue;
+                }
+                match push(&state, &mut session, device, change.doc_id).await {
+                    Ok(Some(frame)) => {
+                        if socket.send(WsMessage::Binary(frame.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(doc_id = %change.doc_id, error = format!("{error:#}"), "push failed"),
+                }
+                continue;
+            }
+            Wake::Stop => {
                 // Every reply already sent was committed first; nothing is in flight here.
                 let _ = socket.send(WsMessage::Close(None)).await;
                 return;
@@ -101,7 +136,7 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
                 vec![reply]
             }
             Ok(Event::Sync { doc_id, kind, message }) => {
-                match handle_sync(&state, &mut session, device, doc_id, kind, message).await {
+                match handle_sync(&state, &mut session, device, connection_id, doc_id, kind, message).await {
                     Ok(replies) => replies,
                     Err(error) => {
                         tracing::error!(%doc_id, error = format!("{error:#}"), "sync failed");
@@ -128,6 +163,22 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
     }
 }
 
+/// The frame that offers a changed document to this connection's device, if there is anything to say.
+async fn push(
+    state: &AppState,
+    session: &mut Session,
+    device: Device,
+    doc_id: DocumentId,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let _guard = state.doc_locks.lock(doc_id).await;
+    let Some(stored) = state.store.load_document(doc_id).await? else { return Ok(None) };
+    if stored.collector_id != device.collector_id {
+        return Ok(None);
+    }
+    let mut doc = AutoCommit::load(&stored.bytes).context("loading a stored document")?;
+    Ok(session.generate(doc_id, &mut doc))
+}
+
 async fn close_with(socket: &mut WebSocket, session: &Session, code: ErrorCode, message: &str) {
     let _ = socket.send(WsMessage::Binary(session.error_frame(code, message).into())).await;
     let _ = socket.send(WsMessage::Close(None)).await;
@@ -139,6 +190,7 @@ async fn handle_sync(
     state: &AppState,
     session: &mut Session,
     device: Device,
+    connection_id: Uuid,
     doc_id: DocumentId,
     kind: SyncKind,
     message: SyncMessage,
@@ -180,13 +232,17 @@ async fn handle_sync(
                 doc_id,
                 collector_id: device.collector_id,
                 device_id: device.device_id,
+                writer: connection_id,
                 bytes,
                 expected_version,
                 insight: decision.row,
             };
             match state.store.save_document(write).await {
                 Ok(()) => {}
-                Err(SaveError::Conflict) => continue,
+                Err(SaveError::Conflict) => {
+                    tracing::debug!(%doc_id, "another writer saved first; merging and trying again");
+                    continue;
+                }
                 Err(SaveError::Database(error)) => return Err(error),
             }
         }

@@ -23,4 +23,6 @@ macro_rules! on_both_backends {
 mod access;
 mod bad_input;
 mod durability;
+mod nodes;
 mod spine;
+mod store;

@@ -81,6 +81,20 @@ pub struct StoredDocument {
     pub n_chunks: i64,
 }
 
+/// A document that was saved: the change feed every node's sync connections follow, so a collector's other devices
+/// hear about it wherever they are connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentChanged {
+    pub doc_id: DocumentId,
+    pub collector_id: Uuid,
+    /// The connection that wrote it (it needs no telling).
+    pub writer: Uuid,
+}
+
+/// How many changes a slow subscriber may fall behind before it misses some (it then catches up at its device's
+/// next sync).
+pub(crate) const CHANGE_FEED_CAPACITY: usize = 1024;
+
 /// How a write stores a document.
 #[derive(Debug, Clone)]
 pub enum DocumentBytes {
@@ -120,6 +134,8 @@ pub struct DocumentWrite {
     pub doc_id: DocumentId,
     pub collector_id: Uuid,
     pub device_id: Uuid,
+    /// The connection writing, for the change feed.
+    pub writer: Uuid,
     pub bytes: DocumentBytes,
     /// The version loaded, or `None` for a new document: the write fails with `SaveError::Conflict` if another
     /// writer saved in between.
@@ -176,6 +192,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Saves a document, its insight row and the roll-up delta in one transaction.
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError>;
+
+    /// Follows every document saved, by any node over this database, from now on.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged>;
 
     /// The insight row of a document, if it has one.
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>>;

@@ -3,18 +3,20 @@
 //! Conflicts between nodes surface as `SaveError::Conflict` (a version check failed, or PostgreSQL aborted a
 //! transaction as a deadlock or serialization failure); the sync handler reloads, merges and tries again.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use grapevine_sync_proto::DocumentId;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::Row;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{
-    check_not_newer, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentWrite, InsightRow, NewDevice, Outcome,
-    Principal, Role, SaveError, Store, StoredDocument,
+    check_not_newer, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentChanged, DocumentWrite, InsightRow,
+    NewDevice, Outcome, Principal, Role, SaveError, Store, StoredDocument, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -23,7 +25,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Fed by one `LISTEN` connection, started on the first subscription, so every node hears every node's writes.
+    changes: tokio::sync::broadcast::Sender<DocumentChanged>,
+    listening: Arc<AtomicBool>,
 }
+
+/// The channel writes are announced on, in the transaction that makes them (PostgreSQL delivers on commit).
+const CHANGES_CHANNEL: &str = "grapevine_documents";
 
 impl PostgresStore {
     /// Connects and migrates.
@@ -45,14 +53,45 @@ impl PostgresStore {
         .unwrap_or(None);
         check_not_newer(applied, &MIGRATOR)?;
         MIGRATOR.run(&pool).await.context("applying PostgreSQL migrations")?;
-        Ok(PostgresStore { pool })
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY);
+        Ok(PostgresStore { pool, changes, listening: Arc::new(AtomicBool::new(false)) })
     }
 
-    /// The pool, for the LISTEN side of cross-node notifications.
-    #[must_use]
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// Relays notifications into the broadcast channel. `PgListener` reconnects on its own; what is announced while
+    /// it is reconnecting is missed, and devices catch up at their next sync.
+    async fn listen(pool: PgPool, changes: tokio::sync::broadcast::Sender<DocumentChanged>) {
+        let mut listener = loop {
+            match PgListener::connect_with(&pool).await {
+                Ok(mut listener) => match listener.listen(CHANGES_CHANNEL).await {
+                    Ok(()) => break listener,
+                    Err(error) => tracing::warn!(%error, "LISTEN failed; retrying"),
+                },
+                Err(error) => tracing::warn!(%error, "cannot open the LISTEN connection; retrying"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        loop {
+            match listener.recv().await {
+                Ok(notification) => {
+                    if let Some(change) = parse_change(notification.payload()) {
+                        let _ = changes.send(change);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "LISTEN connection lost; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
     }
+}
+
+fn parse_change(payload: &str) -> Option<DocumentChanged> {
+    let mut parts = payload.split(' ');
+    let collector_id = parts.next()?.parse().ok()?;
+    let doc_id = parts.next()?.parse().ok()?;
+    let writer = parts.next()?.parse().ok()?;
+    Some(DocumentChanged { doc_id, collector_id, writer })
 }
 
 /// Deadlocks and serialization failures are another writer winning a race: retry, like a version conflict.
@@ -290,8 +329,22 @@ impl Store for PostgresStore {
         {
             apply_contribution(&mut tx, &cell, 1).await.map_err(classify)?;
         }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(format!("{} {} {}", write.collector_id, doc_id, write.writer))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(())
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged> {
+        let receiver = self.changes.subscribe();
+        if !self.listening.swap(true, Ordering::SeqCst) {
+            tokio::spawn(PostgresStore::listen(self.pool.clone(), self.changes.clone()));
+        }
+        receiver
     }
 
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {

@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    check_not_newer, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentWrite, InsightRow, NewDevice, Outcome,
-    Principal, Role, SaveError, Store, StoredDocument,
+    check_not_newer, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentChanged, DocumentWrite, InsightRow,
+    NewDevice, Outcome, Principal, Role, SaveError, Store, StoredDocument, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -27,6 +27,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One process owns a SQLite database, so the change feed is in memory.
+    changes: tokio::sync::broadcast::Sender<DocumentChanged>,
 }
 
 impl SqliteStore {
@@ -57,7 +59,8 @@ impl SqliteStore {
         .unwrap_or(None);
         check_not_newer(applied, &MIGRATOR)?;
         MIGRATOR.run(&pool).await.context("applying SQLite migrations")?;
-        Ok(SqliteStore { pool })
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY);
+        Ok(SqliteStore { pool, changes })
     }
 }
 
@@ -364,7 +367,17 @@ impl Store for SqliteStore {
             apply_contribution(&mut tx, &cell, 1).await.map_err(anyhow::Error::from)?;
         }
         tx.commit().await.map_err(anyhow::Error::from)?;
+        // Nobody listening is fine: the send only fails when there are no subscribers.
+        let _ = self.changes.send(DocumentChanged {
+            doc_id: write.doc_id,
+            collector_id: write.collector_id,
+            writer: write.writer,
+        });
         Ok(())
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged> {
+        self.changes.subscribe()
     }
 
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
