@@ -85,4 +85,19 @@ CREATE TABLE rollup_daily (
     PRIMARY KEY (area_code, day, category)
 );
 
-CREATE INDEX rollup_daily_by_day ON rollup_daily (day, area_code);
+-- Covering, for "every area over a period".
+CREATE INDEX rollup_daily_by_day ON rollup_daily (day, area_code, n_insights);
+
+-- The same counts per calendar month (`month` is its first day), maintained beside the daily table, so a period of
+-- whole months reads a few thousand rows however many insights there are.
+CREATE TABLE rollup_monthly (
+    area_code         TEXT NOT NULL,
+    month             TEXT NOT NULL,
+    category          TEXT NOT NULL,
+    n_insights        INTEGER NOT NULL,
+    feeling_safe_sum  INTEGER NOT NULL,
+    feeling_safe_n    INTEGER NOT NULL,
+    PRIMARY KEY (area_code, month, category)
+);
+
+CREATE INDEX rollup_monthly_by_month ON rollup_monthly (month, area_code, n_insights);

@@ -168,6 +168,50 @@ pub struct DayRange {
     pub to: Option<Date>,
 }
 
+/// The earliest and latest days the roll-ups can hold; an unbounded period is read as running to these.
+pub(crate) const FIRST_DAY: Date = time::macros::date!(0001 - 01 - 01);
+pub(crate) const LAST_DAY: Date = time::macros::date!(9999 - 12 - 31);
+
+/// How a period is read from the roll-ups: its whole months from `rollup_monthly`, the days at either edge from
+/// `rollup_daily`. Every span is `[from, to)`; an unused span is empty. A year's query reads a few thousand monthly rows
+/// instead of every daily row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RollupSpans {
+    pub months: (Date, Date),
+    pub leading_days: (Date, Date),
+    pub trailing_days: (Date, Date),
+}
+
+fn first_of_month(day: Date) -> Date {
+    day.replace_day(1).expect("every month has a first day")
+}
+
+fn first_of_next_month(day: Date) -> Date {
+    let first = first_of_month(day);
+    let (year, month) = (first.year(), first.month());
+    let next_year = if month == time::Month::December { year + 1 } else { year };
+    Date::from_calendar_date(next_year, month.next(), 1).unwrap_or(LAST_DAY)
+}
+
+impl DayRange {
+    pub(crate) fn spans(self) -> RollupSpans {
+        const EMPTY: (Date, Date) = (FIRST_DAY, FIRST_DAY);
+        let from = self.from.unwrap_or(FIRST_DAY);
+        let to = self.to.unwrap_or(LAST_DAY);
+        // Whole months inside [from, to): from the first month start at or after `from` to the last at or before `to`.
+        let months_from = if from.day() == 1 { from } else { first_of_next_month(from) };
+        let months_to = if self.to.is_none() { LAST_DAY } else { first_of_month(to) };
+        if months_from >= months_to {
+            return RollupSpans { months: EMPTY, leading_days: (from, to), trailing_days: EMPTY };
+        }
+        RollupSpans {
+            months: (months_from, months_to),
+            leading_days: if from < months_from { (from, months_from) } else { EMPTY },
+            trailing_days: if months_to < to { (months_to, to) } else { EMPTY },
+        }
+    }
+}
+
 /// Everything the server stores.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -238,6 +282,52 @@ pub(crate) fn check_not_newer(applied: Option<i64>, migrator: &sqlx::migrate::Mi
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn periods_split_into_whole_months_and_edge_days() {
+        let empty = (FIRST_DAY, FIRST_DAY);
+        let year = DayRange { from: Some(date!(2025 - 11 - 01)), to: Some(date!(2026 - 11 - 01)) };
+        assert_eq!(
+            year.spans(),
+            RollupSpans {
+                months: (date!(2025 - 11 - 01), date!(2026 - 11 - 01)),
+                leading_days: empty,
+                trailing_days: empty
+            }
+        );
+        let ragged = DayRange { from: Some(date!(2025 - 12 - 15)), to: Some(date!(2026 - 03 - 10)) };
+        assert_eq!(
+            ragged.spans(),
+            RollupSpans {
+                months: (date!(2026 - 01 - 01), date!(2026 - 03 - 01)),
+                leading_days: (date!(2025 - 12 - 15), date!(2026 - 01 - 01)),
+                trailing_days: (date!(2026 - 03 - 01), date!(2026 - 03 - 10)),
+            }
+        );
+        let within_a_month = DayRange { from: Some(date!(2026 - 03 - 02)), to: Some(date!(2026 - 03 - 20)) };
+        assert_eq!(
+            within_a_month.spans(),
+            RollupSpans {
+                months: empty,
+                leading_days: (date!(2026 - 03 - 02), date!(2026 - 03 - 20)),
+                trailing_days: empty
+            }
+        );
+        let everything = DayRange::default().spans();
+        assert_eq!(
+            everything,
+            RollupSpans { months: (FIRST_DAY, LAST_DAY), leading_days: empty, trailing_days: empty }
+        );
+        let since = DayRange { from: Some(date!(2026 - 12 - 31)), to: None }.spans();
+        assert_eq!(since.leading_days, (date!(2026 - 12 - 31), date!(2027 - 01 - 01)));
+        assert_eq!(since.months, (date!(2027 - 01 - 01), LAST_DAY));
+    }
+}
+
 /// The roll-up cell an insight counts in, if it counts (rejected insights never do).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Contribution {
@@ -260,6 +350,11 @@ impl Contribution {
             Outcome::Rejected { .. } => return None,
         };
         Some(Contribution { area_code, day: captured_day?, category: category?, feeling_safe })
+    }
+
+    /// The roll-up tables this contribution lands in, with the period column and its value in each.
+    pub(crate) fn cells(&self) -> [(&'static str, &'static str, Date); 2] {
+        [("rollup_daily", "day", self.day), ("rollup_monthly", "month", first_of_month(self.day))]
     }
 
     /// The deltas to add to (`sign` = 1) or take from (`sign` = -1) a roll-up cell: count, feeling-safe sum and count.

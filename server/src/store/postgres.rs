@@ -106,28 +106,28 @@ fn classify(error: sqlx::Error) -> SaveError {
 
 async fn apply_contribution(tx: &mut sqlx::PgConnection, cell: &Contribution, sign: i64) -> Result<(), sqlx::Error> {
     let (n, feeling_safe_sum, feeling_safe_n) = cell.deltas(sign);
-    sqlx::query(
-        "INSERT INTO rollup_daily (area_code, day, category, n_insights, feeling_safe_sum, feeling_safe_n)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (area_code, day, category) DO UPDATE SET
-             n_insights = rollup_daily.n_insights + excluded.n_insights,
-             feeling_safe_sum = rollup_daily.feeling_safe_sum + excluded.feeling_safe_sum,
-             feeling_safe_n = rollup_daily.feeling_safe_n + excluded.feeling_safe_n",
-    )
-    .bind(&cell.area_code)
-    .bind(cell.day)
-    .bind(&cell.category)
-    .bind(n)
-    .bind(feeling_safe_sum)
-    .bind(feeling_safe_n)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM rollup_daily WHERE area_code = $1 AND day = $2 AND category = $3 AND n_insights = 0")
-        .bind(&cell.area_code)
-        .bind(cell.day)
-        .bind(&cell.category)
-        .execute(&mut *tx)
-        .await?;
+    for (table, period, value) in cell.cells() {
+        let upsert = format!(
+            "INSERT INTO {table} (area_code, {period}, category, n_insights, feeling_safe_sum, feeling_safe_n)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (area_code, {period}, category) DO UPDATE SET
+                 n_insights = {table}.n_insights + excluded.n_insights,
+                 feeling_safe_sum = {table}.feeling_safe_sum + excluded.feeling_safe_sum,
+                 feeling_safe_n = {table}.feeling_safe_n + excluded.feeling_safe_n"
+        );
+        sqlx::query(&upsert)
+            .bind(&cell.area_code)
+            .bind(value)
+            .bind(&cell.category)
+            .bind(n)
+            .bind(feeling_safe_sum)
+            .bind(feeling_safe_n)
+            .execute(&mut *tx)
+            .await?;
+        let prune =
+            format!("DELETE FROM {table} WHERE area_code = $1 AND {period} = $2 AND category = $3 AND n_insights = 0");
+        sqlx::query(&prune).bind(&cell.area_code).bind(value).bind(&cell.category).execute(&mut *tx).await?;
+    }
     Ok(())
 }
 
@@ -384,27 +384,44 @@ impl Store for PostgresStore {
     }
 
     async fn area_totals(&self, days: DayRange) -> anyhow::Result<Vec<(String, i64)>> {
+        let spans = days.spans();
         let rows = sqlx::query(
-            "SELECT area_code, SUM(n_insights)::BIGINT AS total FROM rollup_daily
-             WHERE ($1::DATE IS NULL OR day >= $1) AND ($2::DATE IS NULL OR day < $2) GROUP BY area_code",
+            "SELECT area_code, SUM(n)::BIGINT AS total FROM (
+                 SELECT area_code, n_insights AS n FROM rollup_monthly WHERE month >= $1 AND month < $2
+                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE day >= $3 AND day < $4
+                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE day >= $5 AND day < $6
+             ) AS cells GROUP BY area_code",
         )
-        .bind(days.from)
-        .bind(days.to)
+        .bind(spans.months.0)
+        .bind(spans.months.1)
+        .bind(spans.leading_days.0)
+        .bind(spans.leading_days.1)
+        .bind(spans.trailing_days.0)
+        .bind(spans.trailing_days.1)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|row| (row.get("area_code"), row.get("total"))).collect())
     }
 
     async fn area_counts(&self, area_code: &str, days: DayRange) -> anyhow::Result<AreaCounts> {
+        let spans = days.spans();
         let rows = sqlx::query(
-            "SELECT category, SUM(n_insights)::BIGINT AS n, SUM(feeling_safe_sum)::BIGINT AS fs_sum,
-                    SUM(feeling_safe_n)::BIGINT AS fs_n
-             FROM rollup_daily WHERE area_code = $1 AND ($2::DATE IS NULL OR day >= $2) AND ($3::DATE IS NULL OR day < $3)
-             GROUP BY category ORDER BY category",
+            "SELECT category, SUM(n)::BIGINT AS n, SUM(fs_sum)::BIGINT AS fs_sum, SUM(fs_n)::BIGINT AS fs_n FROM (
+                 SELECT category, n_insights AS n, feeling_safe_sum AS fs_sum, feeling_safe_n AS fs_n
+                 FROM rollup_monthly WHERE area_code = $1 AND month >= $2 AND month < $3
+                 UNION ALL SELECT category, n_insights, feeling_safe_sum, feeling_safe_n
+                 FROM rollup_daily WHERE area_code = $1 AND day >= $4 AND day < $5
+                 UNION ALL SELECT category, n_insights, feeling_safe_sum, feeling_safe_n
+                 FROM rollup_daily WHERE area_code = $1 AND day >= $6 AND day < $7
+             ) AS cells GROUP BY category ORDER BY category",
         )
         .bind(area_code)
-        .bind(days.from)
-        .bind(days.to)
+        .bind(spans.months.0)
+        .bind(spans.months.1)
+        .bind(spans.leading_days.0)
+        .bind(spans.leading_days.1)
+        .bind(spans.trailing_days.0)
+        .bind(spans.trailing_days.1)
         .fetch_all(&self.pool)
         .await?;
         let mut counts = AreaCounts::default();
