@@ -237,6 +237,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Saves a document, its insight row and the roll-up delta in one transaction.
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError>;
 
+    /// Saves several documents in one transaction (an import): all of them, or none.
+    async fn save_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), SaveError>;
+
     /// Follows every document saved, by any node over this database, from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged>;
 

@@ -131,6 +131,122 @@ async fn apply_contribution(tx: &mut sqlx::PgConnection, cell: &Contribution, si
     Ok(())
 }
 
+/// One document write inside a caller's transaction: claim the version, store the chunk, move the roll-up.
+async fn write_document(tx: &mut sqlx::PgConnection, write: &DocumentWrite) -> Result<(), SaveError> {
+    let doc_id = write.doc_id.to_string();
+    let claimed = match write.expected_version {
+        None => {
+            sqlx::query(
+                "INSERT INTO documents (doc_id, collector_id, version) VALUES ($1, $2, 1)
+             ON CONFLICT (doc_id) DO NOTHING",
+            )
+            .bind(&doc_id)
+            .bind(write.collector_id)
+            .execute(&mut *tx)
+            .await
+        }
+        Some(version) => {
+            sqlx::query(
+                "UPDATE documents SET version = version + 1, updated_at = now() WHERE doc_id = $1 AND version = $2",
+            )
+            .bind(&doc_id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+        }
+    }
+    .map_err(classify)?;
+    if claimed.rows_affected() != 1 {
+        return Err(SaveError::Conflict);
+    }
+    let new_version = write.expected_version.unwrap_or(0) + 1;
+    let chunk = match &write.bytes {
+        DocumentBytes::Snapshot(bytes) => {
+            sqlx::query("DELETE FROM document_chunks WHERE doc_id = $1")
+                .bind(&doc_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            bytes
+        }
+        DocumentBytes::Changes(bytes) => bytes,
+    };
+    sqlx::query("INSERT INTO document_chunks (doc_id, seq, bytes) VALUES ($1, $2, $3)")
+        .bind(&doc_id)
+        .bind(new_version)
+        .bind(chunk)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+
+    // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
+    let old = sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = $1")
+        .bind(write.insight.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(classify)?;
+    if let Some(old) = old {
+        let status: String = old.get("status");
+        let feeling_safe: Option<i16> = old.get("feeling_safe");
+        let outcome = Outcome::from_columns(&status, old.get("area_code"), None, None);
+        let old_day: Option<Date> = old.get("captured_day");
+        if let Some(cell) = Contribution::of(&outcome, old_day, old.get("category"), feeling_safe.map(i64::from)) {
+            apply_contribution(tx, &cell, -1).await.map_err(classify)?;
+        }
+    }
+    let row = &write.insight;
+    let captured_day = row.captured_at.map(OffsetDateTime::date);
+    let (status, area_code, reject_code, reject_message) = row.outcome.columns();
+    sqlx::query(
+        "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
+             text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
+             reject_message, processed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+         ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
+             captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
+             text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
+             lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
+             picked_area_code = excluded.picked_area_code, status = excluded.status,
+             area_code = excluded.area_code, reject_code = excluded.reject_code,
+             reject_message = excluded.reject_message, processed_at = excluded.processed_at",
+    )
+    .bind(row.id)
+    .bind(&doc_id)
+    .bind(write.collector_id)
+    .bind(write.device_id)
+    .bind(row.captured_at)
+    .bind(captured_day)
+    .bind(&row.campaign)
+    .bind(&row.category)
+    .bind(&row.text)
+    .bind(row.feeling_safe.map(i16::from))
+    .bind(&row.channel)
+    .bind(row.gps.map(|(lat, _, _)| lat))
+    .bind(row.gps.map(|(_, lon, _)| lon))
+    .bind(row.gps.map(|(_, _, accuracy)| accuracy))
+    .bind(&row.picked_area_code)
+    .bind(status)
+    .bind(area_code)
+    .bind(reject_code)
+    .bind(reject_message)
+    .bind(row.processed_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
+    if let Some(cell) =
+        Contribution::of(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
+    {
+        apply_contribution(tx, &cell, 1).await.map_err(classify)?;
+    }
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(format!("{} {} {}", write.collector_id, doc_id, write.writer))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn add_device(&self, label: &str, token_hash: &str, collector: Option<Uuid>) -> anyhow::Result<NewDevice> {
@@ -223,118 +339,14 @@ impl Store for PostgresStore {
     }
 
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
-        let doc_id = write.doc_id.to_string();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let claimed =
-            match write.expected_version {
-                None => {
-                    sqlx::query(
-                        "INSERT INTO documents (doc_id, collector_id, version) VALUES ($1, $2, 1)
-                 ON CONFLICT (doc_id) DO NOTHING",
-                    )
-                    .bind(&doc_id)
-                    .bind(write.collector_id)
-                    .execute(&mut *tx)
-                    .await
-                }
-                Some(version) => sqlx::query(
-                    "UPDATE documents SET version = version + 1, updated_at = now() WHERE doc_id = $1 AND version = $2",
-                )
-                .bind(&doc_id)
-                .bind(version)
-                .execute(&mut *tx)
-                .await,
-            }
-            .map_err(classify)?;
-        if claimed.rows_affected() != 1 {
-            return Err(SaveError::Conflict);
-        }
-        let new_version = write.expected_version.unwrap_or(0) + 1;
-        let chunk = match write.bytes {
-            DocumentBytes::Snapshot(bytes) => {
-                sqlx::query("DELETE FROM document_chunks WHERE doc_id = $1")
-                    .bind(&doc_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                bytes
-            }
-            DocumentBytes::Changes(bytes) => bytes,
-        };
-        sqlx::query("INSERT INTO document_chunks (doc_id, seq, bytes) VALUES ($1, $2, $3)")
-            .bind(&doc_id)
-            .bind(new_version)
-            .bind(chunk)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        self.save_documents(vec![write]).await
+    }
 
-        // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
-        let old =
-            sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = $1")
-                .bind(write.insight.id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
-        if let Some(old) = old {
-            let status: String = old.get("status");
-            let feeling_safe: Option<i16> = old.get("feeling_safe");
-            let outcome = Outcome::from_columns(&status, old.get("area_code"), None, None);
-            let old_day: Option<Date> = old.get("captured_day");
-            if let Some(cell) = Contribution::of(&outcome, old_day, old.get("category"), feeling_safe.map(i64::from)) {
-                apply_contribution(&mut tx, &cell, -1).await.map_err(classify)?;
-            }
+    async fn save_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), SaveError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        for write in &writes {
+            write_document(&mut tx, write).await?;
         }
-        let row = &write.insight;
-        let captured_day = row.captured_at.map(OffsetDateTime::date);
-        let (status, area_code, reject_code, reject_message) = row.outcome.columns();
-        sqlx::query(
-            "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
-                 text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
-                 reject_message, processed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-             ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
-                 captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
-                 text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
-                 lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
-                 picked_area_code = excluded.picked_area_code, status = excluded.status,
-                 area_code = excluded.area_code, reject_code = excluded.reject_code,
-                 reject_message = excluded.reject_message, processed_at = excluded.processed_at",
-        )
-        .bind(row.id)
-        .bind(&doc_id)
-        .bind(write.collector_id)
-        .bind(write.device_id)
-        .bind(row.captured_at)
-        .bind(captured_day)
-        .bind(&row.campaign)
-        .bind(&row.category)
-        .bind(&row.text)
-        .bind(row.feeling_safe.map(i16::from))
-        .bind(&row.channel)
-        .bind(row.gps.map(|(lat, _, _)| lat))
-        .bind(row.gps.map(|(_, lon, _)| lon))
-        .bind(row.gps.map(|(_, _, accuracy)| accuracy))
-        .bind(&row.picked_area_code)
-        .bind(status)
-        .bind(area_code)
-        .bind(reject_code)
-        .bind(reject_message)
-        .bind(row.processed_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        if let Some(cell) =
-            Contribution::of(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
-        {
-            apply_contribution(&mut tx, &cell, 1).await.map_err(classify)?;
-        }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGES_CHANNEL)
-            .bind(format!("{} {} {}", write.collector_id, doc_id, write.writer))
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(())
     }

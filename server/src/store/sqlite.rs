@@ -156,6 +156,119 @@ fn parse_time(text: Option<String>) -> Option<OffsetDateTime> {
     text.and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok())
 }
 
+/// One document write inside a caller's transaction: claim the version, store the chunk, move the roll-up.
+async fn write_document(tx: &mut sqlx::SqliteConnection, write: &DocumentWrite) -> Result<(), SaveError> {
+    let doc_id = write.doc_id.to_string();
+    let now = now_text();
+    let claimed = match write.expected_version {
+        None => {
+            sqlx::query(
+                "INSERT INTO documents (doc_id, collector_id, version, updated_at) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (doc_id) DO NOTHING",
+            )
+            .bind(&doc_id)
+            .bind(write.collector_id.to_string())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+        }
+        Some(version) => {
+            sqlx::query(
+                "UPDATE documents SET version = version + 1, updated_at = ?3 WHERE doc_id = ?1 AND version = ?2",
+            )
+            .bind(&doc_id)
+            .bind(version)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+        }
+    }
+    .map_err(anyhow::Error::from)?;
+    if claimed.rows_affected() != 1 {
+        return Err(SaveError::Conflict);
+    }
+    let new_version = write.expected_version.unwrap_or(0) + 1;
+    let chunk = match &write.bytes {
+        DocumentBytes::Snapshot(bytes) => {
+            sqlx::query("DELETE FROM document_chunks WHERE doc_id = ?1")
+                .bind(&doc_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+            bytes
+        }
+        DocumentBytes::Changes(bytes) => bytes,
+    };
+    sqlx::query("INSERT INTO document_chunks (doc_id, seq, bytes) VALUES (?1, ?2, ?3)")
+        .bind(&doc_id)
+        .bind(new_version)
+        .bind(chunk)
+        .execute(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+
+    // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
+    let old = sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = ?1")
+        .bind(write.insight.id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+    if let Some(old) = old {
+        let status: String = old.get("status");
+        let outcome = Outcome::from_columns(&status, old.get("area_code"), None, None);
+        if let Some(cell) =
+            Contribution::of(&outcome, old.get("captured_day"), old.get("category"), old.get("feeling_safe"))
+        {
+            apply_contribution(tx, &cell, -1).await.map_err(anyhow::Error::from)?;
+        }
+    }
+    let row = &write.insight;
+    let captured_day = row.captured_at.map(OffsetDateTime::date);
+    let (status, area_code, reject_code, reject_message) = row.outcome.columns();
+    sqlx::query(
+        "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
+             text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
+             reject_message, processed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+         ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
+             captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
+             text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
+             lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
+             picked_area_code = excluded.picked_area_code, status = excluded.status,
+             area_code = excluded.area_code, reject_code = excluded.reject_code,
+             reject_message = excluded.reject_message, processed_at = excluded.processed_at",
+    )
+    .bind(row.id.to_string())
+    .bind(&doc_id)
+    .bind(write.collector_id.to_string())
+    .bind(write.device_id.to_string())
+    .bind(row.captured_at.map(format_time))
+    .bind(captured_day)
+    .bind(&row.campaign)
+    .bind(&row.category)
+    .bind(&row.text)
+    .bind(row.feeling_safe.map(i64::from))
+    .bind(&row.channel)
+    .bind(row.gps.map(|(lat, _, _)| lat))
+    .bind(row.gps.map(|(_, lon, _)| lon))
+    .bind(row.gps.map(|(_, _, accuracy)| accuracy))
+    .bind(&row.picked_area_code)
+    .bind(status)
+    .bind(area_code)
+    .bind(reject_code)
+    .bind(reject_message)
+    .bind(format_time(row.processed_at))
+    .execute(&mut *tx)
+    .await
+    .map_err(anyhow::Error::from)?;
+    if let Some(cell) =
+        Contribution::of(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
+    {
+        apply_contribution(tx, &cell, 1).await.map_err(anyhow::Error::from)?;
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn add_device(&self, label: &str, token_hash: &str, collector: Option<Uuid>) -> anyhow::Result<NewDevice> {
@@ -257,122 +370,23 @@ impl Store for SqliteStore {
     }
 
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
-        let doc_id = write.doc_id.to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(anyhow::Error::from)?;
-        let now = now_text();
-        let claimed =
-            match write.expected_version {
-                None => {
-                    sqlx::query(
-                        "INSERT INTO documents (doc_id, collector_id, version, updated_at) VALUES (?1, ?2, 1, ?3)
-                 ON CONFLICT (doc_id) DO NOTHING",
-                    )
-                    .bind(&doc_id)
-                    .bind(write.collector_id.to_string())
-                    .bind(&now)
-                    .execute(&mut *tx)
-                    .await
-                }
-                Some(version) => sqlx::query(
-                    "UPDATE documents SET version = version + 1, updated_at = ?3 WHERE doc_id = ?1 AND version = ?2",
-                )
-                .bind(&doc_id)
-                .bind(version)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await,
-            }
-            .map_err(anyhow::Error::from)?;
-        if claimed.rows_affected() != 1 {
-            return Err(SaveError::Conflict);
-        }
-        let new_version = write.expected_version.unwrap_or(0) + 1;
-        let chunk = match write.bytes {
-            DocumentBytes::Snapshot(bytes) => {
-                sqlx::query("DELETE FROM document_chunks WHERE doc_id = ?1")
-                    .bind(&doc_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(anyhow::Error::from)?;
-                bytes
-            }
-            DocumentBytes::Changes(bytes) => bytes,
-        };
-        sqlx::query("INSERT INTO document_chunks (doc_id, seq, bytes) VALUES (?1, ?2, ?3)")
-            .bind(&doc_id)
-            .bind(new_version)
-            .bind(chunk)
-            .execute(&mut *tx)
-            .await
-            .map_err(anyhow::Error::from)?;
+        self.save_documents(vec![write]).await
+    }
 
-        // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
-        let old =
-            sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = ?1")
-                .bind(write.insight.id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(anyhow::Error::from)?;
-        if let Some(old) = old {
-            let status: String = old.get("status");
-            let outcome = Outcome::from_columns(&status, old.get("area_code"), None, None);
-            if let Some(cell) =
-                Contribution::of(&outcome, old.get("captured_day"), old.get("category"), old.get("feeling_safe"))
-            {
-                apply_contribution(&mut tx, &cell, -1).await.map_err(anyhow::Error::from)?;
-            }
-        }
-        let row = &write.insight;
-        let captured_day = row.captured_at.map(OffsetDateTime::date);
-        let (status, area_code, reject_code, reject_message) = row.outcome.columns();
-        sqlx::query(
-            "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
-                 text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
-                 reject_message, processed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
-             ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
-                 captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
-                 text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
-                 lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
-                 picked_area_code = excluded.picked_area_code, status = excluded.status,
-                 area_code = excluded.area_code, reject_code = excluded.reject_code,
-                 reject_message = excluded.reject_message, processed_at = excluded.processed_at",
-        )
-        .bind(row.id.to_string())
-        .bind(&doc_id)
-        .bind(write.collector_id.to_string())
-        .bind(write.device_id.to_string())
-        .bind(row.captured_at.map(format_time))
-        .bind(captured_day)
-        .bind(&row.campaign)
-        .bind(&row.category)
-        .bind(&row.text)
-        .bind(row.feeling_safe.map(i64::from))
-        .bind(&row.channel)
-        .bind(row.gps.map(|(lat, _, _)| lat))
-        .bind(row.gps.map(|(_, lon, _)| lon))
-        .bind(row.gps.map(|(_, _, accuracy)| accuracy))
-        .bind(&row.picked_area_code)
-        .bind(status)
-        .bind(area_code)
-        .bind(reject_code)
-        .bind(reject_message)
-        .bind(format_time(row.processed_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(anyhow::Error::from)?;
-        if let Some(cell) =
-            Contribution::of(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
-        {
-            apply_contribution(&mut tx, &cell, 1).await.map_err(anyhow::Error::from)?;
+    async fn save_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), SaveError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(anyhow::Error::from)?;
+        for write in &writes {
+            write_document(&mut tx, write).await?;
         }
         tx.commit().await.map_err(anyhow::Error::from)?;
         // Nobody listening is fine: the send only fails when there are no subscribers.
-        let _ = self.changes.send(DocumentChanged {
-            doc_id: write.doc_id,
-            collector_id: write.collector_id,
-            writer: write.writer,
-        });
+        for write in writes {
+            let _ = self.changes.send(DocumentChanged {
+                doc_id: write.doc_id,
+                collector_id: write.collector_id,
+                writer: write.writer,
+            });
+        }
         Ok(())
     }
 
