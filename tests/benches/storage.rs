@@ -1,0 +1,396 @@
+//! Storage benchmark for issue #5: fill a database to N insights through the store's own write path, beside a plain
+//! batched INSERT of the same rows (the anchor); then, at N stored, measure end-to-end ingest from 200 concurrent
+//! devices, roll-up query latency over HTTP, storage bytes per insight and (PostgreSQL) cross-node delivery.
+//!
+//! cargo bench -p grapevine-tests --bench storage -- --backend sqlite --insights 1000000
+//!
+//! It prints Markdown rows for docs/benchmarks.md. Numbers are medians and percentiles of this run only.
+
+use std::time::{Duration, Instant};
+
+use grapevine_client_sdk::{Channel, Draft, Location, Store as PhoneStore, SyncConnection};
+use grapevine_server::boundaries::Boundaries;
+use grapevine_server::ingest::decide;
+use grapevine_server::store::{self, DocumentBytes, DocumentWrite, InsightRow, Role};
+use grapevine_server::{Application, ServeConfig};
+use grapevine_sync_proto::automerge::AutoCommit;
+use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
+use grapevine_sync_proto::document::{write_insight, write_server_record};
+use grapevine_sync_proto::{DocumentId, Insight};
+use grapevine_tests::{fresh_database, Backend, ServerProcess};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const BATCH: usize = 1_000;
+const N_DEVICES: usize = 200;
+const INSIGHTS_PER_DEVICE: usize = 10;
+const N_QUERIES: usize = 200;
+
+struct Args {
+    backend: Backend,
+    n_insights: usize,
+}
+
+fn args() -> Args {
+    let mut backend = Backend::Sqlite;
+    let mut n_insights = 10_000;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--backend" => {
+                backend = match args.next().as_deref() {
+                    Some("postgres") => Backend::Postgres,
+                    _ => Backend::Sqlite,
+                }
+            }
+            "--insights" => n_insights = args.next().and_then(|n| n.parse().ok()).expect("--insights N"),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    Args { backend, n_insights }
+}
+
+fn random_insight(rng: &mut StdRng) -> Insight {
+    let day_offset = rng.random_range(0..365);
+    let captured_at = time::macros::datetime!(2025-11-22 12:00 +00:00) + time::Duration::days(day_offset);
+    let category = DEFAULT_CAMPAIGN.categories[rng.random_range(0..DEFAULT_CAMPAIGN.categories.len())].slug;
+    Insight {
+        id: uuid::Uuid::new_v4(),
+        captured_at,
+        campaign: "community-safety".into(),
+        category: category.into(),
+        text: "Groups gathering by the underpass most evenings".into(),
+        feeling_safe: Some(rng.random_range(1..=5)),
+        location: Location::Gps {
+            lat: rng.random_range(52.43..53.22),
+            lon: rng.random_range(-2.46..-1.59),
+            accuracy_m: 12.0,
+        },
+        channel: Channel::ALL[rng.random_range(0..Channel::ALL.len())],
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index]
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn per_second(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}
+
+async fn raw_insert(pool: &RawPool, rows: &[InsightRow]) -> Duration {
+    let started = Instant::now();
+    match pool {
+        RawPool::Sqlite(pool) => {
+            let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO bench_raw_insights (id, captured_at, category, text, feeling_safe, channel, lat, lon, status, area_code) ",
+            );
+            builder.push_values(rows, |mut row, insight| {
+                let (status, area_code, _, _) = outcome_columns(insight);
+                row.push_bind(insight.id.to_string())
+                    .push_bind(insight.captured_at.map(grapevine_sync_proto::document::format_time))
+                    .push_bind(insight.category.clone())
+                    .push_bind(insight.text.clone())
+                    .push_bind(insight.feeling_safe.map(i64::from))
+                    .push_bind(insight.channel.clone())
+                    .push_bind(insight.gps.map(|g| g.0))
+                    .push_bind(insight.gps.map(|g| g.1))
+                    .push_bind(status)
+                    .push_bind(area_code);
+            });
+            builder.build().execute(pool).await.unwrap();
+        }
+        RawPool::Postgres(pool) => {
+            let mut builder = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO bench_raw_insights (id, captured_at, category, text, feeling_safe, channel, lat, lon, status, area_code) ",
+            );
+            builder.push_values(rows, |mut row, insight| {
+                let (status, area_code, _, _) = outcome_columns(insight);
+                row.push_bind(insight.id)
+                    .push_bind(insight.captured_at)
+                    .push_bind(insight.category.clone())
+                    .push_bind(insight.text.clone())
+                    .push_bind(insight.feeling_safe.map(i16::from))
+                    .push_bind(insight.channel.clone())
+                    .push_bind(insight.gps.map(|g| g.0))
+                    .push_bind(insight.gps.map(|g| g.1))
+                    .push_bind(status)
+                    .push_bind(area_code);
+            });
+            builder.build().execute(pool).await.unwrap();
+        }
+    }
+    started.elapsed()
+}
+
+fn outcome_columns(row: &InsightRow) -> (String, Option<String>, (), ()) {
+    match &row.outcome {
+        grapevine_server::store::Outcome::Filed { area_code } => ("filed".into(), Some(area_code.clone()), (), ()),
+        grapevine_server::store::Outcome::OutsideCoverage => ("outside_coverage".into(), None, (), ()),
+        grapevine_server::store::Outcome::Rejected { .. } => ("rejected".into(), None, (), ()),
+    }
+}
+
+enum RawPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+async fn raw_pool(backend: Backend, database_url: &str) -> RawPool {
+    match backend {
+        Backend::Sqlite => {
+            use std::str::FromStr;
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(database_url)
+                .unwrap()
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            sqlx::query(
+                "CREATE TABLE bench_raw_insights (id TEXT PRIMARY KEY, captured_at TEXT, category TEXT, text TEXT,
+                 feeling_safe INTEGER, channel TEXT, lat REAL, lon REAL, status TEXT, area_code TEXT)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            RawPool::Sqlite(pool)
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+            sqlx::query(
+                "CREATE TABLE bench_raw_insights (id UUID PRIMARY KEY, captured_at TIMESTAMPTZ, category TEXT, text TEXT,
+                 feeling_safe SMALLINT, channel TEXT, lat DOUBLE PRECISION, lon DOUBLE PRECISION, status TEXT,
+                 area_code TEXT)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            RawPool::Postgres(pool)
+        }
+    }
+}
+
+async fn storage_bytes(backend: Backend, database_url: &str, dir: &std::path::Path, raw: &RawPool) -> (u64, u64) {
+    match (backend, raw) {
+        (Backend::Sqlite, RawPool::Sqlite(pool)) => {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.unwrap();
+            let db = std::fs::metadata(dir.join("grapevine.db")).unwrap().len();
+            // The anchor table shares the file; take its pages out.
+            let raw_bytes: i64 = sqlx::query_scalar("SELECT SUM(pgsize) FROM dbstat WHERE name LIKE '%bench_raw%'")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(0);
+            let chunks: i64 = sqlx::query_scalar("SELECT SUM(length(bytes)) FROM document_chunks")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (db - u64::try_from(raw_bytes).unwrap_or(0), u64::try_from(chunks).unwrap())
+        }
+        (Backend::Postgres, RawPool::Postgres(pool)) => {
+            let _ = database_url;
+            let total: i64 = sqlx::query_scalar(
+                "SELECT pg_database_size(current_database()) - pg_total_relation_size('bench_raw_insights')",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            let chunks: i64 = sqlx::query_scalar("SELECT SUM(length(bytes))::BIGINT FROM document_chunks")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (u64::try_from(total).unwrap(), u64::try_from(chunks).unwrap())
+        }
+        _ => unreachable!("the raw pool matches the backend"),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Args { backend, n_insights } = args();
+    let label = match backend {
+        Backend::Sqlite => "SQLite",
+        Backend::Postgres => "PostgreSQL",
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, postgres_database) = fresh_database(backend, &dir).await;
+    let store = store::open(&database_url).await.unwrap();
+    let boundaries = Boundaries::bundled();
+    let (device, _) = grapevine_server::auth::issue_device(store.as_ref(), "bench", None).await.unwrap();
+    let raw = raw_pool(backend, &database_url).await;
+    let mut rng = StdRng::seed_from_u64(5);
+
+    // 1. Fill: the store's write path (document + row + roll-ups, one transaction per batch) beside a plain INSERT.
+    let (mut store_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
+    let mut filled = 0;
+    while filled < n_insights {
+        let n_batch = BATCH.min(n_insights - filled);
+        let mut writes = Vec::with_capacity(n_batch);
+        for _ in 0..n_batch {
+            let insight = random_insight(&mut rng);
+            let doc_id = DocumentId::for_insight(insight.id);
+            let mut doc = AutoCommit::new();
+            write_insight(&mut doc, &insight).unwrap();
+            let decision = decide(&doc, doc_id, &boundaries, time::OffsetDateTime::now_utc());
+            write_server_record(&mut doc, &decision.record).unwrap();
+            writes.push(DocumentWrite {
+                doc_id,
+                collector_id: device.collector_id,
+                device_id: device.device_id,
+                writer: uuid::Uuid::nil(),
+                bytes: DocumentBytes::Snapshot(doc.save()),
+                expected_version: None,
+                insight: decision.row,
+            });
+        }
+        let rows: Vec<InsightRow> = writes.iter().map(|write| write.insight.clone()).collect();
+        raw_time += raw_insert(&raw, &rows).await;
+        let started = Instant::now();
+        store.save_documents(writes).await.unwrap();
+        store_time += started.elapsed();
+        filled += n_batch;
+        if filled % 100_000 == 0 {
+            eprintln!("{label}: {filled} stored");
+        }
+    }
+    let fill_rate = per_second(n_insights, store_time);
+    let raw_rate = per_second(n_insights, raw_time);
+
+    // 2. End-to-end ingest at N stored: 200 devices, each syncing 10 offline insights at once.
+    let app = Application::build(ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url.clone())).await.unwrap();
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let sync_url = format!("ws://{addr}/sync");
+    let mut phones = Vec::new();
+    for i in 0..N_DEVICES {
+        let (_, token) = grapevine_server::auth::issue_device(store.as_ref(), &format!("device {i}"), None).await.unwrap();
+        let phone = PhoneStore::open(dir.path().join(format!("phone-{i}"))).await.unwrap();
+        for _ in 0..INSIGHTS_PER_DEVICE {
+            let insight = random_insight(&mut rng);
+            let draft = Draft {
+                category: insight.category,
+                text: insight.text,
+                feeling_safe: insight.feeling_safe,
+                location: insight.location,
+                channel: insight.channel,
+                captured_at: Some(insight.captured_at),
+                campaign: None,
+            };
+            phone.capture(draft).await.unwrap();
+        }
+        phones.push((phone, token));
+    }
+    let started = Instant::now();
+    let syncs: Vec<_> = phones
+        .into_iter()
+        .map(|(phone, token)| {
+            let url = sync_url.clone();
+            tokio::spawn(async move { grapevine_client_sdk::sync(&phone, &url, &token).await.unwrap().sent })
+        })
+        .collect();
+    let mut n_sent = 0;
+    for sync in syncs {
+        n_sent += sync.await.unwrap();
+    }
+    let ingest_elapsed = started.elapsed();
+    assert_eq!(n_sent, N_DEVICES * INSIGHTS_PER_DEVICE);
+    let ingest_rate = per_second(n_sent, ingest_elapsed);
+
+    // 3. Roll-up latency over HTTP: every area for a 12-month period, one area's detail, and a ragged period.
+    let (_, analyst) = grapevine_server::auth::issue_api_token(store.as_ref(), Role::Analyst, "bench").await.unwrap();
+    let http = reqwest::Client::new();
+    let mut latency_rows = Vec::new();
+    for (what, path) in [
+        ("all areas, 12 whole months", "/api/v1/areas?from=2025-11-01&to=2026-11-01".to_owned()),
+        ("one area by category, 12 whole months", "/api/v1/areas/E05008737?from=2025-11-01&to=2026-11-01".to_owned()),
+        ("all areas, 2025-11-22 to 2026-11-22", "/api/v1/areas?from=2025-11-22&to=2026-11-22".to_owned()),
+    ] {
+        let mut latencies = Vec::with_capacity(N_QUERIES);
+        for _ in 0..N_QUERIES {
+            let started = Instant::now();
+            let response = http.get(format!("http://{addr}{path}")).bearer_auth(&analyst).send().await.unwrap();
+            assert!(response.status().is_success());
+            let _ = response.bytes().await.unwrap();
+            latencies.push(started.elapsed());
+        }
+        latencies.sort();
+        latency_rows.push((what, percentile(&latencies, 0.5), percentile(&latencies, 0.95)));
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+
+    let (db_bytes, chunk_bytes) = storage_bytes(backend, &database_url, dir.path(), &raw).await;
+    let n_total = n_insights + n_sent;
+
+    println!("\n### {label}, {n_insights} insights stored\n");
+    println!("| measure | Grapevine | anchor: plain batched INSERT | ratio |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| fill through `Store::save_documents` (document, row, roll-ups; 1,000 per transaction) | {fill_rate:.0} insights/s | {raw_rate:.0} rows/s | {:.2} |",
+        fill_rate / raw_rate
+    );
+    println!(
+        "| end-to-end ingest at {n_insights} stored ({N_DEVICES} devices × {INSIGHTS_PER_DEVICE} insights, frame in → durable → geotagged → counted) | {ingest_rate:.0} insights/s ({} total) | | |",
+        ms(ingest_elapsed)
+    );
+    for (what, p50, p95) in latency_rows {
+        println!("| roll-up query over HTTP: {what} ({N_QUERIES} requests) | p50 {}, p95 {} | | |", ms(p50), ms(p95));
+    }
+    println!(
+        "| storage per insight (whole database, anchor table excluded) | {} bytes | | |",
+        db_bytes / u64::try_from(n_total).unwrap()
+    );
+    println!(
+        "| of which Automerge document bytes per insight | {} bytes | | |",
+        chunk_bytes / u64::try_from(n_total).unwrap()
+    );
+
+    // 4. PostgreSQL: two nodes; how long until an insight synced through node A reaches the same collector's device
+    // connected to node B.
+    if backend == Backend::Postgres {
+        let binary = env!("CARGO_BIN_EXE_grapevine-under-test");
+        let node_a = ServerProcess::start(binary, &database_url).await;
+        let node_b = ServerProcess::start(binary, &database_url).await;
+        let (first, first_token) = grapevine_server::auth::issue_device(store.as_ref(), "A", None).await.unwrap();
+        let (_, second_token) =
+            grapevine_server::auth::issue_device(store.as_ref(), "B", Some(first.collector_id)).await.unwrap();
+        let mut on_b = SyncConnection::open(&node_b.sync_url(), &second_token, "b").await.unwrap();
+        let mut latencies = Vec::new();
+        let mut docs = std::collections::HashMap::new();
+        for round in 1..=50 {
+            let mut batch = vec![{
+                let insight = random_insight(&mut rng);
+                let mut doc = AutoCommit::new();
+                write_insight(&mut doc, &insight).unwrap();
+                (DocumentId::for_insight(insight.id), doc)
+            }];
+            let started = Instant::now();
+            grapevine_client_sdk::sync_documents(&node_a.sync_url(), &first_token, "a", &mut batch).await.unwrap();
+            let arrived = on_b
+                .follow(&mut docs, Duration::from_secs(10), |docs| {
+                    docs.len() == round && docs.values().all(|doc| grapevine_sync_proto::document::read_server_record(doc).is_some())
+                })
+                .await
+                .unwrap();
+            assert!(arrived);
+            latencies.push(started.elapsed());
+        }
+        latencies.sort();
+        println!(
+            "| node A → node B: an insight synced through A reaches the collector's device on B (50 rounds, from the start of A's sync) | p50 {}, p95 {} | | |",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.95))
+        );
+    }
+    if let Some(name) = postgres_database {
+        grapevine_tests::drop_postgres_database(&name);
+    }
+}
