@@ -186,10 +186,8 @@ async fn storage_bytes(backend: Backend, database_url: &str, dir: &std::path::Pa
                 .fetch_one(pool)
                 .await
                 .unwrap_or(0);
-            let chunks: i64 = sqlx::query_scalar("SELECT SUM(length(bytes)) FROM document_chunks")
-                .fetch_one(pool)
-                .await
-                .unwrap();
+            let chunks: i64 =
+                sqlx::query_scalar("SELECT SUM(length(bytes)) FROM document_chunks").fetch_one(pool).await.unwrap();
             (db - u64::try_from(raw_bytes).unwrap_or(0), u64::try_from(chunks).unwrap())
         }
         (Backend::Postgres, RawPool::Postgres(pool)) => {
@@ -271,7 +269,8 @@ async fn main() {
     let sync_url = format!("ws://{addr}/sync");
     let mut phones = Vec::new();
     for i in 0..N_DEVICES {
-        let (_, token) = grapevine_server::auth::issue_device(store.as_ref(), &format!("device {i}"), None).await.unwrap();
+        let (_, token) =
+            grapevine_server::auth::issue_device(store.as_ref(), &format!("device {i}"), None).await.unwrap();
         let phone = PhoneStore::open(dir.path().join(format!("phone-{i}"))).await.unwrap();
         for _ in 0..INSIGHTS_PER_DEVICE {
             let insight = random_insight(&mut rng);
@@ -376,7 +375,8 @@ async fn main() {
             grapevine_client_sdk::sync_documents(&node_a.sync_url(), &first_token, "a", &mut batch).await.unwrap();
             let arrived = on_b
                 .follow(&mut docs, Duration::from_secs(10), |docs| {
-                    docs.len() == round && docs.values().all(|doc| grapevine_sync_proto::document::read_server_record(doc).is_some())
+                    docs.len() == round
+                        && docs.values().all(|doc| grapevine_sync_proto::document::read_server_record(doc).is_some())
                 })
                 .await
                 .unwrap();

@@ -23,6 +23,7 @@ macro_rules! on_both_backends {
 mod access;
 mod bad_input;
 mod durability;
+mod js_client;
 mod nodes;
 mod spine;
 mod store;
