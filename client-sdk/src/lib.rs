@@ -34,4 +34,4 @@ pub mod sync;
 pub use error::SdkError;
 pub use grapevine_sync_proto::{Channel, ErrorCode, Location};
 pub use store::{Draft, Listed, Status, Store};
-pub use sync::{sync, sync_documents, DocOutcome, SyncConnection, SyncReport};
+pub use sync::{sync, sync_documents, DocOutcome, SyncConnection, SyncReport, Traffic};

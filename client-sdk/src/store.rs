@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
 use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN_SLUG;
-use grapevine_sync_proto::document::{format_time, read_server_record, write_insight, ServerStatus};
+use grapevine_sync_proto::document::{format_time, read_insight, read_server_record, write_insight, ServerStatus};
 use grapevine_sync_proto::insight::normalise_text;
 use grapevine_sync_proto::{Channel, DocumentId, ErrorCode, Insight, Location};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -79,6 +79,14 @@ impl Status {
     fn is_final(&self) -> bool {
         matches!(self, Status::Filed { .. } | Status::OutsideCoverage | Status::Rejected { .. })
     }
+}
+
+/// A document as the phone holds it, with its persisted sync state.
+#[derive(Debug)]
+pub(crate) struct LocalDocument {
+    pub doc_id: DocumentId,
+    pub doc: AutoCommit,
+    pub sync_state: Option<Vec<u8>>,
 }
 
 /// One insight as `list` shows it.
@@ -188,24 +196,49 @@ impl Store {
 
     /// The documents a sync must visit: those the server may lack, and those whose decision the phone has not seen;
     /// or, with `everything`, every document.
-    pub(crate) async fn documents_to_sync(&self, everything: bool) -> Result<Vec<(DocumentId, AutoCommit)>, SdkError> {
+    pub(crate) async fn documents_to_sync(&self, everything: bool) -> Result<Vec<LocalDocument>, SdkError> {
         let rows = sqlx::query(
-            "SELECT doc_id, doc FROM insights
+            "SELECT doc_id, doc, sync_state FROM insights
              WHERE ?1 OR dirty = 1 OR status NOT IN ('filed', 'outside_coverage', 'rejected') ORDER BY seq",
         )
         .bind(everything)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let doc_id: String = row.get("doc_id");
-                let doc_id: DocumentId =
-                    doc_id.parse().map_err(|_| SdkError::Storage(format!("bad document id {doc_id}")))?;
-                let bytes: Vec<u8> = row.get("doc");
-                let doc = AutoCommit::load(&bytes)?.with_actor(self.actor.clone());
-                Ok((doc_id, doc))
-            })
-            .collect()
+        rows.into_iter().map(|row| self.local_document_from(&row)).collect()
+    }
+
+    /// This phone's copy of a document, if it has one.
+    pub(crate) async fn local_document(&self, doc_id: DocumentId) -> Result<Option<LocalDocument>, SdkError> {
+        let row = sqlx::query("SELECT doc_id, doc, sync_state FROM insights WHERE doc_id = ?1")
+            .bind(doc_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| self.local_document_from(&row)).transpose()
+    }
+
+    fn local_document_from(&self, row: &sqlx::sqlite::SqliteRow) -> Result<LocalDocument, SdkError> {
+        let doc_id: String = row.get("doc_id");
+        let doc_id: DocumentId = doc_id.parse().map_err(|_| SdkError::Storage(format!("bad document id {doc_id}")))?;
+        let bytes: Vec<u8> = row.get("doc");
+        let doc = AutoCommit::load(&bytes)?.with_actor(self.actor.clone());
+        Ok(LocalDocument { doc_id, doc, sync_state: row.get("sync_state") })
+    }
+
+    /// How far this phone has durably seen the collector's writes (0 before its first catch-up).
+    pub(crate) async fn seen(&self) -> Result<i64, SdkError> {
+        let seen: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'seen'").fetch_optional(&self.pool).await?;
+        Ok(seen.and_then(|seen| seen.parse().ok()).unwrap_or(0))
+    }
+
+    pub(crate) async fn set_seen(&self, seen: i64) -> Result<(), SdkError> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('seen', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(seen.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The storage lineage of the server this phone last offered everything to.
@@ -227,12 +260,15 @@ impl Store {
     }
 
     /// Saves a document after a sync round and records what the phone now knows about it. Returns the status.
+    /// A document this phone did not have (written by another device of the same collector) is added. Returns the
+    /// status, and whether the insight is new to this phone.
     pub(crate) async fn save_synced(
         &self,
         doc_id: DocumentId,
         doc: &mut AutoCommit,
+        sync_state: Option<Vec<u8>>,
         server_has_everything: bool,
-    ) -> Result<Status, SdkError> {
+    ) -> Result<(Status, bool), SdkError> {
         let status = match read_server_record(doc).map(|record| record.status) {
             Some(ServerStatus::Filed { area_code, area_name }) => Status::Filed { area_code, area_name },
             Some(ServerStatus::OutsideCoverage) => Status::OutsideCoverage,
@@ -247,12 +283,29 @@ impl Store {
             Status::Rejected { code, message } => (None, None, Some(code.clone()), Some(message.clone())),
             _ => (None, None, None, None),
         };
+        // What list shows; a document from another client may not be a readable insight.
+        let insight = read_insight(doc).ok();
+        let mut tx = self.pool.begin().await?;
+        let is_new = sqlx::query("SELECT 1 FROM insights WHERE doc_id = ?1")
+            .bind(doc_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_none();
         sqlx::query(
-            "UPDATE insights SET doc = ?2, status = ?3, area_code = ?4, area_name = ?5, reject_code = ?6,
-                 reject_message = ?7, dirty = ?8
-             WHERE doc_id = ?1",
+            "INSERT INTO insights (doc_id, insight_id, captured_at, category, text, doc, status, area_code, area_name,
+                 reject_code, reject_message, dirty, sync_state, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM insights))
+             ON CONFLICT (doc_id) DO UPDATE SET doc = excluded.doc, status = excluded.status,
+                 area_code = excluded.area_code, area_name = excluded.area_name, reject_code = excluded.reject_code,
+                 reject_message = excluded.reject_message, dirty = excluded.dirty,
+                 sync_state = COALESCE(excluded.sync_state, sync_state)",
         )
         .bind(doc_id.to_string())
+        .bind(doc_id.as_uuid().to_string())
+        .bind(insight.as_ref().map_or_else(String::new, |insight| format_time(insight.captured_at)))
+        .bind(insight.as_ref().map_or("", |insight| insight.category.as_str()))
+        .bind(insight.as_ref().map_or("", |insight| insight.text.as_str()))
         .bind(doc.save())
         .bind(status.as_str())
         .bind(area_code)
@@ -260,9 +313,11 @@ impl Store {
         .bind(reject_code)
         .bind(reject_message)
         .bind(i64::from(!(server_has_everything && status.is_final())))
-        .execute(&self.pool)
+        .bind(sync_state)
+        .execute(&mut *tx)
         .await?;
-        Ok(status)
+        tx.commit().await?;
+        Ok((status, is_new))
     }
 }
 

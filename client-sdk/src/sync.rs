@@ -27,6 +27,19 @@ pub struct SyncReport {
     pub updated: Vec<(Uuid, Status)>,
     /// Insights the server would not take or give (it answers "unavailable").
     pub unavailable: Vec<Uuid>,
+    /// Insights that arrived from the collector's other devices.
+    pub received: usize,
+    /// What crossed the wire, both ways.
+    pub traffic: Traffic,
+}
+
+/// Frames and bytes on one connection, as the WebSocket payloads (CBOR messages) counted them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub frames_sent: usize,
+    pub bytes_sent: usize,
+    pub frames_received: usize,
+    pub bytes_received: usize,
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -50,25 +63,50 @@ pub enum DocOutcome {
 /// The server refuses the token (`SdkError::Server` with code `unauthorized`), cannot be reached, breaks the protocol
 /// or stops answering. Nothing on the phone is lost either way; sync again.
 pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, SdkError> {
-    let mut connection = SyncConnection::open(url, token, store.peer_id()).await?;
+    let seen = store.seen().await?;
+    let mut connection = SyncConnection::open_seen(url, token, store.peer_id(), Some(seen)).await?;
     let known_lineage = store.server_storage_id().await?;
     let offer_everything = connection.server_storage_id.is_some() && connection.server_storage_id != known_lineage;
     let before: HashMap<Uuid, Status> =
         store.list().await?.into_iter().map(|listed| (listed.id, listed.status)).collect();
-    let mut docs = store.documents_to_sync(offer_everything).await?;
-    let outcomes = connection.sync_batch(&mut docs).await?;
-    let server_storage_id = connection.server_storage_id.clone();
-    connection.close().await;
-    let mut report = SyncReport::default();
-    for ((doc_id, doc), outcome) in docs.iter_mut().zip(outcomes) {
-        let insight_id = doc_id.as_uuid();
-        if outcome == DocOutcome::Unavailable {
-            report.unavailable.push(insight_id);
+    let mut batch = Vec::new();
+    for local in store.documents_to_sync(offer_everything).await? {
+        connection.resume(local.doc_id, local.sync_state.as_deref());
+        batch.push((local.doc_id, local.doc));
+    }
+    // What the collector's other devices wrote while this phone was away: our copy if we have one, else a new one.
+    for doc_id in connection.catch_up.clone() {
+        if batch.iter().any(|(offered, _)| *offered == doc_id) {
             continue;
         }
-        let status = store.save_synced(*doc_id, doc, true).await?;
+        match store.local_document(doc_id).await? {
+            Some(local) => {
+                connection.resume(doc_id, local.sync_state.as_deref());
+                batch.push((doc_id, local.doc));
+            }
+            None => batch.push((doc_id, AutoCommit::new())),
+        }
+    }
+    let outcomes = connection.sync_batch(&mut batch).await?;
+    let states: Vec<Option<Vec<u8>>> = batch.iter().map(|(doc_id, _)| connection.sync_state(*doc_id)).collect();
+    let server_storage_id = connection.server_storage_id.clone();
+    let catch_up_to = connection.catch_up_to;
+    let traffic = connection.traffic;
+    connection.close().await;
+    let mut report = SyncReport { traffic, ..SyncReport::default() };
+    for (((doc_id, doc), outcome), state) in batch.iter_mut().zip(outcomes).zip(states) {
+        let insight_id = doc_id.as_uuid();
+        if outcome == DocOutcome::Unavailable {
+            if before.contains_key(&insight_id) {
+                report.unavailable.push(insight_id);
+            }
+            continue;
+        }
+        let (status, is_new) = store.save_synced(*doc_id, doc, state, true).await?;
         let previous = before.get(&insight_id);
-        if previous == Some(&Status::Captured) {
+        if is_new {
+            report.received += 1;
+        } else if previous == Some(&Status::Captured) {
             report.sent += 1;
         }
         if previous != Some(&status) {
@@ -79,6 +117,10 @@ pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, S
         if let Some(lineage) = &server_storage_id {
             store.set_server_storage_id(lineage).await?;
         }
+    }
+    // Only now that every announced document is durably on the phone does it count as seen.
+    if let Some(catch_up_to) = catch_up_to.filter(|&to| to > seen) {
+        store.set_seen(catch_up_to).await?;
     }
     Ok(report)
 }
@@ -106,26 +148,98 @@ pub struct SyncConnection {
     session: Session,
     /// The server's storage lineage, from its handshake.
     pub server_storage_id: Option<String>,
+    /// The documents the server announced it will offer (written by the collector's other devices meanwhile).
+    pub catch_up: Vec<DocumentId>,
+    /// How far the phone will have seen the collector's writes once it holds `catch_up`.
+    pub catch_up_to: Option<i64>,
+    /// What this connection has carried so far.
+    pub traffic: Traffic,
+}
+
+impl Traffic {
+    fn count_sent(&mut self, frame: &[u8]) {
+        self.frames_sent += 1;
+        self.bytes_sent += frame.len();
+    }
+
+    fn count_received(&mut self, frame: &[u8]) {
+        self.frames_received += 1;
+        self.bytes_received += frame.len();
+    }
 }
 
 impl SyncConnection {
+    async fn send(&mut self, frame: Vec<u8>) -> Result<(), SdkError> {
+        self.traffic.count_sent(&frame);
+        send(&mut self.socket, frame).await
+    }
+
+    async fn next_frame(&mut self) -> Result<Vec<u8>, SdkError> {
+        let frame = next_frame(&mut self.socket).await?;
+        self.traffic.count_received(&frame);
+        Ok(frame)
+    }
+
     /// Connects, authenticates and completes the handshake.
     ///
     /// # Errors
     /// As [`sync`].
     pub async fn open(url: &str, token: &str, peer_id: &str) -> Result<SyncConnection, SdkError> {
+        SyncConnection::open_seen(url, token, peer_id, None).await
+    }
+
+    /// Opens a connection, telling the server how far this phone has seen the collector's writes, so it announces
+    /// what changed since.
+    ///
+    /// # Errors
+    /// As [`sync`].
+    pub async fn open_seen(
+        url: &str,
+        token: &str,
+        peer_id: &str,
+        seen: Option<i64>,
+    ) -> Result<SyncConnection, SdkError> {
         let mut socket = connect(url, token).await?;
         let mut session = Session::new(Side::Client, peer_id);
-        send(&mut socket, session.join_frame()).await?;
+        if let Some(seen) = seen {
+            session = session.with_seen(seen);
+        }
+        let mut traffic = Traffic::default();
+        let join = session.join_frame();
+        traffic.count_sent(&join);
+        send(&mut socket, join).await?;
         loop {
-            match session.receive(&next_frame(&mut socket).await?)? {
-                Event::Accepted { storage_id, .. } => {
-                    return Ok(SyncConnection { socket, session, server_storage_id: storage_id })
+            let frame = next_frame(&mut socket).await?;
+            traffic.count_received(&frame);
+            match session.receive(&frame)? {
+                Event::Accepted { storage_id, catch_up, catch_up_to, .. } => {
+                    return Ok(SyncConnection {
+                        socket,
+                        session,
+                        server_storage_id: storage_id,
+                        catch_up,
+                        catch_up_to,
+                        traffic,
+                    });
                 }
                 Event::RemoteError { code, message } => return Err(remote_error(code, message)),
                 _ => {}
             }
         }
+    }
+
+    /// Resumes a document from its persisted sync state (a state that does not decode is ignored: the sync then
+    /// starts from nothing, which costs a round trip, never correctness).
+    pub fn resume(&mut self, doc_id: DocumentId, persisted: Option<&[u8]>) {
+        if let Some(persisted) = persisted {
+            let _ = self.session.resume(doc_id, persisted);
+        }
+    }
+
+    /// The sync state to persist for a document after a sync.
+    #[must_use]
+    pub fn sync_state(&self, doc_id: DocumentId) -> Option<Vec<u8>> {
+        self.session.sync_state(doc_id)
     }
 
     /// Syncs a batch: every document's first message at once, then answers until each document is in step with the
@@ -138,18 +252,19 @@ impl SyncConnection {
         let mut outcomes = vec![None; docs.len()];
         for (doc_id, doc) in docs.iter_mut() {
             if let Some(frame) = self.session.generate(*doc_id, doc) {
-                send(&mut self.socket, frame).await?;
+                self.send(frame).await?;
             }
         }
         let mut n_pending = docs.len();
         while n_pending > 0 {
-            match self.session.receive(&next_frame(&mut self.socket).await?)? {
+            let frame = self.next_frame().await?;
+            match self.session.receive(&frame)? {
                 Event::Sync { doc_id, message, .. } => {
                     let Some(&i) = index.get(&doc_id) else { continue };
                     let doc = &mut docs[i].1;
                     self.session.apply(doc_id, doc, message)?;
                     if let Some(frame) = self.session.generate(doc_id, doc) {
-                        send(&mut self.socket, frame).await?;
+                        self.send(frame).await?;
                     }
                     if outcomes[i].is_none() && self.session.is_in_step(doc_id, doc) {
                         outcomes[i] = Some(DocOutcome::InStep);
@@ -185,7 +300,7 @@ impl SyncConnection {
     ) -> Result<bool, SdkError> {
         let deadline = tokio::time::Instant::now() + timeout;
         while !done(docs) {
-            let Ok(frame) = tokio::time::timeout_at(deadline, next_frame(&mut self.socket)).await else {
+            let Ok(frame) = tokio::time::timeout_at(deadline, self.next_frame()).await else {
                 return Ok(false);
             };
             match self.session.receive(&frame?)? {
@@ -193,7 +308,7 @@ impl SyncConnection {
                     let doc = docs.entry(doc_id).or_default();
                     self.session.apply(doc_id, doc, message)?;
                     if let Some(frame) = self.session.generate(doc_id, doc) {
-                        send(&mut self.socket, frame).await?;
+                        self.send(frame).await?;
                     }
                 }
                 Event::RemoteError { code, message } => return Err(remote_error(code, message)),

@@ -71,18 +71,76 @@ enum Wake {
     Stop,
 }
 
+/// The most documents announced for catch-up in one handshake; the rest come at the next connection.
+pub const MAX_CATCH_UP: i64 = 5_000;
+
+/// One device's connection: its protocol session and what it must persist.
+struct Connection {
+    id: Uuid,
+    device: Device,
+    session: Session,
+    /// The sync state last persisted per document, so unchanged states are not written again.
+    persisted: HashMap<DocumentId, Vec<u8>>,
+}
+
+impl Connection {
+    /// Loads the persisted sync state for a document the session has not touched yet on this connection.
+    async fn resume(&mut self, state: &AppState, doc_id: DocumentId) -> anyhow::Result<()> {
+        if self.session.knows(doc_id) {
+            return Ok(());
+        }
+        if let Some(persisted) = state.store.load_sync_state(self.device.device_id, doc_id).await? {
+            if self.session.resume(doc_id, &persisted).is_ok() {
+                self.persisted.insert(doc_id, persisted);
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists the document's sync state if it changed. Only stored documents keep a state.
+    async fn persist(&mut self, state: &AppState, doc_id: DocumentId) -> anyhow::Result<()> {
+        if let Some(current) = self.session.sync_state(doc_id) {
+            if self.persisted.get(&doc_id) != Some(&current) {
+                state.store.save_sync_state(self.device.device_id, doc_id, &current).await?;
+                self.persisted.insert(doc_id, current);
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a join: the `peer` frame, announcing what the collector's other devices wrote since the phone last
+    /// caught up (Grapevine's SDK says how far that is; other peers get live changes only).
+    async fn accept(&mut self, state: &AppState, seen: Option<i64>) -> (Vec<u8>, Vec<DocumentId>) {
+        let catch_up = match seen {
+            None => Vec::new(),
+            Some(seen) => state
+                .store
+                .catch_up(self.device.collector_id, self.device.device_id, seen, MAX_CATCH_UP)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(error = format!("{error:#}"), "no catch-up list; the phone catches up next time");
+                    Vec::new()
+                }),
+        };
+        let catch_up_to = catch_up.iter().map(|(_, seq)| *seq).max().or(seen);
+        let doc_ids: Vec<DocumentId> = catch_up.into_iter().map(|(doc_id, _)| doc_id).collect();
+        (self.session.accept(&doc_ids, catch_up_to), doc_ids)
+    }
+}
+
 async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device) {
-    let connection_id = Uuid::new_v4();
-    let mut session = Session::new(Side::Server, state.peer_id.clone())
+    let session = Session::new(Side::Server, state.peer_id.clone())
         .with_storage_id(state.storage_id.clone())
         .with_max_frame_bytes(state.config.max_frame_bytes);
+    let mut connection = Connection { id: Uuid::new_v4(), device, session, persisted: HashMap::new() };
     let mut changes = state.store.subscribe();
     loop {
         let wake = tokio::select! {
             inbound = socket.recv() => Wake::Frame(inbound),
             change = changes.recv() => match change {
                 Ok(change) => Wake::Changed(change),
-                // Missed changes reach the device at its next sync; a closed feed means the store is going away.
+                // Missed changes reach the device at its next connection (catch-up); a closed feed means the store
+                // is going away.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => Wake::Stop,
             },
@@ -92,17 +150,11 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
             Wake::Frame(inbound) => inbound,
             Wake::Changed(change) => {
                 // Another device of this collector, on any node, saved a document: offer it to this device.
-                if change.collector_id != device.collector_id || change.writer == connection_id {
+                if change.collector_id != device.collector_id || change.writer == connection.id {
                     continue;
                 }
-                match push(&state, &mut session, device, change.doc_id).await {
-                    Ok(Some(frame)) => {
-                        if socket.send(WsMessage::Binary(frame.into())).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(doc_id = %change.doc_id, error = format!("{error:#}"), "push failed"),
+                if !offer(&state, &mut connection, &mut socket, change.doc_id).await {
+                    return;
                 }
                 continue;
             }
@@ -115,7 +167,8 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
         let frame = match inbound {
             Some(Ok(WsMessage::Binary(frame))) => frame,
             Some(Ok(WsMessage::Text(_))) => {
-                close_with(&mut socket, &session, ErrorCode::ProtocolViolation, "frames must be binary CBOR").await;
+                let session = &connection.session;
+                close_with(&mut socket, session, ErrorCode::ProtocolViolation, "frames must be binary CBOR").await;
                 return;
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
@@ -125,28 +178,37 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
                 return;
             }
         };
-        let replies = match session.receive(&frame) {
+        let replies = match connection.session.receive(&frame) {
             Err(error) => {
                 tracing::info!(code = %error.code, %error, "closing on a protocol error");
-                close_with(&mut socket, &session, error.code, &error.message).await;
+                close_with(&mut socket, &connection.session, error.code, &error.message).await;
                 return;
             }
-            Ok(Event::Joined { reply, peer_id }) => {
-                tracing::debug!(%peer_id, "joined");
-                vec![reply]
+            Ok(Event::Joined { peer_id, seen }) => {
+                let (reply, announced) = connection.accept(&state, seen).await;
+                tracing::debug!(%peer_id, n_catch_up = announced.len(), "joined");
+                if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
+                    return;
+                }
+                for doc_id in announced {
+                    if !offer(&state, &mut connection, &mut socket, doc_id).await {
+                        return;
+                    }
+                }
+                Vec::new()
             }
             Ok(Event::Sync { doc_id, kind, message }) => {
-                match handle_sync(&state, &mut session, device, connection_id, doc_id, kind, message).await {
+                match handle_sync(&state, &mut connection, doc_id, kind, message).await {
                     Ok(replies) => replies,
                     Err(error) => {
                         tracing::error!(%doc_id, error = format!("{error:#}"), "sync failed");
-                        close_with(&mut socket, &session, ErrorCode::Internal, "internal error").await;
+                        close_with(&mut socket, &connection.session, ErrorCode::Internal, "internal error").await;
                         return;
                     }
                 }
             }
             Ok(Event::DocUnavailable { doc_id }) => {
-                session.forget(doc_id);
+                connection.session.forget(doc_id);
                 Vec::new()
             }
             Ok(Event::RemoteError { code, message }) => {
@@ -163,20 +225,28 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
     }
 }
 
+/// Offers a stored document to the device (a push). Returns false if the socket is gone.
+async fn offer(state: &AppState, connection: &mut Connection, socket: &mut WebSocket, doc_id: DocumentId) -> bool {
+    match push(state, connection, doc_id).await {
+        Ok(Some(frame)) => socket.send(WsMessage::Binary(frame.into())).await.is_ok(),
+        Ok(None) => true,
+        Err(error) => {
+            tracing::warn!(%doc_id, error = format!("{error:#}"), "push failed");
+            true
+        }
+    }
+}
+
 /// The frame that offers a changed document to this connection's device, if there is anything to say.
-async fn push(
-    state: &AppState,
-    session: &mut Session,
-    device: Device,
-    doc_id: DocumentId,
-) -> anyhow::Result<Option<Vec<u8>>> {
+async fn push(state: &AppState, connection: &mut Connection, doc_id: DocumentId) -> anyhow::Result<Option<Vec<u8>>> {
     let _guard = state.doc_locks.lock(doc_id).await;
     let Some(stored) = state.store.load_document(doc_id).await? else { return Ok(None) };
-    if stored.collector_id != device.collector_id {
+    if stored.collector_id != connection.device.collector_id {
         return Ok(None);
     }
     let mut doc = AutoCommit::load(&stored.bytes).context("loading a stored document")?;
-    Ok(session.generate(doc_id, &mut doc))
+    connection.resume(state, doc_id).await?;
+    Ok(connection.session.generate(doc_id, &mut doc))
 }
 
 async fn close_with(socket: &mut WebSocket, session: &Session, code: ErrorCode, message: &str) {
@@ -188,21 +258,20 @@ async fn close_with(socket: &mut WebSocket, session: &Session, code: ErrorCode, 
 /// store's version check catches a writer on another node, and the loop merges its changes and tries again.
 async fn handle_sync(
     state: &AppState,
-    session: &mut Session,
-    device: Device,
-    connection_id: Uuid,
+    connection: &mut Connection,
     doc_id: DocumentId,
     kind: SyncKind,
     message: SyncMessage,
 ) -> anyhow::Result<Vec<Vec<u8>>> {
+    let device = connection.device;
     let _guard = state.doc_locks.lock(doc_id).await;
     for _attempt in 0..5 {
         let stored = state.store.load_document(doc_id).await?;
         // A document owned by someone else is answered exactly like one that does not exist.
         let visible = stored.as_ref().is_none_or(|stored| stored.collector_id == device.collector_id);
         if !visible || (stored.is_none() && kind == SyncKind::Request) {
-            session.forget(doc_id);
-            return Ok(vec![session.doc_unavailable_frame(doc_id)]);
+            connection.session.forget(doc_id);
+            return Ok(vec![connection.session.doc_unavailable_frame(doc_id)]);
         }
         let (mut doc, expected_version, n_chunks) = match &stored {
             Some(stored) => (
@@ -213,13 +282,17 @@ async fn handle_sync(
             None => (AutoCommit::new(), None, 0),
         };
         doc.set_actor(state.actor.clone());
-        let heads_before = doc.get_heads();
-        if let Err(error) = session.apply(doc_id, &mut doc, message.clone()) {
-            tracing::info!(%doc_id, %error, "refused changes");
-            session.forget(doc_id);
-            return Ok(vec![session.error_frame(error.code, &error.message)]);
+        if stored.is_some() {
+            connection.resume(state, doc_id).await?;
         }
-        if doc.get_heads() != heads_before {
+        let heads_before = doc.get_heads();
+        if let Err(error) = connection.session.apply(doc_id, &mut doc, message.clone()) {
+            tracing::info!(%doc_id, %error, "refused changes");
+            connection.session.forget(doc_id);
+            return Ok(vec![connection.session.error_frame(error.code, &error.message)]);
+        }
+        let changed = doc.get_heads() != heads_before;
+        if changed {
             let decision = ingest::decide(&doc, doc_id, &state.boundaries, OffsetDateTime::now_utc());
             write_server_record(&mut doc, &decision.record)?;
             // Append only the new changes; fold everything into one snapshot when the chunks pile up.
@@ -232,7 +305,7 @@ async fn handle_sync(
                 doc_id,
                 collector_id: device.collector_id,
                 device_id: device.device_id,
-                writer: connection_id,
+                writer: connection.id,
                 bytes,
                 expected_version,
                 insight: decision.row,
@@ -246,7 +319,11 @@ async fn handle_sync(
                 Err(SaveError::Database(error)) => return Err(error),
             }
         }
-        return Ok(session.generate(doc_id, &mut doc).into_iter().collect());
+        let reply = connection.session.generate(doc_id, &mut doc);
+        if stored.is_some() || changed {
+            connection.persist(state, doc_id).await?;
+        }
+        return Ok(reply.into_iter().collect());
     }
     anyhow::bail!("document {doc_id} kept changing under us")
 }

@@ -37,11 +37,14 @@ pub enum SyncKind {
 /// What an inbound frame means for the driver.
 #[derive(Debug)]
 pub enum Event {
-    /// Server side: a peer joined. Send `reply` (a `peer` message).
-    Joined { peer_id: String, reply: Vec<u8> },
+    /// Server side: a peer joined, having seen the collector's writes up to `seen` (Grapevine's SDK says; other
+    /// peers do not). Answer with [`Session::accept`] before anything else.
+    Joined { peer_id: String, seen: Option<i64> },
     /// Client side: the server accepted the join. `storage_id` names the server's storage lineage: when it changes
-    /// (a restore from backup), the client should offer every document again.
-    Accepted { peer_id: String, storage_id: Option<String> },
+    /// (a restore from backup), the client should offer every document again. `catch_up` lists the documents the
+    /// server offers next (changed by the collector's other devices while this one was away).
+    /// Once the phone holds them, it has seen the collector's writes up to `catch_up_to`.
+    Accepted { peer_id: String, storage_id: Option<String>, catch_up: Vec<DocumentId>, catch_up_to: Option<i64> },
     /// A sync message for one document: load it, [`Session::apply`] it, store it, then [`Session::generate`].
     Sync { doc_id: DocumentId, kind: SyncKind, message: sync::Message },
     /// The other side does not have the document, or may not give it to us.
@@ -73,6 +76,7 @@ pub struct Session {
     our_peer_id: String,
     their_peer_id: Option<String>,
     storage_id: Option<String>,
+    seen: Option<i64>,
     max_frame_bytes: usize,
     sync_states: HashMap<DocumentId, sync::State>,
 }
@@ -85,6 +89,7 @@ impl Session {
             our_peer_id: our_peer_id.into(),
             their_peer_id: None,
             storage_id: None,
+            seen: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             sync_states: HashMap::new(),
         }
@@ -104,6 +109,55 @@ impl Session {
         self
     }
 
+    /// Client side: how far this phone has seen the collector's writes, sent in `join`.
+    #[must_use]
+    pub fn with_seen(mut self, seen: i64) -> Self {
+        self.seen = Some(seen);
+        self
+    }
+
+    /// Server side: the `peer` frame answering a join, announcing the documents it offers next (`catch_up`) and the
+    /// sequence number the phone will have seen once it holds them.
+    #[must_use]
+    pub fn accept(&self, catch_up: &[DocumentId], catch_up_to: Option<i64>) -> Vec<u8> {
+        Message::Peer {
+            sender_id: self.our_peer_id.clone(),
+            target_id: self.their_peer_id.clone().unwrap_or_default(),
+            selected_protocol_version: PROTOCOL_V1.to_owned(),
+            peer_metadata: Some(PeerMetadata {
+                storage_id: self.storage_id.clone(),
+                is_ephemeral: Some(false),
+                catch_up: (!catch_up.is_empty()).then(|| catch_up.iter().map(ToString::to_string).collect()),
+                catch_up_to,
+                seen: None,
+            }),
+        }
+        .encode()
+    }
+
+    /// Whether this session holds a sync state for the document yet.
+    #[must_use]
+    pub fn knows(&self, doc_id: DocumentId) -> bool {
+        self.sync_states.contains_key(&doc_id)
+    }
+
+    /// Resumes from a persisted sync state (from [`Session::sync_state`] on an earlier connection).
+    ///
+    /// # Errors
+    /// The bytes are not an encoded sync state; the session keeps a fresh state instead.
+    pub fn resume(&mut self, doc_id: DocumentId, persisted: &[u8]) -> Result<(), ProtocolError> {
+        let state = sync::State::decode(persisted)
+            .map_err(|error| ProtocolError::violation(format!("document {doc_id}: unreadable sync state: {error}")))?;
+        self.sync_states.insert(doc_id, state);
+        Ok(())
+    }
+
+    /// The sync state to persist for a document: what both sides are known to share.
+    #[must_use]
+    pub fn sync_state(&self, doc_id: DocumentId) -> Option<Vec<u8>> {
+        self.sync_states.get(&doc_id).map(sync::State::encode)
+    }
+
     /// The other peer's id, once the handshake is done.
     #[must_use]
     pub fn their_peer_id(&self) -> Option<&str> {
@@ -116,7 +170,7 @@ impl Session {
         Message::Join {
             sender_id: self.our_peer_id.clone(),
             supported_protocol_versions: Some(vec![PROTOCOL_V1.to_owned()]),
-            peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
+            peer_metadata: Some(PeerMetadata { is_ephemeral: Some(false), seen: self.seen, ..PeerMetadata::default() }),
         }
         .encode()
     }
@@ -137,7 +191,7 @@ impl Session {
             (_, _, Message::Error { code, message, .. }) => {
                 Ok(Event::RemoteError { code: code.as_deref().and_then(ErrorCode::parse), message })
             }
-            (Side::Server, None, Message::Join { sender_id, supported_protocol_versions, .. }) => {
+            (Side::Server, None, Message::Join { sender_id, supported_protocol_versions, peer_metadata }) => {
                 let speaks_v1 =
                     supported_protocol_versions.is_none_or(|versions| versions.iter().any(|v| v == PROTOCOL_V1));
                 if !speaks_v1 {
@@ -146,18 +200,8 @@ impl Session {
                         message: format!("unsupported protocol version; this server speaks version {PROTOCOL_V1}"),
                     });
                 }
-                let reply = Message::Peer {
-                    sender_id: self.our_peer_id.clone(),
-                    target_id: sender_id.clone(),
-                    selected_protocol_version: PROTOCOL_V1.to_owned(),
-                    peer_metadata: Some(PeerMetadata {
-                        storage_id: self.storage_id.clone(),
-                        is_ephemeral: Some(false),
-                    }),
-                }
-                .encode();
                 self.their_peer_id = Some(sender_id.clone());
-                Ok(Event::Joined { peer_id: sender_id, reply })
+                Ok(Event::Joined { peer_id: sender_id, seen: peer_metadata.and_then(|metadata| metadata.seen) })
             }
             (Side::Client, None, Message::Peer { sender_id, target_id, selected_protocol_version, peer_metadata }) => {
                 if target_id != self.our_peer_id {
@@ -170,9 +214,13 @@ impl Session {
                     });
                 }
                 self.their_peer_id = Some(sender_id.clone());
+                let metadata = peer_metadata.unwrap_or_default();
+                let catch_up = metadata.catch_up.unwrap_or_default().iter().filter_map(|id| id.parse().ok()).collect();
                 Ok(Event::Accepted {
                     peer_id: sender_id,
-                    storage_id: peer_metadata.and_then(|metadata| metadata.storage_id),
+                    storage_id: metadata.storage_id,
+                    catch_up,
+                    catch_up_to: metadata.catch_up_to,
                 })
             }
             (_, None, _) => Err(ProtocolError::violation("the handshake must come first")),
@@ -313,14 +361,16 @@ mod tests {
     fn handshake() -> (Session, Session) {
         let mut client = Session::new(Side::Client, "phone");
         let mut server = Session::new(Side::Server, "server").with_storage_id("lineage-1");
-        let Event::Joined { peer_id, reply } = server.receive(&client.join_frame()).unwrap() else {
+        let Event::Joined { peer_id, seen } = server.receive(&client.join_frame()).unwrap() else {
             panic!("server did not accept the join");
         };
-        assert_eq!(peer_id, "phone");
-        let Event::Accepted { peer_id, storage_id } = client.receive(&reply).unwrap() else {
+        assert_eq!((peer_id.as_str(), seen), ("phone", None));
+        let reply = server.accept(&[], None);
+        let Event::Accepted { peer_id, storage_id, catch_up, .. } = client.receive(&reply).unwrap() else {
             panic!("client not accepted")
         };
         assert_eq!((peer_id.as_str(), storage_id.as_deref()), ("server", Some("lineage-1")));
+        assert!(catch_up.is_empty());
         (client, server)
     }
 
@@ -369,6 +419,44 @@ mod tests {
         automerge::transaction::Transactable::put(&mut server_doc, automerge::ROOT, "server", "ack").unwrap();
         run(&mut client, &mut server, doc_id, &mut phone_doc, &mut server_doc);
         assert_eq!(phone_doc.get_heads(), server_doc.get_heads());
+    }
+
+    #[test]
+    fn a_persisted_sync_state_resumes_without_resending_what_is_shared() {
+        let (mut client, mut server) = handshake();
+        let insight = sample();
+        let doc_id = DocumentId::for_insight(insight.id);
+        let mut phone_doc = AutoCommit::new();
+        write_insight(&mut phone_doc, &insight).unwrap();
+        let mut server_doc = AutoCommit::new();
+        run(&mut client, &mut server, doc_id, &mut phone_doc, &mut server_doc);
+        let (client_state, server_state) = (client.sync_state(doc_id).unwrap(), server.sync_state(doc_id).unwrap());
+
+        // A new connection, resumed: nothing new on either side costs one message each way.
+        let (mut client, mut server) = handshake();
+        client.resume(doc_id, &client_state).unwrap();
+        server.resume(doc_id, &server_state).unwrap();
+        let n_resumed = run(&mut client, &mut server, doc_id, &mut phone_doc, &mut server_doc);
+        assert!(n_resumed <= 2, "{n_resumed} frames for nothing new");
+        assert!(client.is_in_step(doc_id, &mut phone_doc));
+        let (mut fresh_client, mut fresh_server) = handshake();
+        let n_fresh = run(&mut fresh_client, &mut fresh_server, doc_id, &mut phone_doc, &mut server_doc);
+        assert!(n_resumed <= n_fresh, "resumed {n_resumed} frames, fresh {n_fresh}");
+        assert!(client.resume(doc_id, b"not a state").is_err());
+    }
+
+    #[test]
+    fn the_server_announces_its_catch_up_in_the_handshake() {
+        let catch_up = vec![DocumentId::random(), DocumentId::random()];
+        let mut client = Session::new(Side::Client, "phone").with_seen(7);
+        let mut server = Session::new(Side::Server, "server");
+        let Event::Joined { seen, .. } = server.receive(&client.join_frame()).unwrap() else { panic!("no join") };
+        assert_eq!(seen, Some(7));
+        let reply = server.accept(&catch_up, Some(12));
+        let Event::Accepted { catch_up: announced, catch_up_to, .. } = client.receive(&reply).unwrap() else {
+            panic!("no peer")
+        };
+        assert_eq!((announced, catch_up_to), (catch_up, Some(12)));
     }
 
     #[test]

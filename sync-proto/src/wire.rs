@@ -19,6 +19,17 @@ pub struct PeerMetadata {
     pub storage_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_ephemeral: Option<bool>,
+    /// Grapevine's addition to `peer`: the documents the server will offer straight after the handshake (written by
+    /// the collector's other devices since this one last caught up). Other peers ignore it.
+    #[serde(default, rename = "grapevineCatchUp", skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<Vec<String>>,
+    /// In `peer`: the sequence number the phone has seen once it holds the catch-up documents.
+    #[serde(default, rename = "grapevineCatchUpTo", skip_serializing_if = "Option::is_none")]
+    pub catch_up_to: Option<i64>,
+    /// In `join`, from Grapevine's SDK: the sequence number of the collector's writes this phone has durably seen.
+    /// Peers that send none (the JavaScript client) get live changes only, no catch-up.
+    #[serde(default, rename = "grapevineSeen", skip_serializing_if = "Option::is_none")]
+    pub seen: Option<i64>,
 }
 
 /// One protocol message.
@@ -99,7 +110,7 @@ mod tests {
             Message::Join {
                 sender_id: "phone-1".into(),
                 supported_protocol_versions: Some(vec!["1".into()]),
-                peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
+                peer_metadata: Some(PeerMetadata { is_ephemeral: Some(false), ..PeerMetadata::default() }),
             },
             Message::Peer {
                 sender_id: "server".into(),
@@ -165,7 +176,7 @@ mod tests {
             Message::Join {
                 sender_id: "js-peer".into(),
                 supported_protocol_versions: Some(vec!["1".into()]),
-                peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: Some(false) }),
+                peer_metadata: Some(PeerMetadata { is_ephemeral: Some(false), ..PeerMetadata::default() }),
             }
         );
     }

@@ -140,3 +140,43 @@ async fn two_nodes_over_one_postgres_behave_as_one_service() {
     drop((node_a, node_b, on_b));
     grapevine_tests::drop_postgres_database(&postgres_database.unwrap());
 }
+
+/// A collector's second phone, offline while the first captured, receives those insights (with the server's
+/// decisions) at its next sync; and a reconnect with nothing new is one round trip whatever the phone holds.
+async fn a_second_phone_catches_up_and_a_quiet_reconnect_costs_one_round_trip(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (first_token, second_token) = app.add_two_devices_of_one_collector("Barbershop").await;
+    let first = Phone::with_token(first_token).await;
+    let second = Phone::with_token(second_token).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(first.capture_at("asb", JOINERS_SQUARE.1, JOINERS_SQUARE.2, Some(3)).await);
+    }
+    let own = second.capture_at("drugs", JOINERS_SQUARE.1, JOINERS_SQUARE.2, Some(2)).await;
+    assert_eq!(first.sync(&app).await.unwrap().sent, 20);
+
+    let report = second.sync(&app).await.unwrap();
+    assert_eq!((report.sent, report.received), (1, 20), "{report:?}");
+    let listed = second.store.list().await.unwrap();
+    assert_eq!(listed.len(), 21);
+    for id in &ids {
+        let insight = listed.iter().find(|insight| insight.id == *id).expect("received");
+        assert_eq!(insight.text, "asb seen here");
+        assert!(matches!(insight.status, grapevine_client_sdk::Status::Filed { .. }));
+    }
+
+    // The first phone hears of the second's insight at its next sync, and nothing more.
+    let report = first.sync(&app).await.unwrap();
+    assert_eq!((report.sent, report.received), (0, 1), "{report:?}");
+    assert!(first.store.list().await.unwrap().iter().any(|insight| insight.id == own));
+
+    // Nothing new: join and peer, one frame each way, however many insights the phones hold.
+    for phone in [&first, &second] {
+        let quiet = phone.sync(&app).await.unwrap();
+        assert_eq!((quiet.sent, quiet.received, quiet.updated.len()), (0, 0, 0));
+        assert_eq!((quiet.traffic.frames_sent, quiet.traffic.frames_received), (1, 1), "{:?}", quiet.traffic);
+    }
+    assert_eq!(app.totals().await, (vec![(JOINERS_SQUARE.0.into(), 21)], 0));
+}
+
+on_both_backends!(a_second_phone_catches_up_and_a_quiet_reconnect_costs_one_round_trip);

@@ -240,6 +240,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Saves several documents in one transaction (an import): all of them, or none.
     async fn save_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), SaveError>;
 
+    /// The persisted sync state of a device for a document, if any.
+    async fn load_sync_state(&self, device_id: Uuid, doc_id: DocumentId) -> anyhow::Result<Option<Vec<u8>>>;
+
+    /// Persists a device's sync state for a document.
+    async fn save_sync_state(&self, device_id: Uuid, doc_id: DocumentId, state: &[u8]) -> anyhow::Result<()>;
+
+    /// The collector's documents last written by another device after sequence number `since`, oldest first, with
+    /// the sequence number of their latest write; at most `limit`.
+    async fn catch_up(
+        &self,
+        collector_id: Uuid,
+        device_id: Uuid,
+        since: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(DocumentId, i64)>>;
+
     /// Follows every document saved, by any node over this database, from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged>;
 

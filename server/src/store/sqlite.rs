@@ -207,6 +207,22 @@ async fn write_document(tx: &mut sqlx::SqliteConnection, write: &DocumentWrite) 
         .await
         .map_err(anyhow::Error::from)?;
 
+    // Number the write in the collector's sequence; updating the collector's row serialises its writes, so the
+    // numbers follow commit order and a device's "seen up to" never skips one.
+    let seq: i64 =
+        sqlx::query_scalar("UPDATE collectors SET change_seq = change_seq + 1 WHERE id = ?1 RETURNING change_seq")
+            .bind(write.collector_id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?;
+    sqlx::query("UPDATE documents SET change_seq = ?2, last_device_id = ?3 WHERE doc_id = ?1")
+        .bind(&doc_id)
+        .bind(seq)
+        .bind(write.device_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+
     // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
     let old = sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = ?1")
         .bind(write.insight.id.to_string())
@@ -388,6 +404,54 @@ impl Store for SqliteStore {
             });
         }
         Ok(())
+    }
+
+    async fn load_sync_state(&self, device_id: Uuid, doc_id: DocumentId) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT state FROM sync_states WHERE device_id = ?1 AND doc_id = ?2")
+            .bind(device_id.to_string())
+            .bind(doc_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn save_sync_state(&self, device_id: Uuid, doc_id: DocumentId, state: &[u8]) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO sync_states (device_id, doc_id, state) VALUES (?1, ?2, ?3)
+             ON CONFLICT (device_id, doc_id) DO UPDATE SET state = excluded.state",
+        )
+        .bind(device_id.to_string())
+        .bind(doc_id.to_string())
+        .bind(state)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn catch_up(
+        &self,
+        collector_id: Uuid,
+        device_id: Uuid,
+        since: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(DocumentId, i64)>> {
+        let rows = sqlx::query(
+            "SELECT doc_id, change_seq FROM documents
+             WHERE collector_id = ?1 AND change_seq > ?3
+               AND (last_device_id IS NULL OR last_device_id <> ?2)
+             ORDER BY change_seq LIMIT ?4",
+        )
+        .bind(collector_id.to_string())
+        .bind(device_id.to_string())
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let doc_id: String = row.get("doc_id");
+                Ok((doc_id.parse().context("document id")?, row.get("change_seq")))
+            })
+            .collect()
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged> {
