@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::get;
@@ -16,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::boundaries::Boundaries;
 use crate::store::{self, Store};
-use crate::sync::{process_actor, DocLocks};
+use crate::sync::{process_actor, DocLocks, RateLimiter};
 
 /// What `serve` needs to start.
 #[derive(Debug, Clone)]
@@ -24,13 +25,47 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub database_url: String,
     pub max_frame_bytes: usize,
+    pub limits: SyncLimits,
+}
+
+/// The limits every sync connection lives within (docs/sync-protocol.md).
+#[derive(Debug, Clone, Copy)]
+pub struct SyncLimits {
+    /// A connection with no frame from the device for this long is closed with `idle_timeout`.
+    pub idle_timeout: Duration,
+    /// The server pings this often, so a healthy but quiet device (or a proxy) keeps the connection alive.
+    pub keepalive_interval: Duration,
+    /// Sustained sync messages per second per device, across its connections.
+    pub messages_per_second: f64,
+    /// How many messages a device may send in a burst (a phone's first sync of a backlog).
+    pub burst: f64,
+    /// A device that does not take a frame within this long is too slow to keep; the connection is dropped rather
+    /// than buffered for.
+    pub send_timeout: Duration,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        SyncLimits {
+            idle_timeout: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(30),
+            messages_per_second: 500.0,
+            burst: 5_000.0,
+            send_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl ServeConfig {
     /// The zero-configuration defaults with another address and database.
     #[must_use]
     pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
-        ServeConfig { listen, database_url: database_url.into(), max_frame_bytes: DEFAULT_MAX_FRAME_BYTES }
+        ServeConfig {
+            listen,
+            database_url: database_url.into(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            limits: SyncLimits::default(),
+        }
     }
 }
 
@@ -47,6 +82,8 @@ pub struct AppState {
     /// This process's Automerge actor, for the records it writes into documents.
     pub actor: ActorId,
     pub doc_locks: Arc<DocLocks>,
+    /// Per-device message budgets.
+    pub rate_limiter: Arc<RateLimiter>,
     /// Cancelled when the server begins to shut down; sync connections close on it.
     pub shutdown: CancellationToken,
     /// Tracks sync connections so shutdown can wait for them.
@@ -71,6 +108,7 @@ impl Application {
         let storage_id = store.storage_id().await?;
         let boundaries = Arc::new(Boundaries::bundled());
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
         let state = AppState {
             store,
             boundaries,
@@ -79,6 +117,7 @@ impl Application {
             storage_id,
             actor: process_actor(),
             doc_locks: Arc::new(DocLocks::default()),
+            rate_limiter,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };

@@ -67,6 +67,18 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Close a sync connection after this many seconds without a frame from the device.
+    #[arg(long, env = "GRAPEVINE_IDLE_TIMEOUT_SECS", default_value_t = 120)]
+    pub idle_timeout_secs: u64,
+    /// Ping each sync connection this often (seconds), so quiet devices and proxies keep it open.
+    #[arg(long, env = "GRAPEVINE_KEEPALIVE_SECS", default_value_t = 30)]
+    pub keepalive_secs: u64,
+    /// Sustained sync messages per second allowed per device.
+    #[arg(long, env = "GRAPEVINE_RATE_LIMIT", default_value_t = 500.0)]
+    pub rate_limit: f64,
+    /// Sync messages a device may send in one burst.
+    #[arg(long, env = "GRAPEVINE_RATE_BURST", default_value_t = 5_000.0)]
+    pub rate_burst: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +125,12 @@ pub enum TokenCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let app = Application::build(ServeConfig::new(args.listen, args.database.database_url)).await?;
+            let mut config = ServeConfig::new(args.listen, args.database.database_url);
+            config.limits.idle_timeout = std::time::Duration::from_secs(args.idle_timeout_secs.max(1));
+            config.limits.keepalive_interval = std::time::Duration::from_secs(args.keepalive_secs.max(1));
+            config.limits.messages_per_second = args.rate_limit;
+            config.limits.burst = args.rate_burst.max(1.0);
+            let app = Application::build(config).await?;
             tracing::info!(address = %app.local_addr()?, "grapevine listening");
             app.run_until_stopped(shutdown_signal()).await
         }

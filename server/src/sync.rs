@@ -18,6 +18,7 @@ use grapevine_sync_proto::document::write_server_record;
 use grapevine_sync_proto::session::{Event, Session, Side, SyncKind};
 use grapevine_sync_proto::{DocumentId, ErrorCode};
 use time::OffsetDateTime;
+use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -68,6 +69,8 @@ async fn upgrade(State(state): State<AppState>, device: Device, ws: WebSocketUpg
 enum Wake {
     Frame(Option<Result<WsMessage, axum::Error>>),
     Changed(DocumentChanged),
+    Keepalive,
+    Idle,
     Stop,
 }
 
@@ -134,9 +137,15 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
         .with_max_frame_bytes(state.config.max_frame_bytes);
     let mut connection = Connection { id: Uuid::new_v4(), device, session, persisted: HashMap::new() };
     let mut changes = state.store.subscribe();
+    let limits = state.config.limits;
+    let mut keepalive = tokio::time::interval_at(Instant::now() + limits.keepalive_interval, limits.keepalive_interval);
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
     loop {
         let wake = tokio::select! {
             inbound = socket.recv() => Wake::Frame(inbound),
+            _ = keepalive.tick() => Wake::Keepalive,
+            () = &mut idle => Wake::Idle,
             change = changes.recv() => match change {
                 Ok(change) => Wake::Changed(change),
                 // Missed changes reach the device at its next connection (catch-up); a closed feed means the store
@@ -147,7 +156,22 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
             () = state.shutdown.cancelled() => Wake::Stop,
         };
         let inbound = match wake {
-            Wake::Frame(inbound) => inbound,
+            Wake::Frame(inbound) => {
+                // Anything from the device, a pong included, shows it is alive.
+                idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                inbound
+            }
+            Wake::Keepalive => {
+                if !send_within(&mut socket, WsMessage::Ping(Vec::new().into()), limits.send_timeout).await {
+                    return;
+                }
+                continue;
+            }
+            Wake::Idle => {
+                let message = format!("nothing from the device for {:?}", limits.idle_timeout);
+                close_with(&mut socket, &connection.session, ErrorCode::IdleTimeout, &message).await;
+                return;
+            }
             Wake::Changed(change) => {
                 // Another device of this collector, on any node, saved a document: offer it to this device.
                 if change.collector_id != device.collector_id || change.writer == connection.id {
@@ -178,6 +202,14 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
                 return;
             }
         };
+        if !state.rate_limiter.allow(device.device_id) {
+            let message = format!(
+                "more than {} messages in a burst, or {} a second sustained; slow down and reconnect",
+                limits.burst, limits.messages_per_second
+            );
+            close_with(&mut socket, &connection.session, ErrorCode::RateLimited, &message).await;
+            return;
+        }
         let replies = match connection.session.receive(&frame) {
             Err(error) => {
                 tracing::info!(code = %error.code, %error, "closing on a protocol error");
@@ -187,7 +219,7 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
             Ok(Event::Joined { peer_id, seen }) => {
                 let (reply, announced) = connection.accept(&state, seen).await;
                 tracing::debug!(%peer_id, n_catch_up = announced.len(), "joined");
-                if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
+                if !send_within(&mut socket, WsMessage::Binary(reply.into()), limits.send_timeout).await {
                     return;
                 }
                 for doc_id in announced {
@@ -218,9 +250,22 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
             Ok(Event::Accepted { .. } | Event::Ignored) => Vec::new(),
         };
         for reply in replies {
-            if socket.send(WsMessage::Binary(reply.into())).await.is_err() {
+            if !send_within(&mut socket, WsMessage::Binary(reply.into()), limits.send_timeout).await {
                 return;
             }
+        }
+    }
+}
+
+/// Sends a frame, giving up on a device that will not take it in time: the server waits on the socket rather than
+/// buffering, and never waits for ever. False means the connection is over.
+async fn send_within(socket: &mut WebSocket, message: WsMessage, timeout: std::time::Duration) -> bool {
+    match tokio::time::timeout(timeout, socket.send(message)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!("dropping a device too slow to read");
+            false
         }
     }
 }
@@ -228,7 +273,7 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
 /// Offers a stored document to the device (a push). Returns false if the socket is gone.
 async fn offer(state: &AppState, connection: &mut Connection, socket: &mut WebSocket, doc_id: DocumentId) -> bool {
     match push(state, connection, doc_id).await {
-        Ok(Some(frame)) => socket.send(WsMessage::Binary(frame.into())).await.is_ok(),
+        Ok(Some(frame)) => send_within(socket, WsMessage::Binary(frame.into()), state.config.limits.send_timeout).await,
         Ok(None) => true,
         Err(error) => {
             tracing::warn!(%doc_id, error = format!("{error:#}"), "push failed");
@@ -326,6 +371,41 @@ async fn handle_sync(
         return Ok(reply.into_iter().collect());
     }
     anyhow::bail!("document {doc_id} kept changing under us")
+}
+
+/// Per-device token buckets: a device may send `burst` messages at once and `rate` per second after that, across all
+/// its connections. Buckets of devices that went quiet are dropped when full again.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<Uuid, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    #[must_use]
+    pub fn new(rate: f64, burst: f64) -> Self {
+        RateLimiter { rate, burst, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one message from the device's budget; false when it is spent.
+    pub fn allow(&self, device_id: Uuid) -> bool {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("rate limiter poisoned");
+        if buckets.len() > 10_000 {
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(device_id).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Per-document locks, so two connections of one collector never interleave a load and a save of one document.

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     ProtocolViolation,
     ProtocolVersionUnsupported,
     FrameTooLarge,
+    RateLimited,
+    IdleTimeout,
     DocumentUnavailable,
     // The HTTP API.
     InvalidQuery,
@@ -39,7 +41,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -58,6 +60,8 @@ impl ErrorCode {
         ErrorCode::ProtocolViolation,
         ErrorCode::ProtocolVersionUnsupported,
         ErrorCode::FrameTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::IdleTimeout,
         ErrorCode::DocumentUnavailable,
         ErrorCode::InvalidQuery,
         ErrorCode::AreaNotFound,
@@ -86,6 +90,8 @@ impl ErrorCode {
             ErrorCode::ProtocolViolation => "protocol_violation",
             ErrorCode::ProtocolVersionUnsupported => "protocol_version_unsupported",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::DocumentUnavailable => "document_unavailable",
             ErrorCode::InvalidQuery => "invalid_query",
             ErrorCode::AreaNotFound => "area_not_found",

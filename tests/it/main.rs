@@ -24,6 +24,7 @@ mod access;
 mod bad_input;
 mod durability;
 mod js_client;
+mod limits;
 mod nodes;
 mod spine;
 mod store;

@@ -91,8 +91,23 @@ impl TestApp {
         app
     }
 
+    /// Starts the real server with its sync limits set by `limits` (the rest as `spawn`).
+    pub async fn spawn_with_limits(backend: Backend, limits: grapevine_server::app::SyncLimits) -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+        let (database_url, postgres_database) = fresh_database(backend, &dir).await;
+        let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url);
+        config.limits = limits;
+        let mut app = TestApp::start_with(dir, config).await;
+        app.postgres_database = postgres_database;
+        app
+    }
+
     async fn start(dir: Arc<TempDir>, database_url: String) -> TestApp {
-        let config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url.clone());
+        TestApp::start_with(dir, ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url)).await
+    }
+
+    async fn start_with(dir: Arc<TempDir>, config: ServeConfig) -> TestApp {
+        let database_url = config.database_url.clone();
         let app = Application::build(config).await.expect("server builds");
         let addr = app.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
