@@ -10,6 +10,7 @@
 //! - `document`: an insight's Automerge document layout, and the server's record written back into it.
 //! - `wire`: the protocol's CBOR messages.
 //! - `session`: the per-connection engine (handshake, per-document sync state).
+//! - `simulation` (tests only): property tests on a simulated network with faults.
 
 pub mod campaign;
 pub mod codes;
@@ -17,6 +18,8 @@ pub mod doc_id;
 pub mod document;
 pub mod insight;
 pub mod session;
+#[cfg(test)]
+mod simulation;
 pub mod wire;
 
 pub use automerge;
