@@ -10,11 +10,13 @@
 //! - `store`: the `Store` trait and its SQLite backend; the only module that knows SQL.
 //! - `auth`: bearer tokens, made and hashed.
 //! - `http`: the analyst API and its one error type.
+//! - `fuzzing`: entry points for `fuzz/` and the corpus replay.
 
 pub mod app;
 pub mod auth;
 pub mod boundaries;
 pub mod cli;
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod store;
