@@ -12,6 +12,9 @@ use grapevine_sync_proto::wire::Message;
 use grapevine_sync_proto::DocumentId;
 use time::OffsetDateTime;
 
+use grapevine_sync_proto::document::write_insight;
+use grapevine_sync_proto::{Channel, Insight, Location};
+
 use crate::boundaries::Boundaries;
 use crate::ingest::decide;
 
@@ -64,12 +67,58 @@ pub fn frame_all(frames: &[Vec<u8>]) -> Vec<u8> {
     data
 }
 
+/// A real phone's first sync of one insight, as the frames it sends.
+pub fn seed_connection() -> Vec<Vec<u8>> {
+    let insight = Insight {
+        id: uuid::Uuid::from_u128(7),
+        captured_at: time::macros::datetime!(2026-11-20 17:45 +00:00),
+        campaign: "community-safety".into(),
+        category: "drugs".into(),
+        text: "Dealing by the park gates".into(),
+        feeling_safe: Some(2),
+        location: Location::Gps { lat: 53.01869, lon: -2.16979, accuracy_m: 10.0 },
+        channel: Channel::BarberHairdresser,
+    };
+    let doc_id = DocumentId::for_insight(insight.id);
+    let mut phone = Session::new(Side::Client, "fuzzer");
+    let mut server = Session::new(Side::Server, "server");
+    let _ = server.receive(&phone.join_frame());
+    let _ = phone.receive(&server.accept(&[], None));
+    let mut phone_doc = AutoCommit::new();
+    write_insight(&mut phone_doc, &insight).unwrap();
+    let mut server_doc = AutoCommit::new();
+    let mut frames = Vec::new();
+    for _ in 0..4 {
+        if let Some(frame) = phone.generate(doc_id, &mut phone_doc) {
+            if let Ok(Event::Sync { message, .. }) = server.receive(&frame) {
+                server.apply(doc_id, &mut server_doc, message).unwrap();
+            }
+            frames.push(frame);
+        }
+        if let Some(frame) = server.generate(doc_id, &mut server_doc) {
+            if let Ok(Event::Sync { message, .. }) = phone.receive(&frame) {
+                phone.apply(doc_id, &mut phone_doc, message).unwrap();
+            }
+        }
+    }
+    frames
+}
+
+/// The seed corpus: `(target, file name, bytes)`. `fuzz/` has a `write_seeds` binary that writes it out.
+#[must_use]
+pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
+    let frames = seed_connection();
+    let mut seeds = vec![("frame_decoder", "join".to_owned(), Session::new(Side::Client, "fuzzer").join_frame())];
+    for (i, frame) in frames.iter().enumerate() {
+        seeds.push(("frame_decoder", format!("sync-{i}"), frame.clone()));
+    }
+    seeds.push(("server_handler", "first-sync".to_owned(), frame_all(&frames)));
+    seeds
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
-
-    use grapevine_sync_proto::document::write_insight;
-    use grapevine_sync_proto::{Channel, Insight, Location};
 
     use super::*;
 
@@ -82,43 +131,6 @@ mod tests {
             }
         }
         files
-    }
-
-    /// A real phone's first sync of one insight, as frames.
-    fn seed_connection() -> Vec<Vec<u8>> {
-        let insight = Insight {
-            id: uuid::Uuid::from_u128(7),
-            captured_at: time::macros::datetime!(2026-11-20 17:45 +00:00),
-            campaign: "community-safety".into(),
-            category: "drugs".into(),
-            text: "Dealing by the park gates".into(),
-            feeling_safe: Some(2),
-            location: Location::Gps { lat: 53.01869, lon: -2.16979, accuracy_m: 10.0 },
-            channel: Channel::BarberHairdresser,
-        };
-        let doc_id = DocumentId::for_insight(insight.id);
-        let mut phone = Session::new(Side::Client, "fuzzer");
-        let mut server = Session::new(Side::Server, "server");
-        let _ = server.receive(&phone.join_frame());
-        let _ = phone.receive(&server.accept(&[], None));
-        let mut phone_doc = AutoCommit::new();
-        write_insight(&mut phone_doc, &insight).unwrap();
-        let mut server_doc = AutoCommit::new();
-        let mut frames = Vec::new();
-        for _ in 0..4 {
-            if let Some(frame) = phone.generate(doc_id, &mut phone_doc) {
-                if let Ok(Event::Sync { message, .. }) = server.receive(&frame) {
-                    server.apply(doc_id, &mut server_doc, message).unwrap();
-                }
-                frames.push(frame);
-            }
-            if let Some(frame) = server.generate(doc_id, &mut server_doc) {
-                if let Ok(Event::Sync { message, .. }) = phone.receive(&frame) {
-                    phone.apply(doc_id, &mut phone_doc, message).unwrap();
-                }
-            }
-        }
-        frames
     }
 
     #[test]
@@ -140,22 +152,12 @@ mod tests {
         for path in handler {
             handle_frames(&std::fs::read(&path).unwrap());
         }
-    }
-
-    /// Writes the seed corpus: `GRAPEVINE_WRITE_FUZZ_SEEDS=1 cargo test -p grapevine-server fuzzing`.
-    #[test]
-    fn write_seeds_when_asked() {
-        if std::env::var_os("GRAPEVINE_WRITE_FUZZ_SEEDS").is_none() {
-            return;
+        for (target, _, bytes) in seed_corpus() {
+            if target == "frame_decoder" {
+                decode_frame(&bytes);
+            } else {
+                handle_frames(&bytes);
+            }
         }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
-        std::fs::create_dir_all(root.join("frame_decoder")).unwrap();
-        std::fs::create_dir_all(root.join("server_handler")).unwrap();
-        let frames = seed_connection();
-        std::fs::write(root.join("frame_decoder/join"), Session::new(Side::Client, "fuzzer").join_frame()).unwrap();
-        for (i, frame) in frames.iter().enumerate() {
-            std::fs::write(root.join(format!("frame_decoder/sync-{i}")), frame).unwrap();
-        }
-        std::fs::write(root.join("server_handler/first-sync"), frame_all(&frames)).unwrap();
     }
 }
