@@ -161,6 +161,16 @@ pub struct AreaCounts {
     pub feeling_safe_n: i64,
 }
 
+impl AreaCounts {
+    /// Adds one category's sums, as a roll-up query returns them.
+    pub(crate) fn add(&mut self, category: String, n: i64, feeling_safe_sum: i64, feeling_safe_n: i64) {
+        self.total += n;
+        self.feeling_safe_sum += feeling_safe_sum;
+        self.feeling_safe_n += feeling_safe_n;
+        self.by_category.push((category, n));
+    }
+}
+
 /// A period of whole days: `from` inclusive, `to` exclusive; `None` is unbounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DayRange {

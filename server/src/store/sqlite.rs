@@ -537,11 +537,7 @@ impl Store for SqliteStore {
         .await?;
         let mut counts = AreaCounts::default();
         for row in rows {
-            let n: i64 = row.get("n");
-            counts.total += n;
-            counts.feeling_safe_sum += row.get::<i64, _>("fs_sum");
-            counts.feeling_safe_n += row.get::<i64, _>("fs_n");
-            counts.by_category.push((row.get("category"), n));
+            counts.add(row.get("category"), row.get("n"), row.get("fs_sum"), row.get("fs_n"));
         }
         Ok(counts)
     }
