@@ -40,6 +40,9 @@ pub struct Traffic {
     pub bytes_sent: usize,
     pub frames_received: usize,
     pub bytes_received: usize,
+    /// Times the phone sent after hearing from the server (or first): each is a wait for the network.
+    pub round_trips: usize,
+    last_was_receive: bool,
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -158,11 +161,16 @@ pub struct SyncConnection {
 
 impl Traffic {
     fn count_sent(&mut self, frame: &[u8]) {
+        if self.frames_sent == 0 || self.last_was_receive {
+            self.round_trips += 1;
+        }
+        self.last_was_receive = false;
         self.frames_sent += 1;
         self.bytes_sent += frame.len();
     }
 
     fn count_received(&mut self, frame: &[u8]) {
+        self.last_was_receive = true;
         self.frames_received += 1;
         self.bytes_received += frame.len();
     }

@@ -175,6 +175,7 @@ async fn a_second_phone_catches_up_and_a_quiet_reconnect_costs_one_round_trip(ba
         let quiet = phone.sync(&app).await.unwrap();
         assert_eq!((quiet.sent, quiet.received, quiet.updated.len()), (0, 0, 0));
         assert_eq!((quiet.traffic.frames_sent, quiet.traffic.frames_received), (1, 1), "{:?}", quiet.traffic);
+        assert_eq!(quiet.traffic.round_trips, 1);
     }
     assert_eq!(app.totals().await, (vec![(JOINERS_SQUARE.0.into(), 21)], 0));
 }
