@@ -2,7 +2,9 @@
 //! batched INSERT of the same rows (the anchor); then, at N stored, measure end-to-end ingest from 200 concurrent
 //! devices, roll-up query latency over HTTP, storage bytes per insight and (PostgreSQL) cross-node delivery.
 //!
-//! cargo bench -p grapevine-tests --bench storage -- --backend sqlite --insights 1000000
+//! cargo bench -p grapevine-tests --bench storage -- --backend sqlite --insights 10000,1000000
+//!
+//! With several sizes, the database is filled to each in turn and measured there.
 //!
 //! It prints Markdown rows for docs/benchmarks.md. Numbers are medians and percentiles of this run only.
 
@@ -28,12 +30,12 @@ const N_QUERIES: usize = 200;
 
 struct Args {
     backend: Backend,
-    n_insights: usize,
+    sizes: Vec<usize>,
 }
 
 fn args() -> Args {
     let mut backend = Backend::Sqlite;
-    let mut n_insights = 10_000;
+    let mut sizes = vec![10_000];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -43,11 +45,18 @@ fn args() -> Args {
                     _ => Backend::Sqlite,
                 }
             }
-            "--insights" => n_insights = args.next().and_then(|n| n.parse().ok()).expect("--insights N"),
+            "--insights" => {
+                sizes = args
+                    .next()
+                    .expect("--insights N[,N…]")
+                    .split(',')
+                    .map(|n| n.parse().expect("--insights takes whole numbers"))
+                    .collect();
+            }
             _ => {} // cargo bench passes --bench
         }
     }
-    Args { backend, n_insights }
+    Args { backend, sizes }
 }
 
 fn random_insight(rng: &mut StdRng) -> Insight {
@@ -210,7 +219,7 @@ async fn storage_bytes(backend: Backend, database_url: &str, dir: &std::path::Pa
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let Args { backend, n_insights } = args();
+    let Args { backend, sizes } = args();
     let label = match backend {
         Backend::Sqlite => "SQLite",
         Backend::Postgres => "PostgreSQL",
@@ -222,135 +231,147 @@ async fn main() {
     let (device, _) = grapevine_server::auth::issue_device(store.as_ref(), "bench", None).await.unwrap();
     let raw = raw_pool(backend, &database_url).await;
     let mut rng = StdRng::seed_from_u64(5);
-
-    // 1. Fill: the store's write path (document + row + roll-ups, one transaction per batch) beside a plain INSERT.
-    let (mut store_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
     let mut filled = 0;
-    while filled < n_insights {
-        let n_batch = BATCH.min(n_insights - filled);
-        let mut writes = Vec::with_capacity(n_batch);
-        for _ in 0..n_batch {
-            let insight = random_insight(&mut rng);
-            let doc_id = DocumentId::for_insight(insight.id);
-            let mut doc = AutoCommit::new();
-            write_insight(&mut doc, &insight).unwrap();
-            let decision = decide(&doc, doc_id, &boundaries, time::OffsetDateTime::now_utc());
-            write_server_record(&mut doc, &decision.record).unwrap();
-            writes.push(DocumentWrite {
-                doc_id,
-                collector_id: device.collector_id,
-                device_id: device.device_id,
-                writer: uuid::Uuid::nil(),
-                bytes: DocumentBytes::Snapshot(doc.save()),
-                expected_version: None,
-                insight: decision.row,
-            });
-        }
-        let rows: Vec<InsightRow> = writes.iter().map(|write| write.insight.clone()).collect();
-        raw_time += raw_insert(&raw, &rows).await;
-        let started = Instant::now();
-        store.save_documents(writes).await.unwrap();
-        store_time += started.elapsed();
-        filled += n_batch;
-        if filled % 100_000 == 0 {
-            eprintln!("{label}: {filled} stored");
-        }
-    }
-    let fill_rate = per_second(n_insights, store_time);
-    let raw_rate = per_second(n_insights, raw_time);
-
-    // 2. End-to-end ingest at N stored: 200 devices, each syncing 10 offline insights at once.
-    let app = Application::build(ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url.clone())).await.unwrap();
-    let addr = app.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    let sync_url = format!("ws://{addr}/sync");
-    let mut phones = Vec::new();
-    for i in 0..N_DEVICES {
-        let (_, token) =
-            grapevine_server::auth::issue_device(store.as_ref(), &format!("device {i}"), None).await.unwrap();
-        let phone = PhoneStore::open(dir.path().join(format!("phone-{i}"))).await.unwrap();
-        for _ in 0..INSIGHTS_PER_DEVICE {
-            let insight = random_insight(&mut rng);
-            let draft = Draft {
-                category: insight.category,
-                text: insight.text,
-                feeling_safe: insight.feeling_safe,
-                location: insight.location,
-                channel: insight.channel,
-                captured_at: Some(insight.captured_at),
-                campaign: None,
-            };
-            phone.capture(draft).await.unwrap();
-        }
-        phones.push((phone, token));
-    }
-    let started = Instant::now();
-    let syncs: Vec<_> = phones
-        .into_iter()
-        .map(|(phone, token)| {
-            let url = sync_url.clone();
-            tokio::spawn(async move { grapevine_client_sdk::sync(&phone, &url, &token).await.unwrap().sent })
-        })
-        .collect();
-    let mut n_sent = 0;
-    for sync in syncs {
-        n_sent += sync.await.unwrap();
-    }
-    let ingest_elapsed = started.elapsed();
-    assert_eq!(n_sent, N_DEVICES * INSIGHTS_PER_DEVICE);
-    let ingest_rate = per_second(n_sent, ingest_elapsed);
-
-    // 3. Roll-up latency over HTTP: every area for a 12-month period, one area's detail, and a ragged period.
-    let (_, analyst) = grapevine_server::auth::issue_api_token(store.as_ref(), Role::Analyst, "bench").await.unwrap();
-    let http = reqwest::Client::new();
-    let mut latency_rows = Vec::new();
-    for (what, path) in [
-        ("all areas, 12 whole months", "/api/v1/areas?from=2025-11-01&to=2026-11-01".to_owned()),
-        ("one area by category, 12 whole months", "/api/v1/areas/E05008737?from=2025-11-01&to=2026-11-01".to_owned()),
-        ("all areas, 2025-11-22 to 2026-11-22", "/api/v1/areas?from=2025-11-22&to=2026-11-22".to_owned()),
-    ] {
-        let mut latencies = Vec::with_capacity(N_QUERIES);
-        for _ in 0..N_QUERIES {
+    let mut n_ingested = 0;
+    let (mut store_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
+    for n_insights in sizes {
+        // 1. Fill: the store's write path (document + row + roll-ups, one transaction per batch) beside a plain INSERT.
+        while filled < n_insights {
+            let n_batch = BATCH.min(n_insights - filled);
+            let mut writes = Vec::with_capacity(n_batch);
+            for _ in 0..n_batch {
+                let insight = random_insight(&mut rng);
+                let doc_id = DocumentId::for_insight(insight.id);
+                let mut doc = AutoCommit::new();
+                write_insight(&mut doc, &insight).unwrap();
+                let decision = decide(&doc, doc_id, &boundaries, time::OffsetDateTime::now_utc());
+                write_server_record(&mut doc, &decision.record).unwrap();
+                writes.push(DocumentWrite {
+                    doc_id,
+                    collector_id: device.collector_id,
+                    device_id: device.device_id,
+                    writer: uuid::Uuid::nil(),
+                    bytes: DocumentBytes::Snapshot(doc.save()),
+                    expected_version: None,
+                    insight: decision.row,
+                });
+            }
+            let rows: Vec<InsightRow> = writes.iter().map(|write| write.insight.clone()).collect();
+            raw_time += raw_insert(&raw, &rows).await;
             let started = Instant::now();
-            let response = http.get(format!("http://{addr}{path}")).bearer_auth(&analyst).send().await.unwrap();
-            assert!(response.status().is_success());
-            let _ = response.bytes().await.unwrap();
-            latencies.push(started.elapsed());
+            store.save_documents(writes).await.unwrap();
+            store_time += started.elapsed();
+            filled += n_batch;
+            if filled % 100_000 == 0 {
+                eprintln!("{label}: {filled} stored");
+            }
         }
-        latencies.sort();
-        latency_rows.push((what, percentile(&latencies, 0.5), percentile(&latencies, 0.95)));
-    }
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+        let fill_rate = per_second(filled, store_time);
+        let raw_rate = per_second(filled, raw_time);
 
-    let (db_bytes, chunk_bytes) = storage_bytes(backend, &database_url, dir.path(), &raw).await;
-    let n_total = n_insights + n_sent;
+        // 2. End-to-end ingest at N stored: 200 devices, each syncing 10 offline insights at once.
+        let app =
+            Application::build(ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url.clone())).await.unwrap();
+        let addr = app.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let sync_url = format!("ws://{addr}/sync");
+        let mut phones = Vec::new();
+        for i in 0..N_DEVICES {
+            let (_, token) =
+                grapevine_server::auth::issue_device(store.as_ref(), &format!("device {i}"), None).await.unwrap();
+            let phone = PhoneStore::open(dir.path().join(format!("phone-{n_insights}-{i}"))).await.unwrap();
+            for _ in 0..INSIGHTS_PER_DEVICE {
+                let insight = random_insight(&mut rng);
+                let draft = Draft {
+                    category: insight.category,
+                    text: insight.text,
+                    feeling_safe: insight.feeling_safe,
+                    location: insight.location,
+                    channel: insight.channel,
+                    captured_at: Some(insight.captured_at),
+                    campaign: None,
+                };
+                phone.capture(draft).await.unwrap();
+            }
+            phones.push((phone, token));
+        }
+        let started = Instant::now();
+        let syncs: Vec<_> = phones
+            .into_iter()
+            .map(|(phone, token)| {
+                let url = sync_url.clone();
+                tokio::spawn(async move { grapevine_client_sdk::sync(&phone, &url, &token).await.unwrap().sent })
+            })
+            .collect();
+        let mut n_sent = 0;
+        for sync in syncs {
+            n_sent += sync.await.unwrap();
+        }
+        let ingest_elapsed = started.elapsed();
+        assert_eq!(n_sent, N_DEVICES * INSIGHTS_PER_DEVICE);
+        let ingest_rate = per_second(n_sent, ingest_elapsed);
 
-    println!("\n### {label}, {n_insights} insights stored\n");
-    println!("| measure | Grapevine | anchor: plain batched INSERT | ratio |");
-    println!("| --- | --- | --- | --- |");
-    println!(
+        // 3. Roll-up latency over HTTP: every area for a 12-month period, one area's detail, and a ragged period.
+        let (_, analyst) =
+            grapevine_server::auth::issue_api_token(store.as_ref(), Role::Analyst, "bench").await.unwrap();
+        let http = reqwest::Client::new();
+        let mut latency_rows = Vec::new();
+        for (what, path) in [
+            ("all areas, 12 whole months", "/api/v1/areas?from=2025-11-01&to=2026-11-01".to_owned()),
+            (
+                "one area by category, 12 whole months",
+                "/api/v1/areas/E05008737?from=2025-11-01&to=2026-11-01".to_owned(),
+            ),
+            ("all areas, 2025-11-22 to 2026-11-22", "/api/v1/areas?from=2025-11-22&to=2026-11-22".to_owned()),
+        ] {
+            let mut latencies = Vec::with_capacity(N_QUERIES);
+            for _ in 0..N_QUERIES {
+                let started = Instant::now();
+                let response = http.get(format!("http://{addr}{path}")).bearer_auth(&analyst).send().await.unwrap();
+                assert!(response.status().is_success());
+                let _ = response.bytes().await.unwrap();
+                latencies.push(started.elapsed());
+            }
+            latencies.sort();
+            latency_rows.push((what, percentile(&latencies, 0.5), percentile(&latencies, 0.95)));
+        }
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+
+        let (db_bytes, chunk_bytes) = storage_bytes(backend, &database_url, dir.path(), &raw).await;
+        n_ingested += n_sent;
+        let n_total = n_insights + n_ingested;
+
+        println!("\n### {label}, {n_insights} insights stored\n");
+        println!("| measure | Grapevine | anchor: plain batched INSERT | ratio |");
+        println!("| --- | --- | --- | --- |");
+        println!(
         "| fill through `Store::save_documents` (document, row, roll-ups; 1,000 per transaction) | {fill_rate:.0} insights/s | {raw_rate:.0} rows/s | {:.2} |",
         fill_rate / raw_rate
     );
-    println!(
+        println!(
         "| end-to-end ingest at {n_insights} stored ({N_DEVICES} devices × {INSIGHTS_PER_DEVICE} insights, frame in → durable → geotagged → counted) | {ingest_rate:.0} insights/s ({} total) | | |",
         ms(ingest_elapsed)
     );
-    for (what, p50, p95) in latency_rows {
-        println!("| roll-up query over HTTP: {what} ({N_QUERIES} requests) | p50 {}, p95 {} | | |", ms(p50), ms(p95));
+        for (what, p50, p95) in latency_rows {
+            println!(
+                "| roll-up query over HTTP: {what} ({N_QUERIES} requests) | p50 {}, p95 {} | | |",
+                ms(p50),
+                ms(p95)
+            );
+        }
+        println!(
+            "| storage per insight (whole database, anchor table excluded) | {} bytes | | |",
+            db_bytes / u64::try_from(n_total).unwrap()
+        );
+        println!(
+            "| of which Automerge document bytes per insight | {} bytes | | |",
+            chunk_bytes / u64::try_from(n_total).unwrap()
+        );
     }
-    println!(
-        "| storage per insight (whole database, anchor table excluded) | {} bytes | | |",
-        db_bytes / u64::try_from(n_total).unwrap()
-    );
-    println!(
-        "| of which Automerge document bytes per insight | {} bytes | | |",
-        chunk_bytes / u64::try_from(n_total).unwrap()
-    );
 
     // 4. PostgreSQL: two nodes; how long until an insight synced through node A reaches the same collector's device
     // connected to node B.

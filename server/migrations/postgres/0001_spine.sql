@@ -80,8 +80,8 @@ CREATE TABLE rollup_daily (
     PRIMARY KEY (area_code, day, category)
 );
 
--- Covering, for "every area over a period".
-CREATE INDEX rollup_daily_by_day ON rollup_daily (day, area_code, n_insights);
+-- Covering, for "every area over a period" (read from the all-categories rows, category '*').
+CREATE INDEX rollup_daily_by_day ON rollup_daily (category, day, area_code, n_insights);
 
 -- The same counts per calendar month (`month` is its first day), maintained beside the daily table, so a period of
 -- whole months reads a few thousand rows however many insights there are.
@@ -95,4 +95,4 @@ CREATE TABLE rollup_monthly (
     PRIMARY KEY (area_code, month, category)
 );
 
-CREATE INDEX rollup_monthly_by_month ON rollup_monthly (month, area_code, n_insights);
+CREATE INDEX rollup_monthly_by_month ON rollup_monthly (category, month, area_code, n_insights);

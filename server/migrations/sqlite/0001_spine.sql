@@ -73,7 +73,8 @@ CREATE TABLE insights (
     processed_at        TEXT NOT NULL
 );
 
--- Counted insights per area, day and category, maintained in the same transaction as `insights`.
+-- Counted insights per area, day and category, maintained in the same transaction as `insights`. Every insight also
+-- counts under the category '*' (all categories), so totals per area read one row per area and period.
 -- `area_code` is '' for insights outside every area.
 CREATE TABLE rollup_daily (
     area_code         TEXT NOT NULL,
@@ -85,8 +86,8 @@ CREATE TABLE rollup_daily (
     PRIMARY KEY (area_code, day, category)
 );
 
--- Covering, for "every area over a period".
-CREATE INDEX rollup_daily_by_day ON rollup_daily (day, area_code, n_insights);
+-- Covering, for "every area over a period" (read from the all-categories rows, category '*').
+CREATE INDEX rollup_daily_by_day ON rollup_daily (category, day, area_code, n_insights);
 
 -- The same counts per calendar month (`month` is its first day), maintained beside the daily table, so a period of
 -- whole months reads a few thousand rows however many insights there are.
@@ -100,4 +101,4 @@ CREATE TABLE rollup_monthly (
     PRIMARY KEY (area_code, month, category)
 );
 
-CREATE INDEX rollup_monthly_by_month ON rollup_monthly (month, area_code, n_insights);
+CREATE INDEX rollup_monthly_by_month ON rollup_monthly (category, month, area_code, n_insights);

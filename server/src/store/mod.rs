@@ -23,6 +23,9 @@ pub use sqlite::SqliteStore;
 /// The database an unconfigured server uses: a SQLite file in `./grapevine-data/`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://grapevine-data/grapevine.db";
 
+/// The roll-up category under which every insight also counts, whatever its category.
+pub(crate) const ALL_CATEGORIES: &str = "*";
+
 /// The roll-up key for insights that lie outside every area (or have no location).
 pub const OUTSIDE_COVERAGE: &str = "";
 
@@ -381,9 +384,17 @@ impl Contribution {
         Some(Contribution { area_code, day: captured_day?, category: category?, feeling_safe })
     }
 
-    /// The roll-up tables this contribution lands in, with the period column and its value in each.
-    pub(crate) fn cells(&self) -> [(&'static str, &'static str, Date); 2] {
-        [("rollup_daily", "day", self.day), ("rollup_monthly", "month", first_of_month(self.day))]
+    /// The roll-up cells this contribution lands in: table, period column, period, category. Each insight counts in
+    /// its category and in the all-categories row (`ALL_CATEGORIES`), daily and monthly, so "every area over a
+    /// year" reads one row per area and month.
+    pub(crate) fn cells(&self) -> [(&'static str, &'static str, Date, &str); 4] {
+        let month = first_of_month(self.day);
+        [
+            ("rollup_daily", "day", self.day, self.category.as_str()),
+            ("rollup_daily", "day", self.day, ALL_CATEGORIES),
+            ("rollup_monthly", "month", month, self.category.as_str()),
+            ("rollup_monthly", "month", month, ALL_CATEGORIES),
+        ]
     }
 
     /// The deltas to add to (`sign` = 1) or take from (`sign` = -1) a roll-up cell: count, feeling-safe sum and count.

@@ -106,7 +106,7 @@ fn classify(error: sqlx::Error) -> SaveError {
 
 async fn apply_contribution(tx: &mut sqlx::PgConnection, cell: &Contribution, sign: i64) -> Result<(), sqlx::Error> {
     let (n, feeling_safe_sum, feeling_safe_n) = cell.deltas(sign);
-    for (table, period, value) in cell.cells() {
+    for (table, period, value, category) in cell.cells() {
         let upsert = format!(
             "INSERT INTO {table} (area_code, {period}, category, n_insights, feeling_safe_sum, feeling_safe_n)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -118,7 +118,7 @@ async fn apply_contribution(tx: &mut sqlx::PgConnection, cell: &Contribution, si
         sqlx::query(&upsert)
             .bind(&cell.area_code)
             .bind(value)
-            .bind(&cell.category)
+            .bind(category)
             .bind(n)
             .bind(feeling_safe_sum)
             .bind(feeling_safe_n)
@@ -126,7 +126,7 @@ async fn apply_contribution(tx: &mut sqlx::PgConnection, cell: &Contribution, si
             .await?;
         let prune =
             format!("DELETE FROM {table} WHERE area_code = $1 AND {period} = $2 AND category = $3 AND n_insights = 0");
-        sqlx::query(&prune).bind(&cell.area_code).bind(value).bind(&cell.category).execute(&mut *tx).await?;
+        sqlx::query(&prune).bind(&cell.area_code).bind(value).bind(category).execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -463,9 +463,9 @@ impl Store for PostgresStore {
         let spans = days.spans();
         let rows = sqlx::query(
             "SELECT area_code, SUM(n)::BIGINT AS total FROM (
-                 SELECT area_code, n_insights AS n FROM rollup_monthly WHERE month >= $1 AND month < $2
-                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE day >= $3 AND day < $4
-                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE day >= $5 AND day < $6
+                 SELECT area_code, n_insights AS n FROM rollup_monthly WHERE category = '*' AND month >= $1 AND month < $2
+                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE category = '*' AND day >= $3 AND day < $4
+                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE category = '*' AND day >= $5 AND day < $6
              ) AS cells GROUP BY area_code",
         )
         .bind(spans.months.0)
@@ -484,11 +484,11 @@ impl Store for PostgresStore {
         let rows = sqlx::query(
             "SELECT category, SUM(n)::BIGINT AS n, SUM(fs_sum)::BIGINT AS fs_sum, SUM(fs_n)::BIGINT AS fs_n FROM (
                  SELECT category, n_insights AS n, feeling_safe_sum AS fs_sum, feeling_safe_n AS fs_n
-                 FROM rollup_monthly WHERE area_code = $1 AND month >= $2 AND month < $3
+                 FROM rollup_monthly WHERE area_code = $1 AND category <> '*' AND month >= $2 AND month < $3
                  UNION ALL SELECT category, n_insights, feeling_safe_sum, feeling_safe_n
-                 FROM rollup_daily WHERE area_code = $1 AND day >= $4 AND day < $5
+                 FROM rollup_daily WHERE area_code = $1 AND category <> '*' AND day >= $4 AND day < $5
                  UNION ALL SELECT category, n_insights, feeling_safe_sum, feeling_safe_n
-                 FROM rollup_daily WHERE area_code = $1 AND day >= $6 AND day < $7
+                 FROM rollup_daily WHERE area_code = $1 AND category <> '*' AND day >= $6 AND day < $7
              ) AS cells GROUP BY category ORDER BY category",
         )
         .bind(area_code)
