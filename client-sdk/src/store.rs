@@ -259,66 +259,74 @@ impl Store {
         Ok(())
     }
 
-    /// Saves a document after a sync round and records what the phone now knows about it. Returns the status.
-    /// A document this phone did not have (written by another device of the same collector) is added. Returns the
-    /// status, and whether the insight is new to this phone.
+    /// Saves every document of a finished sync in one transaction, recording what the phone now knows about each
+    /// (the server holds all of them: they are in step). A document this phone did not have (written by another
+    /// device of the same collector) is added. Returns each status, and whether the insight is new to this phone.
     pub(crate) async fn save_synced(
         &self,
-        doc_id: DocumentId,
-        doc: &mut AutoCommit,
-        sync_state: Option<Vec<u8>>,
-        server_has_everything: bool,
-    ) -> Result<(Status, bool), SdkError> {
-        let status = match read_server_record(doc).map(|record| record.status) {
-            Some(ServerStatus::Filed { area_code, area_name }) => Status::Filed { area_code, area_name },
-            Some(ServerStatus::OutsideCoverage) => Status::OutsideCoverage,
-            Some(ServerStatus::Rejected { code, message }) => {
-                Status::Rejected { code: code.as_str().to_owned(), message }
-            }
-            None if server_has_everything => Status::Stored,
-            None => Status::Captured,
-        };
-        let (area_code, area_name, reject_code, reject_message) = match &status {
-            Status::Filed { area_code, area_name } => (Some(area_code.clone()), Some(area_name.clone()), None, None),
-            Status::Rejected { code, message } => (None, None, Some(code.clone()), Some(message.clone())),
-            _ => (None, None, None, None),
-        };
-        // What list shows; a document from another client may not be a readable insight.
-        let insight = read_insight(doc).ok();
+        docs: Vec<(DocumentId, &mut AutoCommit, Option<Vec<u8>>)>,
+    ) -> Result<Vec<(Status, bool)>, SdkError> {
         let mut tx = self.pool.begin().await?;
-        let is_new = sqlx::query("SELECT 1 FROM insights WHERE doc_id = ?1")
-            .bind(doc_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_none();
-        sqlx::query(
-            "INSERT INTO insights (doc_id, insight_id, captured_at, category, text, doc, status, area_code, area_name,
-                 reject_code, reject_message, dirty, sync_state, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM insights))
-             ON CONFLICT (doc_id) DO UPDATE SET doc = excluded.doc, status = excluded.status,
-                 area_code = excluded.area_code, area_name = excluded.area_name, reject_code = excluded.reject_code,
-                 reject_message = excluded.reject_message, dirty = excluded.dirty,
-                 sync_state = COALESCE(excluded.sync_state, sync_state)",
-        )
-        .bind(doc_id.to_string())
-        .bind(doc_id.as_uuid().to_string())
-        .bind(insight.as_ref().map_or_else(String::new, |insight| format_time(insight.captured_at)))
-        .bind(insight.as_ref().map_or("", |insight| insight.category.as_str()))
-        .bind(insight.as_ref().map_or("", |insight| insight.text.as_str()))
-        .bind(doc.save())
-        .bind(status.as_str())
-        .bind(area_code)
-        .bind(area_name)
-        .bind(reject_code)
-        .bind(reject_message)
-        .bind(i64::from(!(server_has_everything && status.is_final())))
-        .bind(sync_state)
-        .execute(&mut *tx)
-        .await?;
+        let mut results = Vec::with_capacity(docs.len());
+        for (doc_id, doc, sync_state) in docs {
+            results.push(save_synced_in(&mut tx, doc_id, doc, sync_state).await?);
+        }
         tx.commit().await?;
-        Ok((status, is_new))
+        Ok(results)
     }
+}
+
+/// One document of [`Store::save_synced`], inside its transaction.
+async fn save_synced_in(
+    tx: &mut sqlx::SqliteConnection,
+    doc_id: DocumentId,
+    doc: &mut AutoCommit,
+    sync_state: Option<Vec<u8>>,
+) -> Result<(Status, bool), SdkError> {
+    let status = match read_server_record(doc).map(|record| record.status) {
+        Some(ServerStatus::Filed { area_code, area_name }) => Status::Filed { area_code, area_name },
+        Some(ServerStatus::OutsideCoverage) => Status::OutsideCoverage,
+        Some(ServerStatus::Rejected { code, message }) => Status::Rejected { code: code.as_str().to_owned(), message },
+        None => Status::Stored,
+    };
+    let (area_code, area_name, reject_code, reject_message) = match &status {
+        Status::Filed { area_code, area_name } => (Some(area_code.clone()), Some(area_name.clone()), None, None),
+        Status::Rejected { code, message } => (None, None, Some(code.clone()), Some(message.clone())),
+        _ => (None, None, None, None),
+    };
+    // What list shows; a document from another client may not be a readable insight.
+    let insight = read_insight(doc).ok();
+    let is_new = sqlx::query("SELECT 1 FROM insights WHERE doc_id = ?1")
+        .bind(doc_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_none();
+    sqlx::query(
+        "INSERT INTO insights (doc_id, insight_id, captured_at, category, text, doc, status, area_code, area_name,
+             reject_code, reject_message, dirty, sync_state, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+             (SELECT COALESCE(MAX(seq), 0) + 1 FROM insights))
+         ON CONFLICT (doc_id) DO UPDATE SET doc = excluded.doc, status = excluded.status,
+             area_code = excluded.area_code, area_name = excluded.area_name, reject_code = excluded.reject_code,
+             reject_message = excluded.reject_message, dirty = excluded.dirty,
+             sync_state = COALESCE(excluded.sync_state, sync_state)",
+    )
+    .bind(doc_id.to_string())
+    .bind(doc_id.as_uuid().to_string())
+    .bind(insight.as_ref().map_or_else(String::new, |insight| format_time(insight.captured_at)))
+    .bind(insight.as_ref().map_or("", |insight| insight.category.as_str()))
+    .bind(insight.as_ref().map_or("", |insight| insight.text.as_str()))
+    .bind(doc.save())
+    .bind(status.as_str())
+    .bind(area_code)
+    .bind(area_name)
+    .bind(reject_code)
+    .bind(reject_message)
+    .bind(i64::from(!status.is_final()))
+    .bind(sync_state)
+    .execute(&mut *tx)
+    .await?;
+    Ok((status, is_new))
 }
 
 fn status_from_row(row: &sqlx::sqlite::SqliteRow) -> Status {

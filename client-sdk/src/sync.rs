@@ -97,15 +97,18 @@ pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, S
     let traffic = connection.traffic;
     connection.close().await;
     let mut report = SyncReport { traffic, ..SyncReport::default() };
+    let mut in_step = Vec::new();
     for (((doc_id, doc), outcome), state) in batch.iter_mut().zip(outcomes).zip(states) {
-        let insight_id = doc_id.as_uuid();
         if outcome == DocOutcome::Unavailable {
-            if before.contains_key(&insight_id) {
-                report.unavailable.push(insight_id);
+            if before.contains_key(&doc_id.as_uuid()) {
+                report.unavailable.push(doc_id.as_uuid());
             }
-            continue;
+        } else {
+            in_step.push((*doc_id, doc, state));
         }
-        let (status, is_new) = store.save_synced(*doc_id, doc, state, true).await?;
+    }
+    let ids: Vec<Uuid> = in_step.iter().map(|(doc_id, _, _)| doc_id.as_uuid()).collect();
+    for (insight_id, (status, is_new)) in ids.into_iter().zip(store.save_synced(in_step).await?) {
         let previous = before.get(&insight_id);
         if is_new {
             report.received += 1;

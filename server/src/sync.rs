@@ -84,7 +84,13 @@ struct Connection {
     session: Session,
     /// The sync state last persisted per document, so unchanged states are not written again.
     persisted: HashMap<DocumentId, Vec<u8>>,
+    /// States changed since the last flush. Sync states only save round trips, so they are written in batches (and
+    /// at the end of the connection) rather than at the cost of a commit per message.
+    dirty: HashMap<DocumentId, Vec<u8>>,
 }
+
+/// Flush sync states once this many are waiting.
+const SYNC_STATE_BATCH: usize = 256;
 
 impl Connection {
     /// Loads the persisted sync state for a document the session has not touched yet on this connection.
@@ -100,14 +106,24 @@ impl Connection {
         Ok(())
     }
 
-    /// Persists the document's sync state if it changed. Only stored documents keep a state.
+    /// Queues the document's sync state to be persisted, if it changed. Only stored documents keep a state.
     async fn persist(&mut self, state: &AppState, doc_id: DocumentId) -> anyhow::Result<()> {
         if let Some(current) = self.session.sync_state(doc_id) {
             if self.persisted.get(&doc_id) != Some(&current) {
-                state.store.save_sync_state(self.device.device_id, doc_id, &current).await?;
-                self.persisted.insert(doc_id, current);
+                self.dirty.insert(doc_id, current);
             }
         }
+        if self.dirty.len() >= SYNC_STATE_BATCH {
+            self.flush(state).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the queued sync states in one transaction.
+    async fn flush(&mut self, state: &AppState) -> anyhow::Result<()> {
+        let states: Vec<(DocumentId, Vec<u8>)> = self.dirty.drain().collect();
+        state.store.save_sync_states(self.device.device_id, &states).await?;
+        self.persisted.extend(states);
         Ok(())
     }
 
@@ -135,7 +151,17 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
     let session = Session::new(Side::Server, state.peer_id.clone())
         .with_storage_id(state.storage_id.clone())
         .with_max_frame_bytes(state.config.max_frame_bytes);
-    let mut connection = Connection { id: Uuid::new_v4(), device, session, persisted: HashMap::new() };
+    let mut connection =
+        Connection { id: Uuid::new_v4(), device, session, persisted: HashMap::new(), dirty: HashMap::new() };
+    run_connection(&mut socket, &state, &mut connection).await;
+    if let Err(error) = connection.flush(&state).await {
+        tracing::warn!(error = format!("{error:#}"), "sync states not saved; the next sync costs a round trip more");
+    }
+}
+
+/// The connection's loop; returns when the connection is over, whatever the reason.
+async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &mut Connection) {
+    let device = connection.device;
     let mut changes = state.store.subscribe();
     let limits = state.config.limits;
     let mut keepalive = tokio::time::interval_at(Instant::now() + limits.keepalive_interval, limits.keepalive_interval);
@@ -162,14 +188,14 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
                 inbound
             }
             Wake::Keepalive => {
-                if !send_within(&mut socket, WsMessage::Ping(Vec::new().into()), limits.send_timeout).await {
+                if !send_within(socket, WsMessage::Ping(Vec::new().into()), limits.send_timeout).await {
                     return;
                 }
                 continue;
             }
             Wake::Idle => {
                 let message = format!("nothing from the device for {:?}", limits.idle_timeout);
-                close_with(&mut socket, &connection.session, ErrorCode::IdleTimeout, &message).await;
+                close_with(socket, &connection.session, ErrorCode::IdleTimeout, &message).await;
                 return;
             }
             Wake::Changed(change) => {
@@ -177,7 +203,7 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
                 if change.collector_id != device.collector_id || change.writer == connection.id {
                     continue;
                 }
-                if !offer(&state, &mut connection, &mut socket, change.doc_id).await {
+                if !offer(state, connection, socket, change.doc_id).await {
                     return;
                 }
                 continue;
@@ -192,7 +218,7 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
             Some(Ok(WsMessage::Binary(frame))) => frame,
             Some(Ok(WsMessage::Text(_))) => {
                 let session = &connection.session;
-                close_with(&mut socket, session, ErrorCode::ProtocolViolation, "frames must be binary CBOR").await;
+                close_with(socket, session, ErrorCode::ProtocolViolation, "frames must be binary CBOR").await;
                 return;
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
@@ -207,34 +233,34 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
                 "more than {} messages in a burst, or {} a second sustained; slow down and reconnect",
                 limits.burst, limits.messages_per_second
             );
-            close_with(&mut socket, &connection.session, ErrorCode::RateLimited, &message).await;
+            close_with(socket, &connection.session, ErrorCode::RateLimited, &message).await;
             return;
         }
         let replies = match connection.session.receive(&frame) {
             Err(error) => {
                 tracing::info!(code = %error.code, %error, "closing on a protocol error");
-                close_with(&mut socket, &connection.session, error.code, &error.message).await;
+                close_with(socket, &connection.session, error.code, &error.message).await;
                 return;
             }
             Ok(Event::Joined { peer_id, seen }) => {
-                let (reply, announced) = connection.accept(&state, seen).await;
+                let (reply, announced) = connection.accept(state, seen).await;
                 tracing::debug!(%peer_id, n_catch_up = announced.len(), "joined");
-                if !send_within(&mut socket, WsMessage::Binary(reply.into()), limits.send_timeout).await {
+                if !send_within(socket, WsMessage::Binary(reply.into()), limits.send_timeout).await {
                     return;
                 }
                 for doc_id in announced {
-                    if !offer(&state, &mut connection, &mut socket, doc_id).await {
+                    if !offer(state, connection, socket, doc_id).await {
                         return;
                     }
                 }
                 Vec::new()
             }
             Ok(Event::Sync { doc_id, kind, message }) => {
-                match handle_sync(&state, &mut connection, doc_id, kind, message).await {
+                match handle_sync(state, connection, doc_id, kind, message).await {
                     Ok(replies) => replies,
                     Err(error) => {
                         tracing::error!(%doc_id, error = format!("{error:#}"), "sync failed");
-                        close_with(&mut socket, &connection.session, ErrorCode::Internal, "internal error").await;
+                        close_with(socket, &connection.session, ErrorCode::Internal, "internal error").await;
                         return;
                     }
                 }
@@ -250,7 +276,7 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
             Ok(Event::Accepted { .. } | Event::Ignored) => Vec::new(),
         };
         for reply in replies {
-            if !send_within(&mut socket, WsMessage::Binary(reply.into()), limits.send_timeout).await {
+            if !send_within(socket, WsMessage::Binary(reply.into()), limits.send_timeout).await {
                 return;
             }
         }

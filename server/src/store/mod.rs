@@ -256,8 +256,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The persisted sync state of a device for a document, if any.
     async fn load_sync_state(&self, device_id: Uuid, doc_id: DocumentId) -> anyhow::Result<Option<Vec<u8>>>;
 
-    /// Persists a device's sync state for a document.
-    async fn save_sync_state(&self, device_id: Uuid, doc_id: DocumentId, state: &[u8]) -> anyhow::Result<()>;
+    /// Persists a device's sync states for several documents, in one transaction.
+    async fn save_sync_states(&self, device_id: Uuid, states: &[(DocumentId, Vec<u8>)]) -> anyhow::Result<()>;
 
     /// The collector's documents last written by another device after sequence number `since`, oldest first, with
     /// the sequence number of their latest write; at most `limit`.

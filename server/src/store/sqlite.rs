@@ -414,16 +414,23 @@ impl Store for SqliteStore {
             .await?)
     }
 
-    async fn save_sync_state(&self, device_id: Uuid, doc_id: DocumentId, state: &[u8]) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO sync_states (device_id, doc_id, state) VALUES (?1, ?2, ?3)
-             ON CONFLICT (device_id, doc_id) DO UPDATE SET state = excluded.state",
-        )
-        .bind(device_id.to_string())
-        .bind(doc_id.to_string())
-        .bind(state)
-        .execute(&self.pool)
-        .await?;
+    async fn save_sync_states(&self, device_id: Uuid, states: &[(DocumentId, Vec<u8>)]) -> anyhow::Result<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (doc_id, state) in states {
+            sqlx::query(
+                "INSERT INTO sync_states (device_id, doc_id, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (device_id, doc_id) DO UPDATE SET state = excluded.state",
+            )
+            .bind(device_id.to_string())
+            .bind(doc_id.to_string())
+            .bind(state)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
