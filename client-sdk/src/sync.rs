@@ -15,6 +15,9 @@ use uuid::Uuid;
 use crate::error::SdkError;
 use crate::store::{Status, Store};
 
+/// The most documents offered at once; a larger backlog goes in slices over the same connection.
+pub const BATCH_SIZE: usize = 500;
+
 /// How long a sync waits for the server to say anything before giving up (nothing is lost; sync again).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -90,7 +93,12 @@ pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, S
             None => batch.push((doc_id, AutoCommit::new())),
         }
     }
-    let outcomes = connection.sync_batch(&mut batch).await?;
+    // In slices, so a long-offline phone's backlog neither sits in memory all at once nor bursts past the server's
+    // per-device budget.
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for slice in batch.chunks_mut(BATCH_SIZE) {
+        outcomes.extend(connection.sync_batch(slice).await?);
+    }
     let states: Vec<Option<Vec<u8>>> = batch.iter().map(|(doc_id, _)| connection.sync_state(*doc_id)).collect();
     let server_storage_id = connection.server_storage_id.clone();
     let catch_up_to = connection.catch_up_to;

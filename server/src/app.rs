@@ -50,7 +50,7 @@ impl Default for SyncLimits {
             idle_timeout: Duration::from_secs(120),
             keepalive_interval: Duration::from_secs(30),
             messages_per_second: 500.0,
-            burst: 5_000.0,
+            burst: 20_000.0,
             send_timeout: Duration::from_secs(30),
         }
     }

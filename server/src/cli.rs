@@ -77,7 +77,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GRAPEVINE_RATE_LIMIT", default_value_t = 500.0)]
     pub rate_limit: f64,
     /// Sync messages a device may send in one burst.
-    #[arg(long, env = "GRAPEVINE_RATE_BURST", default_value_t = 5_000.0)]
+    #[arg(long, env = "GRAPEVINE_RATE_BURST", default_value_t = 20_000.0)]
     pub rate_burst: f64,
 }
 
