@@ -43,9 +43,9 @@ pub struct Traffic {
     pub bytes_sent: usize,
     pub frames_received: usize,
     pub bytes_received: usize,
-    /// Times the phone sent after hearing from the server (or first): each is a wait for the network.
+    /// Round trips the phone waited through: the handshake, plus the most messages any one document needed (the
+    /// documents of a batch go in parallel, so this is the latency depth, not a count of frames).
     pub round_trips: usize,
-    last_was_receive: bool,
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -172,16 +172,11 @@ pub struct SyncConnection {
 
 impl Traffic {
     fn count_sent(&mut self, frame: &[u8]) {
-        if self.frames_sent == 0 || self.last_was_receive {
-            self.round_trips += 1;
-        }
-        self.last_was_receive = false;
         self.frames_sent += 1;
         self.bytes_sent += frame.len();
     }
 
     fn count_received(&mut self, frame: &[u8]) {
-        self.last_was_receive = true;
         self.frames_received += 1;
         self.bytes_received += frame.len();
     }
@@ -223,7 +218,7 @@ impl SyncConnection {
         if let Some(seen) = seen {
             session = session.with_seen(seen);
         }
-        let mut traffic = Traffic::default();
+        let mut traffic = Traffic { round_trips: 1, ..Traffic::default() };
         let join = session.join_frame();
         traffic.count_sent(&join);
         send(&mut socket, join).await?;
@@ -269,8 +264,10 @@ impl SyncConnection {
     pub async fn sync_batch(&mut self, docs: &mut [(DocumentId, AutoCommit)]) -> Result<Vec<DocOutcome>, SdkError> {
         let index: HashMap<DocumentId, usize> = docs.iter().enumerate().map(|(i, (doc_id, _))| (*doc_id, i)).collect();
         let mut outcomes = vec![None; docs.len()];
-        for (doc_id, doc) in docs.iter_mut() {
+        let mut depth = vec![0_usize; docs.len()];
+        for (i, (doc_id, doc)) in docs.iter_mut().enumerate() {
             if let Some(frame) = self.session.generate(*doc_id, doc) {
+                depth[i] += 1;
                 self.send(frame).await?;
             }
         }
@@ -283,6 +280,7 @@ impl SyncConnection {
                     let doc = &mut docs[i].1;
                     self.session.apply(doc_id, doc, message)?;
                     if let Some(frame) = self.session.generate(doc_id, doc) {
+                        depth[i] += 1;
                         self.send(frame).await?;
                     }
                     if outcomes[i].is_none() && self.session.is_in_step(doc_id, doc) {
@@ -302,6 +300,7 @@ impl SyncConnection {
                 Event::Joined { .. } | Event::Accepted { .. } | Event::Ignored => {}
             }
         }
+        self.traffic.round_trips += depth.into_iter().max().unwrap_or(0);
         Ok(outcomes.into_iter().map(|outcome| outcome.unwrap_or(DocOutcome::Unavailable)).collect())
     }
 
