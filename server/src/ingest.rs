@@ -37,19 +37,7 @@ pub fn decide(doc: &AutoCommit, doc_id: DocumentId, boundaries: &Boundaries, now
     };
     let row = match insight {
         Some(insight) => row_of(insight, outcome, now),
-        None => InsightRow {
-            id: doc_id.as_uuid(),
-            captured_at: None,
-            campaign: None,
-            category: None,
-            text: None,
-            feeling_safe: None,
-            channel: None,
-            gps: None,
-            picked_area_code: None,
-            outcome,
-            processed_at: now,
-        },
+        None => InsightRow::without_content(doc_id.as_uuid(), outcome, now),
     };
     Decision { row, record: ServerRecord { status, processed_at: now } }
 }

@@ -20,19 +20,11 @@ fn write(
         writer: uuid::Uuid::new_v4(),
         bytes,
         expected_version: expected,
-        insight: InsightRow {
-            id: doc_id.as_uuid(),
-            captured_at: None,
-            campaign: None,
-            category: None,
-            text: None,
-            feeling_safe: None,
-            channel: None,
-            gps: None,
-            picked_area_code: None,
-            outcome: Outcome::Rejected { code: "insight_malformed".into(), message: "test".into() },
-            processed_at: time::OffsetDateTime::now_utc(),
-        },
+        insight: InsightRow::without_content(
+            doc_id.as_uuid(),
+            Outcome::Rejected { code: "insight_malformed".into(), message: "test".into() },
+            time::OffsetDateTime::now_utc(),
+        ),
     }
 }
 

@@ -123,6 +123,26 @@ pub struct InsightRow {
     pub processed_at: OffsetDateTime,
 }
 
+impl InsightRow {
+    /// The row of a document no insight could be read from: only its id and the decision.
+    #[must_use]
+    pub fn without_content(id: Uuid, outcome: Outcome, processed_at: OffsetDateTime) -> Self {
+        InsightRow {
+            id,
+            captured_at: None,
+            campaign: None,
+            category: None,
+            text: None,
+            feeling_safe: None,
+            channel: None,
+            gps: None,
+            picked_area_code: None,
+            outcome,
+            processed_at,
+        }
+    }
+}
+
 /// Where an insight counts, if it counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
