@@ -68,3 +68,85 @@ async fn a_stale_write_is_refused_and_chunks_add_up_to_the_document(backend: Bac
 }
 
 on_both_backends!(a_stale_write_is_refused_and_chunks_add_up_to_the_document);
+
+/// An insight row filed under `area` (or rejected, for `None`) on a day of 2026.
+fn filed(doc_id: DocumentId, area: Option<&str>, day: u8, category: &str, feeling_safe: u8) -> InsightRow {
+    let outcome = match area {
+        Some(area) => Outcome::Filed { area_code: area.into() },
+        None => Outcome::Rejected { code: "insight_malformed".into(), message: "test".into() },
+    };
+    let mut row = InsightRow::without_content(doc_id.as_uuid(), outcome, time::OffsetDateTime::now_utc());
+    row.captured_at = Some(time::macros::datetime!(2026-03-01 10:00 +00:00) + time::Duration::days(i64::from(day) - 1));
+    row.category = Some(category.into());
+    row.feeling_safe = Some(feeling_safe);
+    row
+}
+
+/// A batch moves many insights into, between and out of roll-up cells in one transaction; the counts match a count
+/// of the rows themselves, emptied cells are gone, and a batch naming one document twice is refused whole.
+async fn a_batch_moves_the_roll_ups_exactly_like_single_writes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let device = grapevine_server::auth::issue_device(app.store.as_ref(), "importer", None).await.unwrap().0;
+    let (collector, device_id) = (device.collector_id, device.device_id);
+    let areas = ["E05008737", "E05008738", "E05008739"];
+    let docs: Vec<DocumentId> = (0..60).map(|_| DocumentId::random()).collect();
+    let first: Vec<DocumentWrite> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, &doc_id)| {
+            let mut write =
+                write(doc_id, collector, device_id, DocumentBytes::Snapshot(AutoCommit::new().save()), None);
+            write.insight = filed(doc_id, Some(areas[i % 3]), u8::try_from(1 + i % 2).unwrap(), "drugs", 3);
+            write
+        })
+        .collect();
+    app.store.save_documents(first).await.unwrap();
+    let year = grapevine_server::store::DayRange::default();
+    let mut totals = app.store.area_totals(year).await.unwrap();
+    totals.sort();
+    assert_eq!(totals, vec![(areas[0].into(), 20), (areas[1].into(), 20), (areas[2].into(), 20)]);
+
+    // Second batch: every insight of the first area moves to the second, every one of the third is rejected.
+    let second: Vec<DocumentWrite> = docs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 1)
+        .map(|(i, &doc_id)| {
+            let changes = DocumentBytes::Changes(Vec::new());
+            let mut write = write(doc_id, collector, device_id, changes, Some(1));
+            let area = if i % 3 == 0 { Some(areas[1]) } else { None };
+            write.insight = filed(doc_id, area, u8::try_from(1 + i % 2).unwrap(), "drugs", 5);
+            write
+        })
+        .collect();
+    app.store.save_documents(second).await.unwrap();
+    let totals = app.store.area_totals(year).await.unwrap();
+    assert_eq!(totals, vec![(areas[1].into(), 40)], "emptied areas are pruned, not left at zero");
+    let counts = app.store.area_counts(areas[1], year).await.unwrap();
+    assert_eq!((counts.total, counts.feeling_safe_n, counts.feeling_safe_sum), (40, 40, 20 * 3 + 20 * 5));
+    assert!(app.store.area_counts(areas[0], year).await.unwrap().by_category.is_empty());
+
+    // The same document twice in one save: refused, and nothing of the batch is written.
+    let again = docs[1];
+    let fresh = DocumentId::random();
+    let twice = vec![
+        write(fresh, collector, device_id, DocumentBytes::Snapshot(AutoCommit::new().save()), None),
+        write(again, collector, device_id, DocumentBytes::Changes(Vec::new()), Some(1)),
+        write(again, collector, device_id, DocumentBytes::Changes(Vec::new()), Some(1)),
+    ];
+    assert!(matches!(app.store.save_documents(twice).await, Err(SaveError::Database(_))));
+    assert!(app.store.load_document(fresh).await.unwrap().is_none());
+    assert_eq!(app.store.load_document(again).await.unwrap().unwrap().version, 1);
+
+    // A stale version anywhere in a batch refuses the whole batch.
+    let fresh = DocumentId::random();
+    let stale = vec![
+        write(fresh, collector, device_id, DocumentBytes::Snapshot(AutoCommit::new().save()), None),
+        write(docs[0], collector, device_id, DocumentBytes::Changes(Vec::new()), Some(1)),
+    ];
+    assert!(matches!(app.store.save_documents(stale).await, Err(SaveError::Conflict)));
+    assert!(app.store.load_document(fresh).await.unwrap().is_none());
+    assert_eq!(app.store.area_totals(year).await.unwrap(), vec![(areas[1].into(), 40)]);
+}
+
+on_both_backends!(a_batch_moves_the_roll_ups_exactly_like_single_writes);

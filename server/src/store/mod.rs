@@ -270,7 +270,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Saves a document, its insight row and the roll-up delta in one transaction.
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError>;
 
-    /// Saves several documents in one transaction (an import): all of them, or none.
+    /// Saves several documents in one transaction (an import): all of them, or none. Each document at most once.
     async fn save_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), SaveError>;
 
     /// The persisted sync state of a device for a document, if any.
@@ -422,6 +422,63 @@ impl Contribution {
         (sign, sign * self.feeling_safe.unwrap_or(0), if self.feeling_safe.is_some() { sign } else { 0 })
     }
 }
+
+/// One roll-up cell: its table, area, period start and category.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct CellKey {
+    pub table: &'static str,
+    pub area_code: String,
+    pub period: Date,
+    pub category: String,
+}
+
+/// What a transaction adds to one cell: insights, feeling-safe sum and count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CellDelta {
+    pub n: i64,
+    pub feeling_safe_sum: i64,
+    pub feeling_safe_n: i64,
+}
+
+/// The roll-up cells a transaction moves, summed, so each cell is written once per transaction however many of its
+/// insights change. Kept in key order: every writer touches cells in the same order, so two nodes writing at once
+/// wait for each other instead of deadlocking.
+#[derive(Debug, Default)]
+pub(crate) struct RollupDeltas {
+    cells: std::collections::BTreeMap<CellKey, CellDelta>,
+}
+
+impl RollupDeltas {
+    /// Adds (`sign` = 1) or takes out (`sign` = -1) one insight's contribution.
+    pub(crate) fn add(&mut self, contribution: &Contribution, sign: i64) {
+        let (n, feeling_safe_sum, feeling_safe_n) = contribution.deltas(sign);
+        for (table, _, period, category) in contribution.cells() {
+            let key =
+                CellKey { table, area_code: contribution.area_code.clone(), period, category: category.to_owned() };
+            let delta = self.cells.entry(key).or_default();
+            delta.n += n;
+            delta.feeling_safe_sum += feeling_safe_sum;
+            delta.feeling_safe_n += feeling_safe_n;
+        }
+    }
+
+    /// The cells of one table that actually move (an edit that leaves an insight where it was moves nothing).
+    pub(crate) fn of_table<'a>(&'a self, table: &'a str) -> impl Iterator<Item = (&'a CellKey, &'a CellDelta)> {
+        self.cells.iter().filter(move |(key, delta)| key.table == table && **delta != CellDelta::default())
+    }
+}
+
+/// Refuses a save that names one document twice: its writes could not both hold the version they claim.
+pub(crate) fn ensure_distinct(writes: &[DocumentWrite]) -> Result<(), SaveError> {
+    let mut seen = std::collections::HashSet::with_capacity(writes.len());
+    match writes.iter().find(|write| !seen.insert(write.doc_id)) {
+        Some(twice) => Err(SaveError::Database(anyhow::anyhow!("document {} appears twice in one save", twice.doc_id))),
+        None => Ok(()),
+    }
+}
+
+/// The roll-up tables and the name of their period column.
+pub(crate) const ROLLUP_TABLES: [(&str, &str); 2] = [("rollup_daily", "day"), ("rollup_monthly", "month")];
 
 impl Outcome {
     /// The stored columns: status, area code, rejection code and message.

@@ -15,8 +15,9 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{
-    check_not_newer, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentChanged, DocumentWrite, InsightRow,
-    NewDevice, Outcome, Principal, Role, SaveError, Store, StoredDocument, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentChanged,
+    DocumentWrite, InsightRow, NewDevice, Outcome, Principal, Role, RollupDeltas, SaveError, Store, StoredDocument,
+    CHANGE_FEED_CAPACITY, ROLLUP_TABLES,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -104,120 +105,197 @@ fn classify(error: sqlx::Error) -> SaveError {
     SaveError::Database(error.into())
 }
 
-async fn apply_contribution(tx: &mut sqlx::PgConnection, cell: &Contribution, sign: i64) -> Result<(), sqlx::Error> {
-    let (n, feeling_safe_sum, feeling_safe_n) = cell.deltas(sign);
-    for (table, period, value, category) in cell.cells() {
+/// Writes the summed roll-up deltas of a transaction: one upsert per table, then the cells that may have emptied are
+/// pruned (only a negative delta can empty a cell).
+async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &RollupDeltas) -> Result<(), sqlx::Error> {
+    for (table, period) in ROLLUP_TABLES {
+        let (mut areas, mut periods, mut categories) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ns, mut sums, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+        let mut shrinking = (Vec::new(), Vec::new(), Vec::new());
+        for (key, delta) in deltas.of_table(table) {
+            areas.push(key.area_code.as_str());
+            periods.push(key.period);
+            categories.push(key.category.as_str());
+            ns.push(delta.n);
+            sums.push(delta.feeling_safe_sum);
+            counts.push(delta.feeling_safe_n);
+            if delta.n < 0 {
+                shrinking.0.push(key.area_code.as_str());
+                shrinking.1.push(key.period);
+                shrinking.2.push(key.category.as_str());
+            }
+        }
+        if areas.is_empty() {
+            continue;
+        }
         let upsert = format!(
             "INSERT INTO {table} (area_code, {period}, category, n_insights, feeling_safe_sum, feeling_safe_n)
-             VALUES ($1, $2, $3, $4, $5, $6)
+             SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
              ON CONFLICT (area_code, {period}, category) DO UPDATE SET
                  n_insights = {table}.n_insights + excluded.n_insights,
                  feeling_safe_sum = {table}.feeling_safe_sum + excluded.feeling_safe_sum,
                  feeling_safe_n = {table}.feeling_safe_n + excluded.feeling_safe_n"
         );
         sqlx::query(&upsert)
-            .bind(&cell.area_code)
-            .bind(value)
-            .bind(category)
-            .bind(n)
-            .bind(feeling_safe_sum)
-            .bind(feeling_safe_n)
+            .bind(&areas)
+            .bind(&periods)
+            .bind(&categories)
+            .bind(&ns)
+            .bind(&sums)
+            .bind(&counts)
             .execute(&mut *tx)
             .await?;
-        let prune =
-            format!("DELETE FROM {table} WHERE area_code = $1 AND {period} = $2 AND category = $3 AND n_insights = 0");
-        sqlx::query(&prune).bind(&cell.area_code).bind(value).bind(category).execute(&mut *tx).await?;
+        if !shrinking.0.is_empty() {
+            let prune = format!(
+                "DELETE FROM {table} AS cell USING UNNEST($1::text[], $2::date[], $3::text[]) AS emptied(a, p, c)
+                 WHERE cell.area_code = emptied.a AND cell.{period} = emptied.p AND cell.category = emptied.c
+                   AND cell.n_insights = 0"
+            );
+            sqlx::query(&prune).bind(&shrinking.0).bind(&shrinking.1).bind(&shrinking.2).execute(&mut *tx).await?;
+        }
     }
     Ok(())
 }
 
-/// One document write inside a caller's transaction: claim the version, store the chunk, move the roll-up.
-async fn write_document(tx: &mut sqlx::PgConnection, write: &DocumentWrite) -> Result<(), SaveError> {
-    let doc_id = write.doc_id.to_string();
-    let claimed = match write.expected_version {
-        None => {
-            sqlx::query(
-                "INSERT INTO documents (doc_id, collector_id, version) VALUES ($1, $2, 1)
+/// The writes of one transaction, set-based: a fixed number of statements however many documents (an import of a
+/// thousand documents costs about what one costs in round trips). Claim every version, store the chunks, number the
+/// writes in their collectors' sequences, swap each insight's old contribution to the roll-ups for its new one.
+async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) -> Result<(), SaveError> {
+    let doc_ids: Vec<String> = writes.iter().map(|write| write.doc_id.to_string()).collect();
+    ensure_distinct(writes)?;
+
+    // 1. Claim: create the new documents, bump the version of the others if it is still the one loaded. Either count
+    // falling short means another writer got there first.
+    let (fresh, loaded): (Vec<usize>, Vec<usize>) =
+        (0..writes.len()).partition(|&i| writes[i].expected_version.is_none());
+    if !fresh.is_empty() {
+        let ids: Vec<&str> = fresh.iter().map(|&i| doc_ids[i].as_str()).collect();
+        let collectors: Vec<Uuid> = fresh.iter().map(|&i| writes[i].collector_id).collect();
+        let created = sqlx::query(
+            "INSERT INTO documents (doc_id, collector_id, version)
+             SELECT doc_id, collector_id, 1 FROM UNNEST($1::text[], $2::uuid[]) AS new(doc_id, collector_id)
              ON CONFLICT (doc_id) DO NOTHING",
-            )
-            .bind(&doc_id)
-            .bind(write.collector_id)
-            .execute(&mut *tx)
-            .await
-        }
-        Some(version) => {
-            sqlx::query(
-                "UPDATE documents SET version = version + 1, updated_at = now() WHERE doc_id = $1 AND version = $2",
-            )
-            .bind(&doc_id)
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-        }
-    }
-    .map_err(classify)?;
-    if claimed.rows_affected() != 1 {
-        return Err(SaveError::Conflict);
-    }
-    let new_version = write.expected_version.unwrap_or(0) + 1;
-    let chunk = match &write.bytes {
-        DocumentBytes::Snapshot(bytes) => {
-            sqlx::query("DELETE FROM document_chunks WHERE doc_id = $1")
-                .bind(&doc_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            bytes
-        }
-        DocumentBytes::Changes(bytes) => bytes,
-    };
-    sqlx::query("INSERT INTO document_chunks (doc_id, seq, bytes) VALUES ($1, $2, $3)")
-        .bind(&doc_id)
-        .bind(new_version)
-        .bind(chunk)
+        )
+        .bind(&ids)
+        .bind(&collectors)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
+        if created.rows_affected() != fresh.len() as u64 {
+            return Err(SaveError::Conflict);
+        }
+    }
+    if !loaded.is_empty() {
+        let ids: Vec<&str> = loaded.iter().map(|&i| doc_ids[i].as_str()).collect();
+        let versions: Vec<i64> = loaded.iter().filter_map(|&i| writes[i].expected_version).collect();
+        let claimed = sqlx::query(
+            "UPDATE documents AS d SET version = d.version + 1, updated_at = now()
+             FROM UNNEST($1::text[], $2::bigint[]) AS loaded(doc_id, version)
+             WHERE d.doc_id = loaded.doc_id AND d.version = loaded.version",
+        )
+        .bind(&ids)
+        .bind(&versions)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if claimed.rows_affected() != loaded.len() as u64 {
+            return Err(SaveError::Conflict);
+        }
+    }
 
-    // Number the write in the collector's sequence; updating the collector's row serialises its writes, so the
-    // numbers follow commit order and a device's "seen up to" never skips one.
-    let seq: i64 =
-        sqlx::query_scalar("UPDATE collectors SET change_seq = change_seq + 1 WHERE id = $1 RETURNING change_seq")
-            .bind(write.collector_id)
-            .fetch_one(&mut *tx)
+    // 2. Chunks: a snapshot replaces every chunk, changes append one.
+    let snapshots: Vec<&str> = writes
+        .iter()
+        .zip(&doc_ids)
+        .filter(|(write, _)| matches!(write.bytes, DocumentBytes::Snapshot(_)))
+        .map(|(_, doc_id)| doc_id.as_str())
+        .collect();
+    if !snapshots.is_empty() {
+        sqlx::query("DELETE FROM document_chunks WHERE doc_id = ANY($1::text[])")
+            .bind(&snapshots)
+            .execute(&mut *tx)
             .await
             .map_err(classify)?;
-    sqlx::query("UPDATE documents SET change_seq = $2, last_device_id = $3 WHERE doc_id = $1")
-        .bind(&doc_id)
-        .bind(seq)
-        .bind(write.device_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+    }
+    let seqs: Vec<i64> = writes.iter().map(|write| write.expected_version.unwrap_or(0) + 1).collect();
+    let chunks: Vec<&[u8]> = writes
+        .iter()
+        .map(|write| match &write.bytes {
+            DocumentBytes::Snapshot(bytes) | DocumentBytes::Changes(bytes) => bytes.as_slice(),
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO document_chunks (doc_id, seq, bytes) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[])",
+    )
+    .bind(&doc_ids)
+    .bind(&seqs)
+    .bind(&chunks)
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
 
-    // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
-    let old = sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = $1")
-        .bind(write.insight.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(classify)?;
-    if let Some(old) = old {
+    // 3. Number the writes in their collectors' sequences; updating a collector's row serialises its writes, so the
+    // numbers follow commit order and a device's "seen up to" never skips one. Collectors in id order: two nodes
+    // take their locks in the same order.
+    let mut by_collector: std::collections::BTreeMap<Uuid, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, write) in writes.iter().enumerate() {
+        by_collector.entry(write.collector_id).or_default().push(i);
+    }
+    let mut change_seqs = vec![0_i64; writes.len()];
+    for (collector_id, indices) in &by_collector {
+        let n = i64::try_from(indices.len()).map_err(anyhow::Error::from)?;
+        let last: i64 =
+            sqlx::query_scalar("UPDATE collectors SET change_seq = change_seq + $2 WHERE id = $1 RETURNING change_seq")
+                .bind(collector_id)
+                .bind(n)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+        for (k, &i) in (0_i64..).zip(indices) {
+            change_seqs[i] = last - n + 1 + k;
+        }
+    }
+    let devices: Vec<Uuid> = writes.iter().map(|write| write.device_id).collect();
+    sqlx::query(
+        "UPDATE documents AS d SET change_seq = w.seq, last_device_id = w.device
+         FROM UNNEST($1::text[], $2::bigint[], $3::uuid[]) AS w(doc_id, seq, device) WHERE d.doc_id = w.doc_id",
+    )
+    .bind(&doc_ids)
+    .bind(&change_seqs)
+    .bind(&devices)
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
+
+    // 4. Take each old row's contribution out of the roll-ups, put the new one in: the roll-ups never rescan. The
+    // version claim above holds each document's row lock, so no other writer moves these rows meanwhile.
+    let ids: Vec<Uuid> = writes.iter().map(|write| write.insight.id).collect();
+    let mut deltas = RollupDeltas::default();
+    let old_rows =
+        sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+    for old in old_rows {
         let status: String = old.get("status");
         let feeling_safe: Option<i16> = old.get("feeling_safe");
         let outcome = Outcome::from_columns(&status, old.get("area_code"), None, None);
         let old_day: Option<Date> = old.get("captured_day");
         if let Some(cell) = Contribution::of(&outcome, old_day, old.get("category"), feeling_safe.map(i64::from)) {
-            apply_contribution(tx, &cell, -1).await.map_err(classify)?;
+            deltas.add(&cell, -1);
         }
     }
-    let row = &write.insight;
-    let captured_day = row.captured_at.map(OffsetDateTime::date);
-    let (status, area_code, reject_code, reject_message) = row.outcome.columns();
+    let rows: Vec<&InsightRow> = writes.iter().map(|write| &write.insight).collect();
+    let captured_days: Vec<Option<Date>> = rows.iter().map(|row| row.captured_at.map(OffsetDateTime::date)).collect();
+    let columns: Vec<_> = rows.iter().map(|row| row.outcome.columns()).collect();
     sqlx::query(
         "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
              text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
              reject_message, processed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::date[],
+             $7::text[], $8::text[], $9::text[], $10::smallint[], $11::text[], $12::float8[], $13::float8[],
+             $14::float8[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[])
          ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
              captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
              text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
@@ -226,37 +304,47 @@ async fn write_document(tx: &mut sqlx::PgConnection, write: &DocumentWrite) -> R
              area_code = excluded.area_code, reject_code = excluded.reject_code,
              reject_message = excluded.reject_message, processed_at = excluded.processed_at",
     )
-    .bind(row.id)
-    .bind(&doc_id)
-    .bind(write.collector_id)
-    .bind(write.device_id)
-    .bind(row.captured_at)
-    .bind(captured_day)
-    .bind(&row.campaign)
-    .bind(&row.category)
-    .bind(&row.text)
-    .bind(row.feeling_safe.map(i16::from))
-    .bind(&row.channel)
-    .bind(row.gps.map(|(lat, _, _)| lat))
-    .bind(row.gps.map(|(_, lon, _)| lon))
-    .bind(row.gps.map(|(_, _, accuracy)| accuracy))
-    .bind(&row.picked_area_code)
-    .bind(status)
-    .bind(area_code)
-    .bind(reject_code)
-    .bind(reject_message)
-    .bind(row.processed_at)
+    .bind(&ids)
+    .bind(&doc_ids)
+    .bind(writes.iter().map(|write| write.collector_id).collect::<Vec<_>>())
+    .bind(&devices)
+    .bind(rows.iter().map(|row| row.captured_at).collect::<Vec<_>>())
+    .bind(&captured_days)
+    .bind(rows.iter().map(|row| row.campaign.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.category.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.text.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.feeling_safe.map(i16::from)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.channel.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.gps.map(|(lat, _, _)| lat)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.gps.map(|(_, lon, _)| lon)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.gps.map(|(_, _, accuracy)| accuracy)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.picked_area_code.as_deref()).collect::<Vec<_>>())
+    .bind(columns.iter().map(|columns| columns.0).collect::<Vec<_>>())
+    .bind(columns.iter().map(|columns| columns.1).collect::<Vec<_>>())
+    .bind(columns.iter().map(|columns| columns.2).collect::<Vec<_>>())
+    .bind(columns.iter().map(|columns| columns.3).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.processed_at).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await
     .map_err(classify)?;
-    if let Some(cell) =
-        Contribution::of(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
-    {
-        apply_contribution(tx, &cell, 1).await.map_err(classify)?;
+    for (row, captured_day) in rows.iter().zip(&captured_days) {
+        if let Some(cell) =
+            Contribution::of(&row.outcome, *captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
+        {
+            deltas.add(&cell, 1);
+        }
     }
-    sqlx::query("SELECT pg_notify($1, $2)")
+    apply_deltas(tx, &deltas).await.map_err(classify)?;
+
+    // 5. Announce every write; PostgreSQL delivers the notifications when (and only if) the transaction commits.
+    let payloads: Vec<String> = writes
+        .iter()
+        .zip(&doc_ids)
+        .map(|(write, doc_id)| format!("{} {} {}", write.collector_id, doc_id, write.writer))
+        .collect();
+    sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) AS payload")
         .bind(CHANGES_CHANNEL)
-        .bind(format!("{} {} {}", write.collector_id, doc_id, write.writer))
+        .bind(&payloads)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -359,10 +447,11 @@ impl Store for PostgresStore {
     }
 
     async fn save_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), SaveError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        for write in &writes {
-            write_document(&mut tx, write).await?;
+        if writes.is_empty() {
+            return Ok(());
         }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        write_documents(&mut tx, &writes).await?;
         tx.commit().await.map_err(classify)?;
         Ok(())
     }

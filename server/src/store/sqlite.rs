@@ -17,8 +17,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    check_not_newer, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentChanged, DocumentWrite, InsightRow,
-    NewDevice, Outcome, Principal, Role, SaveError, Store, StoredDocument, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentChanged,
+    DocumentWrite, InsightRow, NewDevice, Outcome, Principal, Role, RollupDeltas, SaveError, Store, StoredDocument,
+    CHANGE_FEED_CAPACITY, ROLLUP_TABLES,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -121,13 +122,10 @@ fn now_text() -> String {
     format_time(OffsetDateTime::now_utc())
 }
 
-async fn apply_contribution(
-    tx: &mut sqlx::SqliteConnection,
-    cell: &Contribution,
-    sign: i64,
-) -> Result<(), sqlx::Error> {
-    let (n, feeling_safe_sum, feeling_safe_n) = cell.deltas(sign);
-    for (table, period, value, category) in cell.cells() {
+/// Writes the summed roll-up deltas of a transaction, each cell once; a cell a negative delta may have emptied is
+/// pruned.
+async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &RollupDeltas) -> Result<(), sqlx::Error> {
+    for (table, period) in ROLLUP_TABLES {
         let upsert = format!(
             "INSERT INTO {table} (area_code, {period}, category, n_insights, feeling_safe_sum, feeling_safe_n)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -136,18 +134,22 @@ async fn apply_contribution(
                  feeling_safe_sum = feeling_safe_sum + excluded.feeling_safe_sum,
                  feeling_safe_n = feeling_safe_n + excluded.feeling_safe_n"
         );
-        sqlx::query(&upsert)
-            .bind(&cell.area_code)
-            .bind(value)
-            .bind(category)
-            .bind(n)
-            .bind(feeling_safe_sum)
-            .bind(feeling_safe_n)
-            .execute(&mut *tx)
-            .await?;
         let prune =
             format!("DELETE FROM {table} WHERE area_code = ?1 AND {period} = ?2 AND category = ?3 AND n_insights = 0");
-        sqlx::query(&prune).bind(&cell.area_code).bind(value).bind(category).execute(&mut *tx).await?;
+        for (key, delta) in deltas.of_table(table) {
+            sqlx::query(&upsert)
+                .bind(&key.area_code)
+                .bind(key.period)
+                .bind(&key.category)
+                .bind(delta.n)
+                .bind(delta.feeling_safe_sum)
+                .bind(delta.feeling_safe_n)
+                .execute(&mut *tx)
+                .await?;
+            if delta.n < 0 {
+                sqlx::query(&prune).bind(&key.area_code).bind(key.period).bind(&key.category).execute(&mut *tx).await?;
+            }
+        }
     }
     Ok(())
 }
@@ -156,8 +158,13 @@ fn parse_time(text: Option<String>) -> Option<OffsetDateTime> {
     text.and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok())
 }
 
-/// One document write inside a caller's transaction: claim the version, store the chunk, move the roll-up.
-async fn write_document(tx: &mut sqlx::SqliteConnection, write: &DocumentWrite) -> Result<(), SaveError> {
+/// One document write inside a caller's transaction: claim the version, store the chunk, note how the roll-ups move
+/// (the caller writes the summed deltas once for the whole transaction).
+async fn write_document(
+    tx: &mut sqlx::SqliteConnection,
+    write: &DocumentWrite,
+    deltas: &mut RollupDeltas,
+) -> Result<(), SaveError> {
     let doc_id = write.doc_id.to_string();
     let now = now_text();
     let claimed = match write.expected_version {
@@ -235,7 +242,7 @@ async fn write_document(tx: &mut sqlx::SqliteConnection, write: &DocumentWrite) 
         if let Some(cell) =
             Contribution::of(&outcome, old.get("captured_day"), old.get("category"), old.get("feeling_safe"))
         {
-            apply_contribution(tx, &cell, -1).await.map_err(anyhow::Error::from)?;
+            deltas.add(&cell, -1);
         }
     }
     let row = &write.insight;
@@ -280,7 +287,7 @@ async fn write_document(tx: &mut sqlx::SqliteConnection, write: &DocumentWrite) 
     if let Some(cell) =
         Contribution::of(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
     {
-        apply_contribution(tx, &cell, 1).await.map_err(anyhow::Error::from)?;
+        deltas.add(&cell, 1);
     }
     Ok(())
 }
@@ -390,10 +397,13 @@ impl Store for SqliteStore {
     }
 
     async fn save_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), SaveError> {
+        ensure_distinct(&writes)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(anyhow::Error::from)?;
+        let mut deltas = RollupDeltas::default();
         for write in &writes {
-            write_document(&mut tx, write).await?;
+            write_document(&mut tx, write, &mut deltas).await?;
         }
+        apply_deltas(&mut tx, &deltas).await.map_err(anyhow::Error::from)?;
         tx.commit().await.map_err(anyhow::Error::from)?;
         // Nobody listening is fine: the send only fails when there are no subscribers.
         for write in writes {
