@@ -6,8 +6,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use anyhow::Context;
+
 use crate::app::{Application, ServeConfig};
+use crate::atlas::{Atlas, DEFAULT_SET};
 use crate::auth::{issue_api_token, issue_device};
+use crate::postcodes::read_postcodes;
 use crate::store::{self, Role, SqliteStore, DEFAULT_DATABASE_URL};
 use uuid::Uuid;
 
@@ -51,6 +55,32 @@ pub enum Command {
     /// Manage API tokens for analysts and boards.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Boundary sets and their generations (docs/geotagging.md).
+    #[command(subcommand)]
+    Boundaries(BoundariesCommand),
+    /// Postcode centroids, for insights located by postcode.
+    #[command(subcommand)]
+    Postcodes(PostcodesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoundariesCommand {
+    /// List every boundary set with its generations and area counts.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PostcodesCommand {
+    /// Import an ONS Postcode Directory CSV (columns pcds, lat, long): all of it, or nothing if a row is bad.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +190,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Boundaries(command) => run_boundaries(command).await,
+        Command::Postcodes(command) => run_postcodes(command).await,
         Command::Token(TokenCommand::Add { role, label, database }) => {
             let store = store::open(&database.database_url).await?;
             let role = match role {
@@ -169,6 +201,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (id, token) = issue_api_token(store.as_ref(), role, &label).await?;
             println!("Added {} token {id}. The token, shown only now:", role.as_str());
             println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn run_boundaries(command: BoundariesCommand) -> anyhow::Result<()> {
+    match command {
+        BoundariesCommand::List { database } => {
+            let store = store::open(&database.database_url).await?;
+            // A new database gets the bundled wards on first use, as the server would.
+            let _ = Atlas::load(store.as_ref(), DEFAULT_SET).await?;
+            println!("{:<20} {:>10} {:>6}  {:<20}  source", "set", "generation", "areas", "imported");
+            for info in store.generations().await? {
+                println!(
+                    "{:<20} {:>10} {:>6}  {:<20}  {}",
+                    info.set_name, info.generation, info.n_areas, info.imported_at, info.source
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_postcodes(command: PostcodesCommand) -> anyhow::Result<()> {
+    match command {
+        PostcodesCommand::Import { file, database } => {
+            let input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let read = read_postcodes(std::io::BufReader::new(input))
+                .map_err(|error| anyhow::anyhow!("{} ({}): {error}", file.display(), error.code()))?;
+            let store = store::open(&database.database_url).await?;
+            store.import_postcodes(&read.rows).await?;
+            println!(
+                "Imported {} postcodes from {} ({} without a position left out).",
+                read.rows.len(),
+                file.display(),
+                read.without_position
+            );
             Ok(())
         }
     }

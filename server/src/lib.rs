@@ -2,12 +2,16 @@
 //! insight, geotags it into an area, keeps the neighbourhood roll-up current, and answers analysts over HTTP.
 //!
 //! # Layout
-//! - `cli`: the `grapevine` command line (`serve`, `device add`, `token add`).
+//! - `cli`: the `grapevine` command line (`serve`, `migrate`, `backup`, `restore`, `device`, `token`, `boundaries`,
+//!   `postcodes`).
 //! - `app`: state, router, listener and graceful shutdown; `Application::build` binds port 0 for tests.
 //! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
 //! - `ingest`: what a changed insight document means (extract, validate, geotag); pure.
 //! - `boundaries`: areas, the R-tree and point → area.
-//! - `store`: the `Store` trait and its SQLite backend; the only module that knows SQL.
+//! - `atlas`: every boundary generation in memory, the tagging rule (`near_boundary`) and its reload.
+//! - `postcodes`: reading an ONS Postcode Directory CSV.
+//! - `store`: the `Store` trait, its SQLite and PostgreSQL backends and the roll-up arithmetic (`store::rollup`);
+//!   the only module that knows SQL.
 //! - `auth`: bearer tokens, made and hashed.
 //! - `http`: the analyst API and its one error type.
 //! - `fuzzing`: entry points for `fuzz/` and the corpus replay.
@@ -20,6 +24,7 @@ pub mod cli;
 pub mod fuzzing;
 pub mod http;
 pub mod ingest;
+pub mod postcodes;
 pub mod store;
 pub mod sync;
 

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use grapevine_client_sdk::{Channel, Draft, Location, Store as PhoneStore, SyncConnection};
-use grapevine_server::atlas::Atlas;
+use grapevine_server::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
 use grapevine_server::ingest::decide;
 use grapevine_server::store::{self, DocumentBytes, DocumentWrite, InsightRow, Role};
 use grapevine_server::{Application, ServeConfig};
@@ -59,7 +59,20 @@ fn args() -> Args {
     Args { backend, sizes }
 }
 
+/// Collectors in the fill: each reports around a home point, as a barber does around the shop.
+const N_COLLECTORS: usize = 2_000;
+
+fn home(rng: &mut StdRng) -> (f64, f64) {
+    (rng.random_range(52.43..53.22), rng.random_range(-2.46..-1.59))
+}
+
 fn random_insight(rng: &mut StdRng) -> Insight {
+    let point = home(rng);
+    insight_near(rng, point)
+}
+
+/// An insight within about a kilometre of a point, on a random day of the year to 2026-11-22.
+fn insight_near(rng: &mut StdRng, (lat, lon): (f64, f64)) -> Insight {
     let day_offset = rng.random_range(0..365);
     let captured_at = time::macros::datetime!(2025-11-22 12:00 +00:00) + time::Duration::days(day_offset);
     let category = DEFAULT_CAMPAIGN.categories[rng.random_range(0..DEFAULT_CAMPAIGN.categories.len())].slug;
@@ -71,8 +84,8 @@ fn random_insight(rng: &mut StdRng) -> Insight {
         text: "Groups gathering by the underpass most evenings".into(),
         feeling_safe: Some(rng.random_range(1..=5)),
         location: Location::Gps {
-            lat: rng.random_range(52.43..53.22),
-            lon: rng.random_range(-2.46..-1.59),
+            lat: lat + rng.random_range(-0.01..0.01),
+            lon: lon + rng.random_range(-0.015..0.015),
             accuracy_m: 12.0,
         },
         channel: Channel::ALL[rng.random_range(0..Channel::ALL.len())],
@@ -226,9 +239,16 @@ async fn main() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (database_url, postgres_database) = fresh_database(backend, &dir).await;
+    let mut rng_for_homes = StdRng::seed_from_u64(6);
     let store = store::open(&database_url).await.unwrap();
-    let atlas = Atlas::bundled();
-    let (device, _) = grapevine_server::auth::issue_device(store.as_ref(), "bench", None).await.unwrap();
+    let atlas = Atlas::load(store.as_ref(), DEFAULT_SET).await.unwrap();
+    let mut collectors = Vec::with_capacity(N_COLLECTORS);
+    for i in 0..N_COLLECTORS {
+        let (device, _) =
+            grapevine_server::auth::issue_device(store.as_ref(), &format!("collector {i}"), None).await.unwrap();
+        let point = home(&mut rng_for_homes);
+        collectors.push((device, point));
+    }
     let raw = raw_pool(backend, &database_url).await;
     let mut rng = StdRng::seed_from_u64(5);
     let mut filled = 0;
@@ -240,7 +260,8 @@ async fn main() {
             let n_batch = BATCH.min(n_insights - filled);
             let mut writes = Vec::with_capacity(n_batch);
             for _ in 0..n_batch {
-                let insight = random_insight(&mut rng);
+                let (device, point) = &collectors[rng.random_range(0..N_COLLECTORS)];
+                let insight = insight_near(&mut rng, *point);
                 let doc_id = DocumentId::for_insight(insight.id);
                 let mut doc = AutoCommit::new();
                 write_insight(&mut doc, &insight).unwrap();
@@ -326,6 +347,14 @@ async fn main() {
                 "/api/v1/areas/E05008737?from=2025-11-01&to=2026-11-01".to_owned(),
             ),
             ("all areas, 2025-11-22 to 2026-11-22", "/api/v1/areas?from=2025-11-22&to=2026-11-22".to_owned()),
+            (
+                "one area by month, with contributors, 2025-11-22 to 2026-11-22",
+                "/api/v1/areas/E05008737?from=2025-11-22&to=2026-11-22&period=month".to_owned(),
+            ),
+            (
+                "priorities, every area, 12 whole months against the 12 before",
+                "/api/v1/priorities?from=2025-11-01&to=2026-11-01".to_owned(),
+            ),
         ] {
             let mut latencies = Vec::with_capacity(N_QUERIES);
             for _ in 0..N_QUERIES {
@@ -373,7 +402,27 @@ async fn main() {
         );
     }
 
-    // 4. PostgreSQL: two nodes; how long until an insight synced through node A reaches the same collector's device
+    // 4. Re-tagging everything stored to a new generation of the wards (the same areas, so the roll-ups can be
+    // compared): tag, write the tags and build the generation's roll-ups, in one transaction.
+    let wards = Atlas::bundled();
+    let areas: Vec<_> = wards.filing().boundaries.areas().iter().map(stored_area).collect();
+    let tagger = |insight: &grapevine_server::store::TaggableInsight| {
+        tag_in(&wards.filing().boundaries, &Whereabouts::from(insight))
+    };
+    let started = Instant::now();
+    let info = store.add_generation("wards", "bench: the same wards again", areas, &tagger).await.unwrap();
+    let retag = started.elapsed();
+    let before = store.rollup(1, store::DayRange::default(), None, false).await.unwrap();
+    let after = store.rollup(info.id, store::DayRange::default(), None, false).await.unwrap();
+    assert_eq!(before, after, "the new generation rolls up exactly like the old");
+    println!(
+        "| re-tag every stored insight ({}) to a new generation, in one transaction | {} ({:.0} insights/s) | | |",
+        filled + n_ingested,
+        ms(retag),
+        per_second(filled + n_ingested, retag)
+    );
+
+    // 5. PostgreSQL: two nodes; how long until an insight synced through node A reaches the same collector's device
     // connected to node B.
     if backend == Backend::Postgres {
         let binary = env!("CARGO_BIN_EXE_grapevine-under-test");

@@ -23,6 +23,7 @@ macro_rules! on_both_backends {
 mod access;
 mod bad_input;
 mod durability;
+mod geotag;
 mod js_client;
 mod limits;
 mod nodes;

@@ -1,0 +1,211 @@
+//! Geotagging and the Police and Crime Plan roll-ups (docs/geotagging.md): contributors, channel mix, periods and
+//! priorities; boundary generations re-tagging history; postcodes; `near_boundary`.
+
+use std::time::Duration;
+
+use geo::polygon;
+use grapevine_client_sdk::{Channel, Draft, Status};
+use grapevine_server::atlas::{stored_area, tag_in, Whereabouts};
+use grapevine_server::boundaries::{Area, Boundaries};
+use grapevine_server::store::TaggableInsight;
+use grapevine_sync_proto::Location;
+use grapevine_tests::points::{ABBEY_HULTON, CANNOCK_NORTH, JOINERS_SQUARE};
+use grapevine_tests::{Backend, Phone, TestApp};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+fn draft(category: &str, location: Location, channel: Channel, captured_at: OffsetDateTime) -> Draft {
+    Draft {
+        category: category.into(),
+        text: format!("{category} again"),
+        feeling_safe: Some(2),
+        location,
+        channel,
+        captured_at: Some(captured_at),
+        campaign: None,
+    }
+}
+
+fn at(lat: f64, lon: f64) -> Location {
+    Location::Gps { lat, lon, accuracy_m: 8.0 }
+}
+
+async fn insights_roll_up_with_contributors_channels_periods_and_priorities(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let barber = Phone::new(&app, "Hanley barbers").await;
+    let youth_worker = Phone::new(&app, "Bentilee youth club").await;
+    let (code, lat, lon) = JOINERS_SQUARE;
+    let barbers = Channel::BarberHairdresser;
+    for captured_at in
+        [time::macros::datetime!(2026-11-20 17:45 +00:00), time::macros::datetime!(2026-11-20 18:10 +00:00)]
+    {
+        barber.store.capture(draft("drugs", at(lat, lon), barbers, captured_at)).await.unwrap();
+    }
+    barber
+        .store
+        .capture(draft("asb", at(lat, lon), barbers, time::macros::datetime!(2026-10-05 09:00 +00:00)))
+        .await
+        .unwrap();
+    let evening = time::macros::datetime!(2026-11-18 20:00 +00:00);
+    youth_worker.store.capture(draft("drugs", at(lat, lon), Channel::YouthWorker, evening)).await.unwrap();
+    barber.sync(&app).await.unwrap();
+    youth_worker.sync(&app).await.unwrap();
+
+    let november = app.area(code, "from=2026-11-01&to=2026-12-01").await;
+    assert_eq!((november["total"].as_i64(), november["contributors"].as_i64()), (Some(3), Some(2)));
+    assert_eq!(november["channels"]["barber-hairdresser"], 2);
+    assert_eq!(november["channels"]["youth-worker"], 1);
+    assert_eq!(november["feeling_safe_mean"], 2.0);
+    let drugs = november["categories"].as_array().unwrap().iter().find(|c| c["category"] == "drugs").unwrap().clone();
+    assert_eq!((drugs["total"].as_i64(), drugs["contributors"].as_i64()), (Some(3), Some(2)));
+    assert_eq!(drugs["label"], "Drugs");
+
+    // Two months, tiled by whole months: the barber counts once among the contributors.
+    let autumn = app.areas("from=2026-10-01&to=2026-12-01").await;
+    let joiners = autumn["areas"].as_array().unwrap().iter().find(|area| area["code"] == code).unwrap().clone();
+    assert_eq!((joiners["total"].as_i64(), joiners["contributors"].as_i64()), (Some(4), Some(2)));
+    assert_eq!(autumn["boundaries"], serde_json::json!({ "set": "wards", "generation": 1 }));
+
+    // Rolled to months and to ISO weeks.
+    let months = app.area(code, "from=2026-01-01&to=2027-01-01&period=month").await;
+    let series: Vec<(String, i64)> = months["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| (point["period_start"].as_str().unwrap().to_owned(), point["total"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(series, vec![("2026-10-01".to_owned(), 1), ("2026-11-01".to_owned(), 3)]);
+    let weeks = app.area(code, "from=2026-11-16&to=2026-11-23&period=week").await;
+    assert_eq!(weeks["series"][0]["period_start"], "2026-11-16");
+    assert_eq!((weeks["series"][0]["total"].as_i64(), weeks["series"][0]["contributors"].as_i64()), (Some(3), Some(2)));
+
+    // Priorities: November against the 30 days before it.
+    let (status, priorities) =
+        app.get("/api/v1/priorities?from=2026-11-01&to=2026-12-01", Some(&app.analyst_token)).await;
+    assert_eq!(status, 200, "{priorities}");
+    assert_eq!(
+        (priorities["previous_from"].as_str(), priorities["previous_to"].as_str()),
+        (Some("2026-10-02"), Some("2026-11-01"))
+    );
+    let area = &priorities["areas"][0];
+    assert_eq!(area["code"], code);
+    assert_eq!(area["top_concerns"], serde_json::json!(["drugs"]));
+    assert_eq!((area["total"].as_i64(), area["previous_total"].as_i64()), (Some(3), Some(1)));
+    let ranked = area["categories"].as_array().unwrap();
+    assert_eq!((ranked[0]["category"].as_str(), ranked[0]["change"].as_i64()), (Some("drugs"), Some(3)));
+    assert_eq!(ranked[0]["change_percent"], Value::Null, "new this period: no percentage");
+    let asb = ranked.iter().find(|ranked| ranked["category"] == "asb").unwrap();
+    assert_eq!(
+        (asb["total"].as_i64(), asb["previous"].as_i64(), asb["change_percent"].as_f64()),
+        (Some(0), Some(1), Some(-100.0))
+    );
+
+    // Bad queries are refused with a code, not defaulted.
+    for (path, status) in [
+        ("/api/v1/priorities?from=2026-11-01", 422),
+        ("/api/v1/areas?set=neighbourhoods", 404),
+        ("/api/v1/areas/E05008737?period=fortnight", 422),
+        ("/api/v1/priorities?from=2026-11-01&to=2026-12-01&area=X1", 404),
+    ] {
+        let (got, body) = app.get(path, Some(&app.analyst_token)).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(body["code"].is_string(), "{path}: {body}");
+    }
+}
+
+/// Two made-up neighbourhoods splitting the county at 2.1° W.
+fn neighbourhoods() -> Vec<Area> {
+    let rectangle = |code: &str, west: f64, east: f64| {
+        let polygon = polygon![(x: west, y: 52.3), (x: east, y: 52.3), (x: east, y: 53.3), (x: west, y: 53.3)];
+        Area { code: code.into(), name: format!("Neighbourhood {code}"), shape: geo::MultiPolygon::new(vec![polygon]) }
+    };
+    vec![rectangle("NW", -2.6, -2.1), rectangle("NE", -2.1, -1.5)]
+}
+
+async fn totals_on(app: &TestApp, query: &str) -> Vec<(String, i64)> {
+    let body = app.areas(query).await;
+    let mut totals: Vec<(String, i64)> = body["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|area| (area["code"].as_str().unwrap().to_owned(), area["total"].as_i64().unwrap()))
+        .filter(|(_, total)| *total > 0)
+        .collect();
+    totals.sort();
+    totals
+}
+
+async fn a_new_generation_retags_history_and_tags_new_insights(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let phone = Phone::new(&app, "Leek library").await;
+    for (_, lat, lon) in [JOINERS_SQUARE, ABBEY_HULTON, CANNOCK_NORTH] {
+        phone.capture_at("asb", lat, lon, Some(3)).await;
+    }
+    phone.sync(&app).await.unwrap();
+    let wards_before = totals_on(&app, "").await;
+
+    let boundaries = Boundaries::new(neighbourhoods()).unwrap();
+    let tagger = |insight: &TaggableInsight| tag_in(&boundaries, &Whereabouts::from(insight));
+    let areas = neighbourhoods().iter().map(stored_area).collect();
+    let info = app.store.add_generation("neighbourhoods", "test rectangles", areas, &tagger).await.unwrap();
+    assert_eq!((info.generation, info.n_areas), (1, 2));
+
+    // The running server picks the generation up by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while app.get("/api/v1/areas?set=neighbourhoods", Some(&app.analyst_token)).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "the new generation was not loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Joiner's Square and Abbey Hulton lie west of 2.1° W, Cannock North east of it.
+    assert_eq!(totals_on(&app, "set=neighbourhoods").await, vec![("NE".into(), 1), ("NW".into(), 2)]);
+    assert_eq!(totals_on(&app, "set=neighbourhoods&generation=1").await, vec![("NE".into(), 1), ("NW".into(), 2)]);
+    assert_eq!(totals_on(&app, "").await, wards_before, "the wards' history is untouched");
+
+    // A new insight is tagged in both sets.
+    let (_, lat, lon) = CANNOCK_NORTH;
+    let id = phone.capture_at("drugs", lat, lon, None).await;
+    phone.sync(&app).await.unwrap();
+    assert_eq!(totals_on(&app, "set=neighbourhoods").await, vec![("NE".into(), 2), ("NW".into(), 2)]);
+    let row = app.store.insight(id).await.unwrap().unwrap();
+    let codes: Vec<&str> = row.tags.iter().map(|tag| tag.area_code.as_str()).collect();
+    assert_eq!(codes, vec![CANNOCK_NORTH.0, "NE"]);
+}
+
+async fn postcodes_and_wide_accuracy_circles_file_by_their_point_and_flag_near_boundary(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (code, lat, lon) = JOINERS_SQUARE;
+    app.store.import_postcodes(&[("ST4 2DE".into(), lat, lon)]).await.unwrap();
+    let phone = Phone::new(&app, "Stoke pupils").await;
+    let now = time::macros::datetime!(2026-11-20 08:30 +00:00);
+    let by_postcode = Location::Postcode { postcode: "st42de".into() };
+    let known = phone.store.capture(draft("road-safety", by_postcode, Channel::Pupil, now)).await.unwrap();
+    let unknown = Location::Postcode { postcode: "ST99 9ZZ".into() };
+    let refused = phone.store.capture(draft("road-safety", unknown, Channel::Pupil, now)).await.unwrap();
+    let wide = Location::Gps { lat, lon, accuracy_m: 5_000.0 };
+    let blurred = phone.store.capture(draft("road-safety", wide, Channel::Pupil, now)).await.unwrap();
+    let precise = phone.store.capture(draft("road-safety", at(lat, lon), Channel::Pupil, now)).await.unwrap();
+    phone.sync(&app).await.unwrap();
+
+    let listed = phone.store.list().await.unwrap();
+    let status_of = |id| listed.iter().find(|insight| insight.id == id).unwrap().status.clone();
+    assert!(matches!(status_of(known), Status::Filed { area_code, .. } if area_code == code));
+    assert!(matches!(status_of(refused), Status::Rejected { code, .. } if code == "insight_postcode_unknown"));
+    assert!(matches!(status_of(blurred), Status::Filed { area_code, .. } if area_code == code));
+
+    let near = |id| {
+        let store = app.store.clone();
+        async move { store.insight(id).await.unwrap().unwrap().tags[0].near_boundary }
+    };
+    assert!(near(known).await, "a postcode centroid stands for many addresses");
+    assert!(near(blurred).await, "a 5 km circle crosses a ward border");
+    assert!(!near(precise).await, "an 8 m fix well inside the ward is not near a border");
+    let stored = app.store.insight(known).await.unwrap().unwrap();
+    assert_eq!(stored.postcode.as_deref(), Some("ST4 2DE"));
+    assert_eq!(app.area(code, "").await["total"], 3, "the rejected postcode is not counted");
+}
+
+on_both_backends!(
+    insights_roll_up_with_contributors_channels_periods_and_priorities,
+    a_new_generation_retags_history_and_tags_new_insights,
+    postcodes_and_wide_accuracy_circles_file_by_their_point_and_flag_near_boundary,
+);
