@@ -7,6 +7,7 @@
 //! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
 //! - `ingest`: what a changed insight document means (extract, validate, geotag); pure.
 //! - `boundaries`: areas, the R-tree and point → area.
+//! - `boundary_files`: reading GeoJSON, KML/KMZ and police.uk boundary files; repairs, overlaps and gaps.
 //! - `store`: the `Store` trait and its SQLite backend; the only module that knows SQL.
 //! - `auth`: bearer tokens, made and hashed.
 //! - `http`: the analyst API and its one error type.
@@ -15,6 +16,7 @@
 pub mod app;
 pub mod auth;
 pub mod boundaries;
+pub mod boundary_files;
 pub mod cli;
 pub mod fuzzing;
 pub mod http;
