@@ -9,10 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use anyhow::Context;
 
 use crate::app::{Application, ServeConfig};
-use crate::atlas::{Atlas, DEFAULT_SET};
+use crate::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
 use crate::auth::{issue_api_token, issue_device};
+use crate::boundaries::Boundaries;
+use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
 use crate::postcodes::read_postcodes;
-use crate::store::{self, Role, SqliteStore, DEFAULT_DATABASE_URL};
+use crate::store::{self, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
 use uuid::Uuid;
 
 /// Grapevine: community-safety insights from the people already there.
@@ -65,6 +67,30 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BoundariesCommand {
+    /// Import a boundary file as the next generation of a set: GeoJSON, KML/KMZ (data.police.uk neighbourhoods) or
+    /// a police.uk boundary (a JSON list of latitude/longitude). Every stored insight is tagged in it; all of it
+    /// happens, or none.
+    Import {
+        /// The file to read.
+        file: PathBuf,
+        /// The boundary set this is a generation of, e.g. `wards` or `neighbourhoods`.
+        #[arg(long)]
+        set: String,
+        /// The property holding each area's code (detected when not given: e.g. WD23CD, code, id).
+        #[arg(long)]
+        code_field: Option<String>,
+        /// The property holding each area's name (detected when not given: e.g. WD23NM, name).
+        #[arg(long)]
+        name_field: Option<String>,
+        /// The file's format, when its name and content do not say: geojson, kml, kmz or police-uk.
+        #[arg(long)]
+        format: Option<BoundaryFormat>,
+        /// Read and validate only; print the report and change nothing.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// List every boundary set with its generations and area counts.
     List {
         #[command(flatten)]
@@ -208,6 +234,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_boundaries(command: BoundariesCommand) -> anyhow::Result<()> {
     match command {
+        BoundariesCommand::Import { file, set, code_field, name_field, format, check, database } => {
+            use std::io::IsTerminal;
+            let options = ReadOptions { format, code_field, name_field, progress: std::io::stderr().is_terminal() };
+            let imported = read_boundary_file(&file, &options)
+                .map_err(|error| anyhow::anyhow!("{} refused ({}): {error}", file.display(), error.code()))?;
+            println!("Read {} areas from {} ({}).", imported.areas.len(), file.display(), imported.format);
+            println!("{}", imported.report);
+            if check {
+                println!("Checked only: nothing imported.");
+                return Ok(());
+            }
+            let store = store::open(&database.database_url).await?;
+            let _ = Atlas::load(store.as_ref(), DEFAULT_SET).await?;
+            let stored: Vec<_> = imported.areas.iter().map(stored_area).collect();
+            let boundaries = Boundaries::new(imported.areas)?;
+            let tagger = |insight: &TaggableInsight| tag_in(&boundaries, &Whereabouts::from(insight));
+            let source =
+                file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into());
+            let info = store.add_generation(&set, &source, stored, &tagger).await?;
+            println!(
+                "Imported generation {} of '{}' ({} areas); every stored insight is tagged in it. Running servers \
+                 pick it up within {} seconds.",
+                info.generation,
+                info.set_name,
+                info.n_areas,
+                crate::atlas::RELOAD_EVERY.as_secs()
+            );
+            Ok(())
+        }
         BoundariesCommand::List { database } => {
             let store = store::open(&database.database_url).await?;
             // A new database gets the bundled wards on first use, as the server would.

@@ -9,6 +9,7 @@
 //! - `ingest`: what a changed insight document means (extract, validate, geotag); pure.
 //! - `boundaries`: areas, the R-tree and point → area.
 //! - `atlas`: every boundary generation in memory, the tagging rule (`near_boundary`) and its reload.
+//! - `boundary_files`: reading GeoJSON, KML/KMZ and police.uk boundary files; repairs, overlaps and gaps.
 //! - `postcodes`: reading an ONS Postcode Directory CSV.
 //! - `store`: the `Store` trait, its SQLite and PostgreSQL backends and the roll-up arithmetic (`store::rollup`);
 //!   the only module that knows SQL.
@@ -20,6 +21,7 @@ pub mod app;
 pub mod atlas;
 pub mod auth;
 pub mod boundaries;
+pub mod boundary_files;
 pub mod cli;
 pub mod fuzzing;
 pub mod http;

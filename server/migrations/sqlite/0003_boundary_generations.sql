@@ -51,11 +51,12 @@ CREATE TABLE rollups (
     n_pupil               INTEGER NOT NULL,
     n_youth_worker        INTEGER NOT NULL,
     n_other_channel       INTEGER NOT NULL,
-    PRIMARY KEY (generation_id, period, period_start, area_code, category)
+    PRIMARY KEY (generation_id, category, period, period_start, area_code)
 );
 
--- For "every area over a period": the all-categories rows of the period's cells.
-CREATE INDEX rollups_by_category ON rollups (generation_id, category, period, period_start, area_code);
+-- The key serves "every area over a period" (the all-categories rows of the tiling cells, one range scan per run of
+-- periods); this index serves one area's categories.
+CREATE INDEX rollups_by_area ON rollups (generation_id, area_code, period, period_start);
 
 -- One row per collector with insights in a cell: distinct contributors cannot be summed across periods, but they can
 -- be counted over the rows of the cells that tile a period.
@@ -67,8 +68,10 @@ CREATE TABLE rollup_contributors (
     category       TEXT NOT NULL,
     collector_id   TEXT NOT NULL,
     n_insights     INTEGER NOT NULL,
-    PRIMARY KEY (generation_id, period, period_start, area_code, category, collector_id)
+    PRIMARY KEY (generation_id, category, period, period_start, area_code, collector_id)
 );
+
+CREATE INDEX rollup_contributors_by_area ON rollup_contributors (generation_id, area_code, period, period_start);
 
 DROP TABLE rollup_daily;
 DROP TABLE rollup_monthly;

@@ -15,7 +15,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::rollup::{
-    assemble_rollups, push_cell_filter, tile, CellDelta, CellKey, Contribution, PeriodKind, RollupDeltas,
+    assemble_rollups, push_cells, tile, CellDelta, CellKey, Contribution, PeriodKind, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
     check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DocumentBytes, DocumentChanged, DocumentWrite,
@@ -123,7 +123,7 @@ async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &mut RollupDeltas) ->
                  (generation_id, period, period_start, area_code, category, collector_id, n_insights)
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::uuid[],
                  $7::bigint[])
-             ON CONFLICT (generation_id, period, period_start, area_code, category, collector_id)
+             ON CONFLICT (generation_id, category, period, period_start, area_code, collector_id)
                  DO UPDATE SET n_insights = c.n_insights + excluded.n_insights
              RETURNING generation_id, period, period_start, area_code, category, collector_id, n_insights",
         )
@@ -211,7 +211,7 @@ async fn insert_cells(tx: &mut sqlx::PgConnection, cells: &[(&CellKey, &CellDelt
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::bigint[],
              $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[],
              $14::bigint[])
-         ON CONFLICT (generation_id, period, period_start, area_code, category) DO UPDATE SET
+         ON CONFLICT (generation_id, category, period, period_start, area_code) DO UPDATE SET
              n_insights = r.n_insights + excluded.n_insights,
              n_contributors = r.n_contributors + excluded.n_contributors,
              feeling_safe_sum = r.feeling_safe_sum + excluded.feeling_safe_sum,
@@ -782,15 +782,16 @@ impl Store for PostgresStore {
         let (from, to) = days.bounds();
         let runs = tile(from, to);
         let mut sums = QueryBuilder::<Postgres>::new(SUMS_SELECT);
-        push_cell_filter(&mut sums, generation_id, area_code, by_category, &runs);
-        sums.push(" GROUP BY area_code, category");
+        push_cells(&mut sums, CELL_COLUMNS, "rollups", generation_id, area_code, by_category, &runs);
+        sums.push(") AS cells GROUP BY area_code, category");
         let sum_rows = sums.build().fetch_all(&self.pool).await?;
         // Contributors per area (and per category for one area): distinct collectors over the tiling cells' rows.
-        let mut contributors = QueryBuilder::<Postgres>::new(
-            "SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM rollup_contributors WHERE ",
-        );
-        push_cell_filter(&mut contributors, generation_id, area_code, by_category && area_code.is_some(), &runs);
-        contributors.push(" GROUP BY area_code, category");
+        let mut contributors =
+            QueryBuilder::<Postgres>::new("SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM (");
+        let per_category = by_category && area_code.is_some();
+        let columns = "area_code, category, collector_id";
+        push_cells(&mut contributors, columns, "rollup_contributors", generation_id, area_code, per_category, &runs);
+        contributors.push(") AS cells GROUP BY area_code, category");
         let contributor_rows = contributors.build().fetch_all(&self.pool).await?;
         Ok(assemble_rollups(
             sum_rows.iter().map(|row| (row.get("area_code"), row.get("category"), sums_of(row))),
@@ -807,8 +808,8 @@ impl Store for PostgresStore {
     ) -> anyhow::Result<Vec<SeriesPoint>> {
         let (from, to) = days.bounds();
         let rows = sqlx::query(&format!(
-            "{SUMS_SELECT} generation_id = $1 AND area_code = $2 AND category = '*' AND period = $3
-               AND period_start >= $4 AND period_start < $5
+            "{SUMS_SELECT} SELECT {CELL_COLUMNS} FROM rollups WHERE generation_id = $1 AND area_code = $2
+               AND category = '*' AND period = $3 AND period_start >= $4 AND period_start < $5) AS cells
              GROUP BY area_code, category, period_start ORDER BY period_start"
         ))
         .bind(generation_id)
@@ -855,13 +856,13 @@ impl Store for PostgresStore {
     }
 }
 
-/// The sums of roll-up cells, for a `WHERE` to follow (also selects the single-cell columns `series` reads).
+/// The sums of roll-up cells, for a subquery selecting `CELL_COLUMNS` to follow, then `) AS cells GROUP BY …`.
 const SUMS_SELECT: &str = "SELECT area_code, category, MIN(period_start) AS period_start,
         SUM(n_insights)::BIGINT AS n, SUM(n_contributors)::BIGINT AS n_contributors,
         SUM(feeling_safe_sum)::BIGINT AS fs_sum, SUM(feeling_safe_n)::BIGINT AS fs_n, SUM(n_staff)::BIGINT AS c0,
         SUM(n_barber_hairdresser)::BIGINT AS c1, SUM(n_pupil)::BIGINT AS c2, SUM(n_youth_worker)::BIGINT AS c3,
         SUM(n_other_channel)::BIGINT AS c4
-    FROM rollups WHERE ";
+    FROM (";
 
 fn sums_of(row: &PgRow) -> Sums {
     Sums {

@@ -233,10 +233,16 @@ impl RollupDeltas {
     }
 }
 
-/// Pushes the cells a roll-up query reads: one generation, the all-categories rows (or every row, `by_category`), one
-/// area if given, and the periods of the tiling runs.
-pub(crate) fn push_cell_filter<'args, DB>(
+/// The columns of a roll-up cell a query sums.
+pub(crate) const CELL_COLUMNS: &str = "area_code, category, period_start, n_insights, n_contributors, \
+     feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil, n_youth_worker, n_other_channel";
+
+/// Pushes a `UNION ALL` of the cells a roll-up query reads, one range scan per tiling run: one generation, the
+/// all-categories rows (or every row, `by_category`), one area if given.
+pub(crate) fn push_cells<'args, DB>(
     builder: &mut sqlx::QueryBuilder<'args, DB>,
+    columns: &str,
+    table: &str,
     generation_id: i64,
     area_code: Option<&str>,
     by_category: bool,
@@ -247,25 +253,28 @@ pub(crate) fn push_cell_filter<'args, DB>(
     String: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
     Date: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
 {
-    builder.push("generation_id = ").push_bind(generation_id);
-    if !by_category {
-        builder.push(" AND category = ").push_bind(ALL_CATEGORIES.to_owned());
+    if runs.is_empty() {
+        builder.push(format!("SELECT {columns} FROM {table} WHERE 1 = 0"));
     }
-    if let Some(area_code) = area_code {
-        builder.push(" AND area_code = ").push_bind(area_code.to_owned());
-    }
-    builder.push(" AND (1 = 0");
-    for run in runs {
+    for (index, run) in runs.iter().enumerate() {
+        if index > 0 {
+            builder.push(" UNION ALL ");
+        }
+        builder.push(format!("SELECT {columns} FROM {table} WHERE generation_id = ")).push_bind(generation_id);
+        if !by_category {
+            builder.push(" AND category = ").push_bind(ALL_CATEGORIES.to_owned());
+        }
+        if let Some(area_code) = area_code {
+            builder.push(" AND area_code = ").push_bind(area_code.to_owned());
+        }
         builder
-            .push(" OR (period = ")
+            .push(" AND period = ")
             .push_bind(run.kind.as_str().to_owned())
             .push(" AND period_start >= ")
             .push_bind(run.first_start)
             .push(" AND period_start <= ")
-            .push_bind(run.last_start)
-            .push(")");
+            .push_bind(run.last_start);
     }
-    builder.push(")");
 }
 
 /// Builds per-area results from summed rows (area, category, sums) and contributor counts (area, category, n); the

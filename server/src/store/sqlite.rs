@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::rollup::{assemble_rollups, push_cell_filter, tile, Contribution, PeriodKind, RollupDeltas};
+use super::rollup::{assemble_rollups, push_cells, tile, Contribution, PeriodKind, RollupDeltas, CELL_COLUMNS};
 use super::{
     check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DocumentBytes, DocumentChanged, DocumentWrite,
     GenerationInfo, InsightRow, NewDevice, Outcome, Principal, Role, SaveError, SeriesPoint, Store, StoredArea,
@@ -134,7 +134,7 @@ async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &mut RollupDeltas
             "INSERT INTO rollup_contributors
                  (generation_id, period, period_start, area_code, category, collector_id, n_insights)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (generation_id, period, period_start, area_code, category, collector_id)
+             ON CONFLICT (generation_id, category, period, period_start, area_code, collector_id)
                  DO UPDATE SET n_insights = n_insights + excluded.n_insights
              RETURNING n_insights",
         )
@@ -208,7 +208,7 @@ const UPSERT_CELL: &str = "INSERT INTO rollups (generation_id, period, period_st
          n_contributors, feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil, n_youth_worker,
          n_other_channel)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-     ON CONFLICT (generation_id, period, period_start, area_code, category) DO UPDATE SET
+     ON CONFLICT (generation_id, category, period, period_start, area_code) DO UPDATE SET
          n_insights = n_insights + excluded.n_insights,
          n_contributors = n_contributors + excluded.n_contributors,
          feeling_safe_sum = feeling_safe_sum + excluded.feeling_safe_sum,
@@ -694,15 +694,16 @@ impl Store for SqliteStore {
         let (from, to) = days.bounds();
         let runs = tile(from, to);
         let mut sums = QueryBuilder::<Sqlite>::new(SUMS_SELECT);
-        push_cell_filter(&mut sums, generation_id, area_code, by_category, &runs);
-        sums.push(" GROUP BY area_code, category");
+        push_cells(&mut sums, CELL_COLUMNS, "rollups", generation_id, area_code, by_category, &runs);
+        sums.push(") AS cells GROUP BY area_code, category");
         let sum_rows = sums.build().fetch_all(&self.pool).await?;
         // Contributors per area (and per category for one area): distinct collectors over the tiling cells' rows.
-        let mut contributors = QueryBuilder::<Sqlite>::new(
-            "SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM rollup_contributors WHERE ",
-        );
-        push_cell_filter(&mut contributors, generation_id, area_code, by_category && area_code.is_some(), &runs);
-        contributors.push(" GROUP BY area_code, category");
+        let mut contributors =
+            QueryBuilder::<Sqlite>::new("SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM (");
+        let per_category = by_category && area_code.is_some();
+        let columns = "area_code, category, collector_id";
+        push_cells(&mut contributors, columns, "rollup_contributors", generation_id, area_code, per_category, &runs);
+        contributors.push(") AS cells GROUP BY area_code, category");
         let contributor_rows = contributors.build().fetch_all(&self.pool).await?;
         Ok(assemble_rollups(
             sum_rows.iter().map(|row| (row.get("area_code"), row.get("category"), sums_of(row))),
@@ -719,8 +720,9 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<Vec<SeriesPoint>> {
         let (from, to) = days.bounds();
         let rows = sqlx::query(&format!(
-            "{SUMS_SELECT} generation_id = ?1 AND area_code = ?2 AND category = '*' AND period = ?3
-               AND period_start >= ?4 AND period_start < ?5 GROUP BY period_start ORDER BY period_start"
+            "{SUMS_SELECT} SELECT {CELL_COLUMNS} FROM rollups WHERE generation_id = ?1 AND area_code = ?2
+               AND category = '*' AND period = ?3 AND period_start >= ?4 AND period_start < ?5) AS cells
+             GROUP BY period_start ORDER BY period_start"
         ))
         .bind(generation_id)
         .bind(area_code)
@@ -765,12 +767,12 @@ impl Store for SqliteStore {
     }
 }
 
-/// The sums of roll-up cells, for a `WHERE` to follow (also selects the single-cell columns `series` reads).
+/// The sums of roll-up cells, for a subquery selecting `CELL_COLUMNS` to follow, then `) AS cells GROUP BY …`.
 const SUMS_SELECT: &str = "SELECT area_code, category, MIN(period_start) AS period_start, SUM(n_insights) AS n,
         SUM(n_contributors) AS n_contributors, SUM(feeling_safe_sum) AS fs_sum, SUM(feeling_safe_n) AS fs_n,
         SUM(n_staff) AS c0, SUM(n_barber_hairdresser) AS c1, SUM(n_pupil) AS c2, SUM(n_youth_worker) AS c3,
         SUM(n_other_channel) AS c4
-    FROM rollups WHERE ";
+    FROM (";
 
 fn sums_of(row: &SqliteRow) -> Sums {
     Sums {
