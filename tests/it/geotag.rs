@@ -209,3 +209,129 @@ on_both_backends!(
     a_new_generation_retags_history_and_tags_new_insights,
     postcodes_and_wide_accuracy_circles_file_by_their_point_and_flag_near_boundary,
 );
+
+/// A GeoJSON feature collection of rectangles (code, west, east) between 52.3° N and 53.3° N.
+fn rectangles_geojson(rectangles: &[(&str, f64, f64)]) -> String {
+    let features: Vec<Value> = rectangles
+        .iter()
+        .map(|(code, west, east)| {
+            serde_json::json!({
+                "type": "Feature",
+                "properties": { "NHCD": code, "NHNM": format!("Neighbourhood {code}") },
+                "geometry": { "type": "Polygon", "coordinates": [[
+                    [west, 52.3], [east, 52.3], [east, 53.3], [west, 53.3], [west, 52.3]
+                ]] }
+            })
+        })
+        .collect();
+    serde_json::json!({ "type": "FeatureCollection", "features": features }).to_string()
+}
+
+fn grapevine(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_grapevine-under-test")).args(args).output().unwrap()
+}
+
+async fn boundaries_import_from_the_command_line_whole_or_not_at_all(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, postgres_database) = grapevine_tests::fresh_database(backend, &dir).await;
+    let good = dir.path().join("neighbourhoods.geojson");
+    std::fs::write(&good, rectangles_geojson(&[("NW", -2.6, -2.1), ("NE", -2.1, -1.5)])).unwrap();
+    // A bow-tie: its ring crosses itself, so the whole file is refused.
+    let bad = dir.path().join("broken.geojson");
+    let mut broken: Value =
+        serde_json::from_str(&rectangles_geojson(&[("OK", -2.6, -2.1), ("BOW", -2.1, -1.5)])).unwrap();
+    broken["features"][1]["geometry"]["coordinates"] =
+        serde_json::json!([[[-2.1, 52.3], [-1.5, 53.3], [-1.5, 52.3], [-2.1, 53.3], [-2.1, 52.3]]]);
+    std::fs::write(&bad, broken.to_string()).unwrap();
+
+    let refused = grapevine(&[
+        "boundaries",
+        "import",
+        bad.to_str().unwrap(),
+        "--set",
+        "neighbourhoods",
+        "--database-url",
+        &database_url,
+    ]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("boundary_feature_invalid") && message.contains("BOW"), "{message}");
+
+    let checked = grapevine(&[
+        "boundaries",
+        "import",
+        good.to_str().unwrap(),
+        "--set",
+        "neighbourhoods",
+        "--check",
+        "--database-url",
+        &database_url,
+    ]);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("Read 2 areas"));
+
+    let listed = grapevine(&["boundaries", "list", "--database-url", &database_url]);
+    let listing = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listing.contains("wards") && !listing.contains("neighbourhoods"),
+        "refused and checked files change nothing: {listing}"
+    );
+
+    let imported = grapevine(&[
+        "boundaries",
+        "import",
+        good.to_str().unwrap(),
+        "--set",
+        "neighbourhoods",
+        "--database-url",
+        &database_url,
+    ]);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(String::from_utf8_lossy(&imported.stdout).contains("Imported generation 1 of 'neighbourhoods' (2 areas)"));
+    let again = grapevine(&[
+        "boundaries",
+        "import",
+        good.to_str().unwrap(),
+        "--set",
+        "neighbourhoods",
+        "--database-url",
+        &database_url,
+    ]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Imported generation 2 of 'neighbourhoods'"));
+    let listed = grapevine(&["boundaries", "list", "--database-url", &database_url]);
+    let lines: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 4, "a header, the wards and two generations: {lines:?}");
+    assert!(lines[1].starts_with("wards") && lines[1].contains(" 211 "), "{lines:?}");
+    assert!(lines[3].starts_with("neighbourhoods") && lines[3].contains(" 2 "), "{lines:?}");
+    if let Some(name) = postgres_database {
+        grapevine_tests::drop_postgres_database(&name);
+    }
+}
+
+async fn postcodes_import_from_the_command_line(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, postgres_database) = grapevine_tests::fresh_database(backend, &dir).await;
+    let csv = dir.path().join("onspd.csv");
+    std::fs::write(&csv, "pcds,lat,long\nST4 2DE,53.01869,-2.16979\nZZ9 9ZZ,99.999999,0.000000\n").unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "pcds,lat,long\nST4 2DE,53.01869,-2.16979\nST5 1AA,north,-2\n").unwrap();
+    let refused = grapevine(&["postcodes", "import", bad.to_str().unwrap(), "--database-url", &database_url]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("line 3"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let store = grapevine_server::store::open(&database_url).await.unwrap();
+    assert_eq!(store.postcode_centroid("ST4 2DE").await.unwrap(), None, "a refused file imports nothing");
+    let imported = grapevine(&["postcodes", "import", csv.to_str().unwrap(), "--database-url", &database_url]);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(String::from_utf8_lossy(&imported.stdout).contains("Imported 1 postcodes"));
+    assert_eq!(store.postcode_centroid("ST4 2DE").await.unwrap(), Some((53.01869, -2.16979)));
+    drop(store);
+    if let Some(name) = postgres_database {
+        grapevine_tests::drop_postgres_database(&name);
+    }
+}
+
+on_both_backends!(boundaries_import_from_the_command_line_whole_or_not_at_all, postcodes_import_from_the_command_line);
