@@ -53,6 +53,9 @@ enum Command {
         /// An area code the person picked instead of a GPS fix.
         #[arg(long, conflicts_with_all = ["lat", "lon"])]
         area: Option<String>,
+        /// A UK postcode the person gave instead of a GPS fix; the server files it by the postcode's centroid.
+        #[arg(long, conflicts_with_all = ["lat", "lon", "area"])]
+        postcode: Option<String>,
         /// When it was captured (RFC 3339 with offset); defaults to now.
         #[arg(long, value_parser = parse_time)]
         captured_at: Option<OffsetDateTime>,
@@ -110,10 +113,11 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), SdkError> {
     let store = Store::open(&cli.store).await?;
     match cli.command {
-        Command::Capture { category, text, channel, feeling_safe, lat, lon, accuracy_m, area, captured_at } => {
-            let location = match (lat, lon, area) {
-                (Some(lat), Some(lon), _) => Location::Gps { lat, lon, accuracy_m },
-                (_, _, Some(code)) => Location::Area { code },
+        Command::Capture { category, text, channel, feeling_safe, lat, lon, accuracy_m, area, postcode, captured_at } => {
+            let location = match (lat, lon, area, postcode) {
+                (Some(lat), Some(lon), _, _) => Location::Gps { lat, lon, accuracy_m },
+                (_, _, Some(code), _) => Location::Area { code },
+                (_, _, _, Some(postcode)) => Location::Postcode { postcode },
                 _ => Location::None,
             };
             let draft = Draft { category, text, feeling_safe, location, channel, captured_at, campaign: None };
