@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
-use crate::boundaries::Boundaries;
+use crate::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
 use crate::store::{self, Store};
 use crate::sync::{process_actor, DocLocks, RateLimiter};
 
@@ -73,7 +73,8 @@ impl ServeConfig {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub boundaries: Arc<Boundaries>,
+    /// Every boundary generation; reloaded when one is imported.
+    pub atlas: SharedAtlas,
     pub config: Arc<ServeConfig>,
     /// This node's peer id in the sync protocol.
     pub peer_id: String,
@@ -106,12 +107,12 @@ impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url).await?;
         let storage_id = store.storage_id().await?;
-        let boundaries = Arc::new(Boundaries::bundled());
+        let atlas = SharedAtlas::new(Atlas::load(store.as_ref(), DEFAULT_SET).await?);
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
         let state = AppState {
             store,
-            boundaries,
+            atlas,
             config: Arc::new(config),
             peer_id: format!("grapevine-server-{}", uuid::Uuid::new_v4()),
             storage_id,
@@ -138,6 +139,21 @@ impl Application {
     /// The listener fails.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
+        // Pick up generations imported through another node or the command line.
+        let (atlas, store, stopping) = (state.atlas.clone(), state.store.clone(), state.shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RELOAD_EVERY);
+            loop {
+                tokio::select! {
+                    () = stopping.cancelled() => break,
+                    _ = every.tick() => {
+                        if let Err(error) = atlas.refresh(store.as_ref()).await {
+                            tracing::warn!(%error, "cannot reload the boundary generations");
+                        }
+                    }
+                }
+            }
+        });
         let router = router(self.state);
         let stopping = state.shutdown.clone();
         let signal = async move {
@@ -159,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::sync::router())
         .merge(crate::http::areas::router())
+        .merge(crate::http::priorities::router())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

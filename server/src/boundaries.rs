@@ -107,6 +107,13 @@ impl Boundaries {
         self.by_code.get(code).map(|&area_idx| &self.areas[area_idx])
     }
 
+    /// The areas whose bounding boxes reach within `dlon` × `dlat` degrees of a point: the candidates for "is a border
+    /// near".
+    pub fn areas_near(&self, lon: f64, lat: f64, dlon: f64, dlat: f64) -> impl Iterator<Item = &Area> {
+        let envelope = rstar::AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
+        self.tree.locate_in_envelope_intersecting(&envelope).map(|candidate| &self.areas[candidate.data])
+    }
+
     /// The area containing the point (longitude, latitude in WGS84), by the border rule above.
     #[must_use]
     pub fn locate(&self, lon: f64, lat: f64) -> Option<&Area> {

@@ -15,12 +15,12 @@ use time::OffsetDateTime;
 use grapevine_sync_proto::document::write_insight;
 use grapevine_sync_proto::{Channel, Insight, Location};
 
-use crate::boundaries::Boundaries;
+use crate::atlas::Atlas;
 use crate::ingest::decide;
 
-fn boundaries() -> &'static Boundaries {
-    static BOUNDARIES: OnceLock<Boundaries> = OnceLock::new();
-    BOUNDARIES.get_or_init(Boundaries::bundled)
+fn atlas() -> &'static Atlas {
+    static ATLAS: OnceLock<Atlas> = OnceLock::new();
+    ATLAS.get_or_init(Atlas::bundled)
 }
 
 /// One frame through the decoder and a fresh server session. Must never panic.
@@ -48,7 +48,7 @@ pub fn handle_frames(data: &[u8]) {
             continue;
         }
         if doc.get_heads() != before {
-            let decision = decide(doc, doc_id, boundaries(), OffsetDateTime::UNIX_EPOCH);
+            let decision = decide(doc, doc_id, atlas(), None, OffsetDateTime::UNIX_EPOCH);
             let _ = write_server_record(doc, &decision.record);
         }
         let _ = session.generate(doc_id, doc);

@@ -7,7 +7,7 @@ use grapevine_sync_proto::insight::Location;
 use grapevine_sync_proto::{DocumentId, ErrorCode, Insight, InvalidInsight};
 use time::OffsetDateTime;
 
-use crate::boundaries::Boundaries;
+use crate::atlas::{Atlas, Whereabouts};
 use crate::store::{InsightRow, Outcome};
 
 /// The server's decision: the row to store and the record to write back into the document.
@@ -17,15 +17,31 @@ pub struct Decision {
     pub record: ServerRecord,
 }
 
-/// Decides what an insight document means now.
+/// The postcode an insight document is located by, if any: the sync handler looks its centroid up before `decide`.
 #[must_use]
-pub fn decide(doc: &AutoCommit, doc_id: DocumentId, boundaries: &Boundaries, now: OffsetDateTime) -> Decision {
+pub fn postcode_of(doc: &AutoCommit) -> Option<String> {
+    match read_insight(doc).ok()?.location {
+        Location::Postcode { postcode } => Some(postcode),
+        _ => None,
+    }
+}
+
+/// Decides what an insight document means now: filed in the atlas's filing generation, tagged in every generation.
+/// `postcode_centroid` is the looked-up centroid of the insight's postcode, if it has one and it is known.
+#[must_use]
+pub fn decide(
+    doc: &AutoCommit,
+    doc_id: DocumentId,
+    atlas: &Atlas,
+    postcode_centroid: Option<(f64, f64)>,
+    now: OffsetDateTime,
+) -> Decision {
     let insight = read_insight(doc).and_then(|insight| check(insight, doc_id));
-    let (insight, status) = match insight {
-        Err(invalid) => (None, rejected(&invalid)),
+    let (insight, status, whereabouts) = match insight {
+        Err(invalid) => (None, rejected(&invalid), None),
         Ok(insight) => {
-            let status = geotag(&insight, boundaries);
-            (Some(insight), status)
+            let (status, whereabouts) = geotag(&insight, atlas, postcode_centroid);
+            (Some(insight), status, whereabouts)
         }
     };
     let outcome = match &status {
@@ -35,9 +51,14 @@ pub fn decide(doc: &AutoCommit, doc_id: DocumentId, boundaries: &Boundaries, now
             Outcome::Rejected { code: code.as_str().to_owned(), message: message.clone() }
         }
     };
-    let row = match insight {
-        Some(insight) => row_of(insight, outcome, now),
-        None => InsightRow::without_content(doc_id.as_uuid(), outcome, now),
+    let row = match (insight, whereabouts) {
+        (Some(insight), Some(whereabouts)) => {
+            let mut row = row_of(insight, outcome, now);
+            row.tags = atlas.tag_everywhere(&whereabouts);
+            row.tag_point = whereabouts.point;
+            row
+        }
+        _ => InsightRow::without_content(doc_id.as_uuid(), outcome, now),
     };
     Decision { row, record: ServerRecord { status, processed_at: now } }
 }
@@ -58,29 +79,54 @@ fn rejected(invalid: &InvalidInsight) -> ServerStatus {
     ServerStatus::Rejected { code: invalid.code, message: format!("{}: {}", invalid.field, invalid.message) }
 }
 
-fn geotag(insight: &Insight, boundaries: &Boundaries) -> ServerStatus {
-    match &insight.location {
-        Location::Gps { lat, lon, .. } => match boundaries.locate(*lon, *lat) {
-            Some(area) => ServerStatus::Filed { area_code: area.code.clone(), area_name: area.name.clone() },
-            None => ServerStatus::OutsideCoverage,
+/// Files the insight in the filing generation, and says where it is for tagging everywhere; `None` when it is
+/// rejected.
+fn geotag(
+    insight: &Insight,
+    atlas: &Atlas,
+    postcode_centroid: Option<(f64, f64)>,
+) -> (ServerStatus, Option<Whereabouts>) {
+    let filing = &atlas.filing().boundaries;
+    let whereabouts = match &insight.location {
+        Location::Gps { lat, lon, accuracy_m } => Whereabouts {
+            point: Some((*lat, *lon)),
+            accuracy_m: Some(*accuracy_m),
+            picked_area_code: None,
+            approximate: false,
         },
-        Location::Area { code } => match boundaries.area(code) {
-            Some(area) => ServerStatus::Filed { area_code: area.code.clone(), area_name: area.name.clone() },
-            None => ServerStatus::Rejected {
-                code: ErrorCode::InsightAreaUnknown,
-                message: format!("location: area '{code}' is not one of the campaign's areas"),
-            },
-        },
+        Location::Area { code } => {
+            let Some(area) = filing.area(code) else {
+                let message = format!("location: area '{code}' is not one of the campaign's areas");
+                return (ServerStatus::Rejected { code: ErrorCode::InsightAreaUnknown, message }, None);
+            };
+            // Other sets and generations file it by a point inside the picked area.
+            let inside = geo::InteriorPoint::interior_point(&area.shape).map(|point| (point.y(), point.x()));
+            Whereabouts { point: inside, accuracy_m: None, picked_area_code: Some(code.clone()), approximate: true }
+        }
+        Location::Postcode { postcode } => {
+            let Some(centroid) = postcode_centroid else {
+                let message = format!("location: postcode '{postcode}' is not in the postcode directory");
+                return (ServerStatus::Rejected { code: ErrorCode::InsightPostcodeUnknown, message }, None);
+            };
+            Whereabouts { point: Some(centroid), accuracy_m: None, picked_area_code: None, approximate: true }
+        }
         // Counted, but in no area: the roll-up shows it under outside_coverage rather than dropping it.
-        Location::None => ServerStatus::OutsideCoverage,
-    }
+        Location::None => Whereabouts { point: None, accuracy_m: None, picked_area_code: None, approximate: false },
+    };
+    let (code, _) = crate::atlas::tag_in(filing, &whereabouts);
+    let status = match filing.area(&code) {
+        Some(area) => ServerStatus::Filed { area_code: area.code.clone(), area_name: area.name.clone() },
+        None => ServerStatus::OutsideCoverage,
+    };
+    (status, Some(whereabouts))
 }
 
 fn row_of(insight: Insight, outcome: Outcome, now: OffsetDateTime) -> InsightRow {
-    let (gps, picked_area_code) = match insight.location {
-        Location::Gps { lat, lon, accuracy_m } => (Some((lat, lon, accuracy_m)), None),
-        Location::Area { code } => (None, Some(code)),
-        Location::None => (None, None),
+    let (gps, picked_area_code, postcode) = match insight.location {
+        Location::Gps { lat, lon, accuracy_m } => (Some((lat, lon, accuracy_m)), None, None),
+        Location::Area { code } => (None, Some(code), None),
+        Location::Postcode { postcode } => (None, None, Some(crate::store::normalise_postcode(&postcode))),
+        Location::None => (None, None, None),
     };
     InsightRow {
         id: insight.id,
@@ -92,8 +138,11 @@ fn row_of(insight: Insight, outcome: Outcome, now: OffsetDateTime) -> InsightRow
         channel: Some(insight.channel.as_str().to_owned()),
         gps,
         picked_area_code,
+        postcode,
+        tag_point: None,
         outcome,
         processed_at: now,
+        tags: Vec::new(),
     }
 }
 
@@ -122,7 +171,7 @@ mod tests {
     }
 
     fn status_of(doc: &AutoCommit, doc_id: DocumentId) -> ServerStatus {
-        decide(doc, doc_id, &Boundaries::bundled(), OffsetDateTime::now_utc()).record.status
+        decide(doc, doc_id, &Atlas::bundled(), None, OffsetDateTime::now_utc()).record.status
     }
 
     #[test]
@@ -147,7 +196,7 @@ mod tests {
     #[test]
     fn a_document_claiming_another_insight_or_breaking_a_rule_is_rejected() {
         let (doc, _) = doc_for(Location::None);
-        let decision = decide(&doc, DocumentId::random(), &Boundaries::bundled(), OffsetDateTime::now_utc());
+        let decision = decide(&doc, DocumentId::random(), &Atlas::bundled(), None, OffsetDateTime::now_utc());
         assert!(matches!(decision.record.status, ServerStatus::Rejected { code: ErrorCode::InsightIdMismatch, .. }));
         assert!(matches!(decision.row.outcome, Outcome::Rejected { .. }));
 

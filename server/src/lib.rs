@@ -13,6 +13,7 @@
 //! - `fuzzing`: entry points for `fuzz/` and the corpus replay.
 
 pub mod app;
+pub mod atlas;
 pub mod auth;
 pub mod boundaries;
 pub mod cli;

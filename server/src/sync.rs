@@ -26,7 +26,7 @@ use crate::app::AppState;
 use crate::auth::{bearer_token, hash_token};
 use crate::http::error::ApiError;
 use crate::ingest;
-use crate::store::{DocumentBytes, DocumentChanged, DocumentWrite, Principal, SaveError};
+use crate::store::{normalise_postcode, DocumentBytes, DocumentChanged, DocumentWrite, Principal, SaveError};
 
 /// A document stored as this many chunks is compacted into one snapshot on its next write.
 pub const COMPACT_AT_CHUNKS: i64 = 16;
@@ -364,7 +364,12 @@ async fn handle_sync(
         }
         let changed = doc.get_heads() != heads_before;
         if changed {
-            let decision = ingest::decide(&doc, doc_id, &state.boundaries, OffsetDateTime::now_utc());
+            let postcode_centroid = match ingest::postcode_of(&doc) {
+                Some(postcode) => state.store.postcode_centroid(&normalise_postcode(&postcode)).await?,
+                None => None,
+            };
+            let atlas = state.atlas.get();
+            let decision = ingest::decide(&doc, doc_id, &atlas, postcode_centroid, OffsetDateTime::now_utc());
             write_server_record(&mut doc, &decision.record)?;
             // Append only the new changes; fold everything into one snapshot when the chunks pile up.
             let bytes = if expected_version.is_none() || n_chunks + 1 >= COMPACT_AT_CHUNKS {

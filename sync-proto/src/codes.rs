@@ -22,6 +22,7 @@ pub enum ErrorCode {
     InsightFeelingSafeOutOfRange,
     InsightLocationInvalid,
     InsightAreaUnknown,
+    InsightPostcodeUnknown,
     InsightChannelUnknown,
     // Authentication and authorisation.
     Unauthorized,
@@ -41,7 +42,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -54,6 +55,7 @@ impl ErrorCode {
         ErrorCode::InsightFeelingSafeOutOfRange,
         ErrorCode::InsightLocationInvalid,
         ErrorCode::InsightAreaUnknown,
+        ErrorCode::InsightPostcodeUnknown,
         ErrorCode::InsightChannelUnknown,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -84,6 +86,7 @@ impl ErrorCode {
             ErrorCode::InsightFeelingSafeOutOfRange => "insight_feeling_safe_out_of_range",
             ErrorCode::InsightLocationInvalid => "insight_location_invalid",
             ErrorCode::InsightAreaUnknown => "insight_area_unknown",
+            ErrorCode::InsightPostcodeUnknown => "insight_postcode_unknown",
             ErrorCode::InsightChannelUnknown => "insight_channel_unknown",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",

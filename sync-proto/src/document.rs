@@ -78,6 +78,11 @@ pub fn write_insight(doc: &mut AutoCommit, insight: &Insight) -> Result<(), auto
             doc.put(&location, "kind", "area")?;
             doc.put(&location, "code", code.as_str())?;
         }
+        Location::Postcode { postcode } => {
+            let location = doc.put_object(ROOT, "location", ObjType::Map)?;
+            doc.put(&location, "kind", "postcode")?;
+            doc.put(&location, "postcode", postcode.as_str())?;
+        }
         Location::None => doc.put(ROOT, "location", ScalarValue::Null)?,
     }
     Ok(())
@@ -167,7 +172,12 @@ fn read_location(doc: &AutoCommit) -> Result<Location, InvalidInsight> {
             let code = read_string(doc, &location, "code")?.ok_or_else(|| invalid("an area needs its 'code'"))?;
             Ok(Location::Area { code })
         }
-        _ => Err(invalid("location.kind must be 'gps' or 'area'")),
+        Some("postcode") => {
+            let postcode = read_string(doc, &location, "postcode")?
+                .ok_or_else(|| invalid("a postcode location needs 'postcode'"))?;
+            Ok(Location::Postcode { postcode })
+        }
+        _ => Err(invalid("location.kind must be 'gps', 'area' or 'postcode'")),
     }
 }
 
@@ -295,6 +305,7 @@ mod tests {
         for location in [
             Location::Gps { lat: 52.99, lon: -2.13, accuracy_m: 8.5 },
             Location::Area { code: "E05008714".into() },
+            Location::Postcode { postcode: "ST4 2DE".into() },
             Location::None,
         ] {
             let mut insight = sample();

@@ -40,6 +40,8 @@ pub enum Location {
     Gps { lat: f64, lon: f64, accuracy_m: f64 },
     /// An area the person picked from the campaign's list, by its code (e.g. a ward's GSS code).
     Area { code: String },
+    /// A UK postcode the person gave when there is no GPS fix; filed by its centroid.
+    Postcode { postcode: String },
     /// No location given.
     None,
 }
@@ -165,6 +167,20 @@ fn validate_text(text: &str) -> Result<(), InvalidInsight> {
     Ok(())
 }
 
+/// The shape of a UK postcode, spaces ignored: an outward code of two to four letters and digits starting with a
+/// letter, then an inward code of a digit and two letters.
+fn is_postcode_shaped(text: &str) -> bool {
+    let compact: Vec<char> = text.chars().filter(|c| *c != ' ').collect();
+    if !(5..=7).contains(&compact.len()) || text.len() > 8 {
+        return false;
+    }
+    let (outward, inward) = compact.split_at(compact.len() - 3);
+    outward[0].is_ascii_alphabetic()
+        && outward.iter().all(char::is_ascii_alphanumeric)
+        && inward[0].is_ascii_digit()
+        && inward[1..].iter().all(char::is_ascii_alphabetic)
+}
+
 fn validate_location(location: &Location) -> Result<(), InvalidInsight> {
     match location {
         Location::Gps { lat, lon, accuracy_m } => {
@@ -193,6 +209,17 @@ fn validate_location(location: &Location) -> Result<(), InvalidInsight> {
                     ErrorCode::InsightLocationInvalid,
                     "location",
                     format!("area code '{code}' is not an area code"),
+                ))
+            }
+        }
+        Location::Postcode { postcode } => {
+            if is_postcode_shaped(postcode) {
+                Ok(())
+            } else {
+                Err(InvalidInsight::new(
+                    ErrorCode::InsightLocationInvalid,
+                    "location",
+                    format!("'{postcode}' is not a UK postcode (like ST4 2DE)"),
                 ))
             }
         }
@@ -265,6 +292,10 @@ pub(crate) mod tests {
         assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
         insight.location = Location::Gps { lat: 52.0, lon: -2.0, accuracy_m: -1.0 };
         assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
+        insight.location = Location::Postcode { postcode: "ST4 2DE".into() };
+        assert!(insight.validate().is_ok());
+        insight.location = Location::Postcode { postcode: "not a postcode".into() };
+        assert_eq!(insight.validate().unwrap_err().code, ErrorCode::InsightLocationInvalid);
         insight.location = Location::Area { code: "E05 008714".into() };
         assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
     }

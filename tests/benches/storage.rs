@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use grapevine_client_sdk::{Channel, Draft, Location, Store as PhoneStore, SyncConnection};
-use grapevine_server::boundaries::Boundaries;
+use grapevine_server::atlas::Atlas;
 use grapevine_server::ingest::decide;
 use grapevine_server::store::{self, DocumentBytes, DocumentWrite, InsightRow, Role};
 use grapevine_server::{Application, ServeConfig};
@@ -227,7 +227,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, postgres_database) = fresh_database(backend, &dir).await;
     let store = store::open(&database_url).await.unwrap();
-    let boundaries = Boundaries::bundled();
+    let atlas = Atlas::bundled();
     let (device, _) = grapevine_server::auth::issue_device(store.as_ref(), "bench", None).await.unwrap();
     let raw = raw_pool(backend, &database_url).await;
     let mut rng = StdRng::seed_from_u64(5);
@@ -244,7 +244,7 @@ async fn main() {
                 let doc_id = DocumentId::for_insight(insight.id);
                 let mut doc = AutoCommit::new();
                 write_insight(&mut doc, &insight).unwrap();
-                let decision = decide(&doc, doc_id, &boundaries, time::OffsetDateTime::now_utc());
+                let decision = decide(&doc, doc_id, &atlas, None, time::OffsetDateTime::now_utc());
                 write_server_record(&mut doc, &decision.record).unwrap();
                 writes.push(DocumentWrite {
                     doc_id,

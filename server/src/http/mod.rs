@@ -2,6 +2,7 @@
 
 pub mod areas;
 pub mod error;
+pub mod priorities;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -8,6 +8,7 @@
 //! - the insight row and the roll-up delta commit in the same transaction as the document.
 
 mod postgres;
+pub mod rollup;
 mod sqlite;
 
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use grapevine_sync_proto::DocumentId;
 use time::{Date, OffsetDateTime};
+
+use rollup::{Contribution, PeriodKind};
 use uuid::Uuid;
 
 pub use postgres::PostgresStore;
@@ -22,9 +25,6 @@ pub use sqlite::SqliteStore;
 
 /// The database an unconfigured server uses: a SQLite file in `./grapevine-data/`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://grapevine-data/grapevine.db";
-
-/// The roll-up category under which every insight also counts, whatever its category.
-pub(crate) const ALL_CATEGORIES: &str = "*";
 
 /// The roll-up key for insights that lie outside every area (or have no location).
 pub const OUTSIDE_COVERAGE: &str = "";
@@ -117,10 +117,17 @@ pub struct InsightRow {
     pub text: Option<String>,
     pub feeling_safe: Option<u8>,
     pub channel: Option<String>,
+    /// The GPS fix: latitude, longitude, accuracy in metres.
     pub gps: Option<(f64, f64, f64)>,
     pub picked_area_code: Option<String>,
+    pub postcode: Option<String>,
+    /// The point the insight is tagged by in every generation (latitude, longitude): the GPS fix, the postcode's
+    /// centroid, or the picked area's interior point.
+    pub tag_point: Option<(f64, f64)>,
     pub outcome: Outcome,
     pub processed_at: OffsetDateTime,
+    /// Its area in every boundary generation; empty when rejected.
+    pub tags: Vec<AreaTag>,
 }
 
 impl InsightRow {
@@ -137,10 +144,112 @@ impl InsightRow {
             channel: None,
             gps: None,
             picked_area_code: None,
+            postcode: None,
+            tag_point: None,
             outcome,
             processed_at,
+            tags: Vec::new(),
         }
     }
+
+    /// Its parts in the roll-ups of every generation it is tagged in (none if it does not count).
+    pub(crate) fn contributions(&self, collector_id: Uuid) -> Vec<Contribution> {
+        let (Some(day), Some(category)) = (self.captured_at.map(OffsetDateTime::date), self.category.as_ref()) else {
+            return Vec::new();
+        };
+        if matches!(self.outcome, Outcome::Rejected { .. }) {
+            return Vec::new();
+        }
+        self.tags
+            .iter()
+            .map(|tag| Contribution {
+                generation_id: tag.generation_id,
+                area_code: tag.area_code.clone(),
+                day,
+                category: category.clone(),
+                feeling_safe: self.feeling_safe.map(i64::from),
+                channel: self.channel.clone(),
+                collector_id,
+            })
+            .collect()
+    }
+}
+
+/// Where an insight lies in one boundary generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AreaTag {
+    pub generation_id: i64,
+    /// `OUTSIDE_COVERAGE` when in no area of the generation.
+    pub area_code: String,
+    /// The accuracy circle reaches a border, or the point stands for a postcode or a picked area.
+    pub near_boundary: bool,
+}
+
+/// What re-tagging needs of a stored insight.
+#[derive(Debug, Clone)]
+pub struct TaggableInsight {
+    pub tag_point: Option<(f64, f64)>,
+    pub accuracy_m: Option<f64>,
+    pub picked_area_code: Option<String>,
+    pub postcode: Option<String>,
+}
+
+/// Tags a stored insight in a new generation: its area code (or `OUTSIDE_COVERAGE`) and whether it is near a border.
+pub type Tagger<'a> = &'a (dyn Fn(&TaggableInsight) -> (String, bool) + Send + Sync);
+
+/// A boundary generation as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationInfo {
+    pub id: i64,
+    pub set_name: String,
+    pub generation: i64,
+    pub source: String,
+    pub imported_at: String,
+    pub n_areas: i64,
+}
+
+/// An area as stored: its geometry is a GeoJSON geometry (WGS84).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArea {
+    pub code: String,
+    pub name: String,
+    pub geometry: String,
+}
+
+/// Counts summed over cells.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sums {
+    pub n: i64,
+    pub feeling_safe_sum: i64,
+    pub feeling_safe_n: i64,
+    /// Insights per channel, in `Channel::ALL` order.
+    pub channels: [i64; 5],
+}
+
+/// One category of an area over a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryRollup {
+    pub category: String,
+    pub sums: Sums,
+    /// Distinct collectors; only counted when one area is asked for.
+    pub contributors: Option<i64>,
+}
+
+/// One area over a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AreaRollup {
+    pub area_code: String,
+    pub all: Sums,
+    pub contributors: i64,
+    pub by_category: Vec<CategoryRollup>,
+}
+
+/// One period of a series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesPoint {
+    pub period_start: Date,
+    pub sums: Sums,
+    pub contributors: i64,
 }
 
 /// Where an insight counts, if it counts.
@@ -175,25 +284,6 @@ pub enum SaveError {
     Database(#[from] anyhow::Error),
 }
 
-/// Counts for one area over a period.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AreaCounts {
-    pub total: i64,
-    pub by_category: Vec<(String, i64)>,
-    pub feeling_safe_sum: i64,
-    pub feeling_safe_n: i64,
-}
-
-impl AreaCounts {
-    /// Adds one category's sums, as a roll-up query returns them.
-    pub(crate) fn add(&mut self, category: String, n: i64, feeling_safe_sum: i64, feeling_safe_n: i64) {
-        self.total += n;
-        self.feeling_safe_sum += feeling_safe_sum;
-        self.feeling_safe_n += feeling_safe_n;
-        self.by_category.push((category, n));
-    }
-}
-
 /// A period of whole days: `from` inclusive, `to` exclusive; `None` is unbounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DayRange {
@@ -201,47 +291,18 @@ pub struct DayRange {
     pub to: Option<Date>,
 }
 
-/// The earliest and latest days the roll-ups can hold; an unbounded period is read as running to these.
-pub(crate) const FIRST_DAY: Date = time::macros::date!(0001 - 01 - 01);
-pub(crate) const LAST_DAY: Date = time::macros::date!(9999 - 12 - 31);
-
-/// How a period is read from the roll-ups: its whole months from `rollup_monthly`, the days at either edge from
-/// `rollup_daily`. Every span is `[from, to)`; an unused span is empty. A year's query reads a few thousand monthly rows
-/// instead of every daily row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RollupSpans {
-    pub months: (Date, Date),
-    pub leading_days: (Date, Date),
-    pub trailing_days: (Date, Date),
-}
-
-fn first_of_month(day: Date) -> Date {
-    day.replace_day(1).expect("every month has a first day")
-}
-
-fn first_of_next_month(day: Date) -> Date {
-    let first = first_of_month(day);
-    let (year, month) = (first.year(), first.month());
-    let next_year = if month == time::Month::December { year + 1 } else { year };
-    Date::from_calendar_date(next_year, month.next(), 1).unwrap_or(LAST_DAY)
-}
-
 impl DayRange {
-    pub(crate) fn spans(self) -> RollupSpans {
-        const EMPTY: (Date, Date) = (FIRST_DAY, FIRST_DAY);
-        let from = self.from.unwrap_or(FIRST_DAY);
-        let to = self.to.unwrap_or(LAST_DAY);
-        // Whole months inside [from, to): from the first month start at or after `from` to the last at or before `to`.
-        let months_from = if from.day() == 1 { from } else { first_of_next_month(from) };
-        let months_to = if self.to.is_none() { LAST_DAY } else { first_of_month(to) };
-        if months_from >= months_to {
-            return RollupSpans { months: EMPTY, leading_days: (from, to), trailing_days: EMPTY };
-        }
-        RollupSpans {
-            months: (months_from, months_to),
-            leading_days: if from < months_from { (from, months_from) } else { EMPTY },
-            trailing_days: if months_to < to { (months_to, to) } else { EMPTY },
-        }
+    /// The days to read, with open ends running to the earliest and latest days the roll-ups can hold.
+    #[must_use]
+    pub fn bounds(self) -> (Date, Date) {
+        (self.from.unwrap_or(rollup::FIRST_DAY), self.to.unwrap_or(rollup::LAST_DAY))
+    }
+
+    /// The same number of days just before this period (for "change against the previous period").
+    #[must_use]
+    pub fn previous(self) -> Option<DayRange> {
+        let (from, to) = (self.from?, self.to?);
+        Some(DayRange { from: Some(from - (to - from)), to: Some(from) })
     }
 }
 
@@ -295,11 +356,68 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The insight row of a document, if it has one.
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>>;
 
-    /// Counted insights per area code over a period (`OUTSIDE_COVERAGE` for those in no area).
-    async fn area_totals(&self, days: DayRange) -> anyhow::Result<Vec<(String, i64)>>;
+    /// The boundary generations, oldest first.
+    async fn generations(&self) -> anyhow::Result<Vec<GenerationInfo>>;
 
-    /// One area's counts over a period.
-    async fn area_counts(&self, area_code: &str, days: DayRange) -> anyhow::Result<AreaCounts>;
+    /// The areas of a generation, by code.
+    async fn generation_areas(&self, generation_id: i64) -> anyhow::Result<Vec<StoredArea>>;
+
+    /// Adds the next generation of a boundary set and tags every stored insight in it (with `tagger`), building its
+    /// roll-ups, in one transaction: the import happens whole or not at all.
+    async fn add_generation(
+        &self,
+        set_name: &str,
+        source: &str,
+        areas: Vec<StoredArea>,
+        tagger: Tagger<'_>,
+    ) -> anyhow::Result<GenerationInfo>;
+
+    /// Adds generation 1 of a set if the set has no generation yet (the bundled wards on a new database); whether it
+    /// did.
+    async fn add_first_generation(
+        &self,
+        set_name: &str,
+        source: &str,
+        areas: Vec<StoredArea>,
+        tagger: Tagger<'_>,
+    ) -> anyhow::Result<bool>;
+
+    /// Every area's roll-up over a period on one generation (areas with nothing are absent), or one area's; with
+    /// `by_category`, each area's categories too.
+    async fn rollup(
+        &self,
+        generation_id: i64,
+        days: DayRange,
+        area_code: Option<&str>,
+        by_category: bool,
+    ) -> anyhow::Result<Vec<AreaRollup>>;
+
+    /// One area's all-categories counts per period of a kind, for the periods that start inside `days`.
+    async fn series(
+        &self,
+        generation_id: i64,
+        area_code: &str,
+        kind: PeriodKind,
+        days: DayRange,
+    ) -> anyhow::Result<Vec<SeriesPoint>>;
+
+    /// The centroid (latitude, longitude) of a postcode, in the normalised form `normalise_postcode` gives.
+    async fn postcode_centroid(&self, postcode: &str) -> anyhow::Result<Option<(f64, f64)>>;
+
+    /// Adds or replaces postcode centroids, in one transaction.
+    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<()>;
+}
+
+/// A postcode as stored and looked up: upper case, one space before the inward code ("st4 2de" → "ST4 2DE").
+#[must_use]
+pub fn normalise_postcode(text: &str) -> String {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+    if compact.len() > 3 {
+        let (outward, inward) = compact.split_at(compact.len() - 3);
+        format!("{outward} {inward}")
+    } else {
+        compact
+    }
 }
 
 /// Opens the store a database URL names, creating and migrating it as needed.
@@ -334,140 +452,6 @@ pub(crate) fn check_not_newer(applied: Option<i64>, migrator: &sqlx::migrate::Mi
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::date;
-
-    #[test]
-    fn periods_split_into_whole_months_and_edge_days() {
-        let empty = (FIRST_DAY, FIRST_DAY);
-        let year = DayRange { from: Some(date!(2025 - 11 - 01)), to: Some(date!(2026 - 11 - 01)) };
-        assert_eq!(
-            year.spans(),
-            RollupSpans {
-                months: (date!(2025 - 11 - 01), date!(2026 - 11 - 01)),
-                leading_days: empty,
-                trailing_days: empty
-            }
-        );
-        let ragged = DayRange { from: Some(date!(2025 - 12 - 15)), to: Some(date!(2026 - 03 - 10)) };
-        assert_eq!(
-            ragged.spans(),
-            RollupSpans {
-                months: (date!(2026 - 01 - 01), date!(2026 - 03 - 01)),
-                leading_days: (date!(2025 - 12 - 15), date!(2026 - 01 - 01)),
-                trailing_days: (date!(2026 - 03 - 01), date!(2026 - 03 - 10)),
-            }
-        );
-        let within_a_month = DayRange { from: Some(date!(2026 - 03 - 02)), to: Some(date!(2026 - 03 - 20)) };
-        assert_eq!(
-            within_a_month.spans(),
-            RollupSpans {
-                months: empty,
-                leading_days: (date!(2026 - 03 - 02), date!(2026 - 03 - 20)),
-                trailing_days: empty
-            }
-        );
-        let everything = DayRange::default().spans();
-        assert_eq!(
-            everything,
-            RollupSpans { months: (FIRST_DAY, LAST_DAY), leading_days: empty, trailing_days: empty }
-        );
-        let since = DayRange { from: Some(date!(2026 - 12 - 31)), to: None }.spans();
-        assert_eq!(since.leading_days, (date!(2026 - 12 - 31), date!(2027 - 01 - 01)));
-        assert_eq!(since.months, (date!(2027 - 01 - 01), LAST_DAY));
-    }
-}
-
-/// The roll-up cell an insight counts in, if it counts (rejected insights never do).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Contribution {
-    pub area_code: String,
-    pub day: Date,
-    pub category: String,
-    pub feeling_safe: Option<i64>,
-}
-
-impl Contribution {
-    pub(crate) fn of(
-        outcome: &Outcome,
-        captured_day: Option<Date>,
-        category: Option<String>,
-        feeling_safe: Option<i64>,
-    ) -> Option<Contribution> {
-        let area_code = match outcome {
-            Outcome::Filed { area_code } => area_code.clone(),
-            Outcome::OutsideCoverage => OUTSIDE_COVERAGE.to_owned(),
-            Outcome::Rejected { .. } => return None,
-        };
-        Some(Contribution { area_code, day: captured_day?, category: category?, feeling_safe })
-    }
-
-    /// The roll-up cells this contribution lands in: table, period column, period, category. Each insight counts in
-    /// its category and in the all-categories row (`ALL_CATEGORIES`), daily and monthly, so "every area over a
-    /// year" reads one row per area and month.
-    pub(crate) fn cells(&self) -> [(&'static str, &'static str, Date, &str); 4] {
-        let month = first_of_month(self.day);
-        [
-            ("rollup_daily", "day", self.day, self.category.as_str()),
-            ("rollup_daily", "day", self.day, ALL_CATEGORIES),
-            ("rollup_monthly", "month", month, self.category.as_str()),
-            ("rollup_monthly", "month", month, ALL_CATEGORIES),
-        ]
-    }
-
-    /// The deltas to add to (`sign` = 1) or take from (`sign` = -1) a roll-up cell: count, feeling-safe sum and count.
-    pub(crate) fn deltas(&self, sign: i64) -> (i64, i64, i64) {
-        (sign, sign * self.feeling_safe.unwrap_or(0), if self.feeling_safe.is_some() { sign } else { 0 })
-    }
-}
-
-/// One roll-up cell: its table, area, period start and category.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct CellKey {
-    pub table: &'static str,
-    pub area_code: String,
-    pub period: Date,
-    pub category: String,
-}
-
-/// What a transaction adds to one cell: insights, feeling-safe sum and count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct CellDelta {
-    pub n: i64,
-    pub feeling_safe_sum: i64,
-    pub feeling_safe_n: i64,
-}
-
-/// The roll-up cells a transaction moves, summed, so each cell is written once per transaction however many of its
-/// insights change. Kept in key order: every writer touches cells in the same order, so two nodes writing at once
-/// wait for each other instead of deadlocking.
-#[derive(Debug, Default)]
-pub(crate) struct RollupDeltas {
-    cells: std::collections::BTreeMap<CellKey, CellDelta>,
-}
-
-impl RollupDeltas {
-    /// Adds (`sign` = 1) or takes out (`sign` = -1) one insight's contribution.
-    pub(crate) fn add(&mut self, contribution: &Contribution, sign: i64) {
-        let (n, feeling_safe_sum, feeling_safe_n) = contribution.deltas(sign);
-        for (table, _, period, category) in contribution.cells() {
-            let key =
-                CellKey { table, area_code: contribution.area_code.clone(), period, category: category.to_owned() };
-            let delta = self.cells.entry(key).or_default();
-            delta.n += n;
-            delta.feeling_safe_sum += feeling_safe_sum;
-            delta.feeling_safe_n += feeling_safe_n;
-        }
-    }
-
-    /// The cells of one table that actually move (an edit that leaves an insight where it was moves nothing).
-    pub(crate) fn of_table<'a>(&'a self, table: &'a str) -> impl Iterator<Item = (&'a CellKey, &'a CellDelta)> {
-        self.cells.iter().filter(move |(key, delta)| key.table == table && **delta != CellDelta::default())
-    }
-}
-
 /// Refuses a save that names one document twice: its writes could not both hold the version they claim.
 pub(crate) fn ensure_distinct(writes: &[DocumentWrite]) -> Result<(), SaveError> {
     let mut seen = std::collections::HashSet::with_capacity(writes.len());
@@ -476,9 +460,6 @@ pub(crate) fn ensure_distinct(writes: &[DocumentWrite]) -> Result<(), SaveError>
         None => Ok(()),
     }
 }
-
-/// The roll-up tables and the name of their period column.
-pub(crate) const ROLLUP_TABLES: [(&str, &str); 2] = [("rollup_daily", "day"), ("rollup_monthly", "month")];
 
 impl Outcome {
     /// The stored columns: status, area code, rejection code and message.

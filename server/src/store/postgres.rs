@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use grapevine_sync_proto::DocumentId;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
-use sqlx::Row;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use super::rollup::{
+    assemble_rollups, push_cell_filter, tile, CellDelta, CellKey, Contribution, PeriodKind, RollupDeltas,
+};
 use super::{
-    check_not_newer, ensure_distinct, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentChanged,
-    DocumentWrite, InsightRow, NewDevice, Outcome, Principal, Role, RollupDeltas, SaveError, Store, StoredDocument,
-    CHANGE_FEED_CAPACITY, ROLLUP_TABLES,
+    check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DocumentBytes, DocumentChanged, DocumentWrite,
+    GenerationInfo, InsightRow, NewDevice, Outcome, Principal, Role, SaveError, SeriesPoint, Store, StoredArea,
+    StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -105,56 +108,161 @@ fn classify(error: sqlx::Error) -> SaveError {
     SaveError::Database(error.into())
 }
 
-/// Writes the summed roll-up deltas of a transaction: one upsert per table, then the cells that may have emptied are
-/// pruned (only a negative delta can empty a cell).
-async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &RollupDeltas) -> Result<(), sqlx::Error> {
-    for (table, period) in ROLLUP_TABLES {
-        let (mut areas, mut periods, mut categories) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut ns, mut sums, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-        let mut shrinking = (Vec::new(), Vec::new(), Vec::new());
-        for (key, delta) in deltas.of_table(table) {
-            areas.push(key.area_code.as_str());
-            periods.push(key.period);
-            categories.push(key.category.as_str());
-            ns.push(delta.n);
-            sums.push(delta.feeling_safe_sum);
-            counts.push(delta.feeling_safe_n);
-            if delta.n < 0 {
-                shrinking.0.push(key.area_code.as_str());
-                shrinking.1.push(key.period);
-                shrinking.2.push(key.category.as_str());
+/// Writes the summed roll-up deltas of a transaction, set-based. Contributor rows first: a collector arriving in a
+/// cell (its row going from nothing to something) or leaving it moves the cell's contributor count. Then every cell in
+/// one upsert; the cells a negative delta may have emptied are pruned.
+async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &mut RollupDeltas) -> Result<(), sqlx::Error> {
+    let changes: Vec<(CellKey, Uuid, i64)> =
+        deltas.contributor_changes().map(|(cell, collector, n)| (cell.clone(), collector, n)).collect();
+    if !changes.is_empty() {
+        let columns = CellColumns::of(changes.iter().map(|(cell, _, _)| cell));
+        let collectors: Vec<Uuid> = changes.iter().map(|(_, collector, _)| *collector).collect();
+        let ns: Vec<i64> = changes.iter().map(|(_, _, n)| *n).collect();
+        let rows = sqlx::query(
+            "INSERT INTO rollup_contributors AS c
+                 (generation_id, period, period_start, area_code, category, collector_id, n_insights)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::uuid[],
+                 $7::bigint[])
+             ON CONFLICT (generation_id, period, period_start, area_code, category, collector_id)
+                 DO UPDATE SET n_insights = c.n_insights + excluded.n_insights
+             RETURNING generation_id, period, period_start, area_code, category, collector_id, n_insights",
+        )
+        .bind(&columns.generations)
+        .bind(&columns.periods)
+        .bind(&columns.starts)
+        .bind(&columns.areas)
+        .bind(&columns.categories)
+        .bind(&collectors)
+        .bind(&ns)
+        .fetch_all(&mut *tx)
+        .await?;
+        let delta_of: std::collections::HashMap<(CellKey, Uuid), i64> =
+            changes.into_iter().map(|(cell, collector, n)| ((cell, collector), n)).collect();
+        let mut left = Vec::new();
+        for row in rows {
+            let Some(kind) = PeriodKind::parse(row.get("period")) else { continue };
+            let cell = CellKey {
+                generation_id: row.get("generation_id"),
+                kind,
+                period_start: row.get("period_start"),
+                area_code: row.get("area_code"),
+                category: row.get("category"),
+            };
+            let collector: Uuid = row.get("collector_id");
+            let after: i64 = row.get("n_insights");
+            let before = after - delta_of.get(&(cell.clone(), collector)).copied().unwrap_or(0);
+            if before <= 0 && after > 0 {
+                deltas.count_contributor(&cell, 1);
+            } else if before > 0 && after <= 0 {
+                deltas.count_contributor(&cell, -1);
+                left.push(cell);
             }
         }
-        if areas.is_empty() {
-            continue;
-        }
-        let upsert = format!(
-            "INSERT INTO {table} (area_code, {period}, category, n_insights, feeling_safe_sum, feeling_safe_n)
-             SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
-             ON CONFLICT (area_code, {period}, category) DO UPDATE SET
-                 n_insights = {table}.n_insights + excluded.n_insights,
-                 feeling_safe_sum = {table}.feeling_safe_sum + excluded.feeling_safe_sum,
-                 feeling_safe_n = {table}.feeling_safe_n + excluded.feeling_safe_n"
-        );
-        sqlx::query(&upsert)
-            .bind(&areas)
-            .bind(&periods)
-            .bind(&categories)
-            .bind(&ns)
-            .bind(&sums)
-            .bind(&counts)
+        if !left.is_empty() {
+            let columns = CellColumns::of(left.iter());
+            sqlx::query(
+                "DELETE FROM rollup_contributors AS c
+                 USING UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[]) AS e(g, p, s, a, k)
+                 WHERE c.generation_id = e.g AND c.period = e.p AND c.period_start = e.s AND c.area_code = e.a
+                   AND c.category = e.k AND c.n_insights <= 0",
+            )
+            .bind(&columns.generations)
+            .bind(&columns.periods)
+            .bind(&columns.starts)
+            .bind(&columns.areas)
+            .bind(&columns.categories)
             .execute(&mut *tx)
             .await?;
-        if !shrinking.0.is_empty() {
-            let prune = format!(
-                "DELETE FROM {table} AS cell USING UNNEST($1::text[], $2::date[], $3::text[]) AS emptied(a, p, c)
-                 WHERE cell.area_code = emptied.a AND cell.{period} = emptied.p AND cell.category = emptied.c
-                   AND cell.n_insights = 0"
-            );
-            sqlx::query(&prune).bind(&shrinking.0).bind(&shrinking.1).bind(&shrinking.2).execute(&mut *tx).await?;
         }
     }
+    let cells: Vec<(&CellKey, &CellDelta)> = deltas.changed_cells().collect();
+    if cells.is_empty() {
+        return Ok(());
+    }
+    insert_cells(tx, &cells).await?;
+    let shrinking: Vec<&CellKey> = cells.iter().filter(|(_, delta)| delta.n < 0).map(|(cell, _)| *cell).collect();
+    if !shrinking.is_empty() {
+        let columns = CellColumns::of(shrinking.into_iter());
+        sqlx::query(
+            "DELETE FROM rollups AS r
+             USING UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[]) AS e(g, p, s, a, k)
+             WHERE r.generation_id = e.g AND r.period = e.p AND r.period_start = e.s AND r.area_code = e.a
+               AND r.category = e.k AND r.n_insights = 0",
+        )
+        .bind(&columns.generations)
+        .bind(&columns.periods)
+        .bind(&columns.starts)
+        .bind(&columns.areas)
+        .bind(&columns.categories)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
+}
+
+/// Adds deltas to cells (creating those that do not exist), in one statement.
+async fn insert_cells(tx: &mut sqlx::PgConnection, cells: &[(&CellKey, &CellDelta)]) -> Result<(), sqlx::Error> {
+    let columns = CellColumns::of(cells.iter().map(|(cell, _)| *cell));
+    let field = |pick: fn(&CellDelta) -> i64| cells.iter().map(|(_, delta)| pick(delta)).collect::<Vec<i64>>();
+    sqlx::query(
+        "INSERT INTO rollups AS r (generation_id, period, period_start, area_code, category, n_insights,
+             n_contributors, feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil,
+             n_youth_worker, n_other_channel)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::bigint[],
+             $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[],
+             $14::bigint[])
+         ON CONFLICT (generation_id, period, period_start, area_code, category) DO UPDATE SET
+             n_insights = r.n_insights + excluded.n_insights,
+             n_contributors = r.n_contributors + excluded.n_contributors,
+             feeling_safe_sum = r.feeling_safe_sum + excluded.feeling_safe_sum,
+             feeling_safe_n = r.feeling_safe_n + excluded.feeling_safe_n,
+             n_staff = r.n_staff + excluded.n_staff,
+             n_barber_hairdresser = r.n_barber_hairdresser + excluded.n_barber_hairdresser,
+             n_pupil = r.n_pupil + excluded.n_pupil,
+             n_youth_worker = r.n_youth_worker + excluded.n_youth_worker,
+             n_other_channel = r.n_other_channel + excluded.n_other_channel",
+    )
+    .bind(&columns.generations)
+    .bind(&columns.periods)
+    .bind(&columns.starts)
+    .bind(&columns.areas)
+    .bind(&columns.categories)
+    .bind(field(|delta| delta.n))
+    .bind(field(|delta| delta.contributors))
+    .bind(field(|delta| delta.feeling_safe_sum))
+    .bind(field(|delta| delta.feeling_safe_n))
+    .bind(field(|delta| delta.channels[0]))
+    .bind(field(|delta| delta.channels[1]))
+    .bind(field(|delta| delta.channels[2]))
+    .bind(field(|delta| delta.channels[3]))
+    .bind(field(|delta| delta.channels[4]))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Cell keys as the column arrays an `UNNEST` takes.
+#[derive(Default)]
+struct CellColumns {
+    generations: Vec<i64>,
+    periods: Vec<&'static str>,
+    starts: Vec<Date>,
+    areas: Vec<String>,
+    categories: Vec<String>,
+}
+
+impl CellColumns {
+    fn of<'a>(cells: impl Iterator<Item = &'a CellKey>) -> Self {
+        let mut columns = CellColumns::default();
+        for cell in cells {
+            columns.generations.push(cell.generation_id);
+            columns.periods.push(cell.kind.as_str());
+            columns.starts.push(cell.period_start);
+            columns.areas.push(cell.area_code.clone());
+            columns.categories.push(cell.category.clone());
+        }
+        columns
+    }
 }
 
 /// The writes of one transaction, set-based: a fixed number of statements however many documents (an import of a
@@ -270,39 +378,60 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
     // 4. Take each old row's contribution out of the roll-ups, put the new one in: the roll-ups never rescan. The
     // version claim above holds each document's row lock, so no other writer moves these rows meanwhile.
     let ids: Vec<Uuid> = writes.iter().map(|write| write.insight.id).collect();
+    let collector_of: std::collections::HashMap<Uuid, Uuid> =
+        writes.iter().map(|write| (write.insight.id, write.collector_id)).collect();
     let mut deltas = RollupDeltas::default();
-    let old_rows =
-        sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+    let old_rows = sqlx::query(
+        "SELECT i.id, i.captured_day, i.category, i.feeling_safe, i.channel, t.generation_id, t.area_code
+         FROM insights AS i JOIN insight_areas AS t ON t.insight_id = i.id
+         WHERE i.id = ANY($1) AND i.status <> 'rejected'",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
     for old in old_rows {
-        let status: String = old.get("status");
+        let id: Uuid = old.get("id");
+        let day: Option<Date> = old.get("captured_day");
+        let category: Option<String> = old.get("category");
         let feeling_safe: Option<i16> = old.get("feeling_safe");
-        let outcome = Outcome::from_columns(&status, old.get("area_code"), None, None);
-        let old_day: Option<Date> = old.get("captured_day");
-        if let Some(cell) = Contribution::of(&outcome, old_day, old.get("category"), feeling_safe.map(i64::from)) {
-            deltas.add(&cell, -1);
+        if let (Some(day), Some(category), Some(collector_id)) = (day, category, collector_of.get(&id)) {
+            let contribution = Contribution {
+                generation_id: old.get("generation_id"),
+                area_code: old.get("area_code"),
+                day,
+                category,
+                feeling_safe: feeling_safe.map(i64::from),
+                channel: old.get("channel"),
+                collector_id: *collector_id,
+            };
+            deltas.add(&contribution, -1);
         }
     }
+    sqlx::query("DELETE FROM insight_areas WHERE insight_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
     let rows: Vec<&InsightRow> = writes.iter().map(|write| &write.insight).collect();
     let captured_days: Vec<Option<Date>> = rows.iter().map(|row| row.captured_at.map(OffsetDateTime::date)).collect();
     let columns: Vec<_> = rows.iter().map(|row| row.outcome.columns()).collect();
     sqlx::query(
         "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
              text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
-             reject_message, processed_at)
+             reject_message, processed_at, postcode, tag_lat, tag_lon)
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::date[],
              $7::text[], $8::text[], $9::text[], $10::smallint[], $11::text[], $12::float8[], $13::float8[],
-             $14::float8[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[])
+             $14::float8[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[],
+             $21::text[], $22::float8[], $23::float8[])
          ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
              captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
              text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
              lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
              picked_area_code = excluded.picked_area_code, status = excluded.status,
              area_code = excluded.area_code, reject_code = excluded.reject_code,
-             reject_message = excluded.reject_message, processed_at = excluded.processed_at",
+             reject_message = excluded.reject_message, processed_at = excluded.processed_at,
+             postcode = excluded.postcode, tag_lat = excluded.tag_lat, tag_lon = excluded.tag_lon",
     )
     .bind(&ids)
     .bind(&doc_ids)
@@ -324,17 +453,33 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
     .bind(columns.iter().map(|columns| columns.2).collect::<Vec<_>>())
     .bind(columns.iter().map(|columns| columns.3).collect::<Vec<_>>())
     .bind(rows.iter().map(|row| row.processed_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.postcode.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.tag_point.map(|(lat, _)| lat)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.tag_point.map(|(_, lon)| lon)).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await
     .map_err(classify)?;
-    for (row, captured_day) in rows.iter().zip(&captured_days) {
-        if let Some(cell) =
-            Contribution::of(&row.outcome, *captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
-        {
-            deltas.add(&cell, 1);
+    let tags: Vec<(Uuid, &AreaTag)> =
+        rows.iter().flat_map(|row| row.tags.iter().map(move |tag| (row.id, tag))).collect();
+    if !tags.is_empty() {
+        sqlx::query(
+            "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary)
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::boolean[])",
+        )
+        .bind(tags.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(tags.iter().map(|(_, tag)| tag.generation_id).collect::<Vec<_>>())
+        .bind(tags.iter().map(|(_, tag)| tag.area_code.as_str()).collect::<Vec<_>>())
+        .bind(tags.iter().map(|(_, tag)| tag.near_boundary).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    for write in writes {
+        for contribution in write.insight.contributions(write.collector_id) {
+            deltas.add(&contribution, 1);
         }
     }
-    apply_deltas(tx, &deltas).await.map_err(classify)?;
+    apply_deltas(tx, &mut deltas).await.map_err(classify)?;
 
     // 5. Announce every write; PostgreSQL delivers the notifications when (and only if) the transaction commits.
     let payloads: Vec<String> = writes
@@ -522,84 +667,345 @@ impl Store for PostgresStore {
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
         let row = sqlx::query(
             "SELECT captured_at, campaign, category, text, feeling_safe, channel, lat, lon, accuracy_m,
-                    picked_area_code, status, area_code, reject_code, reject_message, processed_at
+                    picked_area_code, status, area_code, reject_code, reject_message, processed_at, postcode,
+                    tag_lat, tag_lon
              FROM insights WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| {
-            let lat: Option<f64> = row.get("lat");
-            let lon: Option<f64> = row.get("lon");
-            let accuracy: Option<f64> = row.get("accuracy_m");
-            let status: String = row.get("status");
-            let feeling_safe: Option<i16> = row.get("feeling_safe");
-            InsightRow {
-                id,
-                captured_at: row.get("captured_at"),
-                campaign: row.get("campaign"),
-                category: row.get("category"),
-                text: row.get("text"),
-                feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
-                channel: row.get("channel"),
-                gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
-                picked_area_code: row.get("picked_area_code"),
-                outcome: Outcome::from_columns(
-                    &status,
-                    row.get("area_code"),
-                    row.get("reject_code"),
-                    row.get("reject_message"),
-                ),
-                processed_at: row.get("processed_at"),
-            }
+        let Some(row) = row else { return Ok(None) };
+        let tags = sqlx::query(
+            "SELECT generation_id, area_code, near_boundary FROM insight_areas WHERE insight_id = $1
+             ORDER BY generation_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|tag| AreaTag {
+            generation_id: tag.get("generation_id"),
+            area_code: tag.get("area_code"),
+            near_boundary: tag.get("near_boundary"),
+        })
+        .collect();
+        let lat: Option<f64> = row.get("lat");
+        let lon: Option<f64> = row.get("lon");
+        let accuracy: Option<f64> = row.get("accuracy_m");
+        let tag_lat: Option<f64> = row.get("tag_lat");
+        let tag_lon: Option<f64> = row.get("tag_lon");
+        let status: String = row.get("status");
+        let feeling_safe: Option<i16> = row.get("feeling_safe");
+        Ok(Some(InsightRow {
+            id,
+            captured_at: row.get("captured_at"),
+            campaign: row.get("campaign"),
+            category: row.get("category"),
+            text: row.get("text"),
+            feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
+            channel: row.get("channel"),
+            gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
+            picked_area_code: row.get("picked_area_code"),
+            postcode: row.get("postcode"),
+            tag_point: tag_lat.zip(tag_lon),
+            outcome: Outcome::from_columns(
+                &status,
+                row.get("area_code"),
+                row.get("reject_code"),
+                row.get("reject_message"),
+            ),
+            processed_at: row.get("processed_at"),
+            tags,
         }))
     }
 
-    async fn area_totals(&self, days: DayRange) -> anyhow::Result<Vec<(String, i64)>> {
-        let spans = days.spans();
+    async fn generations(&self) -> anyhow::Result<Vec<GenerationInfo>> {
         let rows = sqlx::query(
-            "SELECT area_code, SUM(n)::BIGINT AS total FROM (
-                 SELECT area_code, n_insights AS n FROM rollup_monthly WHERE category = '*' AND month >= $1 AND month < $2
-                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE category = '*' AND day >= $3 AND day < $4
-                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE category = '*' AND day >= $5 AND day < $6
-             ) AS cells GROUP BY area_code",
+            "SELECT g.id, g.set_name, g.generation, g.source,
+                    to_char(g.imported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS imported_at,
+                    (SELECT COUNT(*) FROM boundary_areas AS a WHERE a.generation_id = g.id) AS n_areas
+             FROM boundary_generations AS g ORDER BY g.id",
         )
-        .bind(spans.months.0)
-        .bind(spans.months.1)
-        .bind(spans.leading_days.0)
-        .bind(spans.leading_days.1)
-        .bind(spans.trailing_days.0)
-        .bind(spans.trailing_days.1)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|row| (row.get("area_code"), row.get("total"))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| GenerationInfo {
+                id: row.get("id"),
+                set_name: row.get("set_name"),
+                generation: row.get("generation"),
+                source: row.get("source"),
+                imported_at: row.get("imported_at"),
+                n_areas: row.get("n_areas"),
+            })
+            .collect())
     }
 
-    async fn area_counts(&self, area_code: &str, days: DayRange) -> anyhow::Result<AreaCounts> {
-        let spans = days.spans();
-        let rows = sqlx::query(
-            "SELECT category, SUM(n)::BIGINT AS n, SUM(fs_sum)::BIGINT AS fs_sum, SUM(fs_n)::BIGINT AS fs_n FROM (
-                 SELECT category, n_insights AS n, feeling_safe_sum AS fs_sum, feeling_safe_n AS fs_n
-                 FROM rollup_monthly WHERE area_code = $1 AND category <> '*' AND month >= $2 AND month < $3
-                 UNION ALL SELECT category, n_insights, feeling_safe_sum, feeling_safe_n
-                 FROM rollup_daily WHERE area_code = $1 AND category <> '*' AND day >= $4 AND day < $5
-                 UNION ALL SELECT category, n_insights, feeling_safe_sum, feeling_safe_n
-                 FROM rollup_daily WHERE area_code = $1 AND category <> '*' AND day >= $6 AND day < $7
-             ) AS cells GROUP BY category ORDER BY category",
-        )
+    async fn generation_areas(&self, generation_id: i64) -> anyhow::Result<Vec<StoredArea>> {
+        let rows =
+            sqlx::query("SELECT code, name, geometry FROM boundary_areas WHERE generation_id = $1 ORDER BY code")
+                .bind(generation_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredArea { code: row.get("code"), name: row.get("name"), geometry: row.get("geometry") })
+            .collect())
+    }
+
+    async fn add_generation(
+        &self,
+        set_name: &str,
+        source: &str,
+        areas: Vec<StoredArea>,
+        tagger: Tagger<'_>,
+    ) -> anyhow::Result<GenerationInfo> {
+        self.import_generation(set_name, source, areas, tagger, false).await.map(|(info, _)| info)
+    }
+
+    async fn add_first_generation(
+        &self,
+        set_name: &str,
+        source: &str,
+        areas: Vec<StoredArea>,
+        tagger: Tagger<'_>,
+    ) -> anyhow::Result<bool> {
+        self.import_generation(set_name, source, areas, tagger, true).await.map(|(_, added)| added)
+    }
+    async fn rollup(
+        &self,
+        generation_id: i64,
+        days: DayRange,
+        area_code: Option<&str>,
+        by_category: bool,
+    ) -> anyhow::Result<Vec<AreaRollup>> {
+        let (from, to) = days.bounds();
+        let runs = tile(from, to);
+        let mut sums = QueryBuilder::<Postgres>::new(SUMS_SELECT);
+        push_cell_filter(&mut sums, generation_id, area_code, by_category, &runs);
+        sums.push(" GROUP BY area_code, category");
+        let sum_rows = sums.build().fetch_all(&self.pool).await?;
+        // Contributors per area (and per category for one area): distinct collectors over the tiling cells' rows.
+        let mut contributors = QueryBuilder::<Postgres>::new(
+            "SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM rollup_contributors WHERE ",
+        );
+        push_cell_filter(&mut contributors, generation_id, area_code, by_category && area_code.is_some(), &runs);
+        contributors.push(" GROUP BY area_code, category");
+        let contributor_rows = contributors.build().fetch_all(&self.pool).await?;
+        Ok(assemble_rollups(
+            sum_rows.iter().map(|row| (row.get("area_code"), row.get("category"), sums_of(row))),
+            contributor_rows.iter().map(|row| (row.get("area_code"), row.get("category"), row.get("n"))),
+        ))
+    }
+
+    async fn series(
+        &self,
+        generation_id: i64,
+        area_code: &str,
+        kind: PeriodKind,
+        days: DayRange,
+    ) -> anyhow::Result<Vec<SeriesPoint>> {
+        let (from, to) = days.bounds();
+        let rows = sqlx::query(&format!(
+            "{SUMS_SELECT} generation_id = $1 AND area_code = $2 AND category = '*' AND period = $3
+               AND period_start >= $4 AND period_start < $5
+             GROUP BY area_code, category, period_start ORDER BY period_start"
+        ))
+        .bind(generation_id)
         .bind(area_code)
-        .bind(spans.months.0)
-        .bind(spans.months.1)
-        .bind(spans.leading_days.0)
-        .bind(spans.leading_days.1)
-        .bind(spans.trailing_days.0)
-        .bind(spans.trailing_days.1)
+        .bind(kind.as_str())
+        .bind(from)
+        .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        let mut counts = AreaCounts::default();
-        for row in rows {
-            counts.add(row.get("category"), row.get("n"), row.get("fs_sum"), row.get("fs_n"));
+        Ok(rows
+            .iter()
+            .map(|row| SeriesPoint {
+                period_start: row.get("period_start"),
+                sums: sums_of(row),
+                contributors: row.get("n_contributors"),
+            })
+            .collect())
+    }
+
+    async fn postcode_centroid(&self, postcode: &str) -> anyhow::Result<Option<(f64, f64)>> {
+        let row = sqlx::query("SELECT lat, lon FROM postcodes WHERE postcode = $1")
+            .bind(postcode)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| (row.get("lat"), row.get("lon"))))
+    }
+
+    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for slice in rows.chunks(50_000) {
+            sqlx::query(
+                "INSERT INTO postcodes (postcode, lat, lon)
+                 SELECT * FROM UNNEST($1::text[], $2::float8[], $3::float8[])
+                 ON CONFLICT (postcode) DO UPDATE SET lat = excluded.lat, lon = excluded.lon",
+            )
+            .bind(slice.iter().map(|(postcode, _, _)| postcode.as_str()).collect::<Vec<_>>())
+            .bind(slice.iter().map(|(_, lat, _)| *lat).collect::<Vec<_>>())
+            .bind(slice.iter().map(|(_, _, lon)| *lon).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
         }
-        Ok(counts)
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The sums of roll-up cells, for a `WHERE` to follow (also selects the single-cell columns `series` reads).
+const SUMS_SELECT: &str = "SELECT area_code, category, MIN(period_start) AS period_start,
+        SUM(n_insights)::BIGINT AS n, SUM(n_contributors)::BIGINT AS n_contributors,
+        SUM(feeling_safe_sum)::BIGINT AS fs_sum, SUM(feeling_safe_n)::BIGINT AS fs_n, SUM(n_staff)::BIGINT AS c0,
+        SUM(n_barber_hairdresser)::BIGINT AS c1, SUM(n_pupil)::BIGINT AS c2, SUM(n_youth_worker)::BIGINT AS c3,
+        SUM(n_other_channel)::BIGINT AS c4
+    FROM rollups WHERE ";
+
+fn sums_of(row: &PgRow) -> Sums {
+    Sums {
+        n: row.get("n"),
+        feeling_safe_sum: row.get("fs_sum"),
+        feeling_safe_n: row.get("fs_n"),
+        channels: [row.get("c0"), row.get("c1"), row.get("c2"), row.get("c3"), row.get("c4")],
+    }
+}
+
+impl PostgresStore {
+    /// Adds a generation (see `Store::add_generation`); with `first_only`, only if the set has none yet, checked
+    /// under the same lock as the insert, so nodes starting together seed the bundled set once.
+    async fn import_generation(
+        &self,
+        set_name: &str,
+        source: &str,
+        areas: Vec<StoredArea>,
+        tagger: Tagger<'_>,
+        first_only: bool,
+    ) -> anyhow::Result<(GenerationInfo, bool)> {
+        let mut tx = self.pool.begin().await?;
+        // One import at a time per database: the next generation number must not be taken twice.
+        sqlx::query("LOCK TABLE boundary_generations IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+        let generation: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(generation), 0) + 1 FROM boundary_generations WHERE set_name = $1")
+                .bind(set_name)
+                .fetch_one(&mut *tx)
+                .await?;
+        if first_only && generation > 1 {
+            let existing = self.generations().await?.into_iter().find(|info| info.set_name == set_name);
+            return Ok((existing.context("the set has a generation")?, false));
+        }
+        let row = sqlx::query(
+            "INSERT INTO boundary_generations (set_name, generation, source) VALUES ($1, $2, $3)
+             RETURNING id, to_char(imported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS imported_at",
+        )
+        .bind(set_name)
+        .bind(generation)
+        .bind(source)
+        .fetch_one(&mut *tx)
+        .await?;
+        let generation_id: i64 = row.get("id");
+        sqlx::query(
+            "INSERT INTO boundary_areas (generation_id, code, name, geometry)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[])",
+        )
+        .bind(generation_id)
+        .bind(areas.iter().map(|area| area.code.as_str()).collect::<Vec<_>>())
+        .bind(areas.iter().map(|area| area.name.as_str()).collect::<Vec<_>>())
+        .bind(areas.iter().map(|area| area.geometry.as_str()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .context("storing the areas")?;
+
+        // Tag every counted insight in the new generation and sum its roll-ups in memory; nothing of it exists yet,
+        // so the rows are plain inserts, in large slices.
+        let mut deltas = RollupDeltas::default();
+        let (mut tagged_ids, mut tagged_codes, mut tagged_near) = (Vec::new(), Vec::new(), Vec::new());
+        {
+            use futures_util::TryStreamExt;
+            let mut rows = sqlx::query(
+                "SELECT id, collector_id, captured_day, category, feeling_safe, channel, tag_lat, tag_lon, accuracy_m,
+                        picked_area_code, postcode
+                 FROM insights WHERE status <> 'rejected'",
+            )
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let tag_lat: Option<f64> = row.get("tag_lat");
+                let tag_lon: Option<f64> = row.get("tag_lon");
+                let taggable = TaggableInsight {
+                    tag_point: tag_lat.zip(tag_lon),
+                    accuracy_m: row.get("accuracy_m"),
+                    picked_area_code: row.get("picked_area_code"),
+                    postcode: row.get("postcode"),
+                };
+                let (area_code, near_boundary) = tagger(&taggable);
+                let day: Option<Date> = row.get("captured_day");
+                let category: Option<String> = row.get("category");
+                let feeling_safe: Option<i16> = row.get("feeling_safe");
+                if let (Some(day), Some(category)) = (day, category) {
+                    let contribution = Contribution {
+                        generation_id,
+                        area_code: area_code.clone(),
+                        day,
+                        category,
+                        feeling_safe: feeling_safe.map(i64::from),
+                        channel: row.get("channel"),
+                        collector_id: row.get("collector_id"),
+                    };
+                    deltas.add(&contribution, 1);
+                }
+                tagged_ids.push(row.get::<Uuid, _>("id"));
+                tagged_codes.push(area_code);
+                tagged_near.push(near_boundary);
+            }
+        }
+        const SLICE: usize = 50_000;
+        for start in (0..tagged_ids.len()).step_by(SLICE) {
+            let end = (start + SLICE).min(tagged_ids.len());
+            sqlx::query(
+                "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary)
+                 SELECT id, $2, code, near FROM UNNEST($1::uuid[], $3::text[], $4::boolean[]) AS t(id, code, near)",
+            )
+            .bind(&tagged_ids[start..end])
+            .bind(generation_id)
+            .bind(&tagged_codes[start..end])
+            .bind(&tagged_near[start..end])
+            .execute(&mut *tx)
+            .await?;
+        }
+        deltas.count_all_contributors_as_new();
+        let contributors: Vec<(&CellKey, Uuid, i64)> = deltas.contributor_changes().collect();
+        for slice in contributors.chunks(SLICE) {
+            let columns = CellColumns::of(slice.iter().map(|(cell, _, _)| *cell));
+            sqlx::query(
+                "INSERT INTO rollup_contributors
+                     (generation_id, period, period_start, area_code, category, collector_id, n_insights)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::uuid[],
+                     $7::bigint[])",
+            )
+            .bind(&columns.generations)
+            .bind(&columns.periods)
+            .bind(&columns.starts)
+            .bind(&columns.areas)
+            .bind(&columns.categories)
+            .bind(slice.iter().map(|(_, collector, _)| *collector).collect::<Vec<_>>())
+            .bind(slice.iter().map(|(_, _, n)| *n).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let cells: Vec<(&CellKey, &CellDelta)> = deltas.changed_cells().collect();
+        for slice in cells.chunks(SLICE) {
+            insert_cells(&mut tx, slice).await?;
+        }
+        tx.commit().await?;
+        let info = GenerationInfo {
+            id: generation_id,
+            set_name: set_name.to_owned(),
+            generation,
+            source: source.to_owned(),
+            imported_at: row.get("imported_at"),
+            n_areas: i64::try_from(areas.len())?,
+        };
+        Ok((info, true))
     }
 }

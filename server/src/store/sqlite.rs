@@ -10,16 +10,18 @@ use std::time::Duration;
 use anyhow::Context;
 use grapevine_sync_proto::document::format_time;
 use grapevine_sync_proto::DocumentId;
+use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::rollup::{assemble_rollups, push_cell_filter, tile, Contribution, PeriodKind, RollupDeltas};
 use super::{
-    check_not_newer, ensure_distinct, AreaCounts, Contribution, DayRange, DocumentBytes, DocumentChanged,
-    DocumentWrite, InsightRow, NewDevice, Outcome, Principal, Role, RollupDeltas, SaveError, Store, StoredDocument,
-    CHANGE_FEED_CAPACITY, ROLLUP_TABLES,
+    check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DocumentBytes, DocumentChanged, DocumentWrite,
+    GenerationInfo, InsightRow, NewDevice, Outcome, Principal, Role, SaveError, SeriesPoint, Store, StoredArea,
+    StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -122,37 +124,100 @@ fn now_text() -> String {
     format_time(OffsetDateTime::now_utc())
 }
 
-/// Writes the summed roll-up deltas of a transaction, each cell once; a cell a negative delta may have emptied is
-/// pruned.
-async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &RollupDeltas) -> Result<(), sqlx::Error> {
-    for (table, period) in ROLLUP_TABLES {
-        let upsert = format!(
-            "INSERT INTO {table} (area_code, {period}, category, n_insights, feeling_safe_sum, feeling_safe_n)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (area_code, {period}, category) DO UPDATE SET
-                 n_insights = n_insights + excluded.n_insights,
-                 feeling_safe_sum = feeling_safe_sum + excluded.feeling_safe_sum,
-                 feeling_safe_n = feeling_safe_n + excluded.feeling_safe_n"
-        );
-        let prune =
-            format!("DELETE FROM {table} WHERE area_code = ?1 AND {period} = ?2 AND category = ?3 AND n_insights = 0");
-        for (key, delta) in deltas.of_table(table) {
-            sqlx::query(&upsert)
-                .bind(&key.area_code)
-                .bind(key.period)
-                .bind(&key.category)
-                .bind(delta.n)
-                .bind(delta.feeling_safe_sum)
-                .bind(delta.feeling_safe_n)
-                .execute(&mut *tx)
-                .await?;
-            if delta.n < 0 {
-                sqlx::query(&prune).bind(&key.area_code).bind(key.period).bind(&key.category).execute(&mut *tx).await?;
-            }
+/// Writes the summed roll-up deltas of a transaction. Contributor rows first: a collector arriving in a cell (its
+/// row going from nothing to something) or leaving it moves the cell's contributor count. Then each cell once; a cell
+/// a negative delta may have emptied is pruned.
+async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &mut RollupDeltas) -> Result<(), sqlx::Error> {
+    let mut moved = Vec::new();
+    for (cell, collector_id, n) in deltas.contributor_changes() {
+        let after: i64 = sqlx::query_scalar(
+            "INSERT INTO rollup_contributors
+                 (generation_id, period, period_start, area_code, category, collector_id, n_insights)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (generation_id, period, period_start, area_code, category, collector_id)
+                 DO UPDATE SET n_insights = n_insights + excluded.n_insights
+             RETURNING n_insights",
+        )
+        .bind(cell.generation_id)
+        .bind(cell.kind.as_str())
+        .bind(cell.period_start)
+        .bind(&cell.area_code)
+        .bind(&cell.category)
+        .bind(collector_id.to_string())
+        .bind(n)
+        .fetch_one(&mut *tx)
+        .await?;
+        let before = after - n;
+        if before <= 0 && after > 0 {
+            moved.push((cell.clone(), 1));
+        } else if before > 0 && after <= 0 {
+            moved.push((cell.clone(), -1));
+            sqlx::query(
+                "DELETE FROM rollup_contributors WHERE generation_id = ?1 AND period = ?2 AND period_start = ?3
+                   AND area_code = ?4 AND category = ?5 AND collector_id = ?6",
+            )
+            .bind(cell.generation_id)
+            .bind(cell.kind.as_str())
+            .bind(cell.period_start)
+            .bind(&cell.area_code)
+            .bind(&cell.category)
+            .bind(collector_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    for (cell, change) in moved {
+        deltas.count_contributor(&cell, change);
+    }
+    for (cell, delta) in deltas.changed_cells() {
+        sqlx::query(UPSERT_CELL)
+            .bind(cell.generation_id)
+            .bind(cell.kind.as_str())
+            .bind(cell.period_start)
+            .bind(&cell.area_code)
+            .bind(&cell.category)
+            .bind(delta.n)
+            .bind(delta.contributors)
+            .bind(delta.feeling_safe_sum)
+            .bind(delta.feeling_safe_n)
+            .bind(delta.channels[0])
+            .bind(delta.channels[1])
+            .bind(delta.channels[2])
+            .bind(delta.channels[3])
+            .bind(delta.channels[4])
+            .execute(&mut *tx)
+            .await?;
+        if delta.n < 0 {
+            sqlx::query(
+                "DELETE FROM rollups WHERE generation_id = ?1 AND period = ?2 AND period_start = ?3
+                   AND area_code = ?4 AND category = ?5 AND n_insights = 0",
+            )
+            .bind(cell.generation_id)
+            .bind(cell.kind.as_str())
+            .bind(cell.period_start)
+            .bind(&cell.area_code)
+            .bind(&cell.category)
+            .execute(&mut *tx)
+            .await?;
         }
     }
     Ok(())
 }
+
+const UPSERT_CELL: &str = "INSERT INTO rollups (generation_id, period, period_start, area_code, category, n_insights,
+         n_contributors, feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil, n_youth_worker,
+         n_other_channel)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+     ON CONFLICT (generation_id, period, period_start, area_code, category) DO UPDATE SET
+         n_insights = n_insights + excluded.n_insights,
+         n_contributors = n_contributors + excluded.n_contributors,
+         feeling_safe_sum = feeling_safe_sum + excluded.feeling_safe_sum,
+         feeling_safe_n = feeling_safe_n + excluded.feeling_safe_n,
+         n_staff = n_staff + excluded.n_staff,
+         n_barber_hairdresser = n_barber_hairdresser + excluded.n_barber_hairdresser,
+         n_pupil = n_pupil + excluded.n_pupil,
+         n_youth_worker = n_youth_worker + excluded.n_youth_worker,
+         n_other_channel = n_other_channel + excluded.n_other_channel";
 
 fn parse_time(text: Option<String>) -> Option<OffsetDateTime> {
     text.and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok())
@@ -230,20 +295,42 @@ async fn write_document(
         .await
         .map_err(anyhow::Error::from)?;
 
-    // Take the old row's contribution out of the roll-up, put the new one in: the roll-up never rescans.
-    let old = sqlx::query("SELECT status, area_code, captured_day, category, feeling_safe FROM insights WHERE id = ?1")
-        .bind(write.insight.id.to_string())
+    // Take the old row's contributions (in every generation it was tagged in) out of the roll-ups, put the new ones
+    // in: the roll-ups never rescan.
+    let insight_id = write.insight.id.to_string();
+    let old = sqlx::query("SELECT status, captured_day, category, feeling_safe, channel FROM insights WHERE id = ?1")
+        .bind(&insight_id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(anyhow::Error::from)?;
     if let Some(old) = old {
         let status: String = old.get("status");
-        let outcome = Outcome::from_columns(&status, old.get("area_code"), None, None);
-        if let Some(cell) =
-            Contribution::of(&outcome, old.get("captured_day"), old.get("category"), old.get("feeling_safe"))
-        {
-            deltas.add(&cell, -1);
+        let tags = sqlx::query("SELECT generation_id, area_code FROM insight_areas WHERE insight_id = ?1")
+            .bind(&insight_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let day: Option<time::Date> = old.get("captured_day");
+        let category: Option<String> = old.get("category");
+        if let (true, Some(day), Some(category)) = (status != "rejected", day, category) {
+            for tag in tags {
+                let contribution = Contribution {
+                    generation_id: tag.get("generation_id"),
+                    area_code: tag.get("area_code"),
+                    day,
+                    category: category.clone(),
+                    feeling_safe: old.get("feeling_safe"),
+                    channel: old.get("channel"),
+                    collector_id: write.collector_id,
+                };
+                deltas.add(&contribution, -1);
+            }
         }
+        sqlx::query("DELETE FROM insight_areas WHERE insight_id = ?1")
+            .bind(&insight_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?;
     }
     let row = &write.insight;
     let captured_day = row.captured_at.map(OffsetDateTime::date);
@@ -251,15 +338,17 @@ async fn write_document(
     sqlx::query(
         "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
              text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
-             reject_message, processed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+             reject_message, processed_at, postcode, tag_lat, tag_lon)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+             ?23)
          ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
              captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
              text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
              lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
              picked_area_code = excluded.picked_area_code, status = excluded.status,
              area_code = excluded.area_code, reject_code = excluded.reject_code,
-             reject_message = excluded.reject_message, processed_at = excluded.processed_at",
+             reject_message = excluded.reject_message, processed_at = excluded.processed_at,
+             postcode = excluded.postcode, tag_lat = excluded.tag_lat, tag_lon = excluded.tag_lon",
     )
     .bind(row.id.to_string())
     .bind(&doc_id)
@@ -281,13 +370,26 @@ async fn write_document(
     .bind(reject_code)
     .bind(reject_message)
     .bind(format_time(row.processed_at))
+    .bind(&row.postcode)
+    .bind(row.tag_point.map(|(lat, _)| lat))
+    .bind(row.tag_point.map(|(_, lon)| lon))
     .execute(&mut *tx)
     .await
     .map_err(anyhow::Error::from)?;
-    if let Some(cell) =
-        Contribution::of(&row.outcome, captured_day, row.category.clone(), row.feeling_safe.map(i64::from))
-    {
-        deltas.add(&cell, 1);
+    for tag in &row.tags {
+        sqlx::query(
+            "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(&insight_id)
+        .bind(tag.generation_id)
+        .bind(&tag.area_code)
+        .bind(tag.near_boundary)
+        .execute(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+    }
+    for contribution in row.contributions(write.collector_id) {
+        deltas.add(&contribution, 1);
     }
     Ok(())
 }
@@ -403,7 +505,7 @@ impl Store for SqliteStore {
         for write in &writes {
             write_document(&mut tx, write, &mut deltas).await?;
         }
-        apply_deltas(&mut tx, &deltas).await.map_err(anyhow::Error::from)?;
+        apply_deltas(&mut tx, &mut deltas).await.map_err(anyhow::Error::from)?;
         tx.commit().await.map_err(anyhow::Error::from)?;
         // Nobody listening is fine: the send only fails when there are no subscribers.
         for write in writes {
@@ -478,84 +580,347 @@ impl Store for SqliteStore {
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
         let row = sqlx::query(
             "SELECT captured_at, campaign, category, text, feeling_safe, channel, lat, lon, accuracy_m,
-                    picked_area_code, status, area_code, reject_code, reject_message, processed_at
+                    picked_area_code, status, area_code, reject_code, reject_message, processed_at, postcode,
+                    tag_lat, tag_lon
              FROM insights WHERE id = ?1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| {
-            let lat: Option<f64> = row.get("lat");
-            let lon: Option<f64> = row.get("lon");
-            let accuracy: Option<f64> = row.get("accuracy_m");
-            let status: String = row.get("status");
-            let feeling_safe: Option<i64> = row.get("feeling_safe");
-            InsightRow {
-                id,
-                captured_at: parse_time(row.get("captured_at")),
-                campaign: row.get("campaign"),
-                category: row.get("category"),
-                text: row.get("text"),
-                feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
-                channel: row.get("channel"),
-                gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
-                picked_area_code: row.get("picked_area_code"),
-                outcome: Outcome::from_columns(
-                    &status,
-                    row.get("area_code"),
-                    row.get("reject_code"),
-                    row.get("reject_message"),
-                ),
-                processed_at: parse_time(row.get("processed_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            }
+        let Some(row) = row else { return Ok(None) };
+        let tags = sqlx::query(
+            "SELECT generation_id, area_code, near_boundary FROM insight_areas WHERE insight_id = ?1
+             ORDER BY generation_id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|tag| AreaTag {
+            generation_id: tag.get("generation_id"),
+            area_code: tag.get("area_code"),
+            near_boundary: tag.get("near_boundary"),
+        })
+        .collect();
+        let lat: Option<f64> = row.get("lat");
+        let lon: Option<f64> = row.get("lon");
+        let accuracy: Option<f64> = row.get("accuracy_m");
+        let tag_lat: Option<f64> = row.get("tag_lat");
+        let tag_lon: Option<f64> = row.get("tag_lon");
+        let status: String = row.get("status");
+        let feeling_safe: Option<i64> = row.get("feeling_safe");
+        Ok(Some(InsightRow {
+            id,
+            captured_at: parse_time(row.get("captured_at")),
+            campaign: row.get("campaign"),
+            category: row.get("category"),
+            text: row.get("text"),
+            feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
+            channel: row.get("channel"),
+            gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
+            picked_area_code: row.get("picked_area_code"),
+            postcode: row.get("postcode"),
+            tag_point: tag_lat.zip(tag_lon),
+            outcome: Outcome::from_columns(
+                &status,
+                row.get("area_code"),
+                row.get("reject_code"),
+                row.get("reject_message"),
+            ),
+            processed_at: parse_time(row.get("processed_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            tags,
         }))
     }
 
-    async fn area_totals(&self, days: DayRange) -> anyhow::Result<Vec<(String, i64)>> {
-        let spans = days.spans();
+    async fn generations(&self) -> anyhow::Result<Vec<GenerationInfo>> {
         let rows = sqlx::query(
-            "SELECT area_code, SUM(n) AS total FROM (
-                 SELECT area_code, n_insights AS n FROM rollup_monthly WHERE category = '*' AND month >= ?1 AND month < ?2
-                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE category = '*' AND day >= ?3 AND day < ?4
-                 UNION ALL SELECT area_code, n_insights FROM rollup_daily WHERE category = '*' AND day >= ?5 AND day < ?6
-             ) AS cells GROUP BY area_code",
+            "SELECT g.id, g.set_name, g.generation, g.source, g.imported_at,
+                    (SELECT COUNT(*) FROM boundary_areas AS a WHERE a.generation_id = g.id) AS n_areas
+             FROM boundary_generations AS g ORDER BY g.id",
         )
-        .bind(spans.months.0)
-        .bind(spans.months.1)
-        .bind(spans.leading_days.0)
-        .bind(spans.leading_days.1)
-        .bind(spans.trailing_days.0)
-        .bind(spans.trailing_days.1)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|row| (row.get("area_code"), row.get("total"))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| GenerationInfo {
+                id: row.get("id"),
+                set_name: row.get("set_name"),
+                generation: row.get("generation"),
+                source: row.get("source"),
+                imported_at: row.get("imported_at"),
+                n_areas: row.get("n_areas"),
+            })
+            .collect())
     }
 
-    async fn area_counts(&self, area_code: &str, days: DayRange) -> anyhow::Result<AreaCounts> {
-        let spans = days.spans();
-        let rows = sqlx::query(
-            "SELECT category, SUM(n) AS n, SUM(fs_sum) AS fs_sum, SUM(fs_n) AS fs_n FROM (
-                 SELECT category, n_insights AS n, feeling_safe_sum AS fs_sum, feeling_safe_n AS fs_n
-                 FROM rollup_monthly WHERE area_code = ?1 AND category <> '*' AND month >= ?2 AND month < ?3
-                 UNION ALL SELECT category, n_insights, feeling_safe_sum, feeling_safe_n
-                 FROM rollup_daily WHERE area_code = ?1 AND category <> '*' AND day >= ?4 AND day < ?5
-                 UNION ALL SELECT category, n_insights, feeling_safe_sum, feeling_safe_n
-                 FROM rollup_daily WHERE area_code = ?1 AND category <> '*' AND day >= ?6 AND day < ?7
-             ) AS cells GROUP BY category ORDER BY category",
-        )
+    async fn generation_areas(&self, generation_id: i64) -> anyhow::Result<Vec<StoredArea>> {
+        let rows =
+            sqlx::query("SELECT code, name, geometry FROM boundary_areas WHERE generation_id = ?1 ORDER BY code")
+                .bind(generation_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredArea { code: row.get("code"), name: row.get("name"), geometry: row.get("geometry") })
+            .collect())
+    }
+
+    async fn add_generation(
+        &self,
+        set_name: &str,
+        source: &str,
+        areas: Vec<StoredArea>,
+        tagger: Tagger<'_>,
+    ) -> anyhow::Result<GenerationInfo> {
+        self.import_generation(set_name, source, areas, tagger, false).await.map(|(info, _)| info)
+    }
+
+    async fn add_first_generation(
+        &self,
+        set_name: &str,
+        source: &str,
+        areas: Vec<StoredArea>,
+        tagger: Tagger<'_>,
+    ) -> anyhow::Result<bool> {
+        self.import_generation(set_name, source, areas, tagger, true).await.map(|(_, added)| added)
+    }
+    async fn rollup(
+        &self,
+        generation_id: i64,
+        days: DayRange,
+        area_code: Option<&str>,
+        by_category: bool,
+    ) -> anyhow::Result<Vec<AreaRollup>> {
+        let (from, to) = days.bounds();
+        let runs = tile(from, to);
+        let mut sums = QueryBuilder::<Sqlite>::new(SUMS_SELECT);
+        push_cell_filter(&mut sums, generation_id, area_code, by_category, &runs);
+        sums.push(" GROUP BY area_code, category");
+        let sum_rows = sums.build().fetch_all(&self.pool).await?;
+        // Contributors per area (and per category for one area): distinct collectors over the tiling cells' rows.
+        let mut contributors = QueryBuilder::<Sqlite>::new(
+            "SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM rollup_contributors WHERE ",
+        );
+        push_cell_filter(&mut contributors, generation_id, area_code, by_category && area_code.is_some(), &runs);
+        contributors.push(" GROUP BY area_code, category");
+        let contributor_rows = contributors.build().fetch_all(&self.pool).await?;
+        Ok(assemble_rollups(
+            sum_rows.iter().map(|row| (row.get("area_code"), row.get("category"), sums_of(row))),
+            contributor_rows.iter().map(|row| (row.get("area_code"), row.get("category"), row.get("n"))),
+        ))
+    }
+
+    async fn series(
+        &self,
+        generation_id: i64,
+        area_code: &str,
+        kind: PeriodKind,
+        days: DayRange,
+    ) -> anyhow::Result<Vec<SeriesPoint>> {
+        let (from, to) = days.bounds();
+        let rows = sqlx::query(&format!(
+            "{SUMS_SELECT} generation_id = ?1 AND area_code = ?2 AND category = '*' AND period = ?3
+               AND period_start >= ?4 AND period_start < ?5 GROUP BY period_start ORDER BY period_start"
+        ))
+        .bind(generation_id)
         .bind(area_code)
-        .bind(spans.months.0)
-        .bind(spans.months.1)
-        .bind(spans.leading_days.0)
-        .bind(spans.leading_days.1)
-        .bind(spans.trailing_days.0)
-        .bind(spans.trailing_days.1)
+        .bind(kind.as_str())
+        .bind(from)
+        .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        let mut counts = AreaCounts::default();
-        for row in rows {
-            counts.add(row.get("category"), row.get("n"), row.get("fs_sum"), row.get("fs_n"));
+        Ok(rows
+            .iter()
+            .map(|row| SeriesPoint {
+                period_start: row.get("period_start"),
+                sums: sums_of(row),
+                contributors: row.get("n_contributors"),
+            })
+            .collect())
+    }
+
+    async fn postcode_centroid(&self, postcode: &str) -> anyhow::Result<Option<(f64, f64)>> {
+        let row = sqlx::query("SELECT lat, lon FROM postcodes WHERE postcode = ?1")
+            .bind(postcode)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| (row.get("lat"), row.get("lon"))))
+    }
+
+    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (postcode, lat, lon) in rows {
+            sqlx::query(
+                "INSERT INTO postcodes (postcode, lat, lon) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (postcode) DO UPDATE SET lat = excluded.lat, lon = excluded.lon",
+            )
+            .bind(postcode)
+            .bind(lat)
+            .bind(lon)
+            .execute(&mut *tx)
+            .await?;
         }
-        Ok(counts)
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The sums of roll-up cells, for a `WHERE` to follow (also selects the single-cell columns `series` reads).
+const SUMS_SELECT: &str = "SELECT area_code, category, MIN(period_start) AS period_start, SUM(n_insights) AS n,
+        SUM(n_contributors) AS n_contributors, SUM(feeling_safe_sum) AS fs_sum, SUM(feeling_safe_n) AS fs_n,
+        SUM(n_staff) AS c0, SUM(n_barber_hairdresser) AS c1, SUM(n_pupil) AS c2, SUM(n_youth_worker) AS c3,
+        SUM(n_other_channel) AS c4
+    FROM rollups WHERE ";
+
+fn sums_of(row: &SqliteRow) -> Sums {
+    Sums {
+        n: row.get("n"),
+        feeling_safe_sum: row.get("fs_sum"),
+        feeling_safe_n: row.get("fs_n"),
+        channels: [row.get("c0"), row.get("c1"), row.get("c2"), row.get("c3"), row.get("c4")],
+    }
+}
+
+impl SqliteStore {
+    /// Adds a generation (see `Store::add_generation`); with `first_only`, only if the set has none yet, checked
+    /// under the same lock as the insert, so nodes starting together seed the bundled set once.
+    async fn import_generation(
+        &self,
+        set_name: &str,
+        source: &str,
+        areas: Vec<StoredArea>,
+        tagger: Tagger<'_>,
+        first_only: bool,
+    ) -> anyhow::Result<(GenerationInfo, bool)> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let generation: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(generation), 0) + 1 FROM boundary_generations WHERE set_name = ?1")
+                .bind(set_name)
+                .fetch_one(&mut *tx)
+                .await?;
+        if first_only && generation > 1 {
+            let existing = self.generations().await?.into_iter().find(|info| info.set_name == set_name);
+            return Ok((existing.context("the set has a generation")?, false));
+        }
+        let imported_at = now_text();
+        let generation_id: i64 = sqlx::query_scalar(
+            "INSERT INTO boundary_generations (set_name, generation, source, imported_at) VALUES (?1, ?2, ?3, ?4)
+             RETURNING id",
+        )
+        .bind(set_name)
+        .bind(generation)
+        .bind(source)
+        .bind(&imported_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        for area in &areas {
+            sqlx::query("INSERT INTO boundary_areas (generation_id, code, name, geometry) VALUES (?1, ?2, ?3, ?4)")
+                .bind(generation_id)
+                .bind(&area.code)
+                .bind(&area.name)
+                .bind(&area.geometry)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("storing area {}", area.code))?;
+        }
+
+        // Tag every counted insight in the new generation and sum its roll-ups in memory; nothing of it exists yet,
+        // so the rows are plain inserts.
+        let mut deltas = RollupDeltas::default();
+        let mut tags = Vec::new();
+        {
+            use futures_util::TryStreamExt;
+            let mut rows = sqlx::query(
+                "SELECT id, collector_id, captured_day, category, feeling_safe, channel, tag_lat, tag_lon, accuracy_m,
+                        picked_area_code, postcode
+                 FROM insights WHERE status <> 'rejected'",
+            )
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let tag_lat: Option<f64> = row.get("tag_lat");
+                let tag_lon: Option<f64> = row.get("tag_lon");
+                let taggable = TaggableInsight {
+                    tag_point: tag_lat.zip(tag_lon),
+                    accuracy_m: row.get("accuracy_m"),
+                    picked_area_code: row.get("picked_area_code"),
+                    postcode: row.get("postcode"),
+                };
+                let (area_code, near_boundary) = tagger(&taggable);
+                let day: Option<time::Date> = row.get("captured_day");
+                let category: Option<String> = row.get("category");
+                let collector_id: String = row.get("collector_id");
+                if let (Some(day), Some(category)) = (day, category) {
+                    let contribution = Contribution {
+                        generation_id,
+                        area_code: area_code.clone(),
+                        day,
+                        category,
+                        feeling_safe: row.get("feeling_safe"),
+                        channel: row.get("channel"),
+                        collector_id: collector_id.parse().context("collector id")?,
+                    };
+                    deltas.add(&contribution, 1);
+                }
+                let id: String = row.get("id");
+                tags.push((id, area_code, near_boundary));
+            }
+        }
+        for (insight_id, area_code, near_boundary) in &tags {
+            sqlx::query(
+                "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(insight_id)
+            .bind(generation_id)
+            .bind(area_code)
+            .bind(near_boundary)
+            .execute(&mut *tx)
+            .await?;
+        }
+        deltas.count_all_contributors_as_new();
+        for (cell, collector_id, n) in deltas.contributor_changes() {
+            sqlx::query(
+                "INSERT INTO rollup_contributors
+                     (generation_id, period, period_start, area_code, category, collector_id, n_insights)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(cell.generation_id)
+            .bind(cell.kind.as_str())
+            .bind(cell.period_start)
+            .bind(&cell.area_code)
+            .bind(&cell.category)
+            .bind(collector_id.to_string())
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (cell, delta) in deltas.changed_cells() {
+            sqlx::query(UPSERT_CELL)
+                .bind(cell.generation_id)
+                .bind(cell.kind.as_str())
+                .bind(cell.period_start)
+                .bind(&cell.area_code)
+                .bind(&cell.category)
+                .bind(delta.n)
+                .bind(delta.contributors)
+                .bind(delta.feeling_safe_sum)
+                .bind(delta.feeling_safe_n)
+                .bind(delta.channels[0])
+                .bind(delta.channels[1])
+                .bind(delta.channels[2])
+                .bind(delta.channels[3])
+                .bind(delta.channels[4])
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let info = GenerationInfo {
+            id: generation_id,
+            set_name: set_name.to_owned(),
+            generation,
+            source: source.to_owned(),
+            imported_at,
+            n_areas: i64::try_from(areas.len())?,
+        };
+        Ok((info, true))
     }
 }

@@ -1,0 +1,149 @@
+//! `GET /api/v1/priorities`: per area, the categories ranked by volume over a period, with the change against the
+//! previous period of equal length, and the top three concerns — the table an analyst pastes into the Police and
+//! Crime Plan.
+
+use std::collections::HashMap;
+
+use axum::extract::{RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
+use serde::Serialize;
+
+use super::areas::{GenerationRef, RollupQuery};
+use super::error::ApiError;
+use super::Analyst;
+use crate::app::AppState;
+use crate::store::AreaRollup;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/priorities", get(priorities))
+}
+
+#[derive(Debug, Serialize)]
+struct Ranked {
+    category: String,
+    label: String,
+    total: i64,
+    previous: i64,
+    change: i64,
+    /// `None` when the previous period had none (a new concern, not an infinite rise).
+    change_percent: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct AreaPriorities {
+    code: String,
+    name: String,
+    total: i64,
+    previous_total: i64,
+    /// The three categories with the most insights this period (fewer if fewer were raised).
+    top_concerns: Vec<String>,
+    categories: Vec<Ranked>,
+}
+
+#[derive(Debug, Serialize)]
+struct PrioritiesResponse {
+    boundaries: GenerationRef,
+    from: String,
+    to: String,
+    previous_from: String,
+    previous_to: String,
+    areas: Vec<AreaPriorities>,
+}
+
+async fn priorities(
+    State(state): State<AppState>,
+    _analyst: Analyst,
+    RawQuery(query): RawQuery,
+) -> Result<Json<PrioritiesResponse>, ApiError> {
+    let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "area"])?;
+    let (Some(from), Some(to), Some(previous)) = (query.days.from, query.days.to, query.days.previous()) else {
+        return Err(ApiError::invalid_query("priorities need both from and to, to compare with the period before"));
+    };
+    let atlas = state.atlas.get();
+    let generation = query.generation(&atlas)?;
+    let area = match &query.area {
+        Some(code) => Some(generation.boundaries.area(code).ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                grapevine_sync_proto::ErrorCode::AreaNotFound,
+                format!("no area has the code '{code}'"),
+            )
+        })?),
+        None => None,
+    };
+    let code = area.map(|area| area.code.as_str());
+    let id = generation.info.id;
+    let now = state.store.rollup(id, query.days, code, true).await?;
+    let before: HashMap<String, AreaRollup> = state
+        .store
+        .rollup(id, previous, code, true)
+        .await?
+        .into_iter()
+        .map(|rollup| (rollup.area_code.clone(), rollup))
+        .collect();
+    let mut areas: Vec<AreaPriorities> = generation
+        .boundaries
+        .areas()
+        .iter()
+        .filter(|candidate| code.is_none_or(|code| code == candidate.code))
+        .filter_map(|area| {
+            let current = now.iter().find(|rollup| rollup.area_code == area.code);
+            let previous = before.get(&area.code);
+            if current.is_none() && previous.is_none() {
+                return None;
+            }
+            let count = |rollup: Option<&AreaRollup>, category: &str| {
+                rollup
+                    .and_then(|rollup| rollup.by_category.iter().find(|found| found.category == category))
+                    .map_or(0, |found| found.sums.n)
+            };
+            let mut categories: Vec<Ranked> = DEFAULT_CAMPAIGN
+                .categories
+                .iter()
+                .map(|category| {
+                    let (total, earlier) = (count(current, category.slug), count(previous, category.slug));
+                    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+                    let change_percent =
+                        (earlier > 0).then(|| ((total - earlier) as f64 * 1000.0 / earlier as f64).round() / 10.0);
+                    Ranked {
+                        category: category.slug.to_owned(),
+                        label: category.label.to_owned(),
+                        total,
+                        previous: earlier,
+                        change: total - earlier,
+                        change_percent,
+                    }
+                })
+                .collect();
+            categories.sort_by(|a, b| {
+                b.total.cmp(&a.total).then_with(|| b.change.cmp(&a.change)).then(a.category.cmp(&b.category))
+            });
+            let top_concerns = categories
+                .iter()
+                .filter(|ranked| ranked.total > 0)
+                .take(3)
+                .map(|ranked| ranked.category.clone())
+                .collect();
+            Some(AreaPriorities {
+                code: area.code.clone(),
+                name: area.name.clone(),
+                total: current.map_or(0, |rollup| rollup.all.n),
+                previous_total: previous.map_or(0, |rollup| rollup.all.n),
+                top_concerns,
+                categories,
+            })
+        })
+        .collect();
+    areas.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.code.cmp(&b.code)));
+    let (previous_from, previous_to) = (previous.from.unwrap_or(from), previous.to.unwrap_or(from));
+    Ok(Json(PrioritiesResponse {
+        boundaries: GenerationRef::from(generation),
+        from: from.to_string(),
+        to: to.to_string(),
+        previous_from: previous_from.to_string(),
+        previous_to: previous_to.to_string(),
+        areas,
+    }))
+}
