@@ -5,12 +5,16 @@
 //! (`Intersects`). A point on a border shared by several areas is filed under the one with the smallest code, so the
 //! same point always lands in the same area, on every node and after every restart.
 
+mod point_index;
+
 use std::collections::HashMap;
 
 use anyhow::{bail, Context};
-use geo::{BoundingRect, Intersects, MultiPolygon, Point};
+use geo::{BoundingRect, MultiPolygon};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::RTree;
+
+use point_index::PointIndex;
 
 /// The bundled ward boundaries (OGL; attribution in `server/data/boundaries/LICENCE.md`).
 const BUNDLED_WARDS: &str = include_str!("../data/boundaries/staffordshire-wards-2013.geojson");
@@ -30,6 +34,8 @@ pub struct Boundaries {
     areas: Vec<Area>,
     by_code: HashMap<String, usize>,
     tree: RTree<GeomWithData<Rectangle<[f64; 2]>, usize>>,
+    /// Answers `locate` (a grid over the same areas; see `point_index.rs`).
+    point_index: PointIndex,
 }
 
 impl Boundaries {
@@ -92,7 +98,8 @@ impl Boundaries {
             let rectangle = Rectangle::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
             boxes.push(GeomWithData::new(rectangle, area_idx));
         }
-        Ok(Boundaries { areas, by_code, tree: RTree::bulk_load(boxes) })
+        let point_index = PointIndex::new(&areas);
+        Ok(Boundaries { areas, by_code, tree: RTree::bulk_load(boxes), point_index })
     }
 
     /// All areas, sorted by code.
@@ -117,13 +124,7 @@ impl Boundaries {
     /// The area containing the point (longitude, latitude in WGS84), by the border rule above.
     #[must_use]
     pub fn locate(&self, lon: f64, lat: f64) -> Option<&Area> {
-        let point = Point::new(lon, lat);
-        self.tree
-            .locate_all_at_point(&[lon, lat])
-            .map(|candidate| candidate.data)
-            .filter(|&area_idx| self.areas[area_idx].shape.intersects(&point))
-            .min()
-            .map(|area_idx| &self.areas[area_idx])
+        self.point_index.locate(&self.areas, lon, lat).map(|area_idx| &self.areas[area_idx])
     }
 }
 
