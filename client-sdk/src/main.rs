@@ -113,7 +113,18 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), SdkError> {
     let store = Store::open(&cli.store).await?;
     match cli.command {
-        Command::Capture { category, text, channel, feeling_safe, lat, lon, accuracy_m, area, postcode, captured_at } => {
+        Command::Capture {
+            category,
+            text,
+            channel,
+            feeling_safe,
+            lat,
+            lon,
+            accuracy_m,
+            area,
+            postcode,
+            captured_at,
+        } => {
             let location = match (lat, lon, area, postcode) {
                 (Some(lat), Some(lon), _, _) => Location::Gps { lat, lon, accuracy_m },
                 (_, _, Some(code), _) => Location::Area { code },

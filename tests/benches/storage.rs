@@ -412,8 +412,8 @@ async fn main() {
     let started = Instant::now();
     let info = store.add_generation("wards", "bench: the same wards again", areas, &tagger).await.unwrap();
     let retag = started.elapsed();
-    let before = store.rollup(1, store::DayRange::default(), None, false).await.unwrap();
-    let after = store.rollup(info.id, store::DayRange::default(), None, false).await.unwrap();
+    let before = store.rollup(1, store::DayRange::default(), None, false, false).await.unwrap();
+    let after = store.rollup(info.id, store::DayRange::default(), None, false, false).await.unwrap();
     assert_eq!(before, after, "the new generation rolls up exactly like the old");
     println!(
         "| re-tag every stored insight ({}) to a new generation, in one transaction | {} ({:.0} insights/s) | | |",

@@ -18,7 +18,7 @@ fn acknowledged(status: &Status) -> bool {
 /// Counted insights in the roll-up, over all time and every area.
 async fn counted(database_url: &str) -> i64 {
     let store = store::open(database_url).await.unwrap();
-    store.rollup(1, DayRange::default(), None, false).await.unwrap().into_iter().map(|rollup| rollup.all.n).sum()
+    store.rollup(1, DayRange::default(), None, false, false).await.unwrap().into_iter().map(|rollup| rollup.all.n).sum()
 }
 
 async fn phones(database_url: &str, n_phones: usize) -> Vec<Phone> {

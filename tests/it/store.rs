@@ -88,7 +88,7 @@ fn filed(doc_id: DocumentId, area: Option<&str>, day: u8, category: &str, feelin
 
 /// Totals per area on the bundled generation, over everything.
 async fn totals(store: &dyn grapevine_server::store::Store) -> Vec<(String, i64)> {
-    let rollups = store.rollup(1, DayRange::default(), None, false).await.unwrap();
+    let rollups = store.rollup(1, DayRange::default(), None, false, false).await.unwrap();
     rollups.into_iter().map(|rollup| (rollup.area_code, rollup.all.n)).collect()
 }
 
@@ -136,11 +136,11 @@ async fn a_batch_moves_the_roll_ups_exactly_like_single_writes(backend: Backend)
         "emptied areas are pruned, not left at zero"
     );
     let year = DayRange::default();
-    let counts = app.store.rollup(1, year, Some(areas[1]), true).await.unwrap();
+    let counts = app.store.rollup(1, year, Some(areas[1]), true, true).await.unwrap();
     let all = counts[0].all;
     assert_eq!((all.n, all.feeling_safe_n, all.feeling_safe_sum, all.channels[2]), (40, 40, 20 * 3 + 20 * 5, 40));
-    assert_eq!(counts[0].contributors, 1, "one collector wrote them all");
-    assert!(app.store.rollup(1, year, Some(areas[0]), true).await.unwrap().is_empty());
+    assert_eq!(counts[0].contributors, Some(1), "one collector wrote them all");
+    assert!(app.store.rollup(1, year, Some(areas[0]), true, true).await.unwrap().is_empty());
 
     // The same document twice in one save: refused, and nothing of the batch is written.
     let again = docs[1];

@@ -62,7 +62,9 @@ impl From<&Generation> for GenerationRef {
 struct AreaTotal {
     code: String,
     name: String,
-    contributors: i64,
+    /// Distinct collectors, given when the period is one calendar period (a day, ISO week, month, quarter or year);
+    /// `null` otherwise (ask one area for its exact count over any period).
+    contributors: Option<i64>,
     #[serde(flatten)]
     counts: Counts,
 }
@@ -117,7 +119,7 @@ async fn list_areas(
     let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to"])?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
-    let rollups = state.store.rollup(generation.info.id, query.days, None, false).await?;
+    let rollups = state.store.rollup(generation.info.id, query.days, None, false, false).await?;
     let by_code: HashMap<&str, _> = rollups.iter().map(|rollup| (rollup.area_code.as_str(), rollup)).collect();
     let mut areas: Vec<AreaTotal> = generation
         .boundaries
@@ -128,7 +130,7 @@ async fn list_areas(
             AreaTotal {
                 code: area.code.clone(),
                 name: area.name.clone(),
-                contributors: rollup.map_or(0, |rollup| rollup.contributors),
+                contributors: rollup.map_or(Some(0), |rollup| rollup.contributors),
                 counts: Counts::from(&rollup.map(|rollup| rollup.all).unwrap_or_default()),
             }
         })
@@ -152,7 +154,7 @@ async fn one_area(
     })?;
     let id = generation.info.id;
     let rollup =
-        state.store.rollup(id, query.days, Some(&area.code), true).await?.into_iter().next().unwrap_or_default();
+        state.store.rollup(id, query.days, Some(&area.code), true, true).await?.into_iter().next().unwrap_or_default();
     let mut by_category: BTreeMap<String, i64> =
         DEFAULT_CAMPAIGN.categories.iter().map(|category| (category.slug.to_owned(), 0)).collect();
     let categories = DEFAULT_CAMPAIGN
@@ -190,7 +192,7 @@ async fn one_area(
         boundaries: GenerationRef::from(generation),
         code: area.code.clone(),
         name: area.name.clone(),
-        contributors: rollup.contributors,
+        contributors: rollup.contributors.unwrap_or(0),
         counts: Counts::from(&rollup.all),
         by_category,
         categories,

@@ -75,14 +75,13 @@ async fn priorities(
     };
     let code = area.map(|area| area.code.as_str());
     let id = generation.info.id;
-    let now = state.store.rollup(id, query.days, code, true).await?;
-    let before: HashMap<String, AreaRollup> = state
-        .store
-        .rollup(id, previous, code, true)
-        .await?
-        .into_iter()
-        .map(|rollup| (rollup.area_code.clone(), rollup))
-        .collect();
+    // Both periods at once, on two connections.
+    let (now, before) = tokio::try_join!(
+        state.store.rollup(id, query.days, code, true, false),
+        state.store.rollup(id, previous, code, true, false)
+    )?;
+    let before: HashMap<String, AreaRollup> =
+        before.into_iter().map(|rollup| (rollup.area_code.clone(), rollup)).collect();
     let mut areas: Vec<AreaPriorities> = generation
         .boundaries
         .areas()

@@ -231,7 +231,7 @@ pub struct Sums {
 pub struct CategoryRollup {
     pub category: String,
     pub sums: Sums,
-    /// Distinct collectors; only counted when one area is asked for.
+    /// Distinct collectors, when counted: for a period that is one calendar period, or for one area.
     pub contributors: Option<i64>,
 }
 
@@ -240,7 +240,8 @@ pub struct CategoryRollup {
 pub struct AreaRollup {
     pub area_code: String,
     pub all: Sums,
-    pub contributors: i64,
+    /// Distinct collectors: exact when counted (see `Store::rollup`), `None` when not.
+    pub contributors: Option<i64>,
     pub by_category: Vec<CategoryRollup>,
 }
 
@@ -383,13 +384,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> anyhow::Result<bool>;
 
     /// Every area's roll-up over a period on one generation (areas with nothing are absent), or one area's; with
-    /// `by_category`, each area's categories too.
+    /// `by_category`, each area's categories too. Distinct contributors come free when the period is one calendar
+    /// period (one cell); over several cells they are counted from the contributor rows only when
+    /// `distinct_contributors` is set (for one area, cheap; for every area, it reads a row per collector and cell).
     async fn rollup(
         &self,
         generation_id: i64,
         days: DayRange,
         area_code: Option<&str>,
         by_category: bool,
+        distinct_contributors: bool,
     ) -> anyhow::Result<Vec<AreaRollup>>;
 
     /// One area's all-categories counts per period of a kind, for the periods that start inside `days`.

@@ -86,6 +86,12 @@ pub struct PeriodRun {
 pub(crate) const FIRST_DAY: Date = time::macros::date!(1900 - 01 - 01);
 pub(crate) const LAST_DAY: Date = time::macros::date!(2200 - 01 - 01);
 
+/// Whether a tiling is a single calendar period (one cell per area and category).
+#[must_use]
+pub fn is_one_cell(runs: &[PeriodRun]) -> bool {
+    matches!(runs, [run] if run.first_start == run.last_start)
+}
+
 /// Tiles `[from, to)` with aligned periods, greedily taking the longest that starts at the cursor and fits (a week
 /// only when it stays inside one month, so months, quarters and years realign), and merges neighbours of one kind into
 /// runs: a year with ragged edges is a handful of runs, so a query reads a few cells per area whatever the number of
@@ -280,8 +286,9 @@ pub(crate) fn push_cells<'args, DB>(
 /// Builds per-area results from summed rows (area, category, sums) and contributor counts (area, category, n); the
 /// all-categories rows give an area's totals.
 pub(crate) fn assemble_rollups(
-    sums: impl Iterator<Item = (String, String, super::Sums)>,
+    sums: impl Iterator<Item = (String, String, super::Sums, i64)>,
     contributors: impl Iterator<Item = (String, String, i64)>,
+    one_cell: bool,
 ) -> Vec<super::AreaRollup> {
     let mut areas: BTreeMap<String, super::AreaRollup> = BTreeMap::new();
     fn area<'a>(areas: &'a mut BTreeMap<String, super::AreaRollup>, code: &str) -> &'a mut super::AreaRollup {
@@ -289,18 +296,21 @@ pub(crate) fn assemble_rollups(
             .entry(code.to_owned())
             .or_insert_with(|| super::AreaRollup { area_code: code.to_owned(), ..Default::default() })
     }
-    for (area_code, category, sums) in sums {
+    for (area_code, category, sums, cell_contributors) in sums {
         let entry = area(&mut areas, &area_code);
+        // One cell's contributor count is exact; a sum over several cells is not, so it is not used.
+        let contributors = one_cell.then_some(cell_contributors);
         if category == ALL_CATEGORIES {
             entry.all = sums;
+            entry.contributors = contributors;
         } else {
-            entry.by_category.push(super::CategoryRollup { category, sums, contributors: None });
+            entry.by_category.push(super::CategoryRollup { category, sums, contributors });
         }
     }
     for (area_code, category, n) in contributors {
         let entry = area(&mut areas, &area_code);
         if category == ALL_CATEGORIES {
-            entry.contributors = n;
+            entry.contributors = Some(n);
         } else if let Some(rollup) = entry.by_category.iter_mut().find(|rollup| rollup.category == category) {
             rollup.contributors = Some(n);
         }

@@ -17,7 +17,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::rollup::{assemble_rollups, push_cells, tile, Contribution, PeriodKind, RollupDeltas, CELL_COLUMNS};
+use super::rollup::{
+    assemble_rollups, is_one_cell, push_cells, tile, Contribution, PeriodKind, RollupDeltas, CELL_COLUMNS,
+};
 use super::{
     check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DocumentBytes, DocumentChanged, DocumentWrite,
     GenerationInfo, InsightRow, NewDevice, Outcome, Principal, Role, SaveError, SeriesPoint, Store, StoredArea,
@@ -690,24 +692,32 @@ impl Store for SqliteStore {
         days: DayRange,
         area_code: Option<&str>,
         by_category: bool,
+        distinct_contributors: bool,
     ) -> anyhow::Result<Vec<AreaRollup>> {
         let (from, to) = days.bounds();
         let runs = tile(from, to);
+        let one_cell = is_one_cell(&runs);
         let mut sums = QueryBuilder::<Sqlite>::new(SUMS_SELECT);
         push_cells(&mut sums, CELL_COLUMNS, "rollups", generation_id, area_code, by_category, &runs);
         sums.push(") AS cells GROUP BY area_code, category");
         let sum_rows = sums.build().fetch_all(&self.pool).await?;
-        // Contributors per area (and per category for one area): distinct collectors over the tiling cells' rows.
-        let mut contributors =
-            QueryBuilder::<Sqlite>::new("SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM (");
-        let per_category = by_category && area_code.is_some();
-        let columns = "area_code, category, collector_id";
-        push_cells(&mut contributors, columns, "rollup_contributors", generation_id, area_code, per_category, &runs);
-        contributors.push(") AS cells GROUP BY area_code, category");
-        let contributor_rows = contributors.build().fetch_all(&self.pool).await?;
+        // Distinct collectors over several cells: counted over the tiling cells' contributor rows, when asked.
+        let contributor_rows = if distinct_contributors && !one_cell {
+            let mut contributors =
+                QueryBuilder::<Sqlite>::new("SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM (");
+            let columns = "area_code, category, collector_id";
+            push_cells(&mut contributors, columns, "rollup_contributors", generation_id, area_code, by_category, &runs);
+            contributors.push(") AS cells GROUP BY area_code, category");
+            contributors.build().fetch_all(&self.pool).await?
+        } else {
+            Vec::new()
+        };
         Ok(assemble_rollups(
-            sum_rows.iter().map(|row| (row.get("area_code"), row.get("category"), sums_of(row))),
+            sum_rows
+                .iter()
+                .map(|row| (row.get("area_code"), row.get("category"), sums_of(row), row.get("n_contributors"))),
             contributor_rows.iter().map(|row| (row.get("area_code"), row.get("category"), row.get("n"))),
+            one_cell,
         ))
     }
 
