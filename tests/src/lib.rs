@@ -267,6 +267,11 @@ impl ServerProcess {
         format!("ws://{}/sync", self.addr)
     }
 
+    /// The process id, while it runs (benchmarks read its memory from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to flush or close anything.
     pub async fn kill(&mut self) {
         self.child.kill().await.expect("SIGKILL delivered");

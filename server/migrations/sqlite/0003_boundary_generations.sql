@@ -55,8 +55,10 @@ CREATE TABLE rollups (
 );
 
 -- The key serves "every area over a period" (the all-categories rows of the tiling cells, one range scan per run of
--- periods); this index serves one area's categories.
+-- periods); these indexes serve one area's categories, and every area's categories (priorities). Counters are in no
+-- index, so updating a cell never touches one.
 CREATE INDEX rollups_by_area ON rollups (generation_id, area_code, period, period_start);
+CREATE INDEX rollups_by_period ON rollups (generation_id, period, period_start);
 
 -- One row per collector with insights in a cell: distinct contributors cannot be summed across periods, but they can
 -- be counted over the rows of the cells that tile a period.
