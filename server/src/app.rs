@@ -107,7 +107,10 @@ impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url).await?;
         let storage_id = store.storage_id().await?;
-        let atlas = SharedAtlas::new(Atlas::load(store.as_ref(), DEFAULT_SET).await?);
+        let atlas = Atlas::load(store.as_ref(), DEFAULT_SET).await?;
+        let actor = process_actor();
+        crate::campaign::publish(store.as_ref(), &atlas, &actor).await?;
+        let atlas = SharedAtlas::new(atlas);
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
         let state = AppState {
@@ -116,7 +119,7 @@ impl Application {
             config: Arc::new(config),
             peer_id: format!("grapevine-server-{}", uuid::Uuid::new_v4()),
             storage_id,
-            actor: process_actor(),
+            actor,
             doc_locks: Arc::new(DocLocks::default()),
             rate_limiter,
             shutdown: CancellationToken::new(),
@@ -140,15 +143,23 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
         // Pick up generations imported through another node or the command line.
-        let (atlas, store, stopping) = (state.atlas.clone(), state.store.clone(), state.shutdown.clone());
+        let (atlas, store, stopping, actor) =
+            (state.atlas.clone(), state.store.clone(), state.shutdown.clone(), state.actor.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(RELOAD_EVERY);
             loop {
                 tokio::select! {
                     () = stopping.cancelled() => break,
                     _ = every.tick() => {
-                        if let Err(error) = atlas.refresh(store.as_ref()).await {
-                            tracing::warn!(%error, "cannot reload the boundary generations");
+                        match atlas.refresh(store.as_ref()).await {
+                            // The campaign's list of areas follows the filing generation.
+                            Ok(true) => {
+                                if let Err(error) = crate::campaign::publish(store.as_ref(), &atlas.get(), &actor).await {
+                                    tracing::warn!(%error, "cannot republish the campaign");
+                                }
+                            }
+                            Ok(false) => {}
+                            Err(error) => tracing::warn!(%error, "cannot reload the boundary generations"),
                         }
                     }
                 }

@@ -10,6 +10,7 @@
 //! - `boundaries`: areas, the R-tree and point → area.
 //! - `atlas`: every boundary generation in memory, the tagging rule (`near_boundary`) and its reload.
 //! - `boundary_files`: reading GeoJSON, KML/KMZ and police.uk boundary files; repairs, overlaps and gaps.
+//! - `campaign`: publishing the campaign (categories, prompts, areas) as a read-only document phones sync down.
 //! - `postcodes`: reading an ONS Postcode Directory CSV.
 //! - `store`: the `Store` trait, its SQLite and PostgreSQL backends and the roll-up arithmetic (`store::rollup`);
 //!   the only module that knows SQL.
@@ -22,6 +23,7 @@ pub mod atlas;
 pub mod auth;
 pub mod boundaries;
 pub mod boundary_files;
+pub mod campaign;
 pub mod cli;
 pub mod fuzzing;
 pub mod http;

@@ -325,6 +325,30 @@ async fn close_with(socket: &mut WebSocket, session: &Session, code: ErrorCode, 
     let _ = socket.send(WsMessage::Close(None)).await;
 }
 
+/// A message about a published document (the campaign): every device may read it, none may change it. Its sync
+/// state is not kept: the document is small and a phone syncs it afresh.
+async fn answer_published(
+    state: &AppState,
+    connection: &mut Connection,
+    doc_id: DocumentId,
+    message: SyncMessage,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let Some((bytes, _)) = state.store.load_published(doc_id).await? else {
+        connection.session.forget(doc_id);
+        return Ok(vec![connection.session.doc_unavailable_frame(doc_id)]);
+    };
+    let mut doc = AutoCommit::load(&bytes).context("loading a published document")?;
+    let heads = doc.get_heads();
+    let applied = connection.session.apply(doc_id, &mut doc, message);
+    if applied.is_err() || doc.get_heads() != heads {
+        tracing::info!(%doc_id, "refused a change to a published document");
+        connection.session.forget(doc_id);
+        let refusal = format!("document {doc_id} is published by the server and read-only to devices");
+        return Ok(vec![connection.session.error_frame(ErrorCode::DocumentReadOnly, &refusal)]);
+    }
+    Ok(connection.session.generate(doc_id, &mut doc).into_iter().collect())
+}
+
 /// One document message: load, authorise, apply, decide, save, reply. Serialised per document on this node; the
 /// store's version check catches a writer on another node, and the loop merges its changes and tries again.
 async fn handle_sync(
@@ -335,6 +359,9 @@ async fn handle_sync(
     message: SyncMessage,
 ) -> anyhow::Result<Vec<Vec<u8>>> {
     let device = connection.device;
+    if crate::campaign::is_published(doc_id) {
+        return answer_published(state, connection, doc_id, message).await;
+    }
     let _guard = state.doc_locks.lock(doc_id).await;
     for _attempt in 0..5 {
         let stored = state.store.load_document(doc_id).await?;

@@ -34,6 +34,7 @@ pub enum ErrorCode {
     RateLimited,
     IdleTimeout,
     DocumentUnavailable,
+    DocumentReadOnly,
     // The HTTP API.
     InvalidQuery,
     AreaNotFound,
@@ -42,7 +43,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -65,6 +66,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::IdleTimeout,
         ErrorCode::DocumentUnavailable,
+        ErrorCode::DocumentReadOnly,
         ErrorCode::InvalidQuery,
         ErrorCode::AreaNotFound,
         ErrorCode::Internal,
@@ -96,6 +98,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::DocumentUnavailable => "document_unavailable",
+            ErrorCode::DocumentReadOnly => "document_read_only",
             ErrorCode::InvalidQuery => "invalid_query",
             ErrorCode::AreaNotFound => "area_not_found",
             ErrorCode::Internal => "internal",

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - `codes`: the one table of stable error codes shared by the protocol, the API and the SDK.
-//! - `campaign`: campaigns and the bundled default, "Community safety — Police and Crime Plan".
+//! - `campaign`: campaigns and the bundled default, "Community safety — Police and Crime Plan", in English and Welsh.
+//! - `campaign_doc`: the campaign as a read-only document phones sync down (categories, prompts, areas).
 //! - `insight`: the `Insight` type and the validation rules both ends run.
 //! - `doc_id`: document identifiers, base58check as automerge-repo spells them.
 //! - `document`: an insight's Automerge document layout, and the server's record written back into it.
@@ -13,6 +14,7 @@
 //! - `simulation` (tests only): property tests on a simulated network with faults.
 
 pub mod campaign;
+pub mod campaign_doc;
 pub mod codes;
 pub mod doc_id;
 pub mod document;

@@ -405,6 +405,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         days: DayRange,
     ) -> anyhow::Result<Vec<SeriesPoint>>;
 
+    /// A document the server publishes to every device (the campaign), with its version.
+    async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>>;
+
+    /// Stores a published document whole; fails with `SaveError::Conflict` unless the stored version is still
+    /// `expected_version` (`None`: not stored yet).
+    async fn save_published(
+        &self,
+        doc_id: DocumentId,
+        bytes: Vec<u8>,
+        expected_version: Option<i64>,
+    ) -> Result<(), SaveError>;
+
     /// The centroid (latitude, longitude) of a postcode, in the normalised form `normalise_postcode` gives.
     async fn postcode_centroid(&self, postcode: &str) -> anyhow::Result<Option<(f64, f64)>>;
 

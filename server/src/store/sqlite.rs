@@ -751,6 +751,45 @@ impl Store for SqliteStore {
             .collect())
     }
 
+    async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>> {
+        let row = sqlx::query("SELECT bytes, version FROM published_documents WHERE doc_id = ?1")
+            .bind(doc_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| (row.get("bytes"), row.get("version"))))
+    }
+
+    async fn save_published(
+        &self,
+        doc_id: DocumentId,
+        bytes: Vec<u8>,
+        expected_version: Option<i64>,
+    ) -> Result<(), SaveError> {
+        let written = match expected_version {
+            None => sqlx::query(
+                "INSERT INTO published_documents (doc_id, version, bytes) VALUES (?1, 1, ?2) ON CONFLICT (doc_id) DO NOTHING",
+            )
+            .bind(doc_id.to_string())
+            .bind(bytes)
+            .execute(&self.pool)
+            .await,
+            Some(version) => sqlx::query(
+                "UPDATE published_documents SET version = version + 1, bytes = ?2 WHERE doc_id = ?1 AND version = ?3",
+            )
+            .bind(doc_id.to_string())
+            .bind(bytes)
+            .bind(version)
+            .execute(&self.pool)
+            .await,
+        }
+        .map_err(anyhow::Error::from)?;
+        if written.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(SaveError::Conflict)
+        }
+    }
+
     async fn postcode_centroid(&self, postcode: &str) -> anyhow::Result<Option<(f64, f64)>> {
         let row = sqlx::query("SELECT lat, lon FROM postcodes WHERE postcode = ?1")
             .bind(postcode)

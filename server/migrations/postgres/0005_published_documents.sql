@@ -1,0 +1,6 @@
+-- As server/migrations/sqlite/0005_published_documents.sql.
+CREATE TABLE published_documents (
+    doc_id   TEXT PRIMARY KEY,
+    version  BIGINT NOT NULL,
+    bytes    BYTEA NOT NULL
+);
