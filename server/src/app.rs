@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
 use crate::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
+use crate::group_commit::GroupCommit;
 use crate::store::{self, Store};
 use crate::sync::{process_actor, DocLocks, RateLimiter};
 
@@ -83,6 +84,8 @@ pub struct AppState {
     /// This process's Automerge actor, for the records it writes into documents.
     pub actor: ActorId,
     pub doc_locks: Arc<DocLocks>,
+    /// Every document write goes through here, committed in batches (`group_commit`).
+    pub writer: GroupCommit,
     /// Per-device message budgets.
     pub rate_limiter: Arc<RateLimiter>,
     /// Cancelled when the server begins to shut down; sync connections close on it.
@@ -113,6 +116,7 @@ impl Application {
         let atlas = SharedAtlas::new(atlas);
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
+        let writer = GroupCommit::start(store.clone());
         let state = AppState {
             store,
             atlas,
@@ -121,6 +125,7 @@ impl Application {
             storage_id,
             actor,
             doc_locks: Arc::new(DocLocks::default()),
+            writer,
             rate_limiter,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),

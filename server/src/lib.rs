@@ -6,6 +6,7 @@
 //!   `postcodes`).
 //! - `app`: state, router, listener and graceful shutdown; `Application::build` binds port 0 for tests.
 //! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
+//! - `group_commit`: one writer task per node committing every connection's document writes in batches.
 //! - `ingest`: what a changed insight document means (extract, validate, geotag); pure.
 //! - `boundaries`: areas, the R-tree and point → area.
 //! - `atlas`: every boundary generation in memory, the tagging rule (`near_boundary`) and its reload.
@@ -26,6 +27,7 @@ pub mod boundary_files;
 pub mod campaign;
 pub mod cli;
 pub mod fuzzing;
+pub mod group_commit;
 pub mod http;
 pub mod ingest;
 pub mod postcodes;

@@ -413,7 +413,7 @@ async fn handle_sync(
                 expected_version,
                 insight: decision.row,
             };
-            match state.store.save_document(write).await {
+            match state.writer.save(write).await {
                 Ok(()) => {}
                 Err(SaveError::Conflict) => {
                     tracing::debug!(%doc_id, "another writer saved first; merging and trying again");
