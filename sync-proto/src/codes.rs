@@ -27,6 +27,12 @@ pub enum ErrorCode {
     // Authentication and authorisation.
     Unauthorized,
     Forbidden,
+    DeviceRevoked,
+    // Enrolment with an invitation code.
+    InvitationUnknown,
+    InvitationExpired,
+    InvitationUsedUp,
+    InvitationRevoked,
     // The sync protocol.
     ProtocolViolation,
     ProtocolVersionUnsupported,
@@ -36,13 +42,18 @@ pub enum ErrorCode {
     DocumentUnavailable,
     // The HTTP API.
     InvalidQuery,
+    InvalidRequest,
     AreaNotFound,
     Internal,
+    // The SDK, on the phone.
+    InsightNotFound,
+    InsightWithdrawn,
+    NotEnrolled,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -59,6 +70,11 @@ impl ErrorCode {
         ErrorCode::InsightChannelUnknown,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
+        ErrorCode::DeviceRevoked,
+        ErrorCode::InvitationUnknown,
+        ErrorCode::InvitationExpired,
+        ErrorCode::InvitationUsedUp,
+        ErrorCode::InvitationRevoked,
         ErrorCode::ProtocolViolation,
         ErrorCode::ProtocolVersionUnsupported,
         ErrorCode::FrameTooLarge,
@@ -66,8 +82,12 @@ impl ErrorCode {
         ErrorCode::IdleTimeout,
         ErrorCode::DocumentUnavailable,
         ErrorCode::InvalidQuery,
+        ErrorCode::InvalidRequest,
         ErrorCode::AreaNotFound,
         ErrorCode::Internal,
+        ErrorCode::InsightNotFound,
+        ErrorCode::InsightWithdrawn,
+        ErrorCode::NotEnrolled,
     ];
 
     /// The wire spelling, `snake_case`.
@@ -90,6 +110,11 @@ impl ErrorCode {
             ErrorCode::InsightChannelUnknown => "insight_channel_unknown",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::DeviceRevoked => "device_revoked",
+            ErrorCode::InvitationUnknown => "invitation_unknown",
+            ErrorCode::InvitationExpired => "invitation_expired",
+            ErrorCode::InvitationUsedUp => "invitation_used_up",
+            ErrorCode::InvitationRevoked => "invitation_revoked",
             ErrorCode::ProtocolViolation => "protocol_violation",
             ErrorCode::ProtocolVersionUnsupported => "protocol_version_unsupported",
             ErrorCode::FrameTooLarge => "frame_too_large",
@@ -97,8 +122,12 @@ impl ErrorCode {
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::DocumentUnavailable => "document_unavailable",
             ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::AreaNotFound => "area_not_found",
             ErrorCode::Internal => "internal",
+            ErrorCode::InsightNotFound => "insight_not_found",
+            ErrorCode::InsightWithdrawn => "insight_withdrawn",
+            ErrorCode::NotEnrolled => "not_enrolled",
         }
     }
 

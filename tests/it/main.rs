@@ -27,5 +27,6 @@ mod geotag;
 mod js_client;
 mod limits;
 mod nodes;
+mod onboarding;
 mod spine;
 mod store;
