@@ -24,6 +24,15 @@ pub enum SdkError {
     /// The local store failed.
     #[error("local store: {0}")]
     Storage(String),
+    /// This phone holds no insight with this id.
+    #[error("no insight {0} on this phone")]
+    NotFound(uuid::Uuid),
+    /// The insight was withdrawn; it can no longer be edited.
+    #[error("insight {0} was withdrawn and cannot be edited")]
+    Withdrawn(uuid::Uuid),
+    /// There is no device token: enrol with an invitation code first, or give a token.
+    #[error("this phone is not enrolled: enrol with an invitation code, or give a device token")]
+    NotEnrolled,
 }
 
 impl SdkError {
@@ -34,6 +43,9 @@ impl SdkError {
             SdkError::Invalid(invalid) => Some(invalid.code),
             SdkError::Server { code, .. } => ErrorCode::parse(code),
             SdkError::Protocol(error) => Some(error.code),
+            SdkError::NotFound(_) => Some(ErrorCode::InsightNotFound),
+            SdkError::Withdrawn(_) => Some(ErrorCode::InsightWithdrawn),
+            SdkError::NotEnrolled => Some(ErrorCode::NotEnrolled),
             SdkError::Network(_) | SdkError::Timeout(_) | SdkError::Storage(_) => None,
         }
     }

@@ -22,16 +22,19 @@
 //! ```
 //!
 //! # Layout
-//! - `store`: the SQLite store, `capture` and `list`, statuses.
+//! - `store`: the SQLite store: `capture`, `edit`, `withdraw`, `list`, statuses, the kept enrolment.
+//! - `enrol`: redeeming an invitation code for a device token (`enrol`), and syncing with it (`sync_enrolled`).
 //! - `sync`: the WebSocket sync client on the sans-IO session from `grapevine-sync-proto`.
 //! - `error`: `SdkError`, carrying the stable codes the server sends.
 //! - `main.rs`: the `grapevine-collect` CLI.
 
+pub mod enrol;
 pub mod error;
 pub mod store;
 pub mod sync;
 
+pub use enrol::{enrol, sync_enrolled, Enrolment};
 pub use error::SdkError;
-pub use grapevine_sync_proto::{Channel, ErrorCode, Location};
+pub use grapevine_sync_proto::{Channel, ErrorCode, InsightChanges, Location};
 pub use store::{Draft, Listed, Status, Store};
 pub use sync::{sync, sync_documents, DocOutcome, SyncConnection, SyncReport, Traffic};

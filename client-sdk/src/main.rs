@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use grapevine_client_sdk::{Channel, Draft, Listed, Location, SdkError, Status, Store};
+use grapevine_client_sdk::{Channel, Draft, InsightChanges, Listed, Location, SdkError, Status, Store};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// Capture community-safety insights offline and sync them to a Grapevine server.
 #[derive(Debug, Parser)]
@@ -60,17 +61,75 @@ enum Command {
         #[arg(long, value_parser = parse_time)]
         captured_at: Option<OffsetDateTime>,
     },
-    /// Sync once with a server.
-    Sync {
-        /// The server's sync endpoint, e.g. ws://127.0.0.1:8080/sync.
-        #[arg(long, env = "GRAPEVINE_SERVER")]
+    /// Redeem an invitation code for this device's own token, kept in the store for later syncs.
+    Enrol {
+        /// The server's HTTP address, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
         server: String,
-        /// This device's token, from `grapevine device add`.
+        /// The invitation code, as printed (case, dashes and spaces do not matter).
+        #[arg(long)]
+        code: String,
+        /// A label for this device, e.g. "Sam's phone"; by default the invitation's label.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Sync once with a server: the one this device enrolled with, unless --server and --token say otherwise.
+    Sync {
+        /// The server's sync endpoint, e.g. ws://127.0.0.1:8080/sync; by default the enrolled server's.
+        #[arg(long, env = "GRAPEVINE_SERVER")]
+        server: Option<String>,
+        /// This device's token, from `grapevine device add`; by default the token kept at enrolment.
         #[arg(long, env = "GRAPEVINE_TOKEN", hide_env_values = true)]
-        token: String,
+        token: Option<String>,
     },
     /// List every insight on this device with its status.
     List,
+    /// Show one insight and where it is: captured, stored, filed (or rejected, or withdrawn), and any change not
+    /// sent yet.
+    Status {
+        /// The insight's id, as capture printed it.
+        id: Uuid,
+    },
+    /// Edit a captured insight; the edit syncs and the server decides again.
+    Edit {
+        /// The insight's id.
+        id: Uuid,
+        /// A new category slug.
+        #[arg(long)]
+        category: Option<String>,
+        /// New text.
+        #[arg(long)]
+        text: Option<String>,
+        /// A new feeling-safe score, 1 to 5.
+        #[arg(long, conflicts_with = "clear_feeling_safe")]
+        feeling_safe: Option<u8>,
+        /// Remove the feeling-safe score.
+        #[arg(long)]
+        clear_feeling_safe: bool,
+        /// Latitude of a new GPS fix; needs --lon.
+        #[arg(long, requires = "lon", allow_hyphen_values = true)]
+        lat: Option<f64>,
+        /// Longitude of a new GPS fix; needs --lat.
+        #[arg(long, requires = "lat", allow_hyphen_values = true)]
+        lon: Option<f64>,
+        /// The new fix's accuracy radius in metres.
+        #[arg(long, default_value_t = 10.0)]
+        accuracy_m: f64,
+        /// A new area code instead of a GPS fix.
+        #[arg(long, conflicts_with_all = ["lat", "lon"])]
+        area: Option<String>,
+        /// A new postcode instead of a GPS fix.
+        #[arg(long, conflicts_with_all = ["lat", "lon", "area"])]
+        postcode: Option<String>,
+        /// Remove the location.
+        #[arg(long, conflicts_with_all = ["lat", "lon", "area", "postcode"])]
+        no_location: bool,
+    },
+    /// Withdraw an insight: it syncs, and the server stops counting it.
+    Withdraw {
+        /// The insight's id.
+        id: Uuid,
+    },
 }
 
 fn parse_channel(text: &str) -> Result<Channel, String> {
@@ -139,7 +198,32 @@ async fn run(cli: Cli) -> Result<(), SdkError> {
                 println!("Captured {id}. It is safe on this device; sync to send it.");
             }
         }
+        Command::Enrol { server, code, label } => {
+            let enrolment = grapevine_client_sdk::enrol(&store, &server, &code, &label).await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({
+                        "device_id": enrolment.device_id,
+                        "collector_id": enrolment.collector_id,
+                        "server": enrolment.server_url,
+                    })
+                );
+            } else {
+                println!(
+                    "Enrolled as device {} of collector {}. Sync with `grapevine-collect sync`.",
+                    enrolment.device_id, enrolment.collector_id
+                );
+            }
+        }
         Command::Sync { server, token } => {
+            let enrolment = store.enrolment().await?;
+            let server = server
+                .or_else(|| enrolment.as_ref().map(grapevine_client_sdk::Enrolment::sync_url))
+                .ok_or(SdkError::NotEnrolled)?;
+            let token = token
+                .or_else(|| enrolment.as_ref().map(|enrolment| enrolment.token().to_owned()))
+                .ok_or(SdkError::NotEnrolled)?;
             let report = grapevine_client_sdk::sync(&store, &server, &token).await?;
             if cli.json {
                 let updated: Vec<Value> = report
@@ -172,13 +256,47 @@ async fn run(cli: Cli) -> Result<(), SdkError> {
                         insight.id,
                         insight.captured_at,
                         insight.category,
-                        insight.status.describe()
+                        insight.describe()
                     );
                 }
             }
         }
+        Command::Status { id } => print_one(&store.get(id).await?, cli.json),
+        Command::Edit {
+            id,
+            category,
+            text,
+            feeling_safe,
+            clear_feeling_safe,
+            lat,
+            lon,
+            accuracy_m,
+            area,
+            postcode,
+            no_location,
+        } => {
+            let location = match (lat, lon, area, postcode) {
+                (Some(lat), Some(lon), _, _) => Some(Location::Gps { lat, lon, accuracy_m }),
+                (_, _, Some(code), _) => Some(Location::Area { code }),
+                (_, _, _, Some(postcode)) => Some(Location::Postcode { postcode }),
+                _ => no_location.then_some(Location::None),
+            };
+            let feeling_safe = if clear_feeling_safe { Some(None) } else { feeling_safe.map(Some) };
+            let changes = InsightChanges { category, text, feeling_safe, location };
+            print_one(&store.edit(id, &changes).await?, cli.json);
+        }
+        Command::Withdraw { id } => print_one(&store.withdraw(id).await?, cli.json),
     }
     Ok(())
+}
+
+fn print_one(listed: &Listed, json: bool) {
+    if json {
+        println!("{}", listed_json(listed));
+    } else {
+        println!("{}  {}  {:<16} {}", listed.id, listed.captured_at, listed.category, listed.describe());
+        println!("  {}", listed.text);
+    }
 }
 
 fn status_json(status: &Status) -> Value {
@@ -200,5 +318,7 @@ fn listed_json(listed: &Listed) -> Value {
         "category": listed.category,
         "text": listed.text,
         "status": status_json(&listed.status),
+        "withdrawn": listed.withdrawn,
+        "unsent_change": listed.unsent_change,
     })
 }

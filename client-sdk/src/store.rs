@@ -9,14 +9,18 @@ use std::time::Duration;
 
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
 use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN_SLUG;
-use grapevine_sync_proto::document::{format_time, read_insight, read_server_record, write_insight, ServerStatus};
+use grapevine_sync_proto::document::{
+    format_time, is_withdrawn, read_insight, read_server_record, write_changes, write_insight, write_withdrawn,
+    ServerStatus,
+};
 use grapevine_sync_proto::insight::normalise_text;
-use grapevine_sync_proto::{Channel, DocumentId, ErrorCode, Insight, Location};
+use grapevine_sync_proto::{Channel, DocumentId, ErrorCode, Insight, InsightChanges, Location};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::enrol::Enrolment;
 use crate::error::SdkError;
 
 /// The file inside the store directory.
@@ -49,6 +53,8 @@ pub enum Status {
     OutsideCoverage,
     /// Refused by the server; never counted.
     Rejected { code: String, message: String },
+    /// Withdrawn by the person who captured it, and the server has stopped counting it.
+    Withdrawn,
 }
 
 impl Status {
@@ -61,6 +67,7 @@ impl Status {
             Status::Filed { .. } => "filed",
             Status::OutsideCoverage => "outside_coverage",
             Status::Rejected { .. } => "rejected",
+            Status::Withdrawn => "withdrawn",
         }
     }
 
@@ -73,11 +80,12 @@ impl Status {
             Status::Filed { area_code, area_name } => format!("filed under {area_name} ({area_code})"),
             Status::OutsideCoverage => "on the server, outside the areas covered".to_owned(),
             Status::Rejected { code, message } => format!("rejected: {message} ({code})"),
+            Status::Withdrawn => "withdrawn; it no longer counts".to_owned(),
         }
     }
 
     fn is_final(&self) -> bool {
-        matches!(self, Status::Filed { .. } | Status::OutsideCoverage | Status::Rejected { .. })
+        matches!(self, Status::Filed { .. } | Status::OutsideCoverage | Status::Rejected { .. } | Status::Withdrawn)
     }
 }
 
@@ -96,7 +104,24 @@ pub struct Listed {
     pub captured_at: String,
     pub category: String,
     pub text: String,
+    /// What the server last said (or `Captured`, if it has not heard of it).
     pub status: Status,
+    /// The person withdrew it on this phone (the server confirms with `Status::Withdrawn`).
+    pub withdrawn: bool,
+    /// An edit or withdrawal made on this phone has not reached the server yet; `status` is from before it.
+    pub unsent_change: bool,
+}
+
+impl Listed {
+    /// A sentence for the person who captured it: the server's word, and what is still waiting to be sent.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match (self.unsent_change, self.withdrawn) {
+            (false, _) => self.status.describe(),
+            (true, true) => format!("{}; the withdrawal is not sent yet", self.status.describe()),
+            (true, false) => format!("{}; the edit is not sent yet", self.status.describe()),
+        }
+    }
 }
 
 /// The local store.
@@ -174,24 +199,104 @@ impl Store {
     /// # Errors
     /// A storage failure.
     pub async fn list(&self) -> Result<Vec<Listed>, SdkError> {
-        let rows = sqlx::query(
-            "SELECT insight_id, captured_at, category, text, status, area_code, area_name, reject_code, reject_message
-             FROM insights ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                let id: String = row.get("insight_id");
-                Ok(Listed {
-                    id: id.parse().map_err(|_| SdkError::Storage(format!("bad insight id {id}")))?,
-                    captured_at: row.get("captured_at"),
-                    category: row.get("category"),
-                    text: row.get("text"),
-                    status: status_from_row(&row),
-                })
-            })
-            .collect()
+        let rows =
+            sqlx::query(&format!("SELECT {LISTED_COLUMNS} FROM insights ORDER BY seq")).fetch_all(&self.pool).await?;
+        rows.iter().map(listed_from_row).collect()
+    }
+
+    /// One insight, with its status.
+    ///
+    /// # Errors
+    /// `SdkError::NotFound` if this phone has no insight with this id, or a storage failure.
+    pub async fn get(&self, id: Uuid) -> Result<Listed, SdkError> {
+        let row = sqlx::query(&format!("SELECT {LISTED_COLUMNS} FROM insights WHERE insight_id = ?1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(SdkError::NotFound(id))?;
+        listed_from_row(&row)
+    }
+
+    /// One insight as it reads now on this phone, edits included.
+    ///
+    /// # Errors
+    /// `SdkError::NotFound`, a document that is not a readable insight (`SdkError::Invalid`), or a storage failure.
+    pub async fn insight(&self, id: Uuid) -> Result<Insight, SdkError> {
+        let bytes: Vec<u8> = sqlx::query_scalar("SELECT doc FROM insights WHERE insight_id = ?1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(SdkError::NotFound(id))?;
+        Ok(read_insight(&AutoCommit::load(&bytes)?)?)
+    }
+
+    /// Edits a captured insight: the fields `changes` names, as Automerge changes to its document, validated by the
+    /// same rules as capture. It syncs like a new capture; the server decides again (re-validated, re-geotagged,
+    /// its roll-up contribution moved). Durable when this returns.
+    ///
+    /// # Errors
+    /// `SdkError::NotFound`; `SdkError::Withdrawn` (a withdrawn insight is not edited); `SdkError::Invalid` naming the
+    /// field if the edited insight breaks a rule (nothing changes); a storage failure.
+    pub async fn edit(&self, id: Uuid, changes: &InsightChanges) -> Result<Listed, SdkError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (mut doc, withdrawn) = self.load_for_change(&mut tx, id).await?;
+        if withdrawn {
+            return Err(SdkError::Withdrawn(id));
+        }
+        if !changes.is_empty() {
+            let edited = changes.applied_to(&read_insight(&doc)?);
+            edited.validate()?;
+            write_changes(&mut doc, changes)?;
+            sqlx::query(
+                "UPDATE insights SET doc = ?2, category = ?3, text = ?4, dirty = 1,
+                     local_change = (status <> 'captured')
+                 WHERE insight_id = ?1",
+            )
+            .bind(id.to_string())
+            .bind(doc.save())
+            .bind(&edited.category)
+            .bind(&edited.text)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.get(id).await
+    }
+
+    /// Withdraws an insight: the person takes it back. The document is marked (`withdrawn: true`) and syncs; the
+    /// server stops counting it and answers with the status `withdrawn`. Withdrawing twice changes nothing. Durable
+    /// when this returns.
+    ///
+    /// # Errors
+    /// `SdkError::NotFound`, or a storage failure.
+    pub async fn withdraw(&self, id: Uuid) -> Result<Listed, SdkError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (mut doc, withdrawn) = self.load_for_change(&mut tx, id).await?;
+        if !withdrawn {
+            write_withdrawn(&mut doc)?;
+            sqlx::query(
+                "UPDATE insights SET doc = ?2, withdrawn = 1, dirty = 1, local_change = (status <> 'captured')
+                 WHERE insight_id = ?1",
+            )
+            .bind(id.to_string())
+            .bind(doc.save())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.get(id).await
+    }
+
+    async fn load_for_change(&self, tx: &mut sqlx::SqliteConnection, id: Uuid) -> Result<(AutoCommit, bool), SdkError> {
+        let row = sqlx::query("SELECT doc FROM insights WHERE insight_id = ?1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(SdkError::NotFound(id))?;
+        let bytes: Vec<u8> = row.get("doc");
+        let doc = AutoCommit::load(&bytes)?.with_actor(self.actor.clone());
+        let withdrawn = is_withdrawn(&doc);
+        Ok((doc, withdrawn))
     }
 
     /// The documents a sync must visit: those the server may lack, and those whose decision the phone has not seen;
@@ -199,7 +304,8 @@ impl Store {
     pub(crate) async fn documents_to_sync(&self, everything: bool) -> Result<Vec<LocalDocument>, SdkError> {
         let rows = sqlx::query(
             "SELECT doc_id, doc, sync_state FROM insights
-             WHERE ?1 OR dirty = 1 OR status NOT IN ('filed', 'outside_coverage', 'rejected') ORDER BY seq",
+             WHERE ?1 OR dirty = 1 OR status NOT IN ('filed', 'outside_coverage', 'rejected', 'withdrawn')
+             ORDER BY seq",
         )
         .bind(everything)
         .fetch_all(&self.pool)
@@ -222,6 +328,53 @@ impl Store {
         let bytes: Vec<u8> = row.get("doc");
         let doc = AutoCommit::load(&bytes)?.with_actor(self.actor.clone());
         Ok(LocalDocument { doc_id, doc, sync_state: row.get("sync_state") })
+    }
+
+    /// What this phone enrolled with, if it has.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn enrolment(&self) -> Result<Option<Enrolment>, SdkError> {
+        let row =
+            sqlx::query("SELECT server_url, device_id, collector_id, token, enrolled_at FROM enrolment WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            let id = |column: &str| {
+                let text: String = row.get(column);
+                text.parse::<Uuid>().map_err(|_| SdkError::Storage(format!("bad {column} {text}")))
+            };
+            Ok(Enrolment {
+                server_url: row.get("server_url"),
+                device_id: id("device_id")?,
+                collector_id: id("collector_id")?,
+                token: row.get("token"),
+                enrolled_at: row.get("enrolled_at"),
+            })
+        })
+        .transpose()
+    }
+
+    /// Keeps an enrolment, replacing any earlier one. The new device belongs to a new collector, whose writes this
+    /// phone has seen none of yet.
+    pub(crate) async fn save_enrolment(&self, enrolment: &Enrolment) -> Result<(), SdkError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO enrolment (id, server_url, device_id, collector_id, token, enrolled_at)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET server_url = excluded.server_url, device_id = excluded.device_id,
+                 collector_id = excluded.collector_id, token = excluded.token, enrolled_at = excluded.enrolled_at",
+        )
+        .bind(&enrolment.server_url)
+        .bind(enrolment.device_id.to_string())
+        .bind(enrolment.collector_id.to_string())
+        .bind(&enrolment.token)
+        .bind(&enrolment.enrolled_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM meta WHERE key = 'seen'").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// How far this phone has durably seen the collector's writes (0 before its first catch-up).
@@ -266,7 +419,8 @@ impl Store {
         &self,
         docs: Vec<(DocumentId, &mut AutoCommit, Option<Vec<u8>>)>,
     ) -> Result<Vec<(Status, bool)>, SdkError> {
-        let mut tx = self.pool.begin().await?;
+        // Immediate: the transaction reads each document before writing it, and must not lose a race to an edit.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut results = Vec::with_capacity(docs.len());
         for (doc_id, doc, sync_state) in docs {
             results.push(save_synced_in(&mut tx, doc_id, doc, sync_state).await?);
@@ -287,6 +441,7 @@ async fn save_synced_in(
         Some(ServerStatus::Filed { area_code, area_name }) => Status::Filed { area_code, area_name },
         Some(ServerStatus::OutsideCoverage) => Status::OutsideCoverage,
         Some(ServerStatus::Rejected { code, message }) => Status::Rejected { code: code.as_str().to_owned(), message },
+        Some(ServerStatus::Withdrawn) => Status::Withdrawn,
         None => Status::Stored,
     };
     let (area_code, area_name, reject_code, reject_message) = match &status {
@@ -294,22 +449,33 @@ async fn save_synced_in(
         Status::Rejected { code, message } => (None, None, Some(code.clone()), Some(message.clone())),
         _ => (None, None, None, None),
     };
-    // What list shows; a document from another client may not be a readable insight.
-    let insight = read_insight(doc).ok();
-    let is_new = sqlx::query("SELECT 1 FROM insights WHERE doc_id = ?1")
+    // An edit or withdrawal made on the phone while the sync ran is merged in, not overwritten, and stays to be sent.
+    let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT doc FROM insights WHERE doc_id = ?1")
         .bind(doc_id.to_string())
         .fetch_optional(&mut *tx)
-        .await?
-        .is_none();
+        .await?;
+    let is_new = stored.is_none();
+    let changed_meanwhile = match stored {
+        Some(bytes) => {
+            let synced_heads = doc.get_heads();
+            doc.merge(&mut AutoCommit::load(&bytes)?)?;
+            doc.get_heads() != synced_heads
+        }
+        None => false,
+    };
+    // What list shows; a document from another client may not be a readable insight.
+    let insight = read_insight(doc).ok();
     sqlx::query(
         "INSERT INTO insights (doc_id, insight_id, captured_at, category, text, doc, status, area_code, area_name,
-             reject_code, reject_message, dirty, sync_state, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+             reject_code, reject_message, dirty, sync_state, withdrawn, local_change, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
              (SELECT COALESCE(MAX(seq), 0) + 1 FROM insights))
          ON CONFLICT (doc_id) DO UPDATE SET doc = excluded.doc, status = excluded.status,
+             category = excluded.category, text = excluded.text,
              area_code = excluded.area_code, area_name = excluded.area_name, reject_code = excluded.reject_code,
              reject_message = excluded.reject_message, dirty = excluded.dirty,
-             sync_state = COALESCE(excluded.sync_state, sync_state)",
+             sync_state = COALESCE(excluded.sync_state, sync_state), withdrawn = excluded.withdrawn,
+             local_change = excluded.local_change",
     )
     .bind(doc_id.to_string())
     .bind(doc_id.as_uuid().to_string())
@@ -322,11 +488,30 @@ async fn save_synced_in(
     .bind(area_name)
     .bind(reject_code)
     .bind(reject_message)
-    .bind(i64::from(!status.is_final()))
+    .bind(i64::from(changed_meanwhile || !status.is_final()))
     .bind(sync_state)
+    .bind(is_withdrawn(doc))
+    .bind(changed_meanwhile)
     .execute(&mut *tx)
     .await?;
     Ok((status, is_new))
+}
+
+/// The columns `listed_from_row` reads.
+const LISTED_COLUMNS: &str = "insight_id, captured_at, category, text, status, area_code, area_name, reject_code,
+    reject_message, withdrawn, local_change";
+
+fn listed_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Listed, SdkError> {
+    let id: String = row.get("insight_id");
+    Ok(Listed {
+        id: id.parse().map_err(|_| SdkError::Storage(format!("bad insight id {id}")))?,
+        captured_at: row.get("captured_at"),
+        category: row.get("category"),
+        text: row.get("text"),
+        status: status_from_row(row),
+        withdrawn: row.get("withdrawn"),
+        unsent_change: row.get("local_change"),
+    })
 }
 
 fn status_from_row(row: &sqlx::sqlite::SqliteRow) -> Status {
@@ -336,6 +521,7 @@ fn status_from_row(row: &sqlx::sqlite::SqliteRow) -> Status {
         "filed" => Status::Filed { area_code: text("area_code"), area_name: text("area_name") },
         "outside_coverage" => Status::OutsideCoverage,
         "rejected" => Status::Rejected { code: text("reject_code"), message: text("reject_message") },
+        "withdrawn" => Status::Withdrawn,
         _ => Status::Captured,
     }
 }
@@ -413,6 +599,47 @@ mod tests {
         let error = store.capture(Draft { category: "parking".into(), ..draft() }).await.unwrap_err();
         assert!(matches!(error, SdkError::Invalid(ref invalid) if invalid.field == "category"), "{error:?}");
         assert!(store.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn edits_are_validated_and_withdrawn_insights_are_not_edited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let id = store.capture(draft()).await.unwrap();
+        let changes = InsightChanges { category: Some("asb".into()), feeling_safe: Some(None), ..Default::default() };
+        let listed = store.edit(id, &changes).await.unwrap();
+        assert_eq!((listed.category.as_str(), &listed.status, listed.unsent_change), ("asb", &Status::Captured, false));
+        let insight = store.insight(id).await.unwrap();
+        assert_eq!((insight.category.as_str(), insight.feeling_safe), ("asb", None));
+
+        let bad = InsightChanges { text: Some("\u{7}".into()), ..Default::default() };
+        let error = store.edit(id, &bad).await.unwrap_err();
+        assert!(matches!(error, SdkError::Invalid(ref invalid) if invalid.field == "text"), "{error:?}");
+        assert_eq!(store.insight(id).await.unwrap().text, "Cars race past the school gate", "nothing changed");
+
+        let unknown = Uuid::new_v4();
+        assert_eq!(store.edit(unknown, &changes).await.unwrap_err().code(), Some(ErrorCode::InsightNotFound));
+        assert_eq!(store.withdraw(unknown).await.unwrap_err().code(), Some(ErrorCode::InsightNotFound));
+        assert_eq!(store.get(unknown).await.unwrap_err().code(), Some(ErrorCode::InsightNotFound));
+
+        let listed = store.withdraw(id).await.unwrap();
+        assert!(listed.withdrawn);
+        assert!(store.withdraw(id).await.unwrap().withdrawn, "withdrawing twice is harmless");
+        assert_eq!(store.edit(id, &changes).await.unwrap_err().code(), Some(ErrorCode::InsightWithdrawn));
+        assert_eq!(store.documents_to_sync(false).await.unwrap().len(), 1, "the withdrawal waits to be sent");
+    }
+
+    #[tokio::test]
+    async fn an_edit_made_while_a_sync_runs_is_kept_and_still_to_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let id = store.capture(draft()).await.unwrap();
+        // The sync takes its copy, the person edits meanwhile, then the sync saves what it synced.
+        let mut taken = store.documents_to_sync(false).await.unwrap().pop().unwrap();
+        store.edit(id, &InsightChanges { category: Some("asb".into()), ..Default::default() }).await.unwrap();
+        store.save_synced(vec![(taken.doc_id, &mut taken.doc, None)]).await.unwrap();
+        assert_eq!(store.insight(id).await.unwrap().category, "asb", "the edit is not overwritten");
+        assert_eq!(store.documents_to_sync(false).await.unwrap().len(), 1, "and it is still to be sent");
     }
 
     #[test]

@@ -351,18 +351,20 @@ async fn connect(url: &str, token: &str) -> Result<Socket, SdkError> {
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _response)) => Ok(socket),
         Err(tungstenite::Error::Http(response)) => {
-            // The server refused the upgrade; its body is `{"code", "message"}`.
-            let status = response.status();
-            let body = response.body().as_deref().unwrap_or_default();
-            let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-            let field =
-                |name: &str| parsed.as_ref().and_then(|v| v.get(name)).and_then(|v| v.as_str()).map(str::to_owned);
-            Err(SdkError::Server {
-                code: field("code").unwrap_or_else(|| format!("http_{}", status.as_u16())),
-                message: field("message").unwrap_or_else(|| status.to_string()),
-            })
+            // The server refused the upgrade (a missing, unknown or revoked token).
+            Err(server_refusal(response.status().as_u16(), response.body().as_deref().unwrap_or_default()))
         }
         Err(error) => Err(SdkError::Network(format!("{url}: {error}"))),
+    }
+}
+
+/// An HTTP refusal from the server, whose body is `{"code", "message"}`, as an error carrying the code.
+pub(crate) fn server_refusal(status: u16, body: &[u8]) -> SdkError {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |name: &str| parsed.as_ref().and_then(|v| v.get(name)).and_then(|v| v.as_str()).map(str::to_owned);
+    SdkError::Server {
+        code: field("code").unwrap_or_else(|| format!("http_{status}")),
+        message: field("message").unwrap_or_else(|| format!("HTTP {status}")),
     }
 }
 

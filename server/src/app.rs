@@ -192,6 +192,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::sync::router())
         .merge(crate::http::areas::router())
         .merge(crate::http::priorities::router())
+        .merge(crate::http::enrol::router())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

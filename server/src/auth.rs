@@ -6,7 +6,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::store::{NewDevice, Role, Store};
+use crate::store::{NewDevice, RedeemError, Role, Store};
 
 /// The kind of holder a token is for; it prefixes the token so a leaked one is recognisable in a log or a paste.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +39,22 @@ pub async fn issue_device(
 ) -> anyhow::Result<(NewDevice, String)> {
     let token = new_token(TokenKind::Device);
     let device = store.add_device(label, &hash_token(&token), collector).await?;
+    Ok((device, token))
+}
+
+/// Enrols a phone with an invitation code: a new collector and device, and the device's token (stored only as a
+/// hash). `label` names the device; empty, it takes the invitation's label.
+///
+/// # Errors
+/// The code is unknown, expired, used up or revoked, or the store fails.
+pub async fn redeem_invitation(
+    store: &dyn Store,
+    code: &str,
+    label: &str,
+    now: time::OffsetDateTime,
+) -> Result<(NewDevice, String), RedeemError> {
+    let token = new_token(TokenKind::Device);
+    let device = store.redeem_invitation(&crate::invitations::hash_code(code), label, &hash_token(&token), now).await?;
     Ok((device, token))
 }
 

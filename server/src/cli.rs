@@ -13,8 +13,9 @@ use crate::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
 use crate::auth::{issue_api_token, issue_device};
 use crate::boundaries::Boundaries;
 use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
+use crate::invitations;
 use crate::postcodes::read_postcodes;
-use crate::store::{self, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
+use crate::store::{self, Revoked, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
 use uuid::Uuid;
 
 /// Grapevine: community-safety insights from the people already there.
@@ -54,6 +55,9 @@ pub enum Command {
     /// Manage collectors' devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Invitations: codes (and QR codes) a cohort's phones enrol with.
+    #[command(subcommand)]
+    Invite(InviteCommand),
     /// Manage API tokens for analysts and boards.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -151,6 +155,60 @@ pub enum DeviceCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// List devices: id, collector, label, when created, when revoked.
+    List {
+        /// Only this collector's devices.
+        #[arg(long)]
+        collector: Option<Uuid>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a device: its next sync is refused with `device_revoked`; what it already sent stays.
+    Revoke {
+        /// The device's id, from `grapevine device list`.
+        id: Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Create an invitation for a cohort: prints its code (last line, shown only now) and writes its QR code as SVG
+    /// and PNG.
+    Create {
+        /// Who it is for, e.g. "Hanley barbers"; each enrolled device is labelled with it unless the phone names
+        /// itself.
+        #[arg(long)]
+        label: String,
+        /// How many phones may enrol with it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        uses: i64,
+        /// How long it is valid: 30m, 12h, 14d, 2w.
+        #[arg(long, default_value = "14d", value_parser = crate::invitations::parse_validity)]
+        expires: std::time::Duration,
+        /// The directory to write invitation-<ID>.svg and .png to.
+        #[arg(long, default_value = ".")]
+        qr_out: PathBuf,
+        /// The server's public HTTP address, e.g. https://grapevine.example.org. Given, the QR code holds the link
+        /// grapevine://enrol?server=<URL>&code=<CODE>; otherwise it holds the code alone.
+        #[arg(long, env = "GRAPEVINE_PUBLIC_URL")]
+        server_url: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List invitations with their uses left and expiry, newest first.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke an invitation: its code enrols no one from now on. Devices it enrolled keep working.
+    Revoke {
+        /// The invitation's id, from `grapevine invite list`.
+        id: Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -206,16 +264,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Restored {} from {}.", database.database_url, from.display());
             Ok(())
         }
-        Command::Device(DeviceCommand::Add { label, collector, database }) => {
-            let store = store::open(&database.database_url).await?;
-            let (device, token) = issue_device(store.as_ref(), &label, collector).await?;
-            println!(
-                "Added device {} for collector {} ({label}). Its token, shown only now:",
-                device.device_id, device.collector_id
-            );
-            println!("{token}");
-            Ok(())
-        }
+        Command::Device(command) => run_devices(command).await,
+        Command::Invite(command) => run_invitations(command).await,
         Command::Boundaries(command) => run_boundaries(command).await,
         Command::Postcodes(command) => run_postcodes(command).await,
         Command::Token(TokenCommand::Add { role, label, database }) => {
@@ -230,6 +280,106 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn run_devices(command: DeviceCommand) -> anyhow::Result<()> {
+    match command {
+        DeviceCommand::Add { label, collector, database } => {
+            let store = store::open(&database.database_url).await?;
+            let (device, token) = issue_device(store.as_ref(), &label, collector).await?;
+            println!(
+                "Added device {} for collector {} ({label}). Its token, shown only now:",
+                device.device_id, device.collector_id
+            );
+            println!("{token}");
+        }
+        DeviceCommand::List { collector, database } => {
+            let store = store::open(&database.database_url).await?;
+            println!("{:<36}  {:<36}  {:<20}  {:<20}  label", "device", "collector", "created", "revoked");
+            for device in store.devices(collector).await? {
+                println!(
+                    "{:<36}  {:<36}  {:<20}  {:<20}  {}",
+                    device.device_id,
+                    device.collector_id,
+                    minutes(device.created_at),
+                    device.revoked_at.map_or_else(|| "-".to_owned(), minutes),
+                    device.label
+                );
+            }
+        }
+        DeviceCommand::Revoke { id, database } => {
+            let store = store::open(&database.database_url).await?;
+            match store.revoke_device(id).await? {
+                Revoked::Now => println!(
+                    "Revoked device {id}. Its next sync is refused (device_revoked); what it sent stays, and what it \
+                     has not sent stays on the phone."
+                ),
+                Revoked::Already => println!("Device {id} was revoked already; nothing changed."),
+                Revoked::Unknown => anyhow::bail!("no device has the id {id} (see `grapevine device list`)"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
+    match command {
+        InviteCommand::Create { label, uses, expires, qr_out, server_url, database } => {
+            anyhow::ensure!(!label.trim().is_empty(), "an invitation needs a --label saying who it is for");
+            let store = store::open(&database.database_url).await?;
+            let code = invitations::new_code();
+            let expires_at = time::OffsetDateTime::now_utc() + expires;
+            let id = store.add_invitation(label.trim(), &invitations::hash_code(&code), uses, expires_at).await?;
+            let (content, holds) = match &server_url {
+                Some(url) => (invitations::enrol_link(url, &code), "the enrol link for this server"),
+                None => (code.clone(), "the code alone (give --server-url to link the server too)"),
+            };
+            let (svg, png) = crate::qr::write_qr(&content, &qr_out, &format!("invitation-{id}"))?;
+            println!("Created invitation {id} for \"{}\": {uses} use(s), until {}.", label.trim(), minutes(expires_at));
+            println!("QR code ({holds}): {} and {}", svg.display(), png.display());
+            println!("The code, shown only now:");
+            println!("{code}");
+        }
+        InviteCommand::List { database } => {
+            let store = store::open(&database.database_url).await?;
+            let now = time::OffsetDateTime::now_utc();
+            println!("{:<36}  {:>9}  {:<20}  {:<9}  label", "invitation", "uses left", "expires", "state");
+            for invitation in store.invitations().await? {
+                let state = if invitation.revoked_at.is_some() {
+                    "revoked"
+                } else if now >= invitation.expires_at {
+                    "expired"
+                } else if invitation.uses_left == 0 {
+                    "used up"
+                } else {
+                    "open"
+                };
+                println!(
+                    "{:<36}  {:>9}  {:<20}  {:<9}  {}",
+                    invitation.id,
+                    format!("{}/{}", invitation.uses_left, invitation.uses),
+                    minutes(invitation.expires_at),
+                    state,
+                    invitation.label
+                );
+            }
+        }
+        InviteCommand::Revoke { id, database } => {
+            let store = store::open(&database.database_url).await?;
+            match store.revoke_invitation(id).await? {
+                Revoked::Now => println!("Revoked invitation {id}; its code enrols no one now."),
+                Revoked::Already => println!("Invitation {id} was revoked already; nothing changed."),
+                Revoked::Unknown => anyhow::bail!("no invitation has the id {id} (see `grapevine invite list`)"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A time to the minute, in UTC, for tables people read.
+fn minutes(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!("{} {:02}:{:02}Z", at.date(), at.hour(), at.minute())
 }
 
 async fn run_boundaries(command: BoundariesCommand) -> anyhow::Result<()> {

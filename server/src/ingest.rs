@@ -2,7 +2,7 @@
 //! sync handler can run it inside its load–apply–save cycle and tests can run it on a bare document.
 
 use grapevine_sync_proto::automerge::AutoCommit;
-use grapevine_sync_proto::document::{read_insight, ServerRecord, ServerStatus};
+use grapevine_sync_proto::document::{is_withdrawn, read_insight, ServerRecord, ServerStatus};
 use grapevine_sync_proto::insight::Location;
 use grapevine_sync_proto::{DocumentId, ErrorCode, Insight, InvalidInsight};
 use time::OffsetDateTime;
@@ -36,6 +36,12 @@ pub fn decide(
     postcode_centroid: Option<(f64, f64)>,
     now: OffsetDateTime,
 ) -> Decision {
+    // A withdrawn insight counts nowhere, whatever it says; its row keeps no content, so the analysts' tables hold
+    // nothing the person took back (the document keeps it, on their phone and here, until it is erased).
+    if is_withdrawn(doc) {
+        let row = InsightRow::without_content(doc_id.as_uuid(), Outcome::Withdrawn, now);
+        return Decision { row, record: ServerRecord { status: ServerStatus::Withdrawn, processed_at: now } };
+    }
     let insight = read_insight(doc).and_then(|insight| check(insight, doc_id));
     let (insight, status, whereabouts) = match insight {
         Err(invalid) => (None, rejected(&invalid), None),
@@ -50,6 +56,7 @@ pub fn decide(
         ServerStatus::Rejected { code, message } => {
             Outcome::Rejected { code: code.as_str().to_owned(), message: message.clone() }
         }
+        ServerStatus::Withdrawn => Outcome::Withdrawn,
     };
     let row = match (insight, whereabouts) {
         (Some(insight), Some(whereabouts)) => {
@@ -191,6 +198,20 @@ mod tests {
         assert_eq!(status_of(&doc, doc_id), ServerStatus::OutsideCoverage);
         let (doc, doc_id) = doc_for(Location::None);
         assert_eq!(status_of(&doc, doc_id), ServerStatus::OutsideCoverage);
+    }
+
+    #[test]
+    fn a_withdrawn_insight_counts_nowhere_even_if_it_is_invalid() {
+        let (mut doc, doc_id) = doc_for(Location::Area { code: "E05008714".into() });
+        grapevine_sync_proto::document::write_withdrawn(&mut doc).unwrap();
+        let decision = decide(&doc, doc_id, &Atlas::bundled(), None, OffsetDateTime::now_utc());
+        assert_eq!(decision.record.status, ServerStatus::Withdrawn);
+        assert_eq!(decision.row.outcome, Outcome::Withdrawn);
+        assert!(decision.row.tags.is_empty() && decision.row.category.is_none() && decision.row.text.is_none());
+        assert!(decision.row.contributions(Uuid::new_v4()).is_empty());
+
+        doc.put(grapevine_sync_proto::automerge::ROOT, "category", "parking").unwrap();
+        assert_eq!(status_of(&doc, doc_id), ServerStatus::Withdrawn);
     }
 
     #[test]

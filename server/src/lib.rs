@@ -2,8 +2,8 @@
 //! insight, geotags it into an area, keeps the neighbourhood roll-up current, and answers analysts over HTTP.
 //!
 //! # Layout
-//! - `cli`: the `grapevine` command line (`serve`, `migrate`, `backup`, `restore`, `device`, `token`, `boundaries`,
-//!   `postcodes`).
+//! - `cli`: the `grapevine` command line (`serve`, `migrate`, `backup`, `restore`, `device`, `invite`, `token`,
+//!   `boundaries`, `postcodes`).
 //! - `app`: state, router, listener and graceful shutdown; `Application::build` binds port 0 for tests.
 //! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
 //! - `group_commit`: one writer task per node committing every connection's document writes in batches.
@@ -15,8 +15,10 @@
 //! - `postcodes`: reading an ONS Postcode Directory CSV.
 //! - `store`: the `Store` trait, its SQLite and PostgreSQL backends and the roll-up arithmetic (`store::rollup`);
 //!   the only module that knows SQL.
-//! - `auth`: bearer tokens, made and hashed.
-//! - `http`: the analyst API and its one error type.
+//! - `auth`: bearer tokens, made and hashed; enrolling a phone with an invitation.
+//! - `invitations`: invitation codes (made, normalised, hashed), validities and the enrol link.
+//! - `qr`: QR codes for invitation cards, as SVG and PNG.
+//! - `http`: the analyst API, the enrolment endpoint and the one error type.
 //! - `fuzzing`: entry points for `fuzz/` and the corpus replay.
 
 pub mod app;
@@ -30,7 +32,9 @@ pub mod fuzzing;
 pub mod group_commit;
 pub mod http;
 pub mod ingest;
+pub mod invitations;
 pub mod postcodes;
+pub mod qr;
 pub mod store;
 pub mod sync;
 

@@ -49,6 +49,10 @@ impl FromRequestParts<AppState> for Device {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
         match state.store.authenticate(&hash_token(&token)).await? {
             Some(Principal::Device { device_id, collector_id }) => Ok(Device { device_id, collector_id }),
+            Some(Principal::RevokedDevice { device_id }) => {
+                tracing::info!(%device_id, "refused a revoked device");
+                Err(ApiError::device_revoked())
+            }
             Some(Principal::Api { .. }) => Err(ApiError::forbidden("device")),
             None => Err(ApiError::unauthorized()),
         }

@@ -27,6 +27,12 @@ pub enum ErrorCode {
     // Authentication and authorisation.
     Unauthorized,
     Forbidden,
+    DeviceRevoked,
+    // Enrolment with an invitation code.
+    InvitationUnknown,
+    InvitationExpired,
+    InvitationUsedUp,
+    InvitationRevoked,
     // The sync protocol.
     ProtocolViolation,
     ProtocolVersionUnsupported,
@@ -37,13 +43,18 @@ pub enum ErrorCode {
     DocumentReadOnly,
     // The HTTP API.
     InvalidQuery,
+    InvalidRequest,
     AreaNotFound,
     Internal,
+    // The SDK, on the phone.
+    InsightNotFound,
+    InsightWithdrawn,
+    NotEnrolled,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -60,6 +71,11 @@ impl ErrorCode {
         ErrorCode::InsightChannelUnknown,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
+        ErrorCode::DeviceRevoked,
+        ErrorCode::InvitationUnknown,
+        ErrorCode::InvitationExpired,
+        ErrorCode::InvitationUsedUp,
+        ErrorCode::InvitationRevoked,
         ErrorCode::ProtocolViolation,
         ErrorCode::ProtocolVersionUnsupported,
         ErrorCode::FrameTooLarge,
@@ -68,8 +84,12 @@ impl ErrorCode {
         ErrorCode::DocumentUnavailable,
         ErrorCode::DocumentReadOnly,
         ErrorCode::InvalidQuery,
+        ErrorCode::InvalidRequest,
         ErrorCode::AreaNotFound,
         ErrorCode::Internal,
+        ErrorCode::InsightNotFound,
+        ErrorCode::InsightWithdrawn,
+        ErrorCode::NotEnrolled,
     ];
 
     /// The wire spelling, `snake_case`.
@@ -92,6 +112,11 @@ impl ErrorCode {
             ErrorCode::InsightChannelUnknown => "insight_channel_unknown",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::DeviceRevoked => "device_revoked",
+            ErrorCode::InvitationUnknown => "invitation_unknown",
+            ErrorCode::InvitationExpired => "invitation_expired",
+            ErrorCode::InvitationUsedUp => "invitation_used_up",
+            ErrorCode::InvitationRevoked => "invitation_revoked",
             ErrorCode::ProtocolViolation => "protocol_violation",
             ErrorCode::ProtocolVersionUnsupported => "protocol_version_unsupported",
             ErrorCode::FrameTooLarge => "frame_too_large",
@@ -100,8 +125,12 @@ impl ErrorCode {
             ErrorCode::DocumentUnavailable => "document_unavailable",
             ErrorCode::DocumentReadOnly => "document_read_only",
             ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::AreaNotFound => "area_not_found",
             ErrorCode::Internal => "internal",
+            ErrorCode::InsightNotFound => "insight_not_found",
+            ErrorCode::InsightWithdrawn => "insight_withdrawn",
+            ErrorCode::NotEnrolled => "not_enrolled",
         }
     }
 

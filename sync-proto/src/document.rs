@@ -15,11 +15,13 @@
 //! | `feeling_safe` | int 1–5, or absent / null | phone      |
 //! | `channel`      | slug                      | phone      |
 //! | `location`     | map, or absent / null     | phone      |
+//! | `withdrawn`    | bool, or absent           | phone      |
 //! | `server`       | map                       | server     |
 //!
-//! `location` is `{kind: "gps", lat, lon, accuracy_m}` or `{kind: "area", code}`. `server` is
+//! `location` is `{kind: "gps", lat, lon, accuracy_m}`, `{kind: "area", code}` or `{kind: "postcode", postcode}`.
+//! `withdrawn: true` means the person took the insight back: it counts nowhere, whatever else it says. `server` is
 //! `{status, area_code?, area_name?, code?, message?, processed_at}` with `status` one of `filed`, `outside_coverage`,
-//! `rejected`.
+//! `rejected`, `withdrawn`.
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
@@ -28,7 +30,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::codes::ErrorCode;
-use crate::insight::{Channel, Insight, InvalidInsight, Location, SCHEMA_VERSION};
+use crate::insight::{Channel, Insight, InsightChanges, InvalidInsight, Location, SCHEMA_VERSION};
 
 /// What the server decided about an insight, as written back into its document.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,8 @@ pub enum ServerStatus {
     OutsideCoverage,
     /// Refused: never counted. The document keeps what was sent.
     Rejected { code: ErrorCode, message: String },
+    /// Taken back by the person who captured it: no longer counted.
+    Withdrawn,
 }
 
 /// The server's record in an insight document.
@@ -60,12 +64,20 @@ pub fn write_insight(doc: &mut AutoCommit, insight: &Insight) -> Result<(), auto
     doc.put(ROOT, "campaign", insight.campaign.as_str())?;
     doc.put(ROOT, "category", insight.category.as_str())?;
     doc.put(ROOT, "text", insight.text.as_str())?;
-    match insight.feeling_safe {
-        Some(score) => doc.put(ROOT, "feeling_safe", i64::from(score))?,
-        None => doc.put(ROOT, "feeling_safe", ScalarValue::Null)?,
-    }
+    put_feeling_safe(doc, insight.feeling_safe)?;
     doc.put(ROOT, "channel", insight.channel.as_str())?;
-    match &insight.location {
+    put_location(doc, &insight.location)
+}
+
+fn put_feeling_safe(doc: &mut AutoCommit, feeling_safe: Option<u8>) -> Result<(), automerge::AutomergeError> {
+    match feeling_safe {
+        Some(score) => doc.put(ROOT, "feeling_safe", i64::from(score)),
+        None => doc.put(ROOT, "feeling_safe", ScalarValue::Null),
+    }
+}
+
+fn put_location(doc: &mut AutoCommit, location: &Location) -> Result<(), automerge::AutomergeError> {
+    match location {
         Location::Gps { lat, lon, accuracy_m } => {
             let location = doc.put_object(ROOT, "location", ObjType::Map)?;
             doc.put(&location, "kind", "gps")?;
@@ -86,6 +98,44 @@ pub fn write_insight(doc: &mut AutoCommit, insight: &Insight) -> Result<(), auto
         Location::None => doc.put(ROOT, "location", ScalarValue::Null)?,
     }
     Ok(())
+}
+
+/// Writes a person's edit into an insight's document: only the fields `changes` names, each as one Automerge change
+/// to its key, so an edit merges with whatever the server or another device wrote meanwhile. Text is trimmed as
+/// capture trims it. The caller validates the result (`read_insight`, then `Insight::validate`).
+///
+/// # Errors
+/// Only Automerge's own errors.
+pub fn write_changes(doc: &mut AutoCommit, changes: &InsightChanges) -> Result<(), automerge::AutomergeError> {
+    if let Some(category) = &changes.category {
+        doc.put(ROOT, "category", category.as_str())?;
+    }
+    if let Some(text) = &changes.text {
+        doc.put(ROOT, "text", crate::insight::normalise_text(text))?;
+    }
+    if let Some(feeling_safe) = changes.feeling_safe {
+        put_feeling_safe(doc, feeling_safe)?;
+    }
+    if let Some(location) = &changes.location {
+        put_location(doc, location)?;
+    }
+    Ok(())
+}
+
+/// Marks the insight withdrawn: the person took it back. It stays in the document (erasing is deleting the document),
+/// and the server stops counting it.
+///
+/// # Errors
+/// Only Automerge's own errors.
+pub fn write_withdrawn(doc: &mut AutoCommit) -> Result<(), automerge::AutomergeError> {
+    doc.put(ROOT, "withdrawn", true)
+}
+
+/// Whether the person withdrew the insight. Anything but a `true` boolean (absent, null, another type) is not a
+/// withdrawal.
+#[must_use]
+pub fn is_withdrawn(doc: &AutoCommit) -> bool {
+    matches!(doc.get(ROOT, "withdrawn"), Ok(Some((Value::Scalar(value), _))) if value.as_ref() == &ScalarValue::Boolean(true))
 }
 
 /// Reads the insight out of a document, whoever wrote it. It checks shape (fields present, of the right type) but not
@@ -203,6 +253,7 @@ pub fn write_server_record(doc: &mut AutoCommit, record: &ServerRecord) -> Resul
             doc.put(&server, "code", code.as_str())?;
             doc.put(&server, "message", message.as_str())?;
         }
+        ServerStatus::Withdrawn => doc.put(&server, "status", "withdrawn")?,
     }
     doc.put(&server, "processed_at", format_time(record.processed_at))?;
     Ok(true)
@@ -223,6 +274,7 @@ pub fn read_server_record(doc: &AutoCommit) -> Option<ServerRecord> {
             code: ErrorCode::parse(&text("code")?).unwrap_or(ErrorCode::InsightMalformed),
             message: text("message").unwrap_or_default(),
         },
+        "withdrawn" => ServerStatus::Withdrawn,
         _ => return None,
     };
     Some(ServerRecord { status, processed_at })
@@ -358,6 +410,30 @@ mod tests {
     }
 
     #[test]
+    fn edits_change_only_the_fields_named_and_withdrawal_is_a_flag() {
+        let mut doc = AutoCommit::new();
+        let insight = sample();
+        write_insight(&mut doc, &insight).unwrap();
+        assert!(!is_withdrawn(&doc));
+        let changes = InsightChanges {
+            text: Some("  Moved on to the park  ".into()),
+            feeling_safe: Some(None),
+            location: Some(Location::Area { code: "E05008714".into() }),
+            ..InsightChanges::default()
+        };
+        write_changes(&mut doc, &changes).unwrap();
+        let edited = read_insight(&AutoCommit::load(&doc.save()).unwrap()).unwrap();
+        assert_eq!(edited, changes.applied_to(&insight));
+        assert_eq!(edited.text, "Moved on to the park");
+        assert_eq!((edited.category, edited.feeling_safe), (insight.category, None));
+
+        write_withdrawn(&mut doc).unwrap();
+        assert!(is_withdrawn(&AutoCommit::load(&doc.save()).unwrap()));
+        doc.put(ROOT, "withdrawn", "yes").unwrap();
+        assert!(!is_withdrawn(&doc), "only a true boolean withdraws");
+    }
+
+    #[test]
     fn the_server_record_is_written_once_per_decision() {
         let mut doc = AutoCommit::new();
         write_insight(&mut doc, &sample()).unwrap();
@@ -378,5 +454,12 @@ mod tests {
         };
         assert!(write_server_record(&mut doc, &rejected).unwrap());
         assert_eq!(read_server_record(&doc), Some(rejected));
+
+        let withdrawn = ServerRecord {
+            status: ServerStatus::Withdrawn,
+            processed_at: time::macros::datetime!(2026-11-21 11:00 UTC),
+        };
+        assert!(write_server_record(&mut doc, &withdrawn).unwrap());
+        assert_eq!(read_server_record(&doc), Some(withdrawn));
     }
 }

@@ -127,6 +127,44 @@ impl Insight {
     }
 }
 
+/// What a person may change about an insight after capturing it; `None` leaves a field as it is. The id, the time of
+/// capture, the campaign and the channel are facts of the capture and never change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InsightChanges {
+    pub category: Option<String>,
+    pub text: Option<String>,
+    /// `Some(None)` clears the score.
+    pub feeling_safe: Option<Option<u8>>,
+    pub location: Option<Location>,
+}
+
+impl InsightChanges {
+    /// Whether there is nothing to change.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self == &InsightChanges::default()
+    }
+
+    /// The insight as it reads once these changes are made (text trimmed, as capture stores it).
+    #[must_use]
+    pub fn applied_to(&self, insight: &Insight) -> Insight {
+        let mut changed = insight.clone();
+        if let Some(category) = &self.category {
+            changed.category.clone_from(category);
+        }
+        if let Some(text) = &self.text {
+            changed.text = normalise_text(text);
+        }
+        if let Some(feeling_safe) = self.feeling_safe {
+            changed.feeling_safe = feeling_safe;
+        }
+        if let Some(location) = &self.location {
+            changed.location = location.clone();
+        }
+        changed
+    }
+}
+
 fn validate_category(campaign: &Campaign, slug: &str) -> Result<(), InvalidInsight> {
     if campaign.category(slug).is_some() {
         return Ok(());

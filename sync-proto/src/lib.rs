@@ -27,4 +27,4 @@ pub mod wire;
 pub use automerge;
 pub use codes::ErrorCode;
 pub use doc_id::DocumentId;
-pub use insight::{Channel, Insight, InvalidInsight, Location};
+pub use insight::{Channel, Insight, InsightChanges, InvalidInsight, Location};

@@ -157,6 +157,7 @@ fn outcome_columns(row: &InsightRow) -> (String, Option<String>, (), ()) {
         grapevine_server::store::Outcome::Filed { area_code } => ("filed".into(), Some(area_code.clone()), (), ()),
         grapevine_server::store::Outcome::OutsideCoverage => ("outside_coverage".into(), None, (), ()),
         grapevine_server::store::Outcome::Rejected { .. } => ("rejected".into(), None, (), ()),
+        grapevine_server::store::Outcome::Withdrawn => ("withdrawn".into(), None, (), ()),
     }
 }
 

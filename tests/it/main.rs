@@ -28,6 +28,7 @@ mod geotag;
 mod js_client;
 mod limits;
 mod nodes;
+mod onboarding;
 mod phone_crash;
 mod spine;
 mod store;

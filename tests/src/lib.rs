@@ -156,6 +156,35 @@ impl TestApp {
         format!("ws://{}/sync", self.addr)
     }
 
+    /// The server's HTTP base URL, as a phone enrols with it.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates an invitation as `grapevine invite create` does, valid for `valid_for` from now (negative: expired
+    /// already); returns its code.
+    pub async fn create_invitation(&self, label: &str, uses: i64, valid_for: time::Duration) -> String {
+        let code = grapevine_server::invitations::new_code();
+        let hash = grapevine_server::invitations::hash_code(&code);
+        let expires_at = time::OffsetDateTime::now_utc() + valid_for;
+        self.store.add_invitation(label, &hash, uses, expires_at).await.unwrap();
+        code
+    }
+
+    /// A POST with a raw body as JSON: the status and the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("http://{}{path}", self.addr))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Registers a device for a new collector, as `grapevine device add` does; returns its token.
     pub async fn add_device(&self, label: &str) -> String {
         grapevine_server::auth::issue_device(self.store.as_ref(), label, None).await.unwrap().1
@@ -301,6 +330,17 @@ impl Phone {
     pub async fn new(app: &TestApp, label: &str) -> Phone {
         let token = app.add_device(label).await;
         Phone::with_token(token).await
+    }
+
+    /// A new phone enrolled with an invitation code through the SDK; its token is the one the server gave it.
+    ///
+    /// # Errors
+    /// Whatever `enrol` refuses with.
+    pub async fn enrolled(app: &TestApp, code: &str, label: &str) -> Result<Phone, grapevine_client_sdk::SdkError> {
+        let mut phone = Phone::with_token(String::new()).await;
+        let enrolment = grapevine_client_sdk::enrol(&phone.store, &app.http_url(), code, label).await?;
+        phone.token = enrolment.token().to_owned();
+        Ok(phone)
     }
 
     /// A phone holding a given token (which the server may not know).

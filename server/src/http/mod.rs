@@ -1,6 +1,8 @@
-//! The HTTP API: only this module (and `sync`) knows HTTP and JSON.
+//! The HTTP API: only this module (and `sync`) knows HTTP and JSON. `areas` and `priorities` are the analysts';
+//! `enrol` is the phones' way in.
 
 pub mod areas;
+pub mod enrol;
 pub mod error;
 pub mod priorities;
 
@@ -23,6 +25,7 @@ impl FromRequestParts<AppState> for Analyst {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
         match state.store.authenticate(&hash_token(&token)).await? {
             Some(Principal::Api { role: Role::Analyst }) => Ok(Analyst),
+            Some(Principal::RevokedDevice { .. }) => Err(ApiError::device_revoked()),
             Some(_) => Err(ApiError::forbidden("analyst")),
             None => Err(ApiError::unauthorized()),
         }

@@ -34,6 +34,8 @@ pub const OUTSIDE_COVERAGE: &str = "";
 pub enum Principal {
     /// A collector's phone: may sync that collector's documents.
     Device { device_id: Uuid, collector_id: Uuid },
+    /// A phone whose device was revoked: refused everywhere, with its own code so it can tell the person.
+    RevokedDevice { device_id: Uuid },
     /// A person using the HTTP API.
     Api { role: Role },
 }
@@ -71,6 +73,85 @@ impl Role {
 pub struct NewDevice {
     pub device_id: Uuid,
     pub collector_id: Uuid,
+}
+
+/// A device as `grapevine device list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub device_id: Uuid,
+    pub collector_id: Uuid,
+    pub label: String,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The invitation it enrolled with, if it did.
+    pub invitation_id: Option<Uuid>,
+}
+
+/// An invitation as `grapevine invite list` shows it. The code itself is not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationInfo {
+    pub id: Uuid,
+    pub label: String,
+    pub uses: i64,
+    pub uses_left: i64,
+    pub expires_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// What revoking a device or an invitation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    Now,
+    /// It was revoked already; nothing changed.
+    Already,
+    /// Nothing has that id.
+    Unknown,
+}
+
+/// Why an invitation code was not redeemed; each has its stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum RedeemError {
+    #[error("no invitation has this code")]
+    Unknown,
+    #[error("the invitation expired")]
+    Expired,
+    #[error("every use of the invitation has been taken")]
+    UsedUp,
+    #[error("the invitation was revoked")]
+    Revoked,
+    #[error(transparent)]
+    Database(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for RedeemError {
+    fn from(error: sqlx::Error) -> Self {
+        RedeemError::Database(error.into())
+    }
+}
+
+/// What redeeming needs to check an invitation, read under the lock that serialises its redemptions.
+pub(crate) struct InvitationState {
+    pub id: Uuid,
+    pub label: String,
+    pub uses_left: i64,
+    pub expires_at: OffsetDateTime,
+    pub revoked: bool,
+}
+
+impl InvitationState {
+    /// Whether it may be redeemed at `now`; the order of the checks decides which reason a person is told.
+    pub(crate) fn check(&self, now: OffsetDateTime) -> Result<(), RedeemError> {
+        if self.revoked {
+            Err(RedeemError::Revoked)
+        } else if now >= self.expires_at {
+            Err(RedeemError::Expired)
+        } else if self.uses_left <= 0 {
+            Err(RedeemError::UsedUp)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// A stored document with its owner and save counter.
@@ -157,7 +238,7 @@ impl InsightRow {
         let (Some(day), Some(category)) = (self.captured_at.map(OffsetDateTime::date), self.category.as_ref()) else {
             return Vec::new();
         };
-        if matches!(self.outcome, Outcome::Rejected { .. }) {
+        if !self.outcome.counts() {
             return Vec::new();
         }
         self.tags
@@ -256,9 +337,16 @@ pub struct SeriesPoint {
 /// Where an insight counts, if it counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Filed { area_code: String },
+    Filed {
+        area_code: String,
+    },
     OutsideCoverage,
-    Rejected { code: String, message: String },
+    Rejected {
+        code: String,
+        message: String,
+    },
+    /// Taken back by the person who captured it: stored, counted nowhere.
+    Withdrawn,
 }
 
 /// One save of a document and the insight extracted from it, committed together.
@@ -319,6 +407,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The newest migration applied.
     async fn schema_version(&self) -> anyhow::Result<i64>;
+
+    /// Every device (of one collector, if given), oldest first.
+    async fn devices(&self, collector: Option<Uuid>) -> anyhow::Result<Vec<DeviceInfo>>;
+
+    /// Revokes a device: its token is refused from now on (`device_revoked`). Its documents stay.
+    async fn revoke_device(&self, device_id: Uuid) -> anyhow::Result<Revoked>;
+
+    /// Adds an invitation whose code hashes to `code_hash`, good for `uses` enrolments until `expires_at`.
+    async fn add_invitation(
+        &self,
+        label: &str,
+        code_hash: &str,
+        uses: i64,
+        expires_at: OffsetDateTime,
+    ) -> anyhow::Result<Uuid>;
+
+    /// Every invitation, newest first.
+    async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>>;
+
+    /// Revokes an invitation: its code enrols no one from now on. Devices it enrolled stay.
+    async fn revoke_invitation(&self, id: Uuid) -> anyhow::Result<Revoked>;
+
+    /// Redeems the invitation whose code hashes to `code_hash` at `now`: takes one use and adds a new collector with
+    /// one device (labelled `label`, or the invitation's label if empty) whose token hashes to `token_hash`, all in
+    /// one transaction. Redemptions of one invitation serialise, so its last use goes to exactly one phone.
+    async fn redeem_invitation(
+        &self,
+        code_hash: &str,
+        label: &str,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<NewDevice, RedeemError>;
 
     /// Adds an API token with a role.
     async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid>;
@@ -484,7 +604,21 @@ impl Outcome {
             Outcome::Filed { area_code } => ("filed", Some(area_code.as_str()), None, None),
             Outcome::OutsideCoverage => ("outside_coverage", None, None, None),
             Outcome::Rejected { code, message } => ("rejected", None, Some(code.as_str()), Some(message.as_str())),
+            Outcome::Withdrawn => ("withdrawn", None, None, None),
         }
+    }
+
+    /// Whether an insight with this outcome counts in the roll-ups.
+    #[must_use]
+    pub fn counts(&self) -> bool {
+        matches!(self, Outcome::Filed { .. } | Outcome::OutsideCoverage)
+    }
+
+    /// Whether a stored status counts in the roll-ups; the SQL filters (`status IN ('filed', 'outside_coverage')`)
+    /// say the same.
+    #[must_use]
+    pub(crate) fn status_counts(status: &str) -> bool {
+        matches!(status, "filed" | "outside_coverage")
     }
 
     /// Rebuilds an outcome from its stored columns.
@@ -497,6 +631,7 @@ impl Outcome {
         match status {
             "filed" => Outcome::Filed { area_code: area_code.unwrap_or_default() },
             "outside_coverage" => Outcome::OutsideCoverage,
+            "withdrawn" => Outcome::Withdrawn,
             _ => Outcome::Rejected { code: code.unwrap_or_default(), message: message.unwrap_or_default() },
         }
     }

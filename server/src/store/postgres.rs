@@ -19,9 +19,10 @@ use super::rollup::{
     CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DocumentBytes, DocumentChanged, DocumentWrite,
-    GenerationInfo, InsightRow, NewDevice, Outcome, Principal, Role, SaveError, SeriesPoint, Store, StoredArea,
-    StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DeviceInfo, DocumentBytes, DocumentChanged,
+    DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState, NewDevice, Outcome, Principal,
+    RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea, StoredDocument, Sums, TaggableInsight,
+    Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -385,7 +386,7 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
     let old_rows = sqlx::query(
         "SELECT i.id, i.captured_day, i.category, i.feeling_safe, i.channel, t.generation_id, t.area_code
          FROM insights AS i JOIN insight_areas AS t ON t.insight_id = i.id
-         WHERE i.id = ANY($1) AND i.status <> 'rejected'",
+         WHERE i.id = ANY($1) AND i.status IN ('filed', 'outside_coverage')",
     )
     .bind(&ids)
     .fetch_all(&mut *tx)
@@ -497,6 +498,20 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
     Ok(())
 }
 
+/// Sets `revoked_at` on one row of `table` (`devices` or `invitations`, never input) unless it is set already.
+async fn revoke(pool: &PgPool, table: &'static str, id: Uuid) -> anyhow::Result<Revoked> {
+    let revoked = sqlx::query(&format!("UPDATE {table} SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"))
+        .bind(id)
+        .execute(pool)
+        .await?;
+    if revoked.rows_affected() == 1 {
+        return Ok(Revoked::Now);
+    }
+    let exists =
+        sqlx::query(&format!("SELECT 1 FROM {table} WHERE id = $1")).bind(id).fetch_optional(pool).await?.is_some();
+    Ok(if exists { Revoked::Already } else { Revoked::Unknown })
+}
+
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn add_device(&self, label: &str, token_hash: &str, collector: Option<Uuid>) -> anyhow::Result<NewDevice> {
@@ -547,11 +562,16 @@ impl Store for PostgresStore {
     }
 
     async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
-        let device = sqlx::query("SELECT id, collector_id FROM devices WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let device = sqlx::query(
+            "SELECT id, collector_id, revoked_at IS NOT NULL AS revoked FROM devices WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         if let Some(row) = device {
+            if row.get::<bool, _>("revoked") {
+                return Ok(Some(Principal::RevokedDevice { device_id: row.get("id") }));
+            }
             return Ok(Some(Principal::Device { device_id: row.get("id"), collector_id: row.get("collector_id") }));
         }
         let role: Option<String> =
@@ -560,6 +580,128 @@ impl Store for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
+    }
+
+    async fn devices(&self, collector: Option<Uuid>) -> anyhow::Result<Vec<DeviceInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, collector_id, label, created_at, revoked_at, invitation_id FROM devices
+             WHERE $1::uuid IS NULL OR collector_id = $1 ORDER BY created_at, id",
+        )
+        .bind(collector)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| DeviceInfo {
+                device_id: row.get("id"),
+                collector_id: row.get("collector_id"),
+                label: row.get("label"),
+                created_at: row.get("created_at"),
+                revoked_at: row.get("revoked_at"),
+                invitation_id: row.get("invitation_id"),
+            })
+            .collect())
+    }
+
+    async fn revoke_device(&self, device_id: Uuid) -> anyhow::Result<Revoked> {
+        revoke(&self.pool, "devices", device_id).await
+    }
+
+    async fn add_invitation(
+        &self,
+        label: &str,
+        code_hash: &str,
+        uses: i64,
+        expires_at: OffsetDateTime,
+    ) -> anyhow::Result<Uuid> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
+        )
+        .bind(id)
+        .bind(label)
+        .bind(code_hash)
+        .bind(uses)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at FROM invitations
+             ORDER BY created_at DESC, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| InvitationInfo {
+                id: row.get("id"),
+                label: row.get("label"),
+                uses: row.get("uses"),
+                uses_left: row.get("uses_left"),
+                expires_at: row.get("expires_at"),
+                created_at: row.get("created_at"),
+                revoked_at: row.get("revoked_at"),
+            })
+            .collect())
+    }
+
+    async fn revoke_invitation(&self, id: Uuid) -> anyhow::Result<Revoked> {
+        revoke(&self.pool, "invitations", id).await
+    }
+
+    async fn redeem_invitation(
+        &self,
+        code_hash: &str,
+        label: &str,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<NewDevice, RedeemError> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock serialises redemptions of one invitation across nodes: a second phone waits here and then
+        // reads the use the first one took.
+        let row = sqlx::query(
+            "SELECT id, label, uses_left, expires_at, revoked_at IS NOT NULL AS revoked FROM invitations
+             WHERE code_hash = $1 FOR UPDATE",
+        )
+        .bind(code_hash)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(RedeemError::Unknown)?;
+        let invitation = InvitationState {
+            id: row.get("id"),
+            label: row.get("label"),
+            uses_left: row.get("uses_left"),
+            expires_at: row.get("expires_at"),
+            revoked: row.get("revoked"),
+        };
+        invitation.check(now)?;
+        sqlx::query("UPDATE invitations SET uses_left = uses_left - 1 WHERE id = $1")
+            .bind(invitation.id)
+            .execute(&mut *tx)
+            .await?;
+        let label = if label.is_empty() { invitation.label.as_str() } else { label };
+        let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
+        sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, $2)")
+            .bind(new.collector_id)
+            .bind(label)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO devices (id, collector_id, label, token_hash, invitation_id) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(new.device_id)
+        .bind(new.collector_id)
+        .bind(label)
+        .bind(token_hash)
+        .bind(invitation.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(new)
     }
 
     async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>> {
@@ -975,7 +1117,7 @@ impl PostgresStore {
             let mut rows = sqlx::query(
                 "SELECT id, collector_id, captured_day, category, feeling_safe, channel, tag_lat, tag_lon, accuracy_m,
                         picked_area_code, postcode
-                 FROM insights WHERE status <> 'rejected'",
+                 FROM insights WHERE status IN ('filed', 'outside_coverage')",
             )
             .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {

@@ -21,9 +21,10 @@ use super::rollup::{
     assemble_rollups, is_one_cell, push_cells, tile, Contribution, PeriodKind, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DocumentBytes, DocumentChanged, DocumentWrite,
-    GenerationInfo, InsightRow, NewDevice, Outcome, Principal, Role, SaveError, SeriesPoint, Store, StoredArea,
-    StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DeviceInfo, DocumentBytes, DocumentChanged,
+    DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState, NewDevice, Outcome, Principal,
+    RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea, StoredDocument, Sums, TaggableInsight,
+    Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -221,6 +222,24 @@ const UPSERT_CELL: &str = "INSERT INTO rollups (generation_id, period, period_st
          n_youth_worker = n_youth_worker + excluded.n_youth_worker,
          n_other_channel = n_other_channel + excluded.n_other_channel";
 
+/// Sets `revoked_at` on one row of `table` (`devices` or `invitations`, never input) unless it is set already.
+async fn revoke(pool: &SqlitePool, table: &'static str, id: Uuid) -> anyhow::Result<Revoked> {
+    let revoked = sqlx::query(&format!("UPDATE {table} SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL"))
+        .bind(id.to_string())
+        .bind(now_text())
+        .execute(pool)
+        .await?;
+    if revoked.rows_affected() == 1 {
+        return Ok(Revoked::Now);
+    }
+    let exists = sqlx::query(&format!("SELECT 1 FROM {table} WHERE id = ?1"))
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?
+        .is_some();
+    Ok(if exists { Revoked::Already } else { Revoked::Unknown })
+}
+
 fn parse_time(text: Option<String>) -> Option<OffsetDateTime> {
     text.and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok())
 }
@@ -314,7 +333,7 @@ async fn write_document(
             .map_err(anyhow::Error::from)?;
         let day: Option<time::Date> = old.get("captured_day");
         let category: Option<String> = old.get("category");
-        if let (true, Some(day), Some(category)) = (status != "rejected", day, category) {
+        if let (true, Some(day), Some(category)) = (Outcome::status_counts(&status), day, category) {
             for tag in tags {
                 let contribution = Contribution {
                     generation_id: tag.get("generation_id"),
@@ -451,15 +470,20 @@ impl Store for SqliteStore {
     }
 
     async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
-        let device = sqlx::query("SELECT id, collector_id FROM devices WHERE token_hash = ?1 AND revoked_at IS NULL")
+        let device = sqlx::query("SELECT id, collector_id, revoked_at FROM devices WHERE token_hash = ?1")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = device {
             let device_id: String = row.get("id");
+            let device_id = device_id.parse().context("device id")?;
+            let revoked_at: Option<String> = row.get("revoked_at");
+            if revoked_at.is_some() {
+                return Ok(Some(Principal::RevokedDevice { device_id }));
+            }
             let collector_id: String = row.get("collector_id");
             return Ok(Some(Principal::Device {
-                device_id: device_id.parse().context("device id")?,
+                device_id,
                 collector_id: collector_id.parse().context("collector id")?,
             }));
         }
@@ -469,6 +493,140 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
+    }
+
+    async fn devices(&self, collector: Option<Uuid>) -> anyhow::Result<Vec<DeviceInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, collector_id, label, created_at, revoked_at, invitation_id FROM devices
+             WHERE ?1 IS NULL OR collector_id = ?1 ORDER BY created_at, id",
+        )
+        .bind(collector.map(|id| id.to_string()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let uuid = |column: &str| -> anyhow::Result<Option<Uuid>> {
+                    let text: Option<String> = row.get(column);
+                    text.map(|text| text.parse().with_context(|| format!("{column} {text}"))).transpose()
+                };
+                Ok(DeviceInfo {
+                    device_id: uuid("id")?.context("device id")?,
+                    collector_id: uuid("collector_id")?.context("collector id")?,
+                    label: row.get("label"),
+                    created_at: parse_time(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    revoked_at: parse_time(row.get("revoked_at")),
+                    invitation_id: uuid("invitation_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_device(&self, device_id: Uuid) -> anyhow::Result<Revoked> {
+        revoke(&self.pool, "devices", device_id).await
+    }
+
+    async fn add_invitation(
+        &self,
+        label: &str,
+        code_hash: &str,
+        uses: i64,
+        expires_at: OffsetDateTime,
+    ) -> anyhow::Result<Uuid> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+        )
+        .bind(id.to_string())
+        .bind(label)
+        .bind(code_hash)
+        .bind(uses)
+        .bind(format_time(expires_at.to_offset(time::UtcOffset::UTC)))
+        .bind(now_text())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at FROM invitations
+             ORDER BY created_at DESC, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("id");
+                Ok(InvitationInfo {
+                    id: id.parse().context("invitation id")?,
+                    label: row.get("label"),
+                    uses: row.get("uses"),
+                    uses_left: row.get("uses_left"),
+                    expires_at: parse_time(row.get("expires_at")).context("invitation expiry")?,
+                    created_at: parse_time(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    revoked_at: parse_time(row.get("revoked_at")),
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_invitation(&self, id: Uuid) -> anyhow::Result<Revoked> {
+        revoke(&self.pool, "invitations", id).await
+    }
+
+    async fn redeem_invitation(
+        &self,
+        code_hash: &str,
+        label: &str,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<NewDevice, RedeemError> {
+        // The immediate transaction holds the database's write lock from the read on: redemptions serialise, and
+        // the use counted is the use checked.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row =
+            sqlx::query("SELECT id, label, uses_left, expires_at, revoked_at FROM invitations WHERE code_hash = ?1")
+                .bind(code_hash)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(RedeemError::Unknown)?;
+        let id: String = row.get("id");
+        let revoked_at: Option<String> = row.get("revoked_at");
+        let invitation = InvitationState {
+            id: id.parse().context("invitation id")?,
+            label: row.get("label"),
+            uses_left: row.get("uses_left"),
+            expires_at: parse_time(row.get("expires_at")).context("invitation expiry")?,
+            revoked: revoked_at.is_some(),
+        };
+        invitation.check(now)?;
+        sqlx::query("UPDATE invitations SET uses_left = uses_left - 1 WHERE id = ?1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        let label = if label.is_empty() { invitation.label.as_str() } else { label };
+        let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
+        sqlx::query("INSERT INTO collectors (id, label, created_at) VALUES (?1, ?2, ?3)")
+            .bind(new.collector_id.to_string())
+            .bind(label)
+            .bind(now_text())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO devices (id, collector_id, label, token_hash, created_at, invitation_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(new.device_id.to_string())
+        .bind(new.collector_id.to_string())
+        .bind(label)
+        .bind(token_hash)
+        .bind(now_text())
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(new)
     }
 
     async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>> {
@@ -884,7 +1042,7 @@ impl SqliteStore {
             let mut rows = sqlx::query(
                 "SELECT id, collector_id, captured_day, category, feeling_safe, channel, tag_lat, tag_lon, accuracy_m,
                         picked_area_code, postcode
-                 FROM insights WHERE status <> 'rejected'",
+                 FROM insights WHERE status IN ('filed', 'outside_coverage')",
             )
             .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
@@ -973,5 +1131,78 @@ impl SqliteStore {
             n_areas: i64::try_from(areas.len())?,
         };
         Ok((info, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 0004 rebuilds `insights` (SQLite cannot change a CHECK in place) and sets `insight_areas` aside meanwhile: a
+    /// database written at migration 0003 must come through with every row, and then take withdrawn insights.
+    #[tokio::test]
+    async fn the_withdrawn_migration_keeps_every_insight_and_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        // The migrations as released up to 0003, run by a migrator that knows no later ones.
+        let released = dir.path().join("migrations");
+        std::fs::create_dir(&released).unwrap();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        for entry in std::fs::read_dir(source).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if ["0001_", "0002_", "0003_"].iter().any(|prefix| name.starts_with(prefix)) {
+                std::fs::copy(&path, released.join(name)).unwrap();
+            }
+        }
+        let up_to_0003 = sqlx::migrate::Migrator::new(released.as_path()).await.unwrap();
+        assert_eq!(up_to_0003.iter().count(), 3);
+        up_to_0003.run(&pool).await.unwrap();
+        for statement in [
+            "INSERT INTO collectors (id, label, created_at) VALUES ('c1', 'Hanley barbers', '2026-11-20T00:00:00Z')",
+            "INSERT INTO devices (id, collector_id, label, token_hash, created_at)
+                 VALUES ('d1', 'c1', 'phone', 'hash', '2026-11-20T00:00:00Z')",
+            "INSERT INTO documents (doc_id, collector_id, version, updated_at) VALUES ('doc1', 'c1', 1, 'now')",
+            "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, category, status,
+                 area_code, processed_at, postcode, tag_lat, tag_lon)
+                 VALUES ('i1', 'doc1', 'c1', 'd1', '2026-11-20T17:45:00Z', '2026-11-20', 'drugs', 'filed',
+                 'E05008737', '2026-11-20T17:46:00Z', 'ST4 2DE', 53.0, -2.1)",
+            "INSERT INTO boundary_generations (id, set_name, generation, source, imported_at)
+                 VALUES (1, 'wards', 1, 'bundled', 'now')",
+            "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary)
+                 VALUES ('i1', 1, 'E05008737', 0)",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let row = sqlx::query("SELECT category, status, postcode, tag_lat FROM insights WHERE id = 'i1'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String, _>("category"), "drugs");
+        assert_eq!(row.get::<String, _>("status"), "filed");
+        assert_eq!(row.get::<String, _>("postcode"), "ST4 2DE");
+        assert_eq!(row.get::<f64, _>("tag_lat"), 53.0);
+        let tag: String = sqlx::query_scalar("SELECT area_code FROM insight_areas WHERE insight_id = 'i1'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(tag, "E05008737");
+        sqlx::query("UPDATE insights SET status = 'withdrawn' WHERE id = 'i1'").execute(&store.pool).await.unwrap();
+        let refused = sqlx::query("UPDATE insights SET status = 'lost' WHERE id = 'i1'").execute(&store.pool).await;
+        assert!(refused.is_err(), "the CHECK still holds");
+        let orphan = sqlx::query("INSERT INTO insight_areas VALUES ('nobody', 1, '', 0)").execute(&store.pool).await;
+        assert!(orphan.is_err(), "the tags still refer to insights");
+        let kept: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('insights_rebuilt', 'insight_areas_kept')",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(kept, 0, "no scaffolding left behind");
     }
 }
