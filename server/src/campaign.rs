@@ -6,7 +6,7 @@
 use anyhow::Context;
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
 use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN};
-use grapevine_sync_proto::campaign_doc::{write_campaign, AreaEntry, CampaignSheet};
+use grapevine_sync_proto::campaign_doc::{fingerprint, write_campaign, AreaEntry, CampaignSheet};
 use grapevine_sync_proto::DocumentId;
 
 use crate::atlas::Atlas;
@@ -58,4 +58,16 @@ pub async fn publish(store: &dyn Store, atlas: &Atlas, actor: &ActorId) -> anyho
         }
     }
     anyhow::bail!("the campaign document kept changing under us")
+}
+
+/// The campaign document, if a phone holding a copy with fingerprint `held` should sync it (it is published and the
+/// phone's copy is not the published one).
+///
+/// # Errors
+/// The store fails or the document cannot be loaded.
+pub async fn stale_for(store: &dyn Store, held: &str) -> anyhow::Result<Option<DocumentId>> {
+    let doc_id = campaign_document(DEFAULT_CAMPAIGN.slug).context("the default campaign has a document")?;
+    let Some((bytes, _)) = store.load_published(doc_id).await? else { return Ok(None) };
+    let mut published = AutoCommit::load(&bytes).context("loading the campaign document")?;
+    Ok((fingerprint(&mut published) != held).then_some(doc_id))
 }

@@ -133,7 +133,12 @@ impl Connection {
 
     /// Answers a join: the `peer` frame, announcing what the collector's other devices wrote since the phone last
     /// caught up (Grapevine's SDK says how far that is; other peers get live changes only).
-    async fn accept(&mut self, state: &AppState, seen: Option<i64>) -> (Vec<u8>, Vec<DocumentId>) {
+    async fn accept(
+        &mut self,
+        state: &AppState,
+        seen: Option<i64>,
+        campaign: Option<&str>,
+    ) -> (Vec<u8>, Vec<DocumentId>) {
         let catch_up = match seen {
             None => Vec::new(),
             Some(seen) => state
@@ -146,7 +151,15 @@ impl Connection {
                 }),
         };
         let catch_up_to = catch_up.iter().map(|(_, seq)| *seq).max().or(seen);
-        let doc_ids: Vec<DocumentId> = catch_up.into_iter().map(|(doc_id, _)| doc_id).collect();
+        let mut doc_ids: Vec<DocumentId> = catch_up.into_iter().map(|(doc_id, _)| doc_id).collect();
+        // The campaign too, when the phone's copy (its fingerprint) is not the published one.
+        if let Some(held) = campaign {
+            match crate::campaign::stale_for(state.store.as_ref(), held).await {
+                Ok(Some(doc_id)) => doc_ids.push(doc_id),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot read the campaign document"),
+            }
+        }
         (self.session.accept(&doc_ids, catch_up_to), doc_ids)
     }
 }
@@ -246,13 +259,14 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
                 close_with(socket, &connection.session, error.code, &error.message).await;
                 return;
             }
-            Ok(Event::Joined { peer_id, seen }) => {
-                let (reply, announced) = connection.accept(state, seen).await;
+            Ok(Event::Joined { peer_id, seen, campaign }) => {
+                let (reply, announced) = connection.accept(state, seen, campaign.as_deref()).await;
                 tracing::debug!(%peer_id, n_catch_up = announced.len(), "joined");
                 if !send_within(socket, WsMessage::Binary(reply.into()), limits.send_timeout).await {
                     return;
                 }
-                for doc_id in announced {
+                // The phone asks for published documents itself; the collector's own are offered.
+                for doc_id in announced.into_iter().filter(|doc_id| !crate::campaign::is_published(*doc_id)) {
                     if !offer(state, connection, socket, doc_id).await {
                         return;
                     }

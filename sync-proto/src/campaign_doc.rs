@@ -146,6 +146,15 @@ fn entries(doc: &AutoCommit, key: &str) -> Option<Vec<ObjId>> {
         .collect()
 }
 
+/// A short fingerprint of the document's state (the first 8 bytes of each head, hex, sorted): what a phone sends in
+/// `join` so the server offers the campaign only when it changed. `""` for an empty document.
+#[must_use]
+pub fn fingerprint(doc: &mut AutoCommit) -> String {
+    let mut heads: Vec<String> = doc.get_heads().iter().map(|head| head.to_string()[..16].to_owned()).collect();
+    heads.sort();
+    heads.join(",")
+}
+
 /// Reads the sheet back; `None` if the document is not a campaign (yet).
 #[must_use]
 pub fn read_campaign(doc: &AutoCommit) -> Option<CampaignSheet> {
@@ -210,5 +219,10 @@ mod tests {
         assert!(write_campaign(&mut doc, &redrawn).unwrap());
         assert_eq!(read_campaign(&doc).unwrap(), redrawn);
         assert!(read_campaign(&AutoCommit::new()).is_none(), "an empty document is not a campaign");
+        assert_eq!(fingerprint(&mut AutoCommit::new()), "");
+        assert_eq!(fingerprint(&mut doc).len(), 16);
+        let before = fingerprint(&mut doc);
+        write_campaign(&mut doc, &sheet()).unwrap();
+        assert_ne!(fingerprint(&mut doc), before, "a change changes the fingerprint");
     }
 }

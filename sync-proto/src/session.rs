@@ -39,7 +39,7 @@ pub enum SyncKind {
 pub enum Event {
     /// Server side: a peer joined, having seen the collector's writes up to `seen` (Grapevine's SDK says; other
     /// peers do not). Answer with [`Session::accept`] before anything else.
-    Joined { peer_id: String, seen: Option<i64> },
+    Joined { peer_id: String, seen: Option<i64>, campaign: Option<String> },
     /// Client side: the server accepted the join. `storage_id` names the server's storage lineage: when it changes
     /// (a restore from backup), the client should offer every document again. `catch_up` lists the documents the
     /// server offers next (changed by the collector's other devices while this one was away).
@@ -77,6 +77,7 @@ pub struct Session {
     their_peer_id: Option<String>,
     storage_id: Option<String>,
     seen: Option<i64>,
+    campaign: Option<String>,
     max_frame_bytes: usize,
     sync_states: HashMap<DocumentId, sync::State>,
 }
@@ -90,6 +91,7 @@ impl Session {
             their_peer_id: None,
             storage_id: None,
             seen: None,
+            campaign: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             sync_states: HashMap::new(),
         }
@@ -116,6 +118,14 @@ impl Session {
         self
     }
 
+    /// Client side: the fingerprint of the campaign document this phone holds (`campaign_doc::fingerprint`), sent in
+    /// `join`.
+    #[must_use]
+    pub fn with_campaign(mut self, fingerprint: impl Into<String>) -> Self {
+        self.campaign = Some(fingerprint.into());
+        self
+    }
+
     /// Server side: the `peer` frame answering a join, announcing the documents it offers next (`catch_up`) and the
     /// sequence number the phone will have seen once it holds them.
     #[must_use]
@@ -130,6 +140,7 @@ impl Session {
                 catch_up: (!catch_up.is_empty()).then(|| catch_up.iter().map(ToString::to_string).collect()),
                 catch_up_to,
                 seen: None,
+                campaign: None,
             }),
         }
         .encode()
@@ -170,7 +181,12 @@ impl Session {
         Message::Join {
             sender_id: self.our_peer_id.clone(),
             supported_protocol_versions: Some(vec![PROTOCOL_V1.to_owned()]),
-            peer_metadata: Some(PeerMetadata { is_ephemeral: Some(false), seen: self.seen, ..PeerMetadata::default() }),
+            peer_metadata: Some(PeerMetadata {
+                is_ephemeral: Some(false),
+                seen: self.seen,
+                campaign: self.campaign.clone(),
+                ..PeerMetadata::default()
+            }),
         }
         .encode()
     }
@@ -201,7 +217,9 @@ impl Session {
                     });
                 }
                 self.their_peer_id = Some(sender_id.clone());
-                Ok(Event::Joined { peer_id: sender_id, seen: peer_metadata.and_then(|metadata| metadata.seen) })
+                let (seen, campaign) =
+                    peer_metadata.map_or((None, None), |metadata| (metadata.seen, metadata.campaign));
+                Ok(Event::Joined { peer_id: sender_id, seen, campaign })
             }
             (Side::Client, None, Message::Peer { sender_id, target_id, selected_protocol_version, peer_metadata }) => {
                 if target_id != self.our_peer_id {
@@ -361,7 +379,7 @@ mod tests {
     fn handshake() -> (Session, Session) {
         let mut client = Session::new(Side::Client, "phone");
         let mut server = Session::new(Side::Server, "server").with_storage_id("lineage-1");
-        let Event::Joined { peer_id, seen } = server.receive(&client.join_frame()).unwrap() else {
+        let Event::Joined { peer_id, seen, .. } = server.receive(&client.join_frame()).unwrap() else {
             panic!("server did not accept the join");
         };
         assert_eq!((peer_id.as_str(), seen), ("phone", None));
@@ -448,10 +466,12 @@ mod tests {
     #[test]
     fn the_server_announces_its_catch_up_in_the_handshake() {
         let catch_up = vec![DocumentId::random(), DocumentId::random()];
-        let mut client = Session::new(Side::Client, "phone").with_seen(7);
+        let mut client = Session::new(Side::Client, "phone").with_seen(7).with_campaign("ab12");
         let mut server = Session::new(Side::Server, "server");
-        let Event::Joined { seen, .. } = server.receive(&client.join_frame()).unwrap() else { panic!("no join") };
-        assert_eq!(seen, Some(7));
+        let Event::Joined { seen, campaign, .. } = server.receive(&client.join_frame()).unwrap() else {
+            panic!("no join")
+        };
+        assert_eq!((seen, campaign.as_deref()), (Some(7), Some("ab12")));
         let reply = server.accept(&catch_up, Some(12));
         let Event::Accepted { catch_up: announced, catch_up_to, .. } = client.receive(&reply).unwrap() else {
             panic!("no peer")

@@ -30,6 +30,10 @@ pub struct PeerMetadata {
     /// Peers that send none (the JavaScript client) get live changes only, no catch-up.
     #[serde(default, rename = "grapevineSeen", skip_serializing_if = "Option::is_none")]
     pub seen: Option<i64>,
+    /// In `join`, from Grapevine's SDK: the fingerprint of the campaign document the phone holds (`""` for none), so
+    /// the server announces the campaign in `grapevineCatchUp` only when it has changed.
+    #[serde(default, rename = "grapevineCampaign", skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
 }
 
 /// One protocol message.
