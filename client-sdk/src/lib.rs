@@ -35,6 +35,7 @@ pub mod sync;
 
 pub use enrol::{enrol, sync_enrolled, Enrolment};
 pub use error::SdkError;
+pub use grapevine_sync_proto::campaign_doc::{AreaEntry, CampaignSheet, CategoryEntry, Text};
 pub use grapevine_sync_proto::{Channel, ErrorCode, InsightChanges, Location};
 pub use store::{Draft, Listed, Status, Store};
 pub use sync::{sync, sync_documents, DocOutcome, SyncConnection, SyncReport, Traffic};

@@ -84,6 +84,12 @@ enum Command {
     },
     /// List every insight on this device with its status.
     List,
+    /// Show the campaign the capture form offers, as last synced: categories, prompts and the areas to pick.
+    Campaign {
+        /// The language: en or cy (Welsh).
+        #[arg(long, default_value = "en")]
+        lang: String,
+    },
     /// Show one insight and where it is: captured, stored, filed (or rejected, or withdrawn), and any change not
     /// sent yet.
     Status {
@@ -262,6 +268,46 @@ async fn run(cli: Cli) -> Result<(), SdkError> {
             }
         }
         Command::Status { id } => print_one(&store.get(id).await?, cli.json),
+        Command::Campaign { lang } => {
+            let sheet = store.campaign().await?;
+            let pick = |text: &grapevine_client_sdk::Text| if lang == "cy" { text.cy.clone() } else { text.en.clone() };
+            if cli.json {
+                let categories: Vec<_> = sheet
+                    .categories
+                    .iter()
+                    .map(|category| serde_json::json!({ "slug": category.slug, "label": pick(&category.label) }))
+                    .collect();
+                let areas: Vec<_> = sheet
+                    .areas
+                    .iter()
+                    .map(|area| serde_json::json!({ "code": area.code, "name": area.name }))
+                    .collect();
+                let body = serde_json::json!({
+                    "slug": sheet.slug,
+                    "name": pick(&sheet.name),
+                    "prompts": {
+                        "text": pick(&sheet.prompt_text),
+                        "feeling_safe": pick(&sheet.prompt_feeling_safe),
+                        "location": pick(&sheet.prompt_location),
+                    },
+                    "categories": categories,
+                    "areas": areas,
+                    "boundaries": sheet.boundaries,
+                });
+                println!("{body}");
+            } else {
+                println!("{}", pick(&sheet.name));
+                println!("{}", pick(&sheet.prompt_text));
+                for category in &sheet.categories {
+                    println!("  {:<22} {}", category.slug, pick(&category.label));
+                }
+                if sheet.areas.is_empty() {
+                    println!("No areas yet: sync once to get the list of areas.");
+                } else {
+                    println!("{} areas to pick from ({}).", sheet.areas.len(), sheet.boundaries);
+                }
+            }
+        }
         Command::Edit {
             id,
             category,

@@ -8,7 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
-use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN_SLUG;
+use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN, DEFAULT_CAMPAIGN_SLUG};
+use grapevine_sync_proto::campaign_doc::{read_campaign, CampaignSheet};
 use grapevine_sync_proto::document::{
     format_time, is_withdrawn, read_insight, read_server_record, write_changes, write_insight, write_withdrawn,
     ServerStatus,
@@ -328,6 +329,40 @@ impl Store {
         let bytes: Vec<u8> = row.get("doc");
         let doc = AutoCommit::load(&bytes)?.with_actor(self.actor.clone());
         Ok(LocalDocument { doc_id, doc, sync_state: row.get("sync_state") })
+    }
+
+    /// A document the server published (the campaign), as last synced.
+    pub(crate) async fn published(&self, doc_id: DocumentId) -> Result<Option<AutoCommit>, SdkError> {
+        let bytes: Option<Vec<u8>> = sqlx::query_scalar("SELECT doc FROM published WHERE doc_id = ?1")
+            .bind(doc_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(bytes.and_then(|bytes| AutoCommit::load(&bytes).ok()))
+    }
+
+    /// Keeps a published document as a sync left it.
+    pub(crate) async fn save_published(&self, doc_id: DocumentId, doc: &mut AutoCommit) -> Result<(), SdkError> {
+        sqlx::query(
+            "INSERT INTO published (doc_id, doc) VALUES (?1, ?2) ON CONFLICT (doc_id) DO UPDATE SET doc = excluded.doc",
+        )
+        .bind(doc_id.to_string())
+        .bind(doc.save())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The campaign the capture form renders, offline: as the server last published it (categories in English and
+    /// Welsh, prompts, the areas to pick from), or before the first sync the bundled default, without areas.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn campaign(&self) -> Result<CampaignSheet, SdkError> {
+        let synced = match campaign_document(DEFAULT_CAMPAIGN_SLUG) {
+            Some(doc_id) => self.published(doc_id).await?.as_ref().and_then(read_campaign),
+            None => None,
+        };
+        Ok(synced.unwrap_or_else(|| CampaignSheet::new(&DEFAULT_CAMPAIGN, Vec::new(), String::new())))
     }
 
     /// What this phone enrolled with, if it has.

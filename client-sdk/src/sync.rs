@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use grapevine_sync_proto::automerge::AutoCommit;
+use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN_SLUG};
+use grapevine_sync_proto::campaign_doc::fingerprint;
 use grapevine_sync_proto::session::{Event, Session, Side};
 use grapevine_sync_proto::DocumentId;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -32,6 +34,8 @@ pub struct SyncReport {
     pub unavailable: Vec<Uuid>,
     /// Insights that arrived from the collector's other devices.
     pub received: usize,
+    /// Whether the campaign (categories, prompts, areas) changed on the phone in this sync.
+    pub campaign_updated: bool,
     /// What crossed the wire, both ways.
     pub traffic: Traffic,
 }
@@ -70,7 +74,13 @@ pub enum DocOutcome {
 /// or stops answering. Nothing on the phone is lost either way; sync again.
 pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, SdkError> {
     let seen = store.seen().await?;
-    let mut connection = SyncConnection::open_seen(url, token, store.peer_id(), Some(seen)).await?;
+    let campaign_id = campaign_document(DEFAULT_CAMPAIGN_SLUG);
+    let mut campaign = match campaign_id {
+        Some(doc_id) => store.published(doc_id).await?,
+        None => None,
+    };
+    let held = campaign.as_mut().map(fingerprint).unwrap_or_default();
+    let mut connection = SyncConnection::open_with(url, token, store.peer_id(), Some(seen), Some(held)).await?;
     let known_lineage = store.server_storage_id().await?;
     let offer_everything = connection.server_storage_id.is_some() && connection.server_storage_id != known_lineage;
     let before: HashMap<Uuid, Status> =
@@ -81,7 +91,13 @@ pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, S
         batch.push((local.doc_id, local.doc));
     }
     // What the collector's other devices wrote while this phone was away: our copy if we have one, else a new one.
+    // The campaign, when announced, is synced on its own (it is read-only and is not an insight).
+    let mut published = Vec::new();
     for doc_id in connection.catch_up.clone() {
+        if Some(doc_id) == campaign_id {
+            published.push((doc_id, campaign.take().unwrap_or_default()));
+            continue;
+        }
         if batch.iter().any(|(offered, _)| *offered == doc_id) {
             continue;
         }
@@ -99,12 +115,20 @@ pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, S
     for slice in batch.chunks_mut(BATCH_SIZE) {
         outcomes.extend(connection.sync_batch(slice).await?);
     }
+    let published_outcomes =
+        if published.is_empty() { Vec::new() } else { connection.sync_batch(&mut published).await? };
     let states: Vec<Option<Vec<u8>>> = batch.iter().map(|(doc_id, _)| connection.sync_state(*doc_id)).collect();
     let server_storage_id = connection.server_storage_id.clone();
     let catch_up_to = connection.catch_up_to;
     let traffic = connection.traffic;
     connection.close().await;
     let mut report = SyncReport { traffic, ..SyncReport::default() };
+    for ((doc_id, doc), outcome) in published.iter_mut().zip(published_outcomes) {
+        if outcome == DocOutcome::InStep {
+            store.save_published(*doc_id, doc).await?;
+            report.campaign_updated = true;
+        }
+    }
     let mut in_step = Vec::new();
     for (((doc_id, doc), outcome), state) in batch.iter_mut().zip(outcomes).zip(states) {
         if outcome == DocOutcome::Unavailable {
@@ -213,10 +237,28 @@ impl SyncConnection {
         peer_id: &str,
         seen: Option<i64>,
     ) -> Result<SyncConnection, SdkError> {
+        SyncConnection::open_with(url, token, peer_id, seen, None).await
+    }
+
+    /// Opens a connection as [`SyncConnection::open_seen`], also telling the server the fingerprint of the campaign
+    /// copy this phone holds (`""` for none), so it announces the campaign when the phone's copy is stale.
+    ///
+    /// # Errors
+    /// As [`sync`].
+    pub async fn open_with(
+        url: &str,
+        token: &str,
+        peer_id: &str,
+        seen: Option<i64>,
+        campaign: Option<String>,
+    ) -> Result<SyncConnection, SdkError> {
         let mut socket = connect(url, token).await?;
         let mut session = Session::new(Side::Client, peer_id);
         if let Some(seen) = seen {
             session = session.with_seen(seen);
+        }
+        if let Some(campaign) = campaign {
+            session = session.with_campaign(campaign);
         }
         let mut traffic = Traffic { round_trips: 1, ..Traffic::default() };
         let join = session.join_frame();

@@ -12,7 +12,7 @@ use grapevine_sync_proto::automerge::{AutoCommit, ROOT};
 use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN_SLUG};
 use grapevine_sync_proto::campaign_doc::{read_campaign, CampaignSheet, Text};
 use grapevine_sync_proto::ErrorCode;
-use grapevine_tests::{Backend, TestApp};
+use grapevine_tests::{Backend, Phone, TestApp};
 
 /// Asks the server for the campaign document, as a phone with nothing does.
 async fn fetch_campaign(app: &TestApp, token: &str) -> CampaignSheet {
@@ -67,4 +67,46 @@ async fn the_campaign_syncs_down_read_only_and_follows_the_boundaries(backend: B
     }
 }
 
-on_both_backends!(the_campaign_syncs_down_read_only_and_follows_the_boundaries);
+/// Through the SDK: the first sync brings the campaign for the form to render offline, later syncs leave it alone
+/// (a quiet reconnect stays one round trip) until it changes.
+async fn a_phone_keeps_the_campaign_and_syncs_it_only_when_it_changed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let phone = Phone::new(&app, "Leek library").await;
+    let before = phone.store.campaign().await.unwrap();
+    assert_eq!((before.categories.len(), before.areas.len()), (14, 0), "the bundled campaign, no areas yet");
+
+    let first = phone.sync(&app).await.unwrap();
+    assert!(first.campaign_updated);
+    let sheet = phone.store.campaign().await.unwrap();
+    assert_eq!((sheet.areas.len(), sheet.boundaries.as_str()), (211, "wards 1"));
+    let quiet = phone.sync(&app).await.unwrap();
+    assert!(!quiet.campaign_updated);
+    assert_eq!(quiet.traffic.round_trips, 1, "{:?}", quiet.traffic);
+
+    // A boundary review: the next sync brings the new list of areas.
+    let areas = vec![Area {
+        code: "N1".into(),
+        name: "One big neighbourhood".into(),
+        shape: geo::MultiPolygon::new(vec![polygon![
+            (x: -2.6, y: 52.3), (x: -1.5, y: 52.3), (x: -1.5, y: 53.3), (x: -2.6, y: 53.3)
+        ]]),
+    }];
+    let boundaries = Boundaries::new(areas.clone()).unwrap();
+    let tagger = |insight: &TaggableInsight| tag_in(&boundaries, &Whereabouts::from(insight));
+    app.store
+        .add_generation("wards", "a boundary review", areas.iter().map(stored_area).collect(), &tagger)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !phone.sync(&app).await.unwrap().campaign_updated {
+        assert!(std::time::Instant::now() < deadline, "the phone never got the new campaign");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sheet = phone.store.campaign().await.unwrap();
+    assert_eq!((sheet.areas.len(), sheet.boundaries.as_str()), (1, "wards 2"));
+}
+
+on_both_backends!(
+    the_campaign_syncs_down_read_only_and_follows_the_boundaries,
+    a_phone_keeps_the_campaign_and_syncs_it_only_when_it_changed,
+);
