@@ -23,19 +23,22 @@
 //!
 //! # Layout
 //! - `store`: the SQLite store: `capture`, `edit`, `withdraw`, `list`, statuses, the kept enrolment.
+//! - `engine`: the background sync engine (`SyncEngine`): on demand, on a schedule, on network-up; backoff, progress.
 //! - `enrol`: redeeming an invitation code for a device token (`enrol`), and syncing with it (`sync_enrolled`).
 //! - `sync`: the WebSocket sync client on the sans-IO session from `grapevine-sync-proto`.
 //! - `error`: `SdkError`, carrying the stable codes the server sends.
 //! - `main.rs`: the `grapevine-collect` CLI.
 
+pub mod engine;
 pub mod enrol;
 pub mod error;
 pub mod store;
 pub mod sync;
 
+pub use engine::{EngineConfig, EngineEvent, SyncEngine, Trigger};
 pub use enrol::{enrol, sync_enrolled, Enrolment};
 pub use error::SdkError;
 pub use grapevine_sync_proto::campaign_doc::{AreaEntry, CampaignSheet, CategoryEntry, Text};
 pub use grapevine_sync_proto::{Channel, ErrorCode, InsightChanges, Location};
 pub use store::{Draft, Listed, Status, Store};
-pub use sync::{sync, sync_documents, DocOutcome, SyncConnection, SyncReport, Traffic};
+pub use sync::{sync, sync_documents, sync_with_progress, DocOutcome, SyncConnection, SyncReport, Traffic};

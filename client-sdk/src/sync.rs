@@ -73,6 +73,19 @@ pub enum DocOutcome {
 /// The server refuses the token (`SdkError::Server` with code `unauthorized`), cannot be reached, breaks the protocol
 /// or stops answering. Nothing on the phone is lost either way; sync again.
 pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, SdkError> {
+    sync_with_progress(store, url, token, |_, _| {}).await
+}
+
+/// [`sync`], telling `progress(done, total)` how many of the documents to exchange are done, after each slice.
+///
+/// # Errors
+/// As [`sync`].
+pub async fn sync_with_progress(
+    store: &Store,
+    url: &str,
+    token: &str,
+    mut progress: impl FnMut(usize, usize) + Send,
+) -> Result<SyncReport, SdkError> {
     let seen = store.seen().await?;
     let campaign_id = campaign_document(DEFAULT_CAMPAIGN_SLUG);
     let mut campaign = match campaign_id {
@@ -112,8 +125,11 @@ pub async fn sync(store: &Store, url: &str, token: &str) -> Result<SyncReport, S
     // In slices, so a long-offline phone's backlog neither sits in memory all at once nor bursts past the server's
     // per-device budget.
     let mut outcomes = Vec::with_capacity(batch.len());
+    let total = batch.len();
+    progress(0, total);
     for slice in batch.chunks_mut(BATCH_SIZE) {
         outcomes.extend(connection.sync_batch(slice).await?);
+        progress(outcomes.len(), total);
     }
     let published_outcomes =
         if published.is_empty() { Vec::new() } else { connection.sync_batch(&mut published).await? };

@@ -24,6 +24,7 @@ mod access;
 mod bad_input;
 mod campaign;
 mod durability;
+mod engine;
 mod geotag;
 mod js_client;
 mod limits;
