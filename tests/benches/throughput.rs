@@ -11,7 +11,7 @@
 //! - Memory: `--memory-devices` devices, `--insights` each, in waves of `--devices` at once; the server's peak
 //!   resident memory (VmHWM) and its resident memory after each tenth of the insights (flat or growing?).
 //!
-//! Needs Node and `npm ci --prefix tests/js-server` (the bench runs it when node_modules is missing).
+//! Needs Node; the bench installs tests/js-server's pinned packages with npm when node_modules is missing.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -116,9 +116,16 @@ fn js_server_dir() -> PathBuf {
 async fn start_node(dir: &Path, n_devices: usize) -> Server {
     let js = js_server_dir();
     if !js.join("node_modules").exists() {
-        let installed =
-            std::process::Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&js).status();
-        assert!(installed.is_ok_and(|status| status.success()), "npm ci in tests/js-server");
+        // npm 11 may refuse `npm ci` on its own lockfile (cbor-extract's optional platform packages): then install
+        // the same pinned versions with `npm install`, as tests/it/js_client.rs does.
+        let npm = |command: &str| {
+            std::process::Command::new("npm")
+                .args([command, "--no-audit", "--no-fund"])
+                .current_dir(&js)
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        assert!(npm("ci") || npm("install"), "installing tests/js-server with npm");
     }
     let mut child = tokio::process::Command::new("node")
         .arg(js.join("server.mjs"))
