@@ -152,8 +152,18 @@ async fn start_node(dir: &Path, n_devices: usize) -> Server {
     }
 }
 
-/// Devices `first..first + n` each sync their batch at once; returns the wall time.
-async fn wave(server: &Server, batches: Vec<Vec<(DocumentId, AutoCommit)>>, first: usize) -> Duration {
+/// What one wave of devices achieved.
+#[derive(Default)]
+struct WaveOutcome {
+    elapsed: Duration,
+    /// Insights the server holds (every document of a device whose sync completed).
+    n_synced: usize,
+    /// Devices whose sync failed (the server dropped the connection).
+    n_failed: usize,
+}
+
+/// Devices `first..first + n` each sync their batch at once.
+async fn wave(server: &Server, batches: Vec<Vec<(DocumentId, AutoCommit)>>, first: usize) -> WaveOutcome {
     let started = Instant::now();
     let syncs: Vec<_> = batches
         .into_iter()
@@ -162,18 +172,29 @@ async fn wave(server: &Server, batches: Vec<Vec<(DocumentId, AutoCommit)>>, firs
             let url = server.sync_url.clone();
             let token = server.tokens[first + i].clone();
             tokio::spawn(async move {
-                let outcomes =
-                    grapevine_client_sdk::sync_documents(&url, &token, &format!("device-{}", first + i), &mut batch)
-                        .await
-                        .unwrap();
-                assert!(outcomes.iter().all(|outcome| *outcome == grapevine_client_sdk::DocOutcome::InStep));
+                let peer = format!("device-{}", first + i);
+                match grapevine_client_sdk::sync_documents(&url, &token, &peer, &mut batch).await {
+                    Ok(outcomes) => {
+                        assert!(outcomes.iter().all(|outcome| *outcome == grapevine_client_sdk::DocOutcome::InStep));
+                        Some(batch.len())
+                    }
+                    Err(error) => {
+                        eprintln!("{peer}: {error}");
+                        None
+                    }
+                }
             })
         })
         .collect();
+    let mut outcome = WaveOutcome::default();
     for sync in syncs {
-        sync.await.unwrap();
+        match sync.await.unwrap() {
+            Some(n) => outcome.n_synced += n,
+            None => outcome.n_failed += 1,
+        }
     }
-    started.elapsed()
+    outcome.elapsed = started.elapsed();
+    outcome
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -207,21 +228,29 @@ async fn main() {
 
     // 1. Throughput: rounds alternate between the servers, each on a fresh store.
     let mut rates = [Vec::new(), Vec::new()];
+    let mut failed = [0, 0];
     for _ in 0..rounds {
         for (slot, which) in both.into_iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
             let server = start(which, dir.path(), devices).await;
             let batches = (0..devices).map(|_| insight_docs(&mut rng, insights)).collect();
-            let elapsed = wave(&server, batches, 0).await;
-            rates[slot].push(per_second(devices * insights, elapsed));
+            let outcome = wave(&server, batches, 0).await;
+            rates[slot].push(per_second(outcome.n_synced, outcome.elapsed));
+            failed[slot] += outcome.n_failed;
         }
     }
     let (ours, theirs) = (median(rates[0].clone()), median(rates[1].clone()));
     println!("\n| measure | Grapevine | anchor: JS automerge-repo server | ratio |");
     println!("| --- | --- | --- | --- |");
     println!(
-        "| throughput: {devices} devices at once, {insights} insights each (median of {rounds}) | {ours:.0} insights/s | {theirs:.0} insights/s | {:.2} |",
+        "| throughput: {devices} devices at once, {insights} insights each (median of {rounds}; insights fully synced per second) | {ours:.0} insights/s | {theirs:.0} insights/s | {:.2} |",
         ours / theirs
+    );
+    println!(
+        "| device syncs that failed (connection dropped by the server), of {} | {} | {} | |",
+        devices * rounds,
+        failed[0],
+        failed[1]
     );
 
     // 2. Memory: many devices in waves; peak and resident memory as the stored documents grow.
@@ -232,16 +261,18 @@ async fn main() {
         let server = start(which, dir.path(), memory_devices).await;
         let mut curve = Vec::new();
         let started = Instant::now();
-        let mut first = 0;
+        let (mut first, mut n_synced, mut n_failed) = (0, 0, 0);
         while first < memory_devices {
             let n = devices.min(memory_devices - first);
             let batches = (0..n).map(|_| insight_docs(&mut rng, insights)).collect();
-            wave(&server, batches, first).await;
+            let outcome = wave(&server, batches, first).await;
+            n_synced += outcome.n_synced;
+            n_failed += outcome.n_failed;
             first += n;
             curve.push(((first * insights), memory_kib(server.pid, "VmRSS:")));
         }
         let elapsed = started.elapsed();
-        peaks.push((memory_kib(server.pid, "VmHWM:"), per_second(memory_devices * insights, elapsed)));
+        peaks.push((memory_kib(server.pid, "VmHWM:"), per_second(n_synced, elapsed), n_failed));
         curves.push(curve);
     }
     let total = memory_devices * insights;
@@ -257,6 +288,7 @@ async fn main() {
         peaks[1].1,
         peaks[0].1 / peaks[1].1
     );
+    println!("| device syncs that failed in that run, of {memory_devices} | {} | {} | |", peaks[0].2, peaks[1].2);
     // Five readings spread over the run, the last one included.
     let n_readings = curves[0].len();
     let mut shown: Vec<usize> = (1..=5).map(|k| (n_readings * k / 5).max(1) - 1).collect();
