@@ -18,7 +18,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::rollup::{
-    assemble_rollups, is_one_cell, push_cells, tile, Contribution, PeriodKind, RollupDeltas, CELL_COLUMNS,
+    assemble_rollups, is_one_cell, push_cells, tile, CellDelta, CellKey, Contribution, PeriodKind, RollupDeltas,
+    CELL_COLUMNS,
 };
 use super::{
     check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DeviceInfo, DocumentBytes, DocumentChanged,
@@ -173,23 +174,7 @@ async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &mut RollupDeltas
         deltas.count_contributor(&cell, change);
     }
     for (cell, delta) in deltas.changed_cells() {
-        sqlx::query(UPSERT_CELL)
-            .bind(cell.generation_id)
-            .bind(cell.kind.as_str())
-            .bind(cell.period_start)
-            .bind(&cell.area_code)
-            .bind(&cell.category)
-            .bind(delta.n)
-            .bind(delta.contributors)
-            .bind(delta.feeling_safe_sum)
-            .bind(delta.feeling_safe_n)
-            .bind(delta.channels[0])
-            .bind(delta.channels[1])
-            .bind(delta.channels[2])
-            .bind(delta.channels[3])
-            .bind(delta.channels[4])
-            .execute(&mut *tx)
-            .await?;
+        upsert_cell(tx, cell, delta).await?;
         if delta.n < 0 {
             sqlx::query(
                 "DELETE FROM rollups WHERE generation_id = ?1 AND period = ?2 AND period_start = ?3
@@ -204,6 +189,28 @@ async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &mut RollupDeltas
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Adds a delta to one roll-up cell, creating it if needed.
+async fn upsert_cell(tx: &mut sqlx::SqliteConnection, cell: &CellKey, delta: &CellDelta) -> Result<(), sqlx::Error> {
+    sqlx::query(UPSERT_CELL)
+        .bind(cell.generation_id)
+        .bind(cell.kind.as_str())
+        .bind(cell.period_start)
+        .bind(&cell.area_code)
+        .bind(&cell.category)
+        .bind(delta.n)
+        .bind(delta.contributors)
+        .bind(delta.feeling_safe_sum)
+        .bind(delta.feeling_safe_n)
+        .bind(delta.channels[0])
+        .bind(delta.channels[1])
+        .bind(delta.channels[2])
+        .bind(delta.channels[3])
+        .bind(delta.channels[4])
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -1103,23 +1110,7 @@ impl SqliteStore {
             .await?;
         }
         for (cell, delta) in deltas.changed_cells() {
-            sqlx::query(UPSERT_CELL)
-                .bind(cell.generation_id)
-                .bind(cell.kind.as_str())
-                .bind(cell.period_start)
-                .bind(&cell.area_code)
-                .bind(&cell.category)
-                .bind(delta.n)
-                .bind(delta.contributors)
-                .bind(delta.feeling_safe_sum)
-                .bind(delta.feeling_safe_n)
-                .bind(delta.channels[0])
-                .bind(delta.channels[1])
-                .bind(delta.channels[2])
-                .bind(delta.channels[3])
-                .bind(delta.channels[4])
-                .execute(&mut *tx)
-                .await?;
+            upsert_cell(&mut tx, cell, delta).await?;
         }
         tx.commit().await?;
         let info = GenerationInfo {
