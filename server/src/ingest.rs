@@ -20,7 +20,7 @@ pub struct Decision {
 /// The postcode an insight document is located by, if any: the sync handler looks its centroid up before `decide`.
 #[must_use]
 pub fn postcode_of(doc: &AutoCommit) -> Option<String> {
-    match read_insight(doc).ok()?.location {
+    match grapevine_sync_proto::document::read_location(doc).ok()? {
         Location::Postcode { postcode } => Some(postcode),
         _ => None,
     }

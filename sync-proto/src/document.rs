@@ -198,7 +198,11 @@ pub fn read_insight(doc: &AutoCommit) -> Result<Insight, InvalidInsight> {
     })
 }
 
-fn read_location(doc: &AutoCommit) -> Result<Location, InvalidInsight> {
+/// Reads only the insight's location (the server looks a postcode up before deciding, without reading the rest).
+///
+/// # Errors
+/// The location is malformed.
+pub fn read_location(doc: &AutoCommit) -> Result<Location, InvalidInsight> {
     let location = match doc.get(ROOT, "location").map_err(|_| malformed("location", "unreadable"))? {
         None | Some((Value::Scalar(_), _)) => {
             // Absent, null, or a stray scalar: a scalar other than null is a shape error.

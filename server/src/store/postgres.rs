@@ -915,6 +915,7 @@ impl Store for PostgresStore {
     ) -> anyhow::Result<bool> {
         self.import_generation(set_name, source, areas, tagger, true).await.map(|(_, added)| added)
     }
+
     async fn rollup(
         &self,
         generation_id: i64,
