@@ -31,5 +31,6 @@ mod limits;
 mod nodes;
 mod onboarding;
 mod phone_crash;
+mod python_sdk;
 mod spine;
 mod store;
