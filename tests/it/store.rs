@@ -141,6 +141,15 @@ async fn a_batch_moves_the_roll_ups_exactly_like_single_writes(backend: Backend)
     assert_eq!((all.n, all.feeling_safe_n, all.feeling_safe_sum, all.channels[2]), (40, 40, 20 * 3 + 20 * 5, 40));
     assert_eq!(counts[0].contributors, Some(1), "one collector wrote them all");
     assert!(app.store.rollup(1, year, Some(areas[0]), true, true).await.unwrap().is_empty());
+    let per_category = app.store.category_counts(1, year, None).await.unwrap();
+    assert_eq!(
+        per_category
+            .iter()
+            .map(|count| (count.area_code.as_str(), count.category.as_str(), count.n))
+            .collect::<Vec<_>>(),
+        vec![(areas[1], "drugs", 40)],
+        "the priorities counts agree, with no all-categories row and no emptied area"
+    );
 
     // The same document twice in one save: refused, and nothing of the batch is written.
     let again = docs[1];

@@ -14,7 +14,7 @@ use super::areas::{GenerationRef, RollupQuery};
 use super::error::ApiError;
 use super::Analyst;
 use crate::app::AppState;
-use crate::store::AreaRollup;
+use crate::store::CategoryCount;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/priorities", get(priorities))
@@ -52,6 +52,23 @@ struct PrioritiesResponse {
     areas: Vec<AreaPriorities>,
 }
 
+/// Each area's count per category (every category, the campaign's or not, so the totals are whole).
+struct Counts(HashMap<String, HashMap<String, i64>>);
+
+impl Counts {
+    fn of(rows: Vec<CategoryCount>) -> Counts {
+        let mut areas: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        for row in rows {
+            areas.entry(row.area_code).or_default().insert(row.category, row.n);
+        }
+        Counts(areas)
+    }
+
+    fn area(&self, code: &str) -> Option<&HashMap<String, i64>> {
+        self.0.get(code)
+    }
+}
+
 async fn priorities(
     State(state): State<AppState>,
     _analyst: Analyst,
@@ -77,26 +94,22 @@ async fn priorities(
     let id = generation.info.id;
     // Both periods at once, on two connections.
     let (now, before) = tokio::try_join!(
-        state.store.rollup(id, query.days, code, true, false),
-        state.store.rollup(id, previous, code, true, false)
+        state.store.category_counts(id, query.days, code),
+        state.store.category_counts(id, previous, code)
     )?;
-    let before: HashMap<String, AreaRollup> =
-        before.into_iter().map(|rollup| (rollup.area_code.clone(), rollup)).collect();
+    let (now, before) = (Counts::of(now), Counts::of(before));
     let mut areas: Vec<AreaPriorities> = generation
         .boundaries
         .areas()
         .iter()
         .filter(|candidate| code.is_none_or(|code| code == candidate.code))
         .filter_map(|area| {
-            let current = now.iter().find(|rollup| rollup.area_code == area.code);
-            let previous = before.get(&area.code);
+            let (current, previous) = (now.area(&area.code), before.area(&area.code));
             if current.is_none() && previous.is_none() {
                 return None;
             }
-            let count = |rollup: Option<&AreaRollup>, category: &str| {
-                rollup
-                    .and_then(|rollup| rollup.by_category.iter().find(|found| found.category == category))
-                    .map_or(0, |found| found.sums.n)
+            let count = |counts: Option<&HashMap<String, i64>>, category: &str| {
+                counts.and_then(|counts| counts.get(category)).copied().unwrap_or(0)
             };
             let mut categories: Vec<Ranked> = DEFAULT_CAMPAIGN
                 .categories
@@ -128,8 +141,8 @@ async fn priorities(
             Some(AreaPriorities {
                 code: area.code.clone(),
                 name: area.name.clone(),
-                total: current.map_or(0, |rollup| rollup.all.n),
-                previous_total: previous.map_or(0, |rollup| rollup.all.n),
+                total: current.map_or(0, |counts| counts.values().sum()),
+                previous_total: previous.map_or(0, |counts| counts.values().sum()),
                 top_concerns,
                 categories,
             })

@@ -326,6 +326,14 @@ pub struct AreaRollup {
     pub by_category: Vec<CategoryRollup>,
 }
 
+/// One area's insight count in one category over a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryCount {
+    pub area_code: String,
+    pub category: String,
+    pub n: i64,
+}
+
 /// One period of a series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesPoint {
@@ -515,6 +523,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         by_category: bool,
         distinct_contributors: bool,
     ) -> anyhow::Result<Vec<AreaRollup>>;
+
+    /// Each area's insight count per category over a period on one generation (or one area's), categories with none
+    /// absent: the priorities table's one number per cell, read from a covering index alone.
+    async fn category_counts(
+        &self,
+        generation_id: i64,
+        days: DayRange,
+        area_code: Option<&str>,
+    ) -> anyhow::Result<Vec<CategoryCount>>;
 
     /// One area's all-categories counts per period of a kind, for the periods that start inside `days`.
     async fn series(

@@ -283,6 +283,29 @@ pub(crate) fn push_cells<'args, DB>(
     }
 }
 
+/// The query behind `Store::category_counts`: each area's insight count per category over the tiling runs, the one
+/// column of the `rollups_counts` covering index, so the database never reads the table itself. The text is the same
+/// on both backends.
+pub(crate) fn category_counts_query<'args, DB>(
+    generation_id: i64,
+    area_code: Option<&str>,
+    runs: &[PeriodRun],
+) -> sqlx::QueryBuilder<'args, DB>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+    Date: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+{
+    let mut query = sqlx::QueryBuilder::new("SELECT area_code, category, CAST(SUM(n_insights) AS BIGINT) AS n FROM (");
+    push_cells(&mut query, "area_code, category, n_insights", "rollups", generation_id, area_code, true, runs);
+    query
+        .push(") AS cells WHERE category <> ")
+        .push_bind(ALL_CATEGORIES.to_owned())
+        .push(" GROUP BY area_code, category");
+    query
+}
+
 /// Builds per-area results from summed rows (area, category, sums) and contributor counts (area, category, n); the
 /// all-categories rows give an area's totals.
 pub(crate) fn assemble_rollups(

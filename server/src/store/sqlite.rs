@@ -18,14 +18,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::rollup::{
-    assemble_rollups, is_one_cell, push_cells, tile, CellDelta, CellKey, Contribution, PeriodKind, RollupDeltas,
-    CELL_COLUMNS,
+    assemble_rollups, category_counts_query, is_one_cell, push_cells, tile, CellDelta, CellKey, Contribution,
+    PeriodKind, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, AreaRollup, AreaTag, DayRange, DeviceInfo, DocumentBytes, DocumentChanged,
-    DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState, NewDevice, Outcome, Principal,
-    RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea, StoredDocument, Sums, TaggableInsight,
-    Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo, DocumentBytes,
+    DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState, NewDevice, Outcome,
+    Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea, StoredDocument, Sums,
+    TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -885,6 +885,27 @@ impl Store for SqliteStore {
             contributor_rows.iter().map(|row| (row.get("area_code"), row.get("category"), row.get("n"))),
             one_cell,
         ))
+    }
+
+    async fn category_counts(
+        &self,
+        generation_id: i64,
+        days: DayRange,
+        area_code: Option<&str>,
+    ) -> anyhow::Result<Vec<CategoryCount>> {
+        let (from, to) = days.bounds();
+        let rows = category_counts_query::<Sqlite>(generation_id, area_code, &tile(from, to))
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| CategoryCount {
+                area_code: row.get("area_code"),
+                category: row.get("category"),
+                n: row.get("n"),
+            })
+            .collect())
     }
 
     async fn series(
