@@ -83,17 +83,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The bearer token of a request: the `Authorization: Bearer` header, or else a `token` query parameter (browsers
-/// cannot set headers on a WebSocket).
+/// cannot set headers on a WebSocket), percent-decoded as any query value is.
 #[must_use]
 pub fn bearer_token(parts: &Parts) -> Option<String> {
     from_header(&parts.headers).or_else(|| {
-        parts.uri.query().and_then(|query| {
-            query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(key, _)| *key == "token")
-                .map(|(_, value)| value.to_owned())
-        })
+        let query = parts.uri.query()?;
+        form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "token").map(|(_, value)| value.into_owned())
     })
 }
 
@@ -133,6 +128,7 @@ mod tests {
         assert_eq!(bearer_token(&parts("/sync", Some("bearer  abc "))), Some("abc".into()));
         assert_eq!(bearer_token(&parts("/sync?x=1&token=q", None)), Some("q".into()));
         assert_eq!(bearer_token(&parts("/sync?token=q", Some("Bearer h"))), Some("h".into()));
+        assert_eq!(bearer_token(&parts("/sync?token=gvd%5Fab%2Bc", None)), Some("gvd_ab+c".into()), "percent-decoded");
         assert_eq!(bearer_token(&parts("/sync", Some("Basic abc"))), None);
         assert_eq!(bearer_token(&parts("/sync", None)), None);
     }
