@@ -253,7 +253,7 @@ impl SharedAtlas {
     /// The database fails or a new generation cannot be read; the current atlas stays.
     pub async fn refresh(&self, store: &dyn Store) -> anyhow::Result<bool> {
         let current = self.get();
-        let newest = store.generations().await?.last().map_or(0, |info| info.id);
+        let newest = store.newest_generation_id().await?.unwrap_or(0);
         if newest == current.newest_id() {
             return Ok(false);
         }

@@ -485,6 +485,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The insight row of a document, if it has one.
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>>;
 
+    /// The id of the newest generation of any set (`None` before the first): what a node polls to learn of an
+    /// import elsewhere.
+    async fn newest_generation_id(&self) -> anyhow::Result<Option<i64>>;
+
     /// The boundary generations, oldest first.
     async fn generations(&self) -> anyhow::Result<Vec<GenerationInfo>>;
 

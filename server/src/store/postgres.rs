@@ -862,6 +862,10 @@ impl Store for PostgresStore {
         }))
     }
 
+    async fn newest_generation_id(&self) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MAX(id) FROM boundary_generations").fetch_one(&self.pool).await?)
+    }
+
     async fn generations(&self) -> anyhow::Result<Vec<GenerationInfo>> {
         let rows = sqlx::query(
             "SELECT g.id, g.set_name, g.generation, g.source,
