@@ -73,6 +73,7 @@ class PhoneSdk(unittest.IsolatedAsyncioTestCase):
         with self.assertRaises(grapevine.GrapevineError.NotFound) as refused:
             await store.status("not-an-id")
         self.assertEqual(refused.exception.code, "insight_not_found")
+        self.assertIn("not-an-id", refused.exception.message)
         self.assertEqual(len(await store.list()), 2)
 
         # No sync before enrolling; a wrong code is the server's refusal, with its code.

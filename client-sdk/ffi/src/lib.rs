@@ -369,8 +369,12 @@ pub struct GrapevineStore {
     store: sdk::Store,
 }
 
+/// An insight id from the app; one that is not even a UUID names no insight on this phone.
 fn insight_id(id: &str) -> Result<Uuid, GrapevineError> {
-    Uuid::parse_str(id).map_err(|_| GrapevineError::from(SdkError::NotFound(Uuid::nil())))
+    Uuid::parse_str(id).map_err(|_| GrapevineError::NotFound {
+        code: sdk::ErrorCode::InsightNotFound.as_str().to_owned(),
+        message: format!("no insight {id:?} on this phone"),
+    })
 }
 
 #[uniffi::export]
