@@ -205,6 +205,14 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
                 inbound
             }
             Wake::Keepalive => {
+                // A device revoked while connected (by `grapevine device revoke`, from any process) is told and
+                // closed within one keep-alive interval; a failed check keeps the connection, as the handshake did.
+                if let Ok(true) = state.store.device_revoked(device.device_id).await {
+                    tracing::info!(device_id = %device.device_id, "closing the connection of a revoked device");
+                    let message = "this device was revoked; its insights stay on the phone";
+                    close_with(socket, &connection.session, ErrorCode::DeviceRevoked, message).await;
+                    return;
+                }
                 if !send_within(socket, WsMessage::Ping(Vec::new().into()), limits.send_timeout).await {
                     return;
                 }

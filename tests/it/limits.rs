@@ -1,9 +1,10 @@
-//! Limits with clear errors: rate, idleness and keep-alive (frame size is in bad_input.rs).
+//! Limits with clear errors: rate, idleness, keep-alive and revocation while connected (frame size is in bad_input.rs).
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use grapevine_server::app::SyncLimits;
+use grapevine_server::store::{Principal, Revoked};
 use grapevine_sync_proto::session::{Event, Session, Side};
 use grapevine_sync_proto::ErrorCode;
 use grapevine_tests::points::JOINERS_SQUARE;
@@ -100,7 +101,26 @@ async fn an_idle_connection_is_closed_but_keepalive_pongs_hold_it_open(backend: 
     assert_eq!(error_code(&mut silent).await, Some(ErrorCode::IdleTimeout));
 }
 
+async fn a_device_revoked_while_connected_is_told_and_closed(backend: Backend) {
+    let limits = SyncLimits { keepalive_interval: Duration::from_millis(100), ..SyncLimits::default() };
+    let app = TestApp::spawn_with_limits(backend, limits).await;
+    let token = app.add_device("Lost phone").await;
+    let principal = app.store.authenticate(&grapevine_server::auth::hash_token(&token)).await.unwrap();
+    let Some(Principal::Device { device_id, .. }) = principal else { panic!("a device token: {principal:?}") };
+    let mut socket = connect(&app, &token).await;
+
+    // Connected and answering pings: the connection stays up while the device is valid.
+    let held = tokio::time::timeout(Duration::from_millis(400), socket.next()).await;
+    assert!(matches!(held, Ok(Some(Ok(WsMessage::Ping(_))))), "pinged, not closed: {held:?}");
+
+    // Revoked from elsewhere (the CLI writes the database): the open connection learns at its next keep-alive.
+    assert_eq!(app.store.revoke_device(device_id).await.unwrap(), Revoked::Now);
+    let told = tokio::time::timeout(Duration::from_secs(5), error_code(&mut socket)).await;
+    assert_eq!(told.expect("closed within a few keep-alive intervals"), Some(ErrorCode::DeviceRevoked));
+}
+
 on_both_backends!(
     a_device_over_its_message_budget_is_told_and_disconnected,
     an_idle_connection_is_closed_but_keepalive_pongs_hold_it_open,
+    a_device_revoked_while_connected_is_told_and_closed,
 );

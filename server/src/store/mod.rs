@@ -422,6 +422,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes a device: its token is refused from now on (`device_revoked`). Its documents stay.
     async fn revoke_device(&self, device_id: Uuid) -> anyhow::Result<Revoked>;
 
+    /// Whether a device has been revoked (an unknown device counts as revoked): what an open connection re-checks.
+    async fn device_revoked(&self, device_id: Uuid) -> anyhow::Result<bool>;
+
     /// Adds an invitation whose code hashes to `code_hash`, good for `uses` enrolments until `expires_at`.
     async fn add_invitation(
         &self,

@@ -607,6 +607,14 @@ impl Store for PostgresStore {
         revoke(&self.pool, "devices", device_id).await
     }
 
+    async fn device_revoked(&self, device_id: Uuid) -> anyhow::Result<bool> {
+        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE id = $1 AND revoked_at IS NULL")
+            .bind(device_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(live == 0)
+    }
+
     async fn add_invitation(
         &self,
         label: &str,
