@@ -2,7 +2,8 @@
 //! sync handler can run it inside its load–apply–save cycle and tests can run it on a bare document.
 
 use grapevine_sync_proto::automerge::AutoCommit;
-use grapevine_sync_proto::document::{is_withdrawn, read_insight, ServerRecord, ServerStatus};
+pub use grapevine_sync_proto::document::is_withdrawn;
+use grapevine_sync_proto::document::{read_insight, ServerRecord, ServerStatus};
 use grapevine_sync_proto::insight::Location;
 use grapevine_sync_proto::{DocumentId, ErrorCode, Insight, InvalidInsight};
 use time::OffsetDateTime;
@@ -26,6 +27,16 @@ pub fn postcode_of(doc: &AutoCommit) -> Option<String> {
     }
 }
 
+/// The decision for a withdrawn insight: it counts nowhere, whatever it says, and its row keeps no content, so the
+/// analysts' tables hold nothing the person took back (the document keeps it, on their phone and here, until it is
+/// erased). Withdrawal is final: the sync handler keeps this decision for a document that was withdrawn when stored,
+/// even if a later change writes `withdrawn: false`.
+#[must_use]
+pub fn withdrawn(doc_id: DocumentId, now: OffsetDateTime) -> Decision {
+    let row = InsightRow::without_content(doc_id.as_uuid(), Outcome::Withdrawn, now);
+    Decision { row, record: ServerRecord { status: ServerStatus::Withdrawn, processed_at: now } }
+}
+
 /// Decides what an insight document means now: filed in the atlas's filing generation, tagged in every generation.
 /// `postcode_centroid` is the looked-up centroid of the insight's postcode, if it has one and it is known.
 #[must_use]
@@ -36,11 +47,8 @@ pub fn decide(
     postcode_centroid: Option<(f64, f64)>,
     now: OffsetDateTime,
 ) -> Decision {
-    // A withdrawn insight counts nowhere, whatever it says; its row keeps no content, so the analysts' tables hold
-    // nothing the person took back (the document keeps it, on their phone and here, until it is erased).
     if is_withdrawn(doc) {
-        let row = InsightRow::without_content(doc_id.as_uuid(), Outcome::Withdrawn, now);
-        return Decision { row, record: ServerRecord { status: ServerStatus::Withdrawn, processed_at: now } };
+        return withdrawn(doc_id, now);
     }
     let insight = read_insight(doc).and_then(|insight| check(insight, doc_id));
     let (insight, status, whereabouts) = match insight {

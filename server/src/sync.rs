@@ -406,6 +406,8 @@ async fn handle_sync(
             None => (AutoCommit::new(), None, 0),
         };
         doc.set_actor(state.actor.clone());
+        // Withdrawal is final: once stored withdrawn, no later change counts the insight again.
+        let withdrawn_before = stored.is_some() && ingest::is_withdrawn(&doc);
         if stored.is_some() {
             connection.resume(state, doc_id).await?;
         }
@@ -422,7 +424,12 @@ async fn handle_sync(
                 None => None,
             };
             let atlas = state.atlas.get();
-            let decision = ingest::decide(&doc, doc_id, &atlas, postcode_centroid, OffsetDateTime::now_utc());
+            let now = OffsetDateTime::now_utc();
+            let decision = if withdrawn_before {
+                ingest::withdrawn(doc_id, now)
+            } else {
+                ingest::decide(&doc, doc_id, &atlas, postcode_centroid, now)
+            };
             write_server_record(&mut doc, &decision.record)?;
             // Append only the new changes; fold everything into one snapshot when the chunks pile up.
             let bytes = if expected_version.is_none() || n_chunks + 1 >= COMPACT_AT_CHUNKS {

@@ -7,6 +7,10 @@ use std::path::Path;
 
 use grapevine_client_sdk::{sync_enrolled, ErrorCode, InsightChanges, Location, Status};
 use grapevine_server::store::{Outcome, Revoked};
+use grapevine_sync_proto::automerge::transaction::Transactable;
+use grapevine_sync_proto::automerge::{AutoCommit, ROOT};
+use grapevine_sync_proto::document::is_withdrawn;
+use grapevine_sync_proto::DocumentId;
 use grapevine_tests::points::{ABBEY_HULTON, JOINERS_SQUARE};
 use grapevine_tests::{Backend, Phone, TestApp};
 use serde_json::json;
@@ -211,6 +215,19 @@ async fn a_withdrawn_insight_stops_counting_and_the_phone_shows_it(backend: Back
     let edit = InsightChanges { text: Some("again".into()), ..Default::default() };
     let error = phone.store.edit(taken_back, &edit).await.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::InsightWithdrawn));
+
+    // Withdrawal is final: another app of the same collector writing `withdrawn: false` does not count it again.
+    let doc_id = DocumentId::for_insight(taken_back);
+    let stored = app.store.load_document(doc_id).await.unwrap().unwrap();
+    let mut doc = AutoCommit::load(&stored.bytes).unwrap();
+    doc.put(ROOT, "withdrawn", false).unwrap();
+    let mut docs = vec![(doc_id, doc)];
+    grapevine_client_sdk::sync_documents(&app.sync_url(), &phone.token, "another-app", &mut docs).await.unwrap();
+    let stored = AutoCommit::load(&app.store.load_document(doc_id).await.unwrap().unwrap().bytes).unwrap();
+    assert!(!is_withdrawn(&stored), "the document took the change (it is a CRDT)");
+    let row = app.store.insight(taken_back).await.unwrap().unwrap();
+    assert_eq!((row.outcome, row.text), (Outcome::Withdrawn, None), "but the server keeps it withdrawn");
+    assert_eq!(app.totals().await, (vec![(joiners.to_owned(), 1)], 0), "and it still does not count");
 }
 
 async fn invitations_and_devices_from_the_command_line(backend: Backend) {
