@@ -99,8 +99,12 @@ pub async fn sync_with_progress(
     let before: HashMap<Uuid, Status> =
         store.list().await?.into_iter().map(|listed| (listed.id, listed.status)).collect();
     let mut batch = Vec::new();
-    for local in store.documents_to_sync(offer_everything).await? {
-        connection.resume(local.doc_id, local.sync_state.as_deref());
+    for mut local in store.documents_to_sync(offer_everything).await? {
+        match local.sync_state.as_deref() {
+            Some(state) => connection.resume(local.doc_id, Some(state)),
+            // Never synced, so new to the server: it goes whole in its first message.
+            None => connection.offer_whole(local.doc_id, &mut local.doc),
+        }
         batch.push((local.doc_id, local.doc));
     }
     // What the collector's other devices wrote while this phone was away: our copy if we have one, else a new one.
@@ -306,6 +310,12 @@ impl SyncConnection {
         if let Some(persisted) = persisted {
             let _ = self.session.resume(doc_id, persisted);
         }
+    }
+
+    /// Sends a document the server has never seen whole in its first message, when the server takes that (see
+    /// `Session::offer_whole`); otherwise the sync starts as for any document without a sync state.
+    pub fn offer_whole(&mut self, doc_id: DocumentId, doc: &mut AutoCommit) {
+        self.session.offer_whole(doc_id, doc);
     }
 
     /// The sync state to persist for a document after a sync.

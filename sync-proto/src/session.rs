@@ -80,6 +80,8 @@ pub struct Session {
     campaign: Option<String>,
     max_frame_bytes: usize,
     sync_states: HashMap<DocumentId, sync::State>,
+    /// Client side: the server said it takes a new document whole in its first sync message.
+    peer_takes_whole: bool,
 }
 
 impl Session {
@@ -94,6 +96,7 @@ impl Session {
             campaign: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             sync_states: HashMap::new(),
+            peer_takes_whole: false,
         }
     }
 
@@ -141,6 +144,7 @@ impl Session {
                 catch_up_to,
                 seen: None,
                 campaign: None,
+                whole_documents: Some(true),
             }),
         }
         .encode()
@@ -161,6 +165,22 @@ impl Session {
             .map_err(|error| ProtocolError::violation(format!("document {doc_id}: unreadable sync state: {error}")))?;
         self.sync_states.insert(doc_id, state);
         Ok(())
+    }
+
+    /// Client side: the server has never seen this document (it was made here and never synced), so its first sync
+    /// message carries it whole, instead of first telling the server its heads and waiting to hear what it lacks: one
+    /// round trip and two messages fewer per new document, and the document goes in Automerge's compressed form. Does
+    /// nothing unless the server said in `peer` that it takes whole documents, or if the document has no changes yet.
+    /// Harmless if the server does have it after all (an earlier sync lost its sync state): it merges what it has.
+    pub fn offer_whole(&mut self, doc_id: DocumentId, doc: &mut AutoCommit) {
+        if !self.peer_takes_whole || doc.get_heads().is_empty() {
+            return;
+        }
+        let state = self.sync_states.entry(doc_id).or_default();
+        state.their_heads = Some(Vec::new());
+        state.their_have = Some(Vec::new());
+        state.their_need = Some(Vec::new());
+        state.their_capabilities = Some(vec![sync::Capability::MessageV2]);
     }
 
     /// The sync state to persist for a document: what both sides are known to share.
@@ -233,6 +253,7 @@ impl Session {
                 }
                 self.their_peer_id = Some(sender_id.clone());
                 let metadata = peer_metadata.unwrap_or_default();
+                self.peer_takes_whole = metadata.whole_documents == Some(true);
                 let catch_up = metadata.catch_up.unwrap_or_default().iter().filter_map(|id| id.parse().ok()).collect();
                 Ok(Event::Accepted {
                     peer_id: sender_id,
@@ -375,6 +396,7 @@ mod tests {
     use super::*;
     use crate::document::{read_insight, write_insight};
     use crate::insight::tests::sample;
+    use crate::Insight;
 
     fn handshake() -> (Session, Session) {
         let mut client = Session::new(Side::Client, "phone");
@@ -461,6 +483,43 @@ mod tests {
         let n_fresh = run(&mut fresh_client, &mut fresh_server, doc_id, &mut phone_doc, &mut server_doc);
         assert!(n_resumed <= n_fresh, "resumed {n_resumed} frames, fresh {n_fresh}");
         assert!(client.resume(doc_id, b"not a state").is_err());
+    }
+
+    /// Syncs a fresh insight from a fresh client; returns the frames and bytes it took, and the server's copy.
+    fn first_sync(insight: &Insight, offer_whole: bool, client_takes_whole: bool) -> (usize, usize, AutoCommit) {
+        let (mut client, mut server) = handshake();
+        client.peer_takes_whole = client_takes_whole;
+        let doc_id = DocumentId::for_insight(insight.id);
+        let mut phone_doc = AutoCommit::new();
+        write_insight(&mut phone_doc, insight).unwrap();
+        if offer_whole {
+            client.offer_whole(doc_id, &mut phone_doc);
+        }
+        let first = client.generate(doc_id, &mut phone_doc).unwrap();
+        let mut server_doc = AutoCommit::new();
+        let Event::Sync { message, .. } = server.receive(&first).unwrap() else { panic!("expected sync") };
+        server.apply(doc_id, &mut server_doc, message).unwrap();
+        let n_frames = 1 + run(&mut client, &mut server, doc_id, &mut phone_doc, &mut server_doc);
+        assert!(client.peer_has_all_of(doc_id, &mut phone_doc));
+        (n_frames, first.len(), server_doc)
+    }
+
+    #[test]
+    fn a_new_document_goes_whole_in_its_first_message_to_a_server_that_takes_it() {
+        let insight = sample();
+        let (n_asked, _, asked) = first_sync(&insight, false, true);
+        let (n_whole, first_bytes, whole) = first_sync(&insight, true, true);
+        assert_eq!(read_insight(&asked).as_ref(), Ok(&insight));
+        assert_eq!(read_insight(&whole).as_ref(), Ok(&insight));
+        assert!(n_whole < n_asked, "whole: {n_whole} frames, asked first: {n_asked}");
+        assert!(first_bytes > 200, "the first message carries the document ({first_bytes} bytes)");
+
+        // A server that did not say it takes whole documents (the JavaScript automerge-repo) is asked first.
+        let (n_not_offered, ..) = first_sync(&insight, true, false);
+        assert_eq!(n_not_offered, n_asked);
+        // The `peer` frame says it, and the client hears it.
+        let (client, _) = handshake();
+        assert!(client.peer_takes_whole);
     }
 
     #[test]

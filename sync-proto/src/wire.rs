@@ -34,6 +34,10 @@ pub struct PeerMetadata {
     /// the server announces the campaign in `grapevineCatchUp` only when it has changed.
     #[serde(default, rename = "grapevineCampaign", skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// In `peer`, from Grapevine's server: a document new to the server may come whole in its first sync message
+    /// (Automerge's v2 sync message), without first asking what the server has.
+    #[serde(default, rename = "grapevineWholeDocuments", skip_serializing_if = "Option::is_none")]
+    pub whole_documents: Option<bool>,
 }
 
 /// One protocol message.
