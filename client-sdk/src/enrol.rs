@@ -78,13 +78,13 @@ struct EnrolResponse {
 /// `invitation_revoked`, `invalid_request`); `SdkError::Network` if the server cannot be reached; a storage failure.
 pub async fn enrol(store: &Store, server_http_url: &str, code: &str, label: &str) -> Result<Enrolment, SdkError> {
     let url = format!("{}/api/v1/enrol", server_http_url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+    let response = crate::tls::http_client()?
         .post(&url)
         .json(&serde_json::json!({ "code": code, "label": label }))
         .timeout(crate::sync::IDLE_TIMEOUT)
         .send()
         .await
-        .map_err(|error| SdkError::Network(format!("{url}: {error}")))?;
+        .map_err(|error| SdkError::Network(format!("{url}: {}", crate::error::with_causes(&error))))?;
     let status = response.status();
     let body = response.bytes().await.map_err(|error| SdkError::Network(format!("{url}: {error}")))?;
     if !status.is_success() {

@@ -30,6 +30,9 @@ pub enum SdkError {
     /// The insight was withdrawn; it can no longer be edited.
     #[error("insight {0} was withdrawn and cannot be edited")]
     Withdrawn(uuid::Uuid),
+    /// A certificate the app gave to trust could not be read, or TLS could not be set up.
+    #[error("certificate: {0}")]
+    Certificate(String),
     /// There is no device token: enrol with an invitation code first, or give a token.
     #[error("this phone is not enrolled: enrol with an invitation code, or give a device token")]
     NotEnrolled,
@@ -46,7 +49,7 @@ impl SdkError {
             SdkError::NotFound(_) => Some(ErrorCode::InsightNotFound),
             SdkError::Withdrawn(_) => Some(ErrorCode::InsightWithdrawn),
             SdkError::NotEnrolled => Some(ErrorCode::NotEnrolled),
-            SdkError::Network(_) | SdkError::Timeout(_) | SdkError::Storage(_) => None,
+            SdkError::Network(_) | SdkError::Timeout(_) | SdkError::Storage(_) | SdkError::Certificate(_) => None,
         }
     }
 }
@@ -55,4 +58,20 @@ impl From<sqlx::Error> for SdkError {
     fn from(error: sqlx::Error) -> Self {
         SdkError::Storage(error.to_string())
     }
+}
+
+/// An error with every cause it wraps, outermost first: "error sending request" alone does not say that the server's
+/// certificate was not trusted.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -26,6 +26,7 @@
 //! - `engine`: the background sync engine (`SyncEngine`): on demand, on a schedule, on network-up; backoff, progress.
 //! - `enrol`: redeeming an invitation code for a device token (`enrol`), and syncing with it (`sync_enrolled`).
 //! - `sync`: the WebSocket sync client on the sans-IO session from `grapevine-sync-proto`.
+//! - `tls`: TLS for `https://` and `wss://` servers (Mozilla's roots, and any the app adds).
 //! - `error`: `SdkError`, carrying the stable codes the server sends.
 //! - `main.rs`: the `grapevine-collect` CLI.
 
@@ -34,6 +35,7 @@ pub mod enrol;
 pub mod error;
 pub mod store;
 pub mod sync;
+pub mod tls;
 
 pub use engine::{EngineConfig, EngineEvent, SyncEngine, Trigger};
 pub use enrol::{enrol, sync_enrolled, Enrolment};
@@ -42,3 +44,4 @@ pub use grapevine_sync_proto::campaign_doc::{AreaEntry, CampaignSheet, CategoryE
 pub use grapevine_sync_proto::{Channel, ErrorCode, InsightChanges, Location};
 pub use store::{Draft, Listed, Status, Store};
 pub use sync::{sync, sync_documents, sync_with_progress, DocOutcome, SyncConnection, SyncReport, Traffic};
+pub use tls::trust_root_certificates;

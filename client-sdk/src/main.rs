@@ -20,6 +20,10 @@ struct Cli {
     /// Print machine-readable JSON instead of sentences.
     #[arg(long, global = true)]
     json: bool,
+    /// Also trust the certificate authorities in this PEM file for https:// and wss:// servers (a server whose
+    /// certificate comes from an organisation's own authority).
+    #[arg(long, global = true, env = "GRAPEVINE_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -176,6 +180,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), SdkError> {
+    if let Some(path) = &cli.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|error| SdkError::Certificate(format!("cannot read {}: {error}", path.display())))?;
+        grapevine_client_sdk::trust_root_certificates(&pem)?;
+    }
     let store = Store::open(&cli.store).await?;
     match cli.command {
         Command::Capture {

@@ -2,6 +2,7 @@
 //! synced in one batch (all first messages go out together, so round trips do not grow with the number of insights).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -416,7 +417,8 @@ async fn connect(url: &str, token: &str) -> Result<Socket, SdkError> {
         .parse()
         .map_err(|_| SdkError::Server { code: "unauthorized".into(), message: "the token is not valid text".into() })?;
     request.headers_mut().insert("authorization", bearer);
-    match tokio_tungstenite::connect_async(request).await {
+    let tls = tokio_tungstenite::Connector::Rustls(Arc::new(crate::tls::client_config()?));
+    match tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(tls)).await {
         Ok((socket, _response)) => Ok(socket),
         Err(tungstenite::Error::Http(response)) => {
             // The server refused the upgrade (a missing, unknown or revoked token).

@@ -34,3 +34,4 @@ mod phone_crash;
 mod python_sdk;
 mod spine;
 mod store;
+mod tls;

@@ -76,6 +76,10 @@ class PhoneSdk(unittest.IsolatedAsyncioTestCase):
         self.assertIn("not-an-id", refused.exception.message)
         self.assertEqual(len(await store.list()), 2)
 
+        # A certificate authority to trust must be PEM; anything else is refused and nothing changes.
+        with self.assertRaises(grapevine.GrapevineError.Certificate):
+            grapevine.trust_root_certificates("not a certificate")
+
         # No sync before enrolling; a wrong code is the server's refusal, with its code.
         with self.assertRaises(grapevine.GrapevineError.NotEnrolled) as refused:
             await store.sync()

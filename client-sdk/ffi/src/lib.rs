@@ -70,6 +70,9 @@ pub enum GrapevineError {
     /// There is no device token: enrol first (`not_enrolled`).
     #[error("{message} ({code})")]
     NotEnrolled { code: String, message: String },
+    /// A certificate given to `trust_root_certificates` could not be read, or TLS could not be set up.
+    #[error("{message}")]
+    Certificate { message: String },
     /// The phone's own store failed (disk full, file unreadable).
     #[error("{message}")]
     Storage { message: String },
@@ -93,6 +96,7 @@ impl From<SdkError> for GrapevineError {
             SdkError::NotEnrolled => GrapevineError::NotEnrolled { code: code.unwrap_or_default(), message },
             SdkError::Network(_) | SdkError::Timeout(_) => GrapevineError::Offline { message },
             SdkError::Storage(_) => GrapevineError::Storage { message },
+            SdkError::Certificate(_) => GrapevineError::Certificate { message },
         }
     }
 }
@@ -354,6 +358,15 @@ impl From<sdk::Enrolment> for Enrolment {
             enrolled_at: enrolment.enrolled_at,
         }
     }
+}
+
+/// Trusts the certificate authorities in `pem` (PEM text) for every later `https://` and `wss://` connection, besides
+/// the public web's (Mozilla's roots, built in): for a server whose certificate comes from an organisation's own
+/// authority. Returns how many were added.
+#[uniffi::export]
+pub fn trust_root_certificates(pem: String) -> Result<u32, GrapevineError> {
+    let added = sdk::trust_root_certificates(pem.as_bytes())?;
+    Ok(u32::try_from(added).unwrap_or(u32::MAX))
 }
 
 /// Opens (or creates) the store in `dir`, the app's private files directory.
