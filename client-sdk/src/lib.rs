@@ -42,6 +42,6 @@ pub use enrol::{enrol, sync_enrolled, Enrolment};
 pub use error::SdkError;
 pub use grapevine_sync_proto::campaign_doc::{AreaEntry, CampaignSheet, CategoryEntry, Text};
 pub use grapevine_sync_proto::{Channel, ErrorCode, InsightChanges, Location};
-pub use store::{Draft, Listed, Status, Store};
+pub use store::{Draft, Language, Listed, Status, Store};
 pub use sync::{sync, sync_documents, sync_with_progress, DocOutcome, SyncConnection, SyncReport, Traffic};
 pub use tls::trust_root_certificates;

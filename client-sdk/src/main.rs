@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use grapevine_client_sdk::{Channel, Draft, InsightChanges, Listed, Location, SdkError, Status, Store};
+use grapevine_client_sdk::{Channel, Draft, InsightChanges, Language, Listed, Location, SdkError, Status, Store};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -20,6 +20,9 @@ struct Cli {
     /// Print machine-readable JSON instead of sentences.
     #[arg(long, global = true)]
     json: bool,
+    /// The language of what is shown: en or cy (Welsh).
+    #[arg(long, global = true, default_value = "en", value_parser = parse_language)]
+    lang: Language,
     /// Also trust the certificate authorities in this PEM file for https:// and wss:// servers (a server whose
     /// certificate comes from an organisation's own authority).
     #[arg(long, global = true, env = "GRAPEVINE_CA_FILE")]
@@ -89,11 +92,7 @@ enum Command {
     /// List every insight on this device with its status.
     List,
     /// Show the campaign the capture form offers, as last synced: categories, prompts and the areas to pick.
-    Campaign {
-        /// The language: en or cy (Welsh).
-        #[arg(long, default_value = "en")]
-        lang: String,
-    },
+    Campaign,
     /// Show one insight and where it is: captured, stored, filed (or rejected, or withdrawn), and any change not
     /// sent yet.
     Status {
@@ -250,7 +249,7 @@ async fn run(cli: Cli) -> Result<(), SdkError> {
             } else {
                 println!("Sent {} new insight(s); {} status change(s).", report.sent, report.updated.len());
                 for (id, status) in &report.updated {
-                    println!("  {id}: {}", status.describe());
+                    println!("  {id}: {}", status.describe_in(cli.lang));
                 }
                 for id in &report.unavailable {
                     println!("  {id}: the server would not take it");
@@ -260,7 +259,7 @@ async fn run(cli: Cli) -> Result<(), SdkError> {
         Command::List => {
             let listed = store.list().await?;
             if cli.json {
-                let rows: Vec<Value> = listed.iter().map(listed_json).collect();
+                let rows: Vec<Value> = listed.iter().map(|listed| listed_json(listed, cli.lang)).collect();
                 println!("{}", Value::Array(rows));
             } else if listed.is_empty() {
                 println!("No insights on this device yet.");
@@ -271,15 +270,21 @@ async fn run(cli: Cli) -> Result<(), SdkError> {
                         insight.id,
                         insight.captured_at,
                         insight.category,
-                        insight.describe()
+                        insight.describe_in(cli.lang)
                     );
                 }
             }
         }
-        Command::Status { id } => print_one(&store.get(id).await?, cli.json),
-        Command::Campaign { lang } => {
+        Command::Status { id } => print_one(&store.get(id).await?, cli.json, cli.lang),
+        Command::Campaign => {
             let sheet = store.campaign().await?;
-            let pick = |text: &grapevine_client_sdk::Text| if lang == "cy" { text.cy.clone() } else { text.en.clone() };
+            let pick = |text: &grapevine_client_sdk::Text| {
+                if cli.lang == Language::Welsh {
+                    text.cy.clone()
+                } else {
+                    text.en.clone()
+                }
+            };
             if cli.json {
                 let categories: Vec<_> = sheet
                     .categories
@@ -338,18 +343,18 @@ async fn run(cli: Cli) -> Result<(), SdkError> {
             };
             let feeling_safe = if clear_feeling_safe { Some(None) } else { feeling_safe.map(Some) };
             let changes = InsightChanges { category, text, feeling_safe, location };
-            print_one(&store.edit(id, &changes).await?, cli.json);
+            print_one(&store.edit(id, &changes).await?, cli.json, cli.lang);
         }
-        Command::Withdraw { id } => print_one(&store.withdraw(id).await?, cli.json),
+        Command::Withdraw { id } => print_one(&store.withdraw(id).await?, cli.json, cli.lang),
     }
     Ok(())
 }
 
-fn print_one(listed: &Listed, json: bool) {
+fn print_one(listed: &Listed, json: bool, language: Language) {
     if json {
-        println!("{}", listed_json(listed));
+        println!("{}", listed_json(listed, language));
     } else {
-        println!("{}  {}  {:<16} {}", listed.id, listed.captured_at, listed.category, listed.describe());
+        println!("{}  {}  {:<16} {}", listed.id, listed.captured_at, listed.category, listed.describe_in(language));
         println!("  {}", listed.text);
     }
 }
@@ -366,9 +371,10 @@ fn status_json(status: &Status) -> Value {
     }
 }
 
-fn listed_json(listed: &Listed) -> Value {
+fn listed_json(listed: &Listed, language: Language) -> Value {
     json!({
         "id": listed.id,
+        "description": listed.describe_in(language),
         "captured_at": listed.captured_at,
         "category": listed.category,
         "text": listed.text,
@@ -376,4 +382,8 @@ fn listed_json(listed: &Listed) -> Value {
         "withdrawn": listed.withdrawn,
         "unsent_change": listed.unsent_change,
     })
+}
+
+fn parse_language(tag: &str) -> Result<Language, String> {
+    Language::parse(tag).ok_or_else(|| format!("'{tag}' is not a language this campaign has: en or cy"))
 }

@@ -58,6 +58,33 @@ pub enum Status {
     Withdrawn,
 }
 
+/// The language of what the phone tells the person: the campaign's two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Language {
+    #[default]
+    English,
+    Welsh,
+}
+
+impl Language {
+    /// `en` or `cy` (and their longer spellings); `None` otherwise.
+    #[must_use]
+    pub fn parse(tag: &str) -> Option<Language> {
+        match tag.to_ascii_lowercase().as_str() {
+            "en" | "eng" | "english" => Some(Language::English),
+            "cy" | "cym" | "welsh" | "cymraeg" => Some(Language::Welsh),
+            _ => None,
+        }
+    }
+
+    fn pick(self, en: &str, cy: &str) -> String {
+        match self {
+            Language::English => en.to_owned(),
+            Language::Welsh => cy.to_owned(),
+        }
+    }
+}
+
 impl Status {
     /// The stable spelling used in the store and in `--json` output.
     #[must_use]
@@ -72,16 +99,43 @@ impl Status {
         }
     }
 
-    /// A sentence for the person who captured it.
+    /// A sentence for the person who captured it, in English (the server's own words for a rejection).
     #[must_use]
     pub fn describe(&self) -> String {
         match self {
-            Status::Captured => "captured on this phone, not sent yet".to_owned(),
-            Status::Stored => "on the server".to_owned(),
-            Status::Filed { area_code, area_name } => format!("filed under {area_name} ({area_code})"),
-            Status::OutsideCoverage => "on the server, outside the areas covered".to_owned(),
             Status::Rejected { code, message } => format!("rejected: {message} ({code})"),
-            Status::Withdrawn => "withdrawn; it no longer counts".to_owned(),
+            _ => self.describe_in(Language::English),
+        }
+    }
+
+    /// A sentence for the person who captured it, in their language. A rejection says why in words meant for them
+    /// (`ErrorCode::explain`), with its code; a code this SDK does not know falls back to the server's message.
+    #[must_use]
+    pub fn describe_in(&self, language: Language) -> String {
+        match self {
+            Status::Captured => {
+                language.pick("captured on this phone, not sent yet", "wedi'i gofnodi ar y ffôn hwn, heb ei anfon eto")
+            }
+            Status::Stored => language.pick("on the server", "ar y gweinydd"),
+            Status::Filed { area_code, area_name } => match language {
+                Language::English => format!("filed under {area_name} ({area_code})"),
+                Language::Welsh => format!("wedi'i ffeilio o dan {area_name} ({area_code})"),
+            },
+            Status::OutsideCoverage => language
+                .pick("on the server, outside the areas covered", "ar y gweinydd, y tu allan i'r ardaloedd a gwmpesir"),
+            Status::Rejected { code, message } => {
+                let reason = ErrorCode::parse(code).map_or_else(
+                    || message.clone(),
+                    |known| {
+                        let explained = known.explain();
+                        language.pick(explained.en, explained.cy)
+                    },
+                );
+                format!("{} {reason} ({code})", language.pick("rejected:", "gwrthodwyd:"))
+            }
+            Status::Withdrawn => {
+                language.pick("withdrawn; it no longer counts", "wedi'i dynnu'n ôl; nid yw'n cyfrif mwyach")
+            }
         }
     }
 
@@ -117,10 +171,27 @@ impl Listed {
     /// A sentence for the person who captured it: the server's word, and what is still waiting to be sent.
     #[must_use]
     pub fn describe(&self) -> String {
+        self.with_unsent(self.status.describe(), Language::English)
+    }
+
+    /// The same, in the person's language.
+    #[must_use]
+    pub fn describe_in(&self, language: Language) -> String {
+        self.with_unsent(self.status.describe_in(language), language)
+    }
+
+    fn with_unsent(&self, status: String, language: Language) -> String {
         match (self.unsent_change, self.withdrawn) {
-            (false, _) => self.status.describe(),
-            (true, true) => format!("{}; the withdrawal is not sent yet", self.status.describe()),
-            (true, false) => format!("{}; the edit is not sent yet", self.status.describe()),
+            (false, _) => status,
+            (true, true) => {
+                format!(
+                    "{status}; {}",
+                    language.pick("the withdrawal is not sent yet", "nid yw'r tynnu'n ôl wedi'i anfon eto")
+                )
+            }
+            (true, false) => {
+                format!("{status}; {}", language.pick("the edit is not sent yet", "nid yw'r golygiad wedi'i anfon eto"))
+            }
         }
     }
 }
@@ -662,6 +733,41 @@ mod tests {
         assert!(store.withdraw(id).await.unwrap().withdrawn, "withdrawing twice is harmless");
         assert_eq!(store.edit(id, &changes).await.unwrap_err().code(), Some(ErrorCode::InsightWithdrawn));
         assert_eq!(store.documents_to_sync(false).await.unwrap().len(), 1, "the withdrawal waits to be sent");
+    }
+
+    #[test]
+    fn statuses_read_in_english_and_welsh_and_a_rejection_says_why_for_the_person() {
+        let filed = Status::Filed { area_code: "E05008737".into(), area_name: "Joiner's Square".into() };
+        assert_eq!(filed.describe_in(Language::Welsh), "wedi'i ffeilio o dan Joiner's Square (E05008737)");
+        let rejected =
+            Status::Rejected { code: "insight_postcode_unknown".into(), message: "no postcode ST1 9ZZ".into() };
+        assert_eq!(
+            rejected.describe_in(Language::English),
+            "rejected: The postcode was not recognised; check it, or pick an area. (insight_postcode_unknown)"
+        );
+        assert!(rejected.describe_in(Language::Welsh).starts_with("gwrthodwyd: Ni chafodd y cod post ei adnabod"));
+        assert_eq!(
+            rejected.describe(),
+            "rejected: no postcode ST1 9ZZ (insight_postcode_unknown)",
+            "the server's words"
+        );
+        let newer = Status::Rejected { code: "insight_from_the_future".into(), message: "a newer rule".into() };
+        assert_eq!(newer.describe_in(Language::Welsh), "gwrthodwyd: a newer rule (insight_from_the_future)");
+        let unsent = Listed {
+            id: Uuid::nil(),
+            captured_at: String::new(),
+            category: "asb".into(),
+            text: String::new(),
+            status: Status::Stored,
+            withdrawn: true,
+            unsent_change: true,
+        };
+        assert_eq!(unsent.describe_in(Language::Welsh), "ar y gweinydd; nid yw'r tynnu'n ôl wedi'i anfon eto");
+        assert_eq!(unsent.describe(), "on the server; the withdrawal is not sent yet");
+        assert_eq!(
+            (Language::parse("CY"), Language::parse("en"), Language::parse("fr")),
+            (Some(Language::Welsh), Some(Language::English), None)
+        );
     }
 
     #[tokio::test]

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::campaign::Bilingual;
+
 /// A stable error code. `as_str` is the wire spelling; `Display` prints the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -134,6 +136,51 @@ impl ErrorCode {
         }
     }
 
+    /// A sentence for the person on the phone, in English and in Welsh, saying what went wrong and what to do: what an
+    /// app shows for a rejected insight or a refused sync, beside (not instead of) the code. The Welsh is a first draft
+    /// awaiting a translator's review.
+    #[must_use]
+    pub fn explain(self) -> Bilingual {
+        let (en, cy) = match self {
+            ErrorCode::InsightMalformed => ("The app sent this report in a form the server could not read.", "Anfonodd yr ap yr adroddiad hwn ar ffurf nad oedd y gweinydd yn gallu ei darllen."),
+            ErrorCode::InsightSchemaUnsupported => ("This report comes from a newer app than the server knows; it will be read once the server is updated.", "Daw'r adroddiad hwn o ap mwy newydd nag y mae'r gweinydd yn ei adnabod; caiff ei ddarllen pan gaiff y gweinydd ei ddiweddaru."),
+            ErrorCode::InsightIdMismatch => ("This report's identity did not match its record.", "Nid oedd hunaniaeth yr adroddiad hwn yn cyfateb i'w gofnod."),
+            ErrorCode::InsightCapturedAtInvalid => ("The time on this report could not be read; check the phone's clock.", "Nid oedd modd darllen yr amser ar yr adroddiad hwn; gwiriwch gloc y ffôn."),
+            ErrorCode::InsightCampaignUnknown => ("This report belongs to a campaign the server does not run.", "Mae'r adroddiad hwn yn perthyn i ymgyrch nad yw'r gweinydd yn ei chynnal."),
+            ErrorCode::InsightCategoryUnknown => ("The topic chosen is not one of this campaign's; choose another.", "Nid yw'r pwnc a ddewiswyd yn un o bynciau'r ymgyrch hon; dewiswch un arall."),
+            ErrorCode::InsightTextEmpty => ("The report has no words; add what was said.", "Nid oes geiriau yn yr adroddiad; ychwanegwch yr hyn a ddywedwyd."),
+            ErrorCode::InsightTextTooLong => ("The report is too long; keep it under 1,000 characters.", "Mae'r adroddiad yn rhy hir; cadwch ef o dan 1,000 nod."),
+            ErrorCode::InsightTextControlCharacter => ("The report has characters that cannot be stored; type it again.", "Mae nodau yn yr adroddiad na ellir eu cadw; teipiwch ef eto."),
+            ErrorCode::InsightFeelingSafeOutOfRange => ("How safe you feel must be from 1 to 5.", "Rhaid i ba mor ddiogel rydych chi'n teimlo fod rhwng 1 a 5."),
+            ErrorCode::InsightLocationInvalid => ("The location could not be used; try again or pick an area.", "Nid oedd modd defnyddio'r lleoliad; rhowch gynnig arall arni neu dewiswch ardal."),
+            ErrorCode::InsightAreaUnknown => ("The area picked is not on the campaign's list.", "Nid yw'r ardal a ddewiswyd ar restr yr ymgyrch."),
+            ErrorCode::InsightPostcodeUnknown => ("The postcode was not recognised; check it, or pick an area.", "Ni chafodd y cod post ei adnabod; gwiriwch ef, neu dewiswch ardal."),
+            ErrorCode::InsightChannelUnknown => ("The kind of reporter was not recognised.", "Ni chafodd y math o ohebydd ei adnabod."),
+            ErrorCode::Unauthorized => ("The server does not know this phone; enrol it again.", "Nid yw'r gweinydd yn adnabod y ffôn hwn; cofrestrwch ef eto."),
+            ErrorCode::Forbidden => ("This account may not do that.", "Ni chaiff y cyfrif hwn wneud hynny."),
+            ErrorCode::DeviceRevoked => ("This phone was removed from the project; your reports stay on it. Ask for a new invitation.", "Tynnwyd y ffôn hwn o'r prosiect; mae eich adroddiadau'n aros arno. Gofynnwch am wahoddiad newydd."),
+            ErrorCode::InvitationUnknown => ("That invitation code is not known; check it and try again.", "Nid yw'r cod gwahoddiad hwnnw'n hysbys; gwiriwch ef a rhowch gynnig arall arni."),
+            ErrorCode::InvitationExpired => ("That invitation has expired; ask for a new one.", "Mae'r gwahoddiad hwnnw wedi dod i ben; gofynnwch am un newydd."),
+            ErrorCode::InvitationUsedUp => ("That invitation has been used up; ask for a new one.", "Mae'r gwahoddiad hwnnw wedi'i ddefnyddio'n llawn; gofynnwch am un newydd."),
+            ErrorCode::InvitationRevoked => ("That invitation was withdrawn; ask for a new one.", "Tynnwyd y gwahoddiad hwnnw'n ôl; gofynnwch am un newydd."),
+            ErrorCode::ProtocolViolation => ("The app and the server could not understand each other; update the app.", "Nid oedd yr ap a'r gweinydd yn deall ei gilydd; diweddarwch yr ap."),
+            ErrorCode::ProtocolVersionUnsupported => ("The app and the server could not understand each other; update the app.", "Nid oedd yr ap a'r gweinydd yn deall ei gilydd; diweddarwch yr ap."),
+            ErrorCode::FrameTooLarge => ("Too much was sent at once; the phone will send it in smaller pieces.", "Anfonwyd gormod ar unwaith; bydd y ffôn yn ei anfon yn ddarnau llai."),
+            ErrorCode::RateLimited => ("The server is busy; the phone will try again shortly.", "Mae'r gweinydd yn brysur; bydd y ffôn yn rhoi cynnig arall arni cyn bo hir."),
+            ErrorCode::IdleTimeout => ("The connection went quiet; the phone will try again.", "Aeth y cysylltiad yn dawel; bydd y ffôn yn rhoi cynnig arall arni."),
+            ErrorCode::DocumentUnavailable => ("The server does not hold this report for you.", "Nid yw'r gweinydd yn cadw'r adroddiad hwn i chi."),
+            ErrorCode::DocumentReadOnly => ("Only the project team can change this.", "Dim ond tîm y prosiect all newid hyn."),
+            ErrorCode::InvalidQuery => ("The request could not be understood.", "Nid oedd modd deall y cais."),
+            ErrorCode::InvalidRequest => ("The request could not be understood.", "Nid oedd modd deall y cais."),
+            ErrorCode::AreaNotFound => ("No area has that code.", "Nid oes gan unrhyw ardal y cod hwnnw."),
+            ErrorCode::Internal => ("Something went wrong on the server; nothing is lost, and the phone will try again.", "Aeth rhywbeth o'i le ar y gweinydd; does dim wedi'i golli, a bydd y ffôn yn rhoi cynnig arall arni."),
+            ErrorCode::InsightNotFound => ("This phone holds no such report.", "Nid oes adroddiad o'r fath ar y ffôn hwn."),
+            ErrorCode::InsightWithdrawn => ("This report was withdrawn and can no longer be changed.", "Tynnwyd yr adroddiad hwn yn ôl ac ni ellir ei newid mwyach."),
+            ErrorCode::NotEnrolled => ("This phone is not enrolled yet; enter your invitation code.", "Nid yw'r ffôn hwn wedi'i gofrestru eto; rhowch eich cod gwahoddiad."),
+        };
+        Bilingual { en, cy }
+    }
+
     /// Parses the wire spelling; `None` for a code this version does not know (a newer server's).
     #[must_use]
     pub fn parse(code: &str) -> Option<ErrorCode> {
@@ -159,5 +206,14 @@ mod tests {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
         assert_eq!(ErrorCode::parse("no_such_code"), None);
+    }
+
+    #[test]
+    fn every_code_explains_itself_in_both_languages() {
+        for code in ErrorCode::ALL {
+            let Bilingual { en, cy } = code.explain();
+            assert!(en.ends_with('.') && cy.ends_with('.'), "{code}: whole sentences");
+            assert_ne!(en, cy, "{code}: the Welsh is not the English");
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Bad input: refused with a stable code, never counted, and nothing else lost.
 
 use futures_util::{SinkExt, StreamExt};
-use grapevine_client_sdk::{sync_documents, Channel, DocOutcome, Draft, ErrorCode, Location, SdkError, Status};
+use grapevine_client_sdk::{
+    sync_documents, Channel, DocOutcome, Draft, ErrorCode, Language, Location, SdkError, Status,
+};
 use grapevine_sync_proto::automerge::transaction::Transactable;
 use grapevine_sync_proto::automerge::{AutoCommit, ROOT};
 use grapevine_sync_proto::document::{read_server_record, write_insight, ServerStatus};
@@ -106,6 +108,13 @@ async fn a_rejection_reaches_the_collector_on_the_next_sync(backend: Backend) {
     assert_eq!(code, "insight_area_unknown");
     assert!(message.contains("E05999999"));
     assert_eq!(phone.store.list().await.unwrap()[0].status, status.clone());
+    // The person reads why in their language, with the code beside it.
+    let listed = phone.store.get(id).await.unwrap();
+    assert_eq!(
+        listed.describe_in(Language::Welsh),
+        "gwrthodwyd: Nid yw'r ardal a ddewiswyd ar restr yr ymgyrch. (insight_area_unknown)"
+    );
+    assert!(listed.describe_in(Language::English).contains("not on the campaign's list"));
     assert_eq!(app.totals().await, (vec![], 0));
 }
 

@@ -97,9 +97,10 @@ class PhoneSdk(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(summary.sent, 2)
         self.assertGreater(summary.bytes_sent, 0)
         filed = await store.status(first)
-        self.assertEqual(filed.status, "filed", filed.description)
+        self.assertEqual(filed.status, "filed", filed.description.en)
         self.assertEqual(filed.area_code, AREA)
-        self.assertIn(AREA, filed.description)
+        self.assertIn(AREA, filed.description.en)
+        self.assertTrue(filed.description.cy.startswith("wedi'i ffeilio o dan"), filed.description.cy)
 
         # The campaign came down with the sync: the form renders offline, in Welsh too.
         campaign = await store.campaign()

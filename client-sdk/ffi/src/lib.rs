@@ -212,13 +212,14 @@ pub struct InsightState {
     pub withdrawn: bool,
     /// An edit or withdrawal made here has not reached the server yet.
     pub unsent_change: bool,
-    /// A sentence for the person who captured it.
-    pub description: String,
+    /// A sentence for the person who captured it, in English and Welsh; a rejection says why in words meant for them.
+    pub description: Bilingual,
 }
 
 impl From<sdk::Listed> for InsightState {
     fn from(listed: sdk::Listed) -> Self {
-        let description = listed.describe();
+        let description =
+            Bilingual { en: listed.describe_in(sdk::Language::English), cy: listed.describe_in(sdk::Language::Welsh) };
         let (area_code, area_name) = match &listed.status {
             sdk::Status::Filed { area_code, area_name } => (Some(area_code.clone()), Some(area_name.clone())),
             _ => (None, None),
