@@ -34,6 +34,7 @@ async fn phones(database_url: &str, n_phones: usize) -> Vec<Phone> {
 async fn sigkill_at_random_moments_loses_nothing_acknowledged(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, postgres_database) = fresh_database(backend, &dir).await;
+    let _drop_database = grapevine_tests::DropDatabase(postgres_database);
     let phones = phones(&database_url, 4).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_122);
     let mut acknowledged_ids = HashSet::new();
@@ -85,14 +86,12 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged(backend: Backend) 
     assert!(acknowledged_ids.len() >= 8 * 3, "every round acknowledged the first phone's insights at least");
     assert_eq!(counted(&database_url).await, n_captured, "every insight counted exactly once");
     drop(server);
-    if let Some(name) = postgres_database {
-        grapevine_tests::drop_postgres_database(&name);
-    }
 }
 
 async fn sigterm_drains_connections_and_loses_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, postgres_database) = fresh_database(backend, &dir).await;
+    let _drop_database = grapevine_tests::DropDatabase(postgres_database);
     let phones = phones(&database_url, 3).await;
     let mut server = ServerProcess::start(SERVER, &database_url).await;
     for phone in &phones {
@@ -124,14 +123,12 @@ async fn sigterm_drains_connections_and_loses_nothing(backend: Backend) {
         }
     }
     assert_eq!(counted(&database_url).await, n_acknowledged, "acknowledged means stored and counted, once");
-    if let Some(name) = postgres_database {
-        grapevine_tests::drop_postgres_database(&name);
-    }
 }
 
 async fn a_database_newer_than_the_server_is_refused(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, postgres_database) = fresh_database(backend, &dir).await;
+    let _drop_database = grapevine_tests::DropDatabase(postgres_database);
     let migrate =
         std::process::Command::new(SERVER).args(["migrate", "--database-url", &database_url]).output().unwrap();
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
@@ -168,9 +165,6 @@ async fn a_database_newer_than_the_server_is_refused(backend: Backend) {
         assert!(!output.status.success(), "{command:?} must refuse a newer database");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("newer than this grapevine knows"), "{command:?}: {stderr}");
-    }
-    if let Some(name) = postgres_database {
-        grapevine_tests::drop_postgres_database(&name);
     }
 }
 

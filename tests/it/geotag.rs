@@ -242,6 +242,7 @@ fn grapevine(args: &[&str]) -> std::process::Output {
 async fn boundaries_import_from_the_command_line_whole_or_not_at_all(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, postgres_database) = grapevine_tests::fresh_database(backend, &dir).await;
+    let _drop_database = grapevine_tests::DropDatabase(postgres_database);
     let good = dir.path().join("neighbourhoods.geojson");
     std::fs::write(&good, rectangles_geojson(&[("NW", -2.6, -2.1), ("NE", -2.1, -1.5)])).unwrap();
     // A bow-tie: its ring crosses itself, so the whole file is refused.
@@ -311,14 +312,12 @@ async fn boundaries_import_from_the_command_line_whole_or_not_at_all(backend: Ba
     assert_eq!(lines.len(), 4, "a header, the wards and two generations: {lines:?}");
     assert!(lines[1].starts_with("wards") && lines[1].contains(" 211 "), "{lines:?}");
     assert!(lines[3].starts_with("neighbourhoods") && lines[3].contains(" 2 "), "{lines:?}");
-    if let Some(name) = postgres_database {
-        grapevine_tests::drop_postgres_database(&name);
-    }
 }
 
 async fn postcodes_import_from_the_command_line(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let (database_url, postgres_database) = grapevine_tests::fresh_database(backend, &dir).await;
+    let _drop_database = grapevine_tests::DropDatabase(postgres_database);
     let csv = dir.path().join("onspd.csv");
     std::fs::write(&csv, "pcds,lat,long\nST4 2DE,53.01869,-2.16979\nZZ9 9ZZ,99.999999,0.000000\n").unwrap();
     let bad = dir.path().join("bad.csv");
@@ -337,9 +336,6 @@ async fn postcodes_import_from_the_command_line(backend: Backend) {
     assert!(String::from_utf8_lossy(&imported.stdout).contains("Imported 1 postcodes"));
     assert_eq!(store.postcode_centroid("ST4 2DE").await.unwrap(), Some((53.01869, -2.16979)));
     drop(store);
-    if let Some(name) = postgres_database {
-        grapevine_tests::drop_postgres_database(&name);
-    }
 }
 
 on_both_backends!(boundaries_import_from_the_command_line_whole_or_not_at_all, postcodes_import_from_the_command_line);

@@ -68,6 +68,7 @@ async fn two_nodes_over_one_postgres_behave_as_one_service() {
     const N_DOCS: usize = 10;
     let dir = tempfile::tempdir().unwrap();
     let (database_url, postgres_database) = fresh_database(Backend::Postgres, &dir).await;
+    let _drop_database = grapevine_tests::DropDatabase(postgres_database);
     let node_a = ServerProcess::start(SERVER, &database_url).await;
     let node_b = ServerProcess::start(SERVER, &database_url).await;
     let store = store::open(&database_url).await.unwrap();
@@ -138,7 +139,6 @@ async fn two_nodes_over_one_postgres_behave_as_one_service() {
     assert_eq!(detail["feeling_safe_mean"], 5.0, "the roll-up follows the merged edits");
 
     drop((node_a, node_b, on_b));
-    grapevine_tests::drop_postgres_database(&postgres_database.unwrap());
 }
 
 /// A collector's second phone, offline while the first captured, receives those insights (with the server's

@@ -63,6 +63,18 @@ pub fn drop_postgres_database(name: &str) {
     let _ = dropper.join();
 }
 
+/// Drops a test's PostgreSQL database when it goes out of scope, a failed assertion's unwinding included.
+#[derive(Debug)]
+pub struct DropDatabase(pub Option<String>);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.0.take() {
+            drop_postgres_database(&name);
+        }
+    }
+}
+
 /// A running server with its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
