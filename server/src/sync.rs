@@ -419,16 +419,15 @@ async fn handle_sync(
         }
         let changed = doc.get_heads() != heads_before;
         if changed {
-            let postcode_centroid = match ingest::postcode_of(&doc) {
-                Some(postcode) => state.store.postcode_centroid(&normalise_postcode(&postcode)).await?,
-                None => None,
-            };
-            let atlas = state.atlas.get();
             let now = OffsetDateTime::now_utc();
             let decision = if withdrawn_before {
                 ingest::withdrawn(doc_id, now)
             } else {
-                ingest::decide(&doc, doc_id, &atlas, postcode_centroid, now)
+                let postcode_centroid = match ingest::postcode_of(&doc) {
+                    Some(postcode) => state.store.postcode_centroid(&normalise_postcode(&postcode)).await?,
+                    None => None,
+                };
+                ingest::decide(&doc, doc_id, &state.atlas.get(), postcode_centroid, now)
             };
             write_server_record(&mut doc, &decision.record)?;
             // Append only the new changes; fold everything into one snapshot when the chunks pile up.

@@ -8,10 +8,11 @@
 //! see docs/benchmarks.md for the wire comparison. Numbers are medians and percentiles of this run only.
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use grapevine_client_sdk::{Channel, Draft, Location, Store};
 use grapevine_server::{Application, ServeConfig};
+use grapevine_tests::timing::{ms, percentile};
 use grapevine_tests::{fresh_database, Backend};
 
 fn draft(n: usize) -> Draft {
@@ -24,16 +25,6 @@ fn draft(n: usize) -> Draft {
         captured_at: None,
         campaign: None,
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
-    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[index]
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {

@@ -19,6 +19,7 @@ use grapevine_sync_proto::automerge::AutoCommit;
 use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
 use grapevine_sync_proto::document::{write_insight, write_server_record};
 use grapevine_sync_proto::{DocumentId, Insight};
+use grapevine_tests::timing::{ms, percentile};
 use grapevine_tests::{fresh_database, Backend, ServerProcess};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -90,16 +91,6 @@ fn insight_near(rng: &mut StdRng, (lat, lon): (f64, f64)) -> Insight {
         },
         channel: Channel::ALL[rng.random_range(0..Channel::ALL.len())],
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
-    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[index]
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
 }
 
 #[allow(clippy::cast_precision_loss)]

@@ -43,17 +43,7 @@ async fn the_campaign_syncs_down_read_only_and_follows_the_boundaries(backend: B
     assert_eq!(fetch_campaign(&app, &token).await, sheet);
 
     // A new generation of the filing set: the picker's areas follow, without a restart.
-    let areas = vec![Area {
-        code: "N1".into(),
-        name: "One big neighbourhood".into(),
-        shape: geo::MultiPolygon::new(vec![polygon![
-            (x: -2.6, y: 52.3), (x: -1.5, y: 52.3), (x: -1.5, y: 53.3), (x: -2.6, y: 53.3)
-        ]]),
-    }];
-    let boundaries = Boundaries::new(areas.clone()).unwrap();
-    let tagger = |insight: &TaggableInsight| tag_in(&boundaries, &Whereabouts::from(insight));
-    let stored = areas.iter().map(stored_area).collect();
-    app.store.add_generation("wards", "a boundary review", stored, &tagger).await.unwrap();
+    boundary_review(&app).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let sheet = fetch_campaign(&app, &token).await;
@@ -84,6 +74,18 @@ async fn a_phone_keeps_the_campaign_and_syncs_it_only_when_it_changed(backend: B
     assert_eq!(quiet.traffic.round_trips, 1, "{:?}", quiet.traffic);
 
     // A boundary review: the next sync brings the new list of areas.
+    boundary_review(&app).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !phone.sync(&app).await.unwrap().campaign_updated {
+        assert!(std::time::Instant::now() < deadline, "the phone never got the new campaign");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sheet = phone.store.campaign().await.unwrap();
+    assert_eq!((sheet.areas.len(), sheet.boundaries.as_str()), (1, "wards 2"));
+}
+
+/// A boundary review: a second generation of the wards set, one neighbourhood over the whole county.
+async fn boundary_review(app: &TestApp) {
     let areas = vec![Area {
         code: "N1".into(),
         name: "One big neighbourhood".into(),
@@ -93,17 +95,8 @@ async fn a_phone_keeps_the_campaign_and_syncs_it_only_when_it_changed(backend: B
     }];
     let boundaries = Boundaries::new(areas.clone()).unwrap();
     let tagger = |insight: &TaggableInsight| tag_in(&boundaries, &Whereabouts::from(insight));
-    app.store
-        .add_generation("wards", "a boundary review", areas.iter().map(stored_area).collect(), &tagger)
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !phone.sync(&app).await.unwrap().campaign_updated {
-        assert!(std::time::Instant::now() < deadline, "the phone never got the new campaign");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let sheet = phone.store.campaign().await.unwrap();
-    assert_eq!((sheet.areas.len(), sheet.boundaries.as_str()), (1, "wards 2"));
+    let stored = areas.iter().map(stored_area).collect();
+    app.store.add_generation("wards", "a boundary review", stored, &tagger).await.unwrap();
 }
 
 on_both_backends!(

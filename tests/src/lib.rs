@@ -389,6 +389,25 @@ impl Phone {
 
 /// Points whose ward was checked independently (Shapely `covers` on the bundled wards, each a few hundred metres
 /// from any border).
+/// What the benchmarks report latencies with.
+pub mod timing {
+    use std::time::Duration;
+
+    /// The `p` quantile (0 to 1) of durations sorted ascending, nearest rank.
+    #[must_use]
+    pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+        sorted[index]
+    }
+
+    /// Milliseconds with two decimals.
+    #[must_use]
+    pub fn ms(duration: Duration) -> String {
+        format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+    }
+}
+
 pub mod points {
     /// Joiner's Square, Stoke-on-Trent.
     pub const JOINERS_SQUARE: (&str, f64, f64) = ("E05008737", 53.01869, -2.16979);
