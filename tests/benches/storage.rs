@@ -6,6 +6,14 @@
 //!
 //! With several sizes, the database is filled to each in turn and measured there.
 //!
+//! To measure the re-tag alone on a database kept between runs (filling a million takes a quarter of an hour):
+//!
+//! cargo bench -p grapevine-tests --bench storage -- --backend postgres --insights 1000000 \
+//!     --database postgres://postgres@127.0.0.1:5432/grapevine_retag --only retag
+//!
+//! A kept database is filled only up to the size asked, is left in place, and loses the generation the re-tag
+//! added, so the next run starts where this one did.
+//!
 //! It prints Markdown rows for docs/benchmarks.md. Numbers are medians and percentiles of this run only.
 
 use std::time::{Duration, Instant};
@@ -32,11 +40,16 @@ const N_QUERIES: usize = 200;
 struct Args {
     backend: Backend,
     sizes: Vec<usize>,
+    /// A database to fill (up to the size) and keep, instead of a fresh one dropped at the end.
+    database: Option<String>,
+    /// Only the fill and the re-tag.
+    retag_only: bool,
 }
 
 fn args() -> Args {
     let mut backend = Backend::Sqlite;
     let mut sizes = vec![10_000];
+    let (mut database, mut retag_only) = (None, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -54,10 +67,12 @@ fn args() -> Args {
                     .map(|n| n.parse().expect("--insights takes whole numbers"))
                     .collect();
             }
+            "--database" => database = Some(args.next().expect("--database URL")),
+            "--only" => retag_only = args.next().as_deref() == Some("retag"),
             _ => {} // cargo bench passes --bench
         }
     }
-    Args { backend, sizes }
+    Args { backend, sizes, database, retag_only }
 }
 
 /// Collectors in the fill: each reports around a home point, as a barber does around the shop.
@@ -90,6 +105,33 @@ fn insight_near(rng: &mut StdRng, (lat, lon): (f64, f64)) -> Insight {
             accuracy_m: 12.0,
         },
         channel: Channel::ALL[rng.random_range(0..Channel::ALL.len())],
+    }
+}
+
+/// The insights a kept database already holds.
+async fn stored_insights(raw: &RawPool) -> usize {
+    let n: i64 = match raw {
+        RawPool::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM insights").fetch_one(pool).await.unwrap(),
+        RawPool::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM insights").fetch_one(pool).await.unwrap(),
+    };
+    usize::try_from(n).unwrap()
+}
+
+/// Takes the generation a re-tag added out of a kept database, so the next run re-tags the same insights again.
+/// Benchmark housekeeping, not a product feature: a boundary generation is history and is never removed.
+async fn forget_generation(raw: &RawPool, generation_id: i64) {
+    let statements = [
+        format!("DELETE FROM insight_areas WHERE generation_id = {generation_id}"),
+        format!("DELETE FROM rollups WHERE generation_id = {generation_id}"),
+        format!("DELETE FROM boundary_areas WHERE generation_id = {generation_id}"),
+        format!("DELETE FROM boundary_generations WHERE id = {generation_id}"),
+    ];
+    for statement in statements {
+        match raw {
+            RawPool::Sqlite(pool) => sqlx::query(&statement).execute(pool).await.map(|_| ()),
+            RawPool::Postgres(pool) => sqlx::query(&statement).execute(pool).await.map(|_| ()),
+        }
+        .unwrap();
     }
 }
 
@@ -167,7 +209,7 @@ async fn raw_pool(backend: Backend, database_url: &str) -> RawPool {
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
             sqlx::query(
-                "CREATE TABLE bench_raw_insights (id TEXT PRIMARY KEY, captured_at TEXT, category TEXT, text TEXT,
+                "CREATE TABLE IF NOT EXISTS bench_raw_insights (id TEXT PRIMARY KEY, captured_at TEXT, category TEXT, text TEXT,
                  feeling_safe INTEGER, channel TEXT, lat REAL, lon REAL, status TEXT, area_code TEXT)",
             )
             .execute(&pool)
@@ -178,7 +220,7 @@ async fn raw_pool(backend: Backend, database_url: &str) -> RawPool {
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(database_url).await.unwrap();
             sqlx::query(
-                "CREATE TABLE bench_raw_insights (id UUID PRIMARY KEY, captured_at TIMESTAMPTZ, category TEXT, text TEXT,
+                "CREATE TABLE IF NOT EXISTS bench_raw_insights (id UUID PRIMARY KEY, captured_at TIMESTAMPTZ, category TEXT, text TEXT,
                  feeling_safe SMALLINT, channel TEXT, lat DOUBLE PRECISION, lon DOUBLE PRECISION, status TEXT,
                  area_code TEXT)",
             )
@@ -237,26 +279,37 @@ async fn storage_bytes(backend: Backend, database_url: &str, dir: &std::path::Pa
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let Args { backend, sizes } = args();
+    let Args { backend, sizes, database, retag_only } = args();
     let label = match backend {
         Backend::Sqlite => "SQLite",
         Backend::Postgres => "PostgreSQL",
     };
     let dir = tempfile::tempdir().unwrap();
-    let (database_url, postgres_database) = fresh_database(backend, &dir).await;
+    let kept = database.is_some();
+    let (database_url, postgres_database) = match database {
+        Some(url) => {
+            if backend == Backend::Postgres {
+                grapevine_tests::create_postgres_database_if_missing(&url).await;
+            }
+            (url, None)
+        }
+        None => fresh_database(backend, &dir).await,
+    };
     let mut rng_for_homes = StdRng::seed_from_u64(6);
     let store = store::open(&database_url).await.unwrap();
     let atlas = Atlas::load(store.as_ref(), DEFAULT_SET).await.unwrap();
-    let mut collectors = Vec::with_capacity(N_COLLECTORS);
-    for i in 0..N_COLLECTORS {
+    let raw = raw_pool(backend, &database_url).await;
+    let mut filled = stored_insights(&raw).await;
+    let n_collectors = if filled < sizes.iter().copied().max().unwrap_or(0) { N_COLLECTORS } else { 0 };
+    let mut collectors = Vec::with_capacity(n_collectors);
+    for i in 0..n_collectors {
         let (device, _) =
             grapevine_server::auth::issue_device(store.as_ref(), &format!("collector {i}"), None).await.unwrap();
         let point = home(&mut rng_for_homes);
         collectors.push((device, point));
     }
-    let raw = raw_pool(backend, &database_url).await;
-    let mut rng = StdRng::seed_from_u64(5);
-    let mut filled = 0;
+    // A kept database continues its sequence instead of repeating the insights it already holds.
+    let mut rng = StdRng::seed_from_u64(5 + u64::try_from(filled).unwrap());
     let mut n_ingested = 0;
     let (mut store_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
     for n_insights in sizes {
@@ -291,6 +344,9 @@ async fn main() {
             if filled % 100_000 == 0 {
                 eprintln!("{label}: {filled} stored");
             }
+        }
+        if retag_only {
+            continue;
         }
         let fill_rate = per_second(filled, store_time);
         let raw_rate = per_second(filled, raw_time);
@@ -439,6 +495,12 @@ async fn main() {
         ms(retag),
         per_second(filled + n_ingested, retag)
     );
+    if kept {
+        forget_generation(&raw, info.id).await;
+    }
+    if retag_only {
+        return;
+    }
 
     // 5. PostgreSQL: two nodes; how long until an insight synced through node A reaches the same collector's device
     // connected to node B.

@@ -175,3 +175,107 @@ async fn a_batch_moves_the_roll_ups_exactly_like_single_writes(backend: Backend)
 }
 
 on_both_backends!(a_batch_moves_the_roll_ups_exactly_like_single_writes);
+
+/// Runs one statement on the test's database, beside the store (to stage what a migration leaves behind).
+async fn execute_raw(backend: Backend, database_url: &str, statement: &str) {
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// Distinct contributors are exact over any period, whatever number of cells tiles it: collectors arrive in a cell's
+/// set with their first insight and leave it with their last. Writers racing into the same new cells (several
+/// PostgreSQL transactions at once) all count. And roll-ups a migration left to be rebuilt come back the same from
+/// the stored tags.
+async fn contributor_sets_are_exact_under_races_and_survive_a_rebuild(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let area = "E05008737";
+    let mut collectors = Vec::new();
+    for i in 0..6 {
+        collectors
+            .push(grapevine_server::auth::issue_device(app.store.as_ref(), &format!("c{i}"), None).await.unwrap().0);
+    }
+    // Every collector files one insight on 1 March and one on 20 April, all at once: twelve transactions racing
+    // into the same cells (day, week, month, quarter, year; the category and all categories).
+    let mut racing = Vec::new();
+    for (i, device) in collectors.iter().enumerate() {
+        for day in [1, 51] {
+            let store = app.store.clone();
+            let (collector, device_id) = (device.collector_id, device.device_id);
+            let category = if i % 2 == 0 { "drugs" } else { "road-safety" };
+            racing.push(tokio::spawn(async move {
+                let doc_id = DocumentId::random();
+                let mut write =
+                    write(doc_id, collector, device_id, DocumentBytes::Snapshot(AutoCommit::new().save()), None);
+                write.insight = filed(doc_id, Some(area), day, category, 4);
+                // A lost race is retried, as the sync path does.
+                loop {
+                    match store.save_documents(vec![write.clone()]).await {
+                        Err(SaveError::Conflict) => tokio::task::yield_now().await,
+                        result => break result.map(|()| doc_id),
+                    }
+                }
+            }));
+        }
+    }
+    let mut docs = Vec::new();
+    for task in racing {
+        docs.push(task.await.unwrap().unwrap());
+    }
+    // 1 March to 21 April is tiled by a month, weeks and days: a union of many cells' sets.
+    let ragged =
+        DayRange { from: Some(time::macros::date!(2026 - 03 - 01)), to: Some(time::macros::date!(2026 - 04 - 22)) };
+    let contributors = |rollups: &[grapevine_server::store::AreaRollup]| {
+        let mut counts = vec![("*".to_owned(), rollups[0].contributors)];
+        counts.extend(rollups[0].by_category.iter().map(|category| (category.category.clone(), category.contributors)));
+        counts
+    };
+    let before = app.store.rollup(1, ragged, Some(area), true, true).await.unwrap();
+    assert_eq!(before[0].all.n, 12, "every racing write counted");
+    assert_eq!(
+        contributors(&before),
+        vec![("*".into(), Some(6)), ("drugs".into(), Some(3)), ("road-safety".into(), Some(3))]
+    );
+
+    // The first collector's two insights are rejected on edit: it leaves every set; the others stay.
+    let (first, first_device) = (collectors[0].collector_id, collectors[0].device_id);
+    let edits: Vec<DocumentWrite> = docs[..2]
+        .iter()
+        .map(|&doc_id| {
+            let mut edit = write(doc_id, first, first_device, DocumentBytes::Changes(Vec::new()), Some(1));
+            edit.insight = filed(doc_id, None, 1, "drugs", 4);
+            edit
+        })
+        .collect();
+    app.store.save_documents(edits).await.unwrap();
+    let after = app.store.rollup(1, ragged, Some(area), true, true).await.unwrap();
+    assert_eq!(after[0].all.n, 10);
+    assert_eq!(
+        contributors(&after),
+        vec![("*".into(), Some(5)), ("drugs".into(), Some(2)), ("road-safety".into(), Some(3))]
+    );
+    let every_area = app.store.rollup(1, ragged, None, false, true).await.unwrap();
+    assert_eq!((every_area.len(), every_area[0].contributors), (1, Some(5)));
+
+    // What migration 0008 leaves: no roll-ups, the generation pending. Opening the store rebuilds it.
+    let everything = app.store.rollup(1, DayRange::default(), None, true, true).await.unwrap();
+    execute_raw(backend, &app.database_url, "DELETE FROM rollups").await;
+    execute_raw(backend, &app.database_url, "INSERT INTO rollups_pending (generation_id) VALUES (1)").await;
+    assert!(app.store.rollup(1, ragged, Some(area), true, true).await.unwrap().is_empty());
+    let reopened = grapevine_server::store::open(&app.database_url).await.unwrap();
+    assert_eq!(reopened.rollup(1, ragged, Some(area), true, true).await.unwrap(), after);
+    assert_eq!(reopened.rollup(1, DayRange::default(), None, true, true).await.unwrap(), everything);
+    let again = grapevine_server::store::open(&app.database_url).await.unwrap();
+    assert_eq!(again.rollup(1, ragged, Some(area), true, true).await.unwrap(), after, "a rebuild happens once");
+}
+
+on_both_backends!(contributor_sets_are_exact_under_races_and_survive_a_rebuild);

@@ -47,6 +47,21 @@ pub async fn fresh_database(backend: Backend, dir: &TempDir) -> (String, Option<
     }
 }
 
+/// Creates the PostgreSQL database a URL names unless it exists (for a benchmark's kept database).
+pub async fn create_postgres_database_if_missing(database_url: &str) {
+    use sqlx::Connection;
+    let name = database_url.rsplit('/').next().unwrap_or_default().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await.expect("PostgreSQL must answer");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.unwrap();
+    }
+}
+
 /// Drops a test database, whoever is still connected.
 pub fn drop_postgres_database(name: &str) {
     let name = name.to_owned();

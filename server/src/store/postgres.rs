@@ -15,8 +15,8 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::rollup::{
-    assemble_rollups, category_counts_query, is_one_cell, push_cells, tile, CellDelta, CellKey, Contribution,
-    PeriodKind, RollupDeltas, CELL_COLUMNS,
+    assemble_rollups, category_counts_query, is_one_cell, push_cells, tile, union_of_contributor_sets, CellDelta,
+    CellKey, CellWrite, Contribution, ContributorSet, GenerationRollups, PeriodKind, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
     check_not_newer, ensure_distinct, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo, DocumentBytes,
@@ -59,6 +59,7 @@ impl PostgresStore {
         .unwrap_or(None);
         check_not_newer(applied, &MIGRATOR)?;
         MIGRATOR.run(&pool).await.context("applying PostgreSQL migrations")?;
+        rebuild_pending_rollups(&pool).await.context("rebuilding roll-ups after a migration")?;
         let (changes, _) = tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY);
         Ok(PostgresStore { pool, changes, listening: Arc::new(AtomicBool::new(false)) })
     }
@@ -100,6 +101,68 @@ fn parse_change(payload: &str) -> Option<DocumentChanged> {
     Some(DocumentChanged { doc_id, collector_id, writer })
 }
 
+/// Rebuilds the roll-ups of every generation a migration left in `rollups_pending`, from the insights' stored tags,
+/// each in its own transaction. Nodes starting together take turns under the generations' lock; whoever comes second
+/// finds nothing left to do.
+async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::Result<()> {
+    loop {
+        let mut tx = pool.begin().await?;
+        sqlx::query("LOCK TABLE boundary_generations IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+        let Some(generation_id) =
+            sqlx::query_scalar::<_, i64>("SELECT generation_id FROM rollups_pending ORDER BY generation_id LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(());
+        };
+        tracing::info!(generation_id, "rebuilding the roll-ups of a boundary generation");
+        let mut built = GenerationRollups::new(generation_id);
+        {
+            use futures_util::TryStreamExt;
+            let mut rows = sqlx::query(
+                "SELECT i.collector_id, i.captured_day, i.category, i.feeling_safe, i.channel, t.area_code
+                 FROM insights AS i JOIN insight_areas AS t ON t.insight_id = i.id AND t.generation_id = $1
+                 WHERE i.status IN ('filed', 'outside_coverage')
+                   AND i.captured_day IS NOT NULL AND i.category IS NOT NULL",
+            )
+            .bind(generation_id)
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let feeling_safe: Option<i16> = row.get("feeling_safe");
+                built.add(&Contribution {
+                    generation_id,
+                    area_code: row.get("area_code"),
+                    day: row.get("captured_day"),
+                    category: row.get("category"),
+                    feeling_safe: feeling_safe.map(i64::from),
+                    channel: row.get("channel"),
+                    collector_id: row.get("collector_id"),
+                });
+            }
+        }
+        sqlx::query("DELETE FROM rollups WHERE generation_id = $1").bind(generation_id).execute(&mut *tx).await?;
+        insert_generation_cells(&mut tx, built).await?;
+        sqlx::query("DELETE FROM rollups_pending WHERE generation_id = $1")
+            .bind(generation_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+}
+
+/// Writes a generation built from scratch: plain inserts, in table order, in large slices.
+async fn insert_generation_cells(tx: &mut sqlx::PgConnection, built: GenerationRollups) -> Result<(), sqlx::Error> {
+    let cells = built.finish();
+    for slice in cells.chunks(GENERATION_SLICE) {
+        let slice: Vec<&CellWrite> = slice.iter().collect();
+        write_cells(tx, &slice, CellWriteMode::Insert).await?;
+    }
+    Ok(())
+}
+
+/// Rows per statement when a whole generation is written.
+const GENERATION_SLICE: usize = 50_000;
+
 /// Deadlocks and serialization failures are another writer winning a race: retry, like a version conflict.
 fn classify(error: sqlx::Error) -> SaveError {
     if let sqlx::Error::Database(database_error) = &error {
@@ -110,79 +173,72 @@ fn classify(error: sqlx::Error) -> SaveError {
     SaveError::Database(error.into())
 }
 
-/// Writes the summed roll-up deltas of a transaction, set-based. Contributor rows first: a collector arriving in a
-/// cell (its row going from nothing to something) or leaving it moves the cell's contributor count. Then every cell in
-/// one upsert; the cells a negative delta may have emptied are pruned.
-async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &mut RollupDeltas) -> Result<(), sqlx::Error> {
-    let changes: Vec<(CellKey, Uuid, i64)> =
-        deltas.contributor_changes().map(|(cell, collector, n)| (cell.clone(), collector, n)).collect();
-    if !changes.is_empty() {
-        let columns = CellColumns::of(changes.iter().map(|(cell, _, _)| cell));
-        let collectors: Vec<Uuid> = changes.iter().map(|(_, collector, _)| *collector).collect();
-        let ns: Vec<i64> = changes.iter().map(|(_, _, n)| *n).collect();
-        let rows = sqlx::query(
-            "INSERT INTO rollup_contributors AS c
-                 (generation_id, period, period_start, area_code, category, collector_id, n_insights)
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::uuid[],
-                 $7::bigint[])
-             ON CONFLICT (generation_id, category, period, period_start, area_code, collector_id)
-                 DO UPDATE SET n_insights = c.n_insights + excluded.n_insights
-             RETURNING generation_id, period, period_start, area_code, category, collector_id, n_insights",
-        )
-        .bind(&columns.generations)
-        .bind(&columns.periods)
-        .bind(&columns.starts)
-        .bind(&columns.areas)
-        .bind(&columns.categories)
-        .bind(&collectors)
-        .bind(&ns)
-        .fetch_all(&mut *tx)
-        .await?;
-        let delta_of: std::collections::HashMap<(CellKey, Uuid), i64> =
-            changes.into_iter().map(|(cell, collector, n)| ((cell, collector), n)).collect();
-        let mut left = Vec::new();
-        for row in rows {
-            let Some(kind) = PeriodKind::parse(row.get("period")) else { continue };
-            let cell = CellKey {
-                generation_id: row.get("generation_id"),
-                kind,
-                period_start: row.get("period_start"),
-                area_code: row.get("area_code"),
-                category: row.get("category"),
-            };
-            let collector: Uuid = row.get("collector_id");
-            let after: i64 = row.get("n_insights");
-            let before = after - delta_of.get(&(cell.clone(), collector)).copied().unwrap_or(0);
-            if before <= 0 && after > 0 {
-                deltas.count_contributor(&cell, 1);
-            } else if before > 0 && after <= 0 {
-                deltas.count_contributor(&cell, -1);
-                left.push(cell);
-            }
-        }
-        if !left.is_empty() {
-            let columns = CellColumns::of(left.iter());
-            sqlx::query(
-                "DELETE FROM rollup_contributors AS c
-                 USING UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[]) AS e(g, p, s, a, k)
-                 WHERE c.generation_id = e.g AND c.period = e.p AND c.period_start = e.s AND c.area_code = e.a
-                   AND c.category = e.k AND c.n_insights <= 0",
-            )
-            .bind(&columns.generations)
-            .bind(&columns.periods)
-            .bind(&columns.starts)
-            .bind(&columns.areas)
-            .bind(&columns.categories)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    let cells: Vec<(&CellKey, &CellDelta)> = deltas.changed_cells().collect();
-    if cells.is_empty() {
+/// Writes the summed roll-up deltas of a transaction, set-based, in four statements however many cells. Every cell
+/// that moves is first made to exist (an empty row, unless another writer has it), then locked in key order with its
+/// contributor set read; the new sets are worked out here and written with the counters; cells a negative delta may
+/// have emptied are pruned. Creating before locking is what keeps two nodes from both starting a new cell's set from
+/// nothing; a cell another writer pruned in between is a conflict, retried like a version conflict.
+async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &RollupDeltas) -> Result<(), SaveError> {
+    let keys: Vec<&CellKey> = deltas.changed_cells().map(|(key, _)| key).collect();
+    if keys.is_empty() {
         return Ok(());
     }
-    insert_cells(tx, &cells).await?;
-    let shrinking: Vec<&CellKey> = cells.iter().filter(|(_, delta)| delta.n < 0).map(|(cell, _)| *cell).collect();
+    let columns = CellColumns::of(keys.iter().copied());
+    sqlx::query(
+        "INSERT INTO rollups (generation_id, period, period_start, area_code, category, n_insights, n_contributors,
+             feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil, n_youth_worker,
+             n_other_channel, contributors)
+         SELECT g, p, s, a, k, 0, 0, 0, 0, 0, 0, 0, 0, 0, ''::bytea
+         FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[]) AS e(g, p, s, a, k)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&columns.generations)
+    .bind(&columns.periods)
+    .bind(&columns.starts)
+    .bind(&columns.areas)
+    .bind(&columns.categories)
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
+    let rows = sqlx::query(
+        "SELECT r.generation_id, r.period, r.period_start, r.area_code, r.category, r.contributors
+         FROM rollups AS r
+         JOIN UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[]) AS e(g, p, s, a, k)
+           ON r.generation_id = e.g AND r.period = e.p AND r.period_start = e.s AND r.area_code = e.a
+              AND r.category = e.k
+         ORDER BY r.generation_id, r.category, r.period, r.period_start, r.area_code
+         FOR UPDATE OF r",
+    )
+    .bind(&columns.generations)
+    .bind(&columns.periods)
+    .bind(&columns.starts)
+    .bind(&columns.areas)
+    .bind(&columns.categories)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(classify)?;
+    if rows.len() != keys.len() {
+        return Err(SaveError::Conflict);
+    }
+    let mut stored = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        let Some(kind) = PeriodKind::parse(row.get("period")) else { continue };
+        let key = CellKey {
+            generation_id: row.get("generation_id"),
+            kind,
+            period_start: row.get("period_start"),
+            area_code: row.get("area_code"),
+            category: row.get("category"),
+        };
+        let bytes: Vec<u8> = row.get("contributors");
+        let set = ContributorSet::decode(&bytes)
+            .ok_or_else(|| anyhow::anyhow!("the stored contributor set of a roll-up cell is damaged"))?;
+        stored.insert(key, set);
+    }
+    let writes = deltas.writes(stored);
+    let cells: Vec<&CellWrite> = writes.iter().map(|(write, _)| write).collect();
+    write_cells(tx, &cells, CellWriteMode::Update).await.map_err(classify)?;
+    let shrinking: Vec<&CellKey> = writes.iter().filter(|(_, shrinks)| *shrinks).map(|(write, _)| &write.key).collect();
     if !shrinking.is_empty() {
         let columns = CellColumns::of(shrinking.into_iter());
         sqlx::query(
@@ -197,49 +253,74 @@ async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &mut RollupDeltas) ->
         .bind(&columns.areas)
         .bind(&columns.categories)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(classify)?;
     }
     Ok(())
 }
 
-/// Adds deltas to cells (creating those that do not exist), in one statement.
-async fn insert_cells(tx: &mut sqlx::PgConnection, cells: &[(&CellKey, &CellDelta)]) -> Result<(), sqlx::Error> {
-    let columns = CellColumns::of(cells.iter().map(|(cell, _)| *cell));
-    let field = |pick: fn(&CellDelta) -> i64| cells.iter().map(|(_, delta)| pick(delta)).collect::<Vec<i64>>();
-    sqlx::query(
-        "INSERT INTO rollups AS r (generation_id, period, period_start, area_code, category, n_insights,
-             n_contributors, feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil,
-             n_youth_worker, n_other_channel)
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::bigint[],
-             $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[],
-             $14::bigint[])
-         ON CONFLICT (generation_id, category, period, period_start, area_code) DO UPDATE SET
-             n_insights = r.n_insights + excluded.n_insights,
-             n_contributors = r.n_contributors + excluded.n_contributors,
-             feeling_safe_sum = r.feeling_safe_sum + excluded.feeling_safe_sum,
-             feeling_safe_n = r.feeling_safe_n + excluded.feeling_safe_n,
-             n_staff = r.n_staff + excluded.n_staff,
-             n_barber_hairdresser = r.n_barber_hairdresser + excluded.n_barber_hairdresser,
-             n_pupil = r.n_pupil + excluded.n_pupil,
-             n_youth_worker = r.n_youth_worker + excluded.n_youth_worker,
-             n_other_channel = r.n_other_channel + excluded.n_other_channel",
-    )
-    .bind(&columns.generations)
-    .bind(&columns.periods)
-    .bind(&columns.starts)
-    .bind(&columns.areas)
-    .bind(&columns.categories)
-    .bind(field(|delta| delta.n))
-    .bind(field(|delta| delta.contributors))
-    .bind(field(|delta| delta.feeling_safe_sum))
-    .bind(field(|delta| delta.feeling_safe_n))
-    .bind(field(|delta| delta.channels[0]))
-    .bind(field(|delta| delta.channels[1]))
-    .bind(field(|delta| delta.channels[2]))
-    .bind(field(|delta| delta.channels[3]))
-    .bind(field(|delta| delta.channels[4]))
-    .execute(&mut *tx)
-    .await?;
+/// How `write_cells` writes: adding to cells that exist and setting their contributors, or inserting new ones.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CellWriteMode {
+    Update,
+    Insert,
+}
+
+/// Writes cells in one statement: their counters (added to an existing cell's) and their contributor sets.
+async fn write_cells(
+    tx: &mut sqlx::PgConnection,
+    cells: &[&CellWrite],
+    mode: CellWriteMode,
+) -> Result<(), sqlx::Error> {
+    let columns = CellColumns::of(cells.iter().map(|cell| &cell.key));
+    let field = |pick: fn(&CellDelta) -> i64| cells.iter().map(|cell| pick(&cell.delta)).collect::<Vec<i64>>();
+    let statement = match mode {
+        CellWriteMode::Insert => {
+            "INSERT INTO rollups (generation_id, period, period_start, area_code, category, n_insights,
+                 n_contributors, feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil,
+                 n_youth_worker, n_other_channel, contributors)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::bigint[],
+                 $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                 $13::bigint[], $14::bigint[], $15::bytea[])"
+        }
+        CellWriteMode::Update => {
+            "UPDATE rollups AS r SET
+                 n_insights = r.n_insights + e.n,
+                 n_contributors = e.nc,
+                 feeling_safe_sum = r.feeling_safe_sum + e.fs_sum,
+                 feeling_safe_n = r.feeling_safe_n + e.fs_n,
+                 n_staff = r.n_staff + e.c0,
+                 n_barber_hairdresser = r.n_barber_hairdresser + e.c1,
+                 n_pupil = r.n_pupil + e.c2,
+                 n_youth_worker = r.n_youth_worker + e.c3,
+                 n_other_channel = r.n_other_channel + e.c4,
+                 contributors = e.contributors
+             FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+                 $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[],
+                 $14::bigint[], $15::bytea[])
+                 AS e(g, p, s, a, k, n, nc, fs_sum, fs_n, c0, c1, c2, c3, c4, contributors)
+             WHERE r.generation_id = e.g AND r.period = e.p AND r.period_start = e.s AND r.area_code = e.a
+               AND r.category = e.k"
+        }
+    };
+    sqlx::query(statement)
+        .bind(&columns.generations)
+        .bind(&columns.periods)
+        .bind(&columns.starts)
+        .bind(&columns.areas)
+        .bind(&columns.categories)
+        .bind(field(|delta| delta.n))
+        .bind(cells.iter().map(|cell| cell.n_contributors()).collect::<Vec<_>>())
+        .bind(field(|delta| delta.feeling_safe_sum))
+        .bind(field(|delta| delta.feeling_safe_n))
+        .bind(field(|delta| delta.channels[0]))
+        .bind(field(|delta| delta.channels[1]))
+        .bind(field(|delta| delta.channels[2]))
+        .bind(field(|delta| delta.channels[3]))
+        .bind(field(|delta| delta.channels[4]))
+        .bind(cells.iter().map(|cell| cell.contributors.encode()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -481,7 +562,7 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
             deltas.add(&contribution, 1);
         }
     }
-    apply_deltas(tx, &mut deltas).await.map_err(classify)?;
+    apply_deltas(tx, &deltas).await?;
 
     // 5. Announce every write; PostgreSQL delivers the notifications when (and only if) the transaction commits.
     let payloads: Vec<String> = writes
@@ -943,14 +1024,15 @@ impl Store for PostgresStore {
         push_cells(&mut sums, CELL_COLUMNS, "rollups", generation_id, area_code, by_category, &runs);
         sums.push(") AS cells GROUP BY area_code, category");
         let sum_rows = sums.build().fetch_all(&self.pool).await?;
-        // Distinct collectors over several cells: counted over the tiling cells' contributor rows, when asked.
-        let contributor_rows = if distinct_contributors && !one_cell {
-            let mut contributors =
-                QueryBuilder::<Postgres>::new("SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM (");
-            let columns = "area_code, category, collector_id";
-            push_cells(&mut contributors, columns, "rollup_contributors", generation_id, area_code, by_category, &runs);
-            contributors.push(") AS cells GROUP BY area_code, category");
-            contributors.build().fetch_all(&self.pool).await?
+        // Distinct collectors over several cells: the union of the tiling cells' contributor sets, when asked.
+        let contributors = if distinct_contributors && !one_cell {
+            let mut sets = QueryBuilder::<Postgres>::new("");
+            let columns = "area_code, category, contributors";
+            push_cells(&mut sets, columns, "rollups", generation_id, area_code, by_category, &runs);
+            let rows = sets.build().fetch_all(&self.pool).await?;
+            union_of_contributor_sets(
+                rows.into_iter().map(|row| (row.get("area_code"), row.get("category"), row.get("contributors"))),
+            )?
         } else {
             Vec::new()
         };
@@ -958,7 +1040,7 @@ impl Store for PostgresStore {
             sum_rows
                 .iter()
                 .map(|row| (row.get("area_code"), row.get("category"), sums_of(row), row.get("n_contributors"))),
-            contributor_rows.iter().map(|row| (row.get("area_code"), row.get("category"), row.get("n"))),
+            contributors.into_iter(),
             one_cell,
         ))
     }
@@ -1144,7 +1226,7 @@ impl PostgresStore {
 
         // Tag every counted insight in the new generation and sum its roll-ups in memory; nothing of it exists yet,
         // so the rows are plain inserts, in large slices.
-        let mut deltas = RollupDeltas::default();
+        let mut built = GenerationRollups::new(generation_id);
         let (mut tagged_ids, mut tagged_codes, mut tagged_near) = (Vec::new(), Vec::new(), Vec::new());
         {
             use futures_util::TryStreamExt;
@@ -1168,7 +1250,7 @@ impl PostgresStore {
                 let category: Option<String> = row.get("category");
                 let feeling_safe: Option<i16> = row.get("feeling_safe");
                 if let (Some(day), Some(category)) = (day, category) {
-                    let contribution = Contribution {
+                    built.add(&Contribution {
                         generation_id,
                         area_code: area_code.clone(),
                         day,
@@ -1176,17 +1258,15 @@ impl PostgresStore {
                         feeling_safe: feeling_safe.map(i64::from),
                         channel: row.get("channel"),
                         collector_id: row.get("collector_id"),
-                    };
-                    deltas.add(&contribution, 1);
+                    });
                 }
                 tagged_ids.push(row.get::<Uuid, _>("id"));
                 tagged_codes.push(area_code);
                 tagged_near.push(near_boundary);
             }
         }
-        const SLICE: usize = 50_000;
-        for start in (0..tagged_ids.len()).step_by(SLICE) {
-            let end = (start + SLICE).min(tagged_ids.len());
+        for start in (0..tagged_ids.len()).step_by(GENERATION_SLICE) {
+            let end = (start + GENERATION_SLICE).min(tagged_ids.len());
             sqlx::query(
                 "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary)
                  SELECT id, $2, code, near FROM UNNEST($1::uuid[], $3::text[], $4::boolean[]) AS t(id, code, near)",
@@ -1198,30 +1278,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
-        deltas.count_all_contributors_as_new();
-        let contributors: Vec<(&CellKey, Uuid, i64)> = deltas.contributor_changes().collect();
-        for slice in contributors.chunks(SLICE) {
-            let columns = CellColumns::of(slice.iter().map(|(cell, _, _)| *cell));
-            sqlx::query(
-                "INSERT INTO rollup_contributors
-                     (generation_id, period, period_start, area_code, category, collector_id, n_insights)
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::uuid[],
-                     $7::bigint[])",
-            )
-            .bind(&columns.generations)
-            .bind(&columns.periods)
-            .bind(&columns.starts)
-            .bind(&columns.areas)
-            .bind(&columns.categories)
-            .bind(slice.iter().map(|(_, collector, _)| *collector).collect::<Vec<_>>())
-            .bind(slice.iter().map(|(_, _, n)| *n).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-        }
-        let cells: Vec<(&CellKey, &CellDelta)> = deltas.changed_cells().collect();
-        for slice in cells.chunks(SLICE) {
-            insert_cells(&mut tx, slice).await?;
-        }
+        insert_generation_cells(&mut tx, built).await?;
         tx.commit().await?;
         let info = GenerationInfo {
             id: generation_id,

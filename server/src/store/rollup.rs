@@ -148,6 +148,14 @@ pub(crate) struct CellKey {
     pub category: String,
 }
 
+impl CellKey {
+    /// The order of the roll-up table's primary key (generation, category, period, period start, area), in which
+    /// a whole generation is written so each insert lands beside the last.
+    fn table_order(&self) -> (i64, &str, &'static str, Date, &str) {
+        (self.generation_id, &self.category, self.kind.as_str(), self.period_start, &self.area_code)
+    }
+}
+
 /// What a transaction adds to one cell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct CellDelta {
@@ -155,7 +163,112 @@ pub(crate) struct CellDelta {
     pub feeling_safe_sum: i64,
     pub feeling_safe_n: i64,
     pub channels: [i64; 5],
-    pub contributors: i64,
+}
+
+impl CellDelta {
+    fn add(&mut self, other: &CellDelta) {
+        self.n += other.n;
+        self.feeling_safe_sum += other.feeling_safe_sum;
+        self.feeling_safe_n += other.feeling_safe_n;
+        for (total, change) in self.channels.iter_mut().zip(other.channels) {
+            *total += change;
+        }
+    }
+}
+
+/// The collectors with insights in one cell, each with how many, in collector order. Stored in the cell's own row
+/// (`rollups.contributors`) as 20 bytes per collector: the collector's UUID, then the count as a big-endian `u32`.
+/// Distinct contributors over a period are the union of the sets of the cells that tile it, exact however small, so
+/// small-number suppression stays exact.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContributorSet(Vec<(Uuid, u32)>);
+
+const CONTRIBUTOR_BYTES: usize = 20;
+
+impl ContributorSet {
+    /// Reads a stored set; `None` if the bytes are not one.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<ContributorSet> {
+        if bytes.len() % CONTRIBUTOR_BYTES != 0 {
+            return None;
+        }
+        let entries: Vec<(Uuid, u32)> = bytes
+            .chunks_exact(CONTRIBUTOR_BYTES)
+            .map(|entry| {
+                let (id, count) = entry.split_at(16);
+                (Uuid::from_slice(id).unwrap_or_default(), u32::from_be_bytes(count.try_into().unwrap_or_default()))
+            })
+            .collect();
+        let ordered = entries.windows(2).all(|pair| pair[0].0 < pair[1].0);
+        (ordered && entries.iter().all(|&(_, count)| count > 0)).then_some(ContributorSet(entries))
+    }
+
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.0.len() * CONTRIBUTOR_BYTES);
+        for (collector, count) in &self.0 {
+            bytes.extend_from_slice(collector.as_bytes());
+            bytes.extend_from_slice(&count.to_be_bytes());
+        }
+        bytes
+    }
+
+    /// The set of a list of collectors, one entry per insight, in any order.
+    fn counted(mut collectors: Vec<Uuid>) -> ContributorSet {
+        collectors.sort_unstable();
+        let mut entries: Vec<(Uuid, u32)> = Vec::new();
+        for collector in collectors {
+            match entries.last_mut() {
+                Some((last, count)) if *last == collector => *count += 1,
+                _ => entries.push((collector, 1)),
+            }
+        }
+        ContributorSet(entries)
+    }
+
+    /// Adds `change` insights of one collector (negative: takes them out; a collector left with none leaves).
+    pub fn apply(&mut self, collector: Uuid, change: i64) {
+        match self.0.binary_search_by_key(&collector, |&(id, _)| id) {
+            Ok(index) => {
+                let count = i64::from(self.0[index].1) + change;
+                if count > 0 {
+                    self.0[index].1 = u32::try_from(count).unwrap_or(u32::MAX);
+                } else {
+                    self.0.remove(index);
+                }
+            }
+            Err(index) if change > 0 => self.0.insert(index, (collector, u32::try_from(change).unwrap_or(u32::MAX))),
+            Err(_) => {}
+        }
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn collectors(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.0.iter().map(|&(collector, _)| collector)
+    }
+}
+
+/// A cell as written: its key, its counters, and its contributors.
+pub(crate) struct CellWrite {
+    pub key: CellKey,
+    pub delta: CellDelta,
+    pub contributors: ContributorSet,
+}
+
+impl CellWrite {
+    /// The contributor count a row stores beside its set.
+    pub(crate) fn n_contributors(&self) -> i64 {
+        i64::try_from(self.contributors.len()).unwrap_or(i64::MAX)
+    }
 }
 
 impl Contribution {
@@ -182,15 +295,14 @@ impl Contribution {
             feeling_safe_sum: sign * self.feeling_safe.unwrap_or(0),
             feeling_safe_n: if self.feeling_safe.is_some() { sign } else { 0 },
             channels,
-            contributors: 0,
         }
     }
 }
 
 /// The roll-up cells a transaction moves, summed, so each cell is written once per transaction however many of its
-/// insights change; and each collector's insights per cell, from which the backends learn whether a collector
-/// arrived in a cell or left it. Kept in key order: every writer touches cells in the same order, so two nodes writing
-/// at once wait for each other instead of deadlocking.
+/// insights change; and each collector's change of insights per cell, which moves the cell's contributor set. Kept
+/// in key order: every writer touches cells in the same order, so two nodes writing at once wait for each other
+/// instead of deadlocking.
 #[derive(Debug, Default)]
 pub(crate) struct RollupDeltas {
     pub cells: BTreeMap<CellKey, CellDelta>,
@@ -203,39 +315,119 @@ impl RollupDeltas {
         let delta = contribution.delta(sign);
         for key in contribution.cells() {
             *self.contributors.entry((key.clone(), contribution.collector_id)).or_default() += sign;
-            let cell = self.cells.entry(key).or_default();
-            cell.n += delta.n;
-            cell.feeling_safe_sum += delta.feeling_safe_sum;
-            cell.feeling_safe_n += delta.feeling_safe_n;
-            for (total, change) in cell.channels.iter_mut().zip(delta.channels) {
-                *total += change;
-            }
+            self.cells.entry(key).or_default().add(&delta);
         }
     }
 
-    /// Records that a collector arrived in a cell (`change` = 1) or left it (-1), once the backend knows.
-    pub(crate) fn count_contributor(&mut self, cell: &CellKey, change: i64) {
-        self.cells.entry(cell.clone()).or_default().contributors += change;
-    }
-
-    /// The contributor rows that move, in key order.
-    pub(crate) fn contributor_changes(&self) -> impl Iterator<Item = (&CellKey, Uuid, i64)> {
-        self.contributors.iter().filter(|(_, &n)| n != 0).map(|((cell, collector), &n)| (cell, *collector, n))
-    }
-
-    /// The cells that move (an edit that leaves an insight where it was moves nothing).
+    /// The cells that move (an edit that leaves an insight where it was moves nothing), in key order.
     pub(crate) fn changed_cells(&self) -> impl Iterator<Item = (&CellKey, &CellDelta)> {
         self.cells.iter().filter(|(_, delta)| **delta != CellDelta::default())
     }
 
-    /// For a generation built from scratch (no cell exists yet): every contributor row is new, so each cell's
-    /// contributor count is the number of its collectors.
-    pub(crate) fn count_all_contributors_as_new(&mut self) {
-        let arrivals: Vec<CellKey> =
-            self.contributors.iter().filter(|(_, &n)| n > 0).map(|((cell, _), _)| cell.clone()).collect();
-        for cell in arrivals {
-            self.count_contributor(&cell, 1);
+    /// The writes for the cells that move, given the contributor sets stored for them now (a cell with none stored
+    /// is new): the counters to add, and each cell's set after this transaction's collectors arrive and leave.
+    pub(crate) fn writes(
+        &self,
+        mut stored: std::collections::HashMap<CellKey, ContributorSet>,
+    ) -> Vec<(CellWrite, bool)> {
+        self.changed_cells()
+            .map(|(key, delta)| {
+                let mut contributors = stored.remove(key).unwrap_or_default();
+                let first = (key.clone(), Uuid::nil());
+                for ((_, collector), &change) in
+                    self.contributors.range(first..).take_while(|((cell, _), _)| cell == key)
+                {
+                    contributors.apply(*collector, change);
+                }
+                (CellWrite { key: key.clone(), delta: *delta, contributors }, delta.n < 0)
+            })
+            .collect()
+    }
+}
+
+/// A generation's roll-ups built from scratch in memory (a re-tag, or a rebuild after a migration): every insight's
+/// ten cells summed with compact keys, then written once, in table order, as plain inserts.
+pub(crate) struct GenerationRollups {
+    generation_id: i64,
+    areas: Vec<String>,
+    area_index: std::collections::HashMap<String, u32>,
+    categories: Vec<String>,
+    category_index: std::collections::HashMap<String, u32>,
+    cell_index: std::collections::HashMap<(u8, i32, u32, u32), usize>,
+    cells: Vec<(CellDelta, Vec<Uuid>)>,
+}
+
+impl GenerationRollups {
+    pub(crate) fn new(generation_id: i64) -> GenerationRollups {
+        let mut rollups = GenerationRollups {
+            generation_id,
+            areas: Vec::new(),
+            area_index: std::collections::HashMap::new(),
+            categories: Vec::new(),
+            category_index: std::collections::HashMap::new(),
+            cell_index: std::collections::HashMap::new(),
+            cells: Vec::new(),
+        };
+        rollups.category(ALL_CATEGORIES);
+        rollups
+    }
+
+    fn intern(names: &mut Vec<String>, index: &mut std::collections::HashMap<String, u32>, name: &str) -> u32 {
+        if let Some(&known) = index.get(name) {
+            return known;
         }
+        let next = u32::try_from(names.len()).unwrap_or(u32::MAX);
+        names.push(name.to_owned());
+        index.insert(name.to_owned(), next);
+        next
+    }
+
+    fn category(&mut self, name: &str) -> u32 {
+        Self::intern(&mut self.categories, &mut self.category_index, name)
+    }
+
+    /// Counts one insight in its ten cells.
+    pub(crate) fn add(&mut self, contribution: &Contribution) {
+        let area = Self::intern(&mut self.areas, &mut self.area_index, &contribution.area_code);
+        let category = self.category(&contribution.category);
+        let delta = contribution.delta(1);
+        for (kind_index, kind) in (0u8..).zip(PeriodKind::ALL) {
+            let start = kind.start_of(contribution.day).to_julian_day();
+            for category in [category, 0] {
+                let next = self.cells.len();
+                let index = *self.cell_index.entry((kind_index, start, area, category)).or_insert(next);
+                if index == next {
+                    self.cells.push((CellDelta::default(), Vec::new()));
+                }
+                let (cell, collectors) = &mut self.cells[index];
+                cell.add(&delta);
+                collectors.push(contribution.collector_id);
+            }
+        }
+    }
+
+    /// Every cell, in table order.
+    pub(crate) fn finish(self) -> Vec<CellWrite> {
+        let GenerationRollups { generation_id, areas, categories, cell_index, mut cells, .. } = self;
+        let mut writes: Vec<CellWrite> = cell_index
+            .into_iter()
+            .map(|((kind, start, area, category), index)| {
+                let (delta, collectors) = std::mem::take(&mut cells[index]);
+                CellWrite {
+                    key: CellKey {
+                        generation_id,
+                        kind: PeriodKind::ALL[usize::from(kind)],
+                        period_start: Date::from_julian_day(start).unwrap_or(Date::MIN),
+                        area_code: areas[area as usize].clone(),
+                        category: categories[category as usize].clone(),
+                    },
+                    delta,
+                    contributors: ContributorSet::counted(collectors),
+                }
+            })
+            .collect();
+        writes.sort_unstable_by(|a, b| a.key.table_order().cmp(&b.key.table_order()));
+        writes
     }
 }
 
@@ -304,6 +496,24 @@ where
         .push_bind(ALL_CATEGORIES.to_owned())
         .push(" GROUP BY area_code, category");
     query
+}
+
+/// Distinct contributors per area and category over the cells that tile a period: the union of the cells' sets.
+pub(crate) fn union_of_contributor_sets(
+    cells: impl Iterator<Item = (String, String, Vec<u8>)>,
+) -> anyhow::Result<Vec<(String, String, i64)>> {
+    let mut unions: BTreeMap<(String, String), std::collections::HashSet<Uuid>> = BTreeMap::new();
+    for (area_code, category, bytes) in cells {
+        let set = ContributorSet::decode(&bytes)
+            .ok_or_else(|| anyhow::anyhow!("a stored contributor set of {area_code}/{category} is damaged"))?;
+        unions.entry((area_code, category)).or_default().extend(set.collectors());
+    }
+    Ok(unions
+        .into_iter()
+        .map(|((area_code, category), collectors)| {
+            (area_code, category, i64::try_from(collectors.len()).unwrap_or(i64::MAX))
+        })
+        .collect())
 }
 
 /// Builds per-area results from summed rows (area, category, sums) and contributor counts (area, category, n); the
@@ -427,6 +637,72 @@ mod tests {
         deltas.add(&insight, -1);
         deltas.add(&insight, -1);
         assert_eq!(deltas.changed_cells().count(), 0);
-        assert_eq!(deltas.contributor_changes().count(), 0);
+        assert!(deltas.writes(std::collections::HashMap::new()).is_empty());
+    }
+
+    fn insight_of(collector: u128, area: &str, day: Date, category: &str) -> Contribution {
+        Contribution {
+            generation_id: 7,
+            area_code: area.into(),
+            day,
+            category: category.into(),
+            feeling_safe: Some(3),
+            channel: Some("staff".into()),
+            collector_id: Uuid::from_u128(collector),
+        }
+    }
+
+    #[test]
+    fn contributor_sets_count_collectors_and_round_trip() {
+        let mut set = ContributorSet::default();
+        set.apply(Uuid::from_u128(9), 2);
+        set.apply(Uuid::from_u128(3), 1);
+        set.apply(Uuid::from_u128(9), -1);
+        assert_eq!(set.collectors().collect::<Vec<_>>(), vec![Uuid::from_u128(3), Uuid::from_u128(9)]);
+        let bytes = set.encode();
+        assert_eq!(bytes.len(), 40);
+        assert_eq!(ContributorSet::decode(&bytes), Some(set.clone()));
+        set.apply(Uuid::from_u128(9), -1);
+        set.apply(Uuid::from_u128(5), -1);
+        assert_eq!(set.collectors().collect::<Vec<_>>(), vec![Uuid::from_u128(3)], "a collector with none leaves");
+        assert_eq!(ContributorSet::decode(&bytes[..39]), None, "a torn set is refused");
+        let mut unordered = bytes[20..].to_vec();
+        unordered.extend_from_slice(&bytes[..20]);
+        assert_eq!(ContributorSet::decode(&unordered), None, "so is one out of order");
+    }
+
+    #[test]
+    fn a_generation_built_at_once_matches_the_incremental_deltas() {
+        let insights = [
+            insight_of(1, "E05008737", date!(2026 - 03 - 04), "drugs"),
+            insight_of(1, "E05008737", date!(2026 - 03 - 05), "drugs"),
+            insight_of(2, "E05008737", date!(2026 - 03 - 04), "road-safety"),
+            insight_of(2, "E05008738", date!(2025 - 12 - 31), "drugs"),
+        ];
+        let mut deltas = RollupDeltas::default();
+        let mut built = GenerationRollups::new(7);
+        for insight in &insights {
+            deltas.add(insight, 1);
+            built.add(insight);
+        }
+        let incremental: BTreeMap<CellKey, (CellDelta, ContributorSet)> = deltas
+            .writes(std::collections::HashMap::new())
+            .into_iter()
+            .map(|(write, _)| (write.key, (write.delta, write.contributors)))
+            .collect();
+        let built = built.finish();
+        assert!(built.windows(2).all(|pair| pair[0].key.table_order() < pair[1].key.table_order()));
+        let at_once: BTreeMap<CellKey, (CellDelta, ContributorSet)> =
+            built.into_iter().map(|write| (write.key, (write.delta, write.contributors))).collect();
+        assert_eq!(incremental, at_once);
+        let year_all = CellKey {
+            generation_id: 7,
+            kind: PeriodKind::Year,
+            period_start: date!(2026 - 01 - 01),
+            area_code: "E05008737".into(),
+            category: ALL_CATEGORIES.into(),
+        };
+        let (delta, contributors) = &at_once[&year_all];
+        assert_eq!((delta.n, contributors.len()), (3, 2));
     }
 }

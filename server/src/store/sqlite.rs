@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::rollup::{
-    assemble_rollups, category_counts_query, is_one_cell, push_cells, tile, CellDelta, CellKey, Contribution,
-    PeriodKind, RollupDeltas, CELL_COLUMNS,
+    assemble_rollups, category_counts_query, is_one_cell, push_cells, tile, union_of_contributor_sets, CellWrite,
+    Contribution, ContributorSet, GenerationRollups, PeriodKind, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
     check_not_newer, ensure_distinct, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo, DocumentBytes,
@@ -66,9 +66,92 @@ impl SqliteStore {
         .unwrap_or(None);
         check_not_newer(applied, &MIGRATOR)?;
         MIGRATOR.run(&pool).await.context("applying SQLite migrations")?;
+        rebuild_pending_rollups(&pool).await.context("rebuilding roll-ups after a migration")?;
         let (changes, _) = tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY);
         Ok(SqliteStore { pool, changes })
     }
+}
+
+/// Rebuilds the roll-ups of every generation a migration left in `rollups_pending`, from the insights' stored tags,
+/// each in its own transaction.
+async fn rebuild_pending_rollups(pool: &SqlitePool) -> anyhow::Result<()> {
+    loop {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(generation_id) =
+            sqlx::query_scalar::<_, i64>("SELECT generation_id FROM rollups_pending ORDER BY generation_id LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(());
+        };
+        tracing::info!(generation_id, "rebuilding the roll-ups of a boundary generation");
+        let mut built = GenerationRollups::new(generation_id);
+        {
+            use futures_util::TryStreamExt;
+            let mut rows = sqlx::query(
+                "SELECT i.collector_id, i.captured_day, i.category, i.feeling_safe, i.channel, t.area_code
+                 FROM insights AS i JOIN insight_areas AS t ON t.insight_id = i.id AND t.generation_id = ?1
+                 WHERE i.status IN ('filed', 'outside_coverage')
+                   AND i.captured_day IS NOT NULL AND i.category IS NOT NULL",
+            )
+            .bind(generation_id)
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                let collector_id: String = row.get("collector_id");
+                built.add(&Contribution {
+                    generation_id,
+                    area_code: row.get("area_code"),
+                    day: row.get("captured_day"),
+                    category: row.get("category"),
+                    feeling_safe: row.get("feeling_safe"),
+                    channel: row.get("channel"),
+                    collector_id: collector_id.parse().context("collector id")?,
+                });
+            }
+        }
+        sqlx::query("DELETE FROM rollups WHERE generation_id = ?1").bind(generation_id).execute(&mut *tx).await?;
+        insert_generation_cells(&mut tx, built).await?;
+        sqlx::query("DELETE FROM rollups_pending WHERE generation_id = ?1")
+            .bind(generation_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+}
+
+/// The columns of a roll-up row, in the order `push_cell_values` binds them.
+const CELL_ROW: &str = "INSERT INTO rollups (generation_id, period, period_start, area_code, category, n_insights,
+     n_contributors, feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil, n_youth_worker,
+     n_other_channel, contributors) ";
+
+/// Binds one roll-up row's values (`CELL_ROW`'s columns).
+fn push_cell_values(mut row: sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>, cell: &CellWrite) {
+    row.push_bind(cell.key.generation_id)
+        .push_bind(cell.key.kind.as_str())
+        .push_bind(cell.key.period_start)
+        .push_bind(cell.key.area_code.clone())
+        .push_bind(cell.key.category.clone())
+        .push_bind(cell.delta.n)
+        .push_bind(cell.n_contributors())
+        .push_bind(cell.delta.feeling_safe_sum)
+        .push_bind(cell.delta.feeling_safe_n);
+    for channel in cell.delta.channels {
+        row.push_bind(channel);
+    }
+    row.push_bind(cell.contributors.encode());
+}
+
+/// Rows per statement when a whole generation is written: SQLite takes at most 32,766 bound values a statement.
+const GENERATION_SLICE: usize = 1_000;
+
+/// Writes a generation built from scratch: plain multi-row inserts, in table order, so each lands beside the last.
+async fn insert_generation_cells(tx: &mut sqlx::SqliteConnection, built: GenerationRollups) -> anyhow::Result<()> {
+    for slice in built.finish().chunks(GENERATION_SLICE) {
+        let mut insert = QueryBuilder::<Sqlite>::new(CELL_ROW);
+        insert.push_values(slice, |row, cell| push_cell_values(row, cell));
+        insert.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -128,106 +211,63 @@ fn now_text() -> String {
     format_time(OffsetDateTime::now_utc())
 }
 
-/// Writes the summed roll-up deltas of a transaction. Contributor rows first: a collector arriving in a cell (its
-/// row going from nothing to something) or leaving it moves the cell's contributor count. Then each cell once; a cell
-/// a negative delta may have emptied is pruned.
-async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &mut RollupDeltas) -> Result<(), sqlx::Error> {
-    let mut moved = Vec::new();
-    for (cell, collector_id, n) in deltas.contributor_changes() {
-        let after: i64 = sqlx::query_scalar(
-            "INSERT INTO rollup_contributors
-                 (generation_id, period, period_start, area_code, category, collector_id, n_insights)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (generation_id, category, period, period_start, area_code, collector_id)
-                 DO UPDATE SET n_insights = n_insights + excluded.n_insights
-             RETURNING n_insights",
+/// Writes the summed roll-up deltas of a transaction: for each cell that moves, its stored contributor set is read,
+/// the new set worked out here, and the cell written once with its counters; a cell a negative delta may have emptied
+/// is pruned. SQLite has one writer at a time, so nothing changes between the read and the write.
+async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &RollupDeltas) -> anyhow::Result<()> {
+    let mut stored = std::collections::HashMap::new();
+    for (key, _) in deltas.changed_cells() {
+        let bytes: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT contributors FROM rollups WHERE generation_id = ?1 AND category = ?2 AND period = ?3
+               AND period_start = ?4 AND area_code = ?5",
         )
-        .bind(cell.generation_id)
-        .bind(cell.kind.as_str())
-        .bind(cell.period_start)
-        .bind(&cell.area_code)
-        .bind(&cell.category)
-        .bind(collector_id.to_string())
-        .bind(n)
-        .fetch_one(&mut *tx)
+        .bind(key.generation_id)
+        .bind(&key.category)
+        .bind(key.kind.as_str())
+        .bind(key.period_start)
+        .bind(&key.area_code)
+        .fetch_optional(&mut *tx)
         .await?;
-        let before = after - n;
-        if before <= 0 && after > 0 {
-            moved.push((cell.clone(), 1));
-        } else if before > 0 && after <= 0 {
-            moved.push((cell.clone(), -1));
-            sqlx::query(
-                "DELETE FROM rollup_contributors WHERE generation_id = ?1 AND period = ?2 AND period_start = ?3
-                   AND area_code = ?4 AND category = ?5 AND collector_id = ?6",
-            )
-            .bind(cell.generation_id)
-            .bind(cell.kind.as_str())
-            .bind(cell.period_start)
-            .bind(&cell.area_code)
-            .bind(&cell.category)
-            .bind(collector_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        if let Some(bytes) = bytes {
+            let set =
+                ContributorSet::decode(&bytes).context("the stored contributor set of a roll-up cell is damaged")?;
+            stored.insert(key.clone(), set);
         }
     }
-    for (cell, change) in moved {
-        deltas.count_contributor(&cell, change);
-    }
-    for (cell, delta) in deltas.changed_cells() {
-        upsert_cell(tx, cell, delta).await?;
-        if delta.n < 0 {
+    for (cell, shrinks) in deltas.writes(stored) {
+        let mut upsert = QueryBuilder::<Sqlite>::new(CELL_ROW);
+        upsert.push_values([&cell], |row, cell| push_cell_values(row, cell));
+        upsert.push(
+            " ON CONFLICT (generation_id, category, period, period_start, area_code) DO UPDATE SET
+                 n_insights = n_insights + excluded.n_insights,
+                 n_contributors = excluded.n_contributors,
+                 feeling_safe_sum = feeling_safe_sum + excluded.feeling_safe_sum,
+                 feeling_safe_n = feeling_safe_n + excluded.feeling_safe_n,
+                 n_staff = n_staff + excluded.n_staff,
+                 n_barber_hairdresser = n_barber_hairdresser + excluded.n_barber_hairdresser,
+                 n_pupil = n_pupil + excluded.n_pupil,
+                 n_youth_worker = n_youth_worker + excluded.n_youth_worker,
+                 n_other_channel = n_other_channel + excluded.n_other_channel,
+                 contributors = excluded.contributors",
+        );
+        upsert.build().execute(&mut *tx).await?;
+        if shrinks {
+            let key = &cell.key;
             sqlx::query(
                 "DELETE FROM rollups WHERE generation_id = ?1 AND period = ?2 AND period_start = ?3
                    AND area_code = ?4 AND category = ?5 AND n_insights = 0",
             )
-            .bind(cell.generation_id)
-            .bind(cell.kind.as_str())
-            .bind(cell.period_start)
-            .bind(&cell.area_code)
-            .bind(&cell.category)
+            .bind(key.generation_id)
+            .bind(key.kind.as_str())
+            .bind(key.period_start)
+            .bind(&key.area_code)
+            .bind(&key.category)
             .execute(&mut *tx)
             .await?;
         }
     }
     Ok(())
 }
-
-/// Adds a delta to one roll-up cell, creating it if needed.
-async fn upsert_cell(tx: &mut sqlx::SqliteConnection, cell: &CellKey, delta: &CellDelta) -> Result<(), sqlx::Error> {
-    sqlx::query(UPSERT_CELL)
-        .bind(cell.generation_id)
-        .bind(cell.kind.as_str())
-        .bind(cell.period_start)
-        .bind(&cell.area_code)
-        .bind(&cell.category)
-        .bind(delta.n)
-        .bind(delta.contributors)
-        .bind(delta.feeling_safe_sum)
-        .bind(delta.feeling_safe_n)
-        .bind(delta.channels[0])
-        .bind(delta.channels[1])
-        .bind(delta.channels[2])
-        .bind(delta.channels[3])
-        .bind(delta.channels[4])
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-const UPSERT_CELL: &str = "INSERT INTO rollups (generation_id, period, period_start, area_code, category, n_insights,
-         n_contributors, feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil, n_youth_worker,
-         n_other_channel)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-     ON CONFLICT (generation_id, category, period, period_start, area_code) DO UPDATE SET
-         n_insights = n_insights + excluded.n_insights,
-         n_contributors = n_contributors + excluded.n_contributors,
-         feeling_safe_sum = feeling_safe_sum + excluded.feeling_safe_sum,
-         feeling_safe_n = feeling_safe_n + excluded.feeling_safe_n,
-         n_staff = n_staff + excluded.n_staff,
-         n_barber_hairdresser = n_barber_hairdresser + excluded.n_barber_hairdresser,
-         n_pupil = n_pupil + excluded.n_pupil,
-         n_youth_worker = n_youth_worker + excluded.n_youth_worker,
-         n_other_channel = n_other_channel + excluded.n_other_channel";
 
 /// Sets `revoked_at` on one row of `table` (`devices` or `invitations`, never input) unless it is set already.
 async fn revoke(pool: &SqlitePool, table: &'static str, id: Uuid) -> anyhow::Result<Revoked> {
@@ -680,7 +720,7 @@ impl Store for SqliteStore {
         for write in &writes {
             write_document(&mut tx, write, &mut deltas).await?;
         }
-        apply_deltas(&mut tx, &mut deltas).await.map_err(anyhow::Error::from)?;
+        apply_deltas(&mut tx, &deltas).await?;
         tx.commit().await.map_err(anyhow::Error::from)?;
         // Nobody listening is fine: the send only fails when there are no subscribers.
         for write in writes {
@@ -879,14 +919,15 @@ impl Store for SqliteStore {
         push_cells(&mut sums, CELL_COLUMNS, "rollups", generation_id, area_code, by_category, &runs);
         sums.push(") AS cells GROUP BY area_code, category");
         let sum_rows = sums.build().fetch_all(&self.pool).await?;
-        // Distinct collectors over several cells: counted over the tiling cells' contributor rows, when asked.
-        let contributor_rows = if distinct_contributors && !one_cell {
-            let mut contributors =
-                QueryBuilder::<Sqlite>::new("SELECT area_code, category, COUNT(DISTINCT collector_id) AS n FROM (");
-            let columns = "area_code, category, collector_id";
-            push_cells(&mut contributors, columns, "rollup_contributors", generation_id, area_code, by_category, &runs);
-            contributors.push(") AS cells GROUP BY area_code, category");
-            contributors.build().fetch_all(&self.pool).await?
+        // Distinct collectors over several cells: the union of the tiling cells' contributor sets, when asked.
+        let contributors = if distinct_contributors && !one_cell {
+            let mut sets = QueryBuilder::<Sqlite>::new("");
+            let columns = "area_code, category, contributors";
+            push_cells(&mut sets, columns, "rollups", generation_id, area_code, by_category, &runs);
+            let rows = sets.build().fetch_all(&self.pool).await?;
+            union_of_contributor_sets(
+                rows.into_iter().map(|row| (row.get("area_code"), row.get("category"), row.get("contributors"))),
+            )?
         } else {
             Vec::new()
         };
@@ -894,7 +935,7 @@ impl Store for SqliteStore {
             sum_rows
                 .iter()
                 .map(|row| (row.get("area_code"), row.get("category"), sums_of(row), row.get("n_contributors"))),
-            contributor_rows.iter().map(|row| (row.get("area_code"), row.get("category"), row.get("n"))),
+            contributors.into_iter(),
             one_cell,
         ))
     }
@@ -1075,8 +1116,8 @@ impl SqliteStore {
         }
 
         // Tag every counted insight in the new generation and sum its roll-ups in memory; nothing of it exists yet,
-        // so the rows are plain inserts.
-        let mut deltas = RollupDeltas::default();
+        // so the rows are plain multi-row inserts, in key order.
+        let mut built = GenerationRollups::new(generation_id);
         let mut tags = Vec::new();
         {
             use futures_util::TryStreamExt;
@@ -1100,7 +1141,7 @@ impl SqliteStore {
                 let category: Option<String> = row.get("category");
                 let collector_id: String = row.get("collector_id");
                 if let (Some(day), Some(category)) = (day, category) {
-                    let contribution = Contribution {
+                    built.add(&Contribution {
                         generation_id,
                         area_code: area_code.clone(),
                         day,
@@ -1108,44 +1149,26 @@ impl SqliteStore {
                         feeling_safe: row.get("feeling_safe"),
                         channel: row.get("channel"),
                         collector_id: collector_id.parse().context("collector id")?,
-                    };
-                    deltas.add(&contribution, 1);
+                    });
                 }
                 let id: String = row.get("id");
                 tags.push((id, area_code, near_boundary));
             }
         }
-        for (insight_id, area_code, near_boundary) in &tags {
-            sqlx::query(
-                "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .bind(insight_id)
-            .bind(generation_id)
-            .bind(area_code)
-            .bind(near_boundary)
-            .execute(&mut *tx)
-            .await?;
+        tags.sort_unstable();
+        for slice in tags.chunks(GENERATION_SLICE * 3) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) ",
+            );
+            insert.push_values(slice, |mut row, (insight_id, area_code, near_boundary)| {
+                row.push_bind(insight_id.as_str())
+                    .push_bind(generation_id)
+                    .push_bind(area_code.as_str())
+                    .push_bind(*near_boundary);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
-        deltas.count_all_contributors_as_new();
-        for (cell, collector_id, n) in deltas.contributor_changes() {
-            sqlx::query(
-                "INSERT INTO rollup_contributors
-                     (generation_id, period, period_start, area_code, category, collector_id, n_insights)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .bind(cell.generation_id)
-            .bind(cell.kind.as_str())
-            .bind(cell.period_start)
-            .bind(&cell.area_code)
-            .bind(&cell.category)
-            .bind(collector_id.to_string())
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (cell, delta) in deltas.changed_cells() {
-            upsert_cell(&mut tx, cell, delta).await?;
-        }
+        insert_generation_cells(&mut tx, built).await?;
         tx.commit().await?;
         let info = GenerationInfo {
             id: generation_id,
@@ -1163,6 +1186,98 @@ impl SqliteStore {
 mod tests {
     use super::*;
 
+    /// Runs the migrations as released up to `last`, by a migrator that knows no later ones.
+    async fn migrate_up_to(pool: &SqlitePool, dir: &Path, last: i64) {
+        let released = dir.join("migrations");
+        std::fs::create_dir(&released).unwrap();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        for entry in std::fs::read_dir(source).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.get(..4).and_then(|number| number.parse::<i64>().ok()).is_some_and(|number| number <= last) {
+                std::fs::copy(&path, released.join(name)).unwrap();
+            }
+        }
+        let migrator = sqlx::migrate::Migrator::new(released.as_path()).await.unwrap();
+        assert_eq!(migrator.iter().count(), usize::try_from(last).unwrap());
+        migrator.run(pool).await.unwrap();
+    }
+
+    /// 0008 moves contributors into the cells' rows and leaves the roll-ups to be rebuilt: a database written at
+    /// 0007, with a contributor row per collector and cell, opens with its roll-ups rebuilt from the stored tags.
+    #[tokio::test]
+    async fn the_contributor_sets_migration_rebuilds_the_roll_ups() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        migrate_up_to(&pool, dir.path(), 7).await;
+        let collector = "00000000-0000-0000-0000-0000000000c1";
+        let mut statements = vec![
+            format!("INSERT INTO collectors (id, label, created_at) VALUES ('{collector}', 'barber', 'now')"),
+            format!(
+                "INSERT INTO devices (id, collector_id, label, token_hash, created_at)
+                 VALUES ('d1', '{collector}', 'phone', 'hash', 'now')"
+            ),
+            "INSERT INTO boundary_generations (id, set_name, generation, source, imported_at)
+                 VALUES (1, 'wards', 1, 'bundled', 'now')"
+                .to_owned(),
+        ];
+        for (i, (day, category)) in
+            [("2026-11-20", "drugs"), ("2026-11-21", "drugs"), ("2026-11-21", "road-safety")].into_iter().enumerate()
+        {
+            statements.push(format!(
+                "INSERT INTO documents (doc_id, collector_id, version, updated_at) VALUES ('doc{i}', '{collector}', 1, 'now')"
+            ));
+            statements.push(format!(
+                "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, category,
+                     feeling_safe, channel, status, area_code, processed_at, tag_lat, tag_lon)
+                 VALUES ('i{i}', 'doc{i}', '{collector}', 'd1', '{day}T17:45:00Z', '{day}', '{category}', 2, 'staff',
+                     'filed', 'E05008737', 'now', 53.0, -2.1)"
+            ));
+            statements.push(format!(
+                "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary)
+                 VALUES ('i{i}', 1, 'E05008737', 0)"
+            ));
+        }
+        // What 0007 held for them (only the year cell, enough to show it is replaced, not kept).
+        statements.push(
+            "INSERT INTO rollups VALUES (1, 'year', '2026-01-01', 'E05008737', '*', 99, 9, 0, 0, 0, 0, 0, 0, 0)"
+                .to_owned(),
+        );
+        statements.push(format!(
+            "INSERT INTO rollup_contributors VALUES (1, 'year', '2026-01-01', 'E05008737', '*', '{collector}', 99)"
+        ));
+        for statement in &statements {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let everything = store.rollup(1, DayRange::default(), None, true, true).await.unwrap();
+        assert_eq!(everything.len(), 1);
+        let area = &everything[0];
+        assert_eq!(
+            (area.all.n, area.all.feeling_safe_sum, area.all.channels[0], area.contributors),
+            (3, 6, 3, Some(1))
+        );
+        let categories: Vec<(&str, i64)> =
+            area.by_category.iter().map(|category| (category.category.as_str(), category.sums.n)).collect();
+        assert_eq!(categories, vec![("drugs", 2), ("road-safety", 1)]);
+        let days =
+            DayRange { from: Some(time::macros::date!(2026 - 11 - 20)), to: Some(time::macros::date!(2026 - 11 - 22)) };
+        let two_days = store.rollup(1, days, Some("E05008737"), false, true).await.unwrap();
+        assert_eq!((two_days[0].all.n, two_days[0].contributors), (3, Some(1)), "sets are unioned over two day cells");
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM rollups_pending)
+                  + (SELECT COUNT(*) FROM sqlite_master WHERE name = 'rollup_contributors')",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "nothing pending, and the old table is gone");
+    }
+
     /// 0004 rebuilds `insights` (SQLite cannot change a CHECK in place) and sets `insight_areas` aside meanwhile: a
     /// database written at migration 0003 must come through with every row, and then take withdrawn insights.
     #[tokio::test]
@@ -1171,28 +1286,15 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
         let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-        // The migrations as released up to 0003, run by a migrator that knows no later ones.
-        let released = dir.path().join("migrations");
-        std::fs::create_dir(&released).unwrap();
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-        for entry in std::fs::read_dir(source).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if ["0001_", "0002_", "0003_"].iter().any(|prefix| name.starts_with(prefix)) {
-                std::fs::copy(&path, released.join(name)).unwrap();
-            }
-        }
-        let up_to_0003 = sqlx::migrate::Migrator::new(released.as_path()).await.unwrap();
-        assert_eq!(up_to_0003.iter().count(), 3);
-        up_to_0003.run(&pool).await.unwrap();
+        migrate_up_to(&pool, dir.path(), 3).await;
         for statement in [
-            "INSERT INTO collectors (id, label, created_at) VALUES ('c1', 'Hanley barbers', '2026-11-20T00:00:00Z')",
+            "INSERT INTO collectors (id, label, created_at) VALUES ('00000000-0000-0000-0000-0000000000c1', 'Hanley barbers', '2026-11-20T00:00:00Z')",
             "INSERT INTO devices (id, collector_id, label, token_hash, created_at)
-                 VALUES ('d1', 'c1', 'phone', 'hash', '2026-11-20T00:00:00Z')",
-            "INSERT INTO documents (doc_id, collector_id, version, updated_at) VALUES ('doc1', 'c1', 1, 'now')",
+                 VALUES ('d1', '00000000-0000-0000-0000-0000000000c1', 'phone', 'hash', '2026-11-20T00:00:00Z')",
+            "INSERT INTO documents (doc_id, collector_id, version, updated_at) VALUES ('doc1', '00000000-0000-0000-0000-0000000000c1', 1, 'now')",
             "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, category, status,
                  area_code, processed_at, postcode, tag_lat, tag_lon)
-                 VALUES ('i1', 'doc1', 'c1', 'd1', '2026-11-20T17:45:00Z', '2026-11-20', 'drugs', 'filed',
+                 VALUES ('i1', 'doc1', '00000000-0000-0000-0000-0000000000c1', 'd1', '2026-11-20T17:45:00Z', '2026-11-20', 'drugs', 'filed',
                  'E05008737', '2026-11-20T17:46:00Z', 'ST4 2DE', 53.0, -2.1)",
             "INSERT INTO boundary_generations (id, set_name, generation, source, imported_at)
                  VALUES (1, 'wards', 1, 'bundled', 'now')",
