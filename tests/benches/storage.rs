@@ -120,18 +120,27 @@ async fn stored_insights(raw: &RawPool) -> usize {
 /// Takes the generation a re-tag added out of a kept database, so the next run re-tags the same insights again.
 /// Benchmark housekeeping, not a product feature: a boundary generation is history and is never removed.
 async fn forget_generation(raw: &RawPool, generation_id: i64) {
-    let statements = [
+    let rows = [
         format!("DELETE FROM insight_areas WHERE generation_id = {generation_id}"),
         format!("DELETE FROM rollups WHERE generation_id = {generation_id}"),
+    ];
+    // On PostgreSQL the generation's rows are partitions of their own (migration 0009).
+    let partitions = [format!("DROP TABLE insight_areas_g{generation_id}, rollups_g{generation_id}")];
+    let generation = [
         format!("DELETE FROM boundary_areas WHERE generation_id = {generation_id}"),
         format!("DELETE FROM boundary_generations WHERE id = {generation_id}"),
     ];
-    for statement in statements {
-        match raw {
-            RawPool::Sqlite(pool) => sqlx::query(&statement).execute(pool).await.map(|_| ()),
-            RawPool::Postgres(pool) => sqlx::query(&statement).execute(pool).await.map(|_| ()),
+    match raw {
+        RawPool::Sqlite(pool) => {
+            for statement in rows.iter().chain(&generation) {
+                sqlx::query(statement).execute(pool).await.unwrap();
+            }
         }
-        .unwrap();
+        RawPool::Postgres(pool) => {
+            for statement in partitions.iter().chain(&generation) {
+                sqlx::query(statement).execute(pool).await.unwrap();
+            }
+        }
     }
 }
 

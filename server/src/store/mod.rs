@@ -520,8 +520,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every area's roll-up over a period on one generation (areas with nothing are absent), or one area's; with
     /// `by_category`, each area's categories too. Distinct contributors come free when the period is one calendar
-    /// period (one cell); over several cells they are counted from the contributor rows only when
-    /// `distinct_contributors` is set (for one area, cheap; for every area, it reads a row per collector and cell).
+    /// period (one cell); over several cells they are the union of the cells' contributor sets, read only when
+    /// `distinct_contributors` is set (a set per cell read: about 20 bytes per collector in each).
     async fn rollup(
         &self,
         generation_id: i64,

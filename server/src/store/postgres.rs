@@ -140,8 +140,7 @@ async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::Result<()> {
                 });
             }
         }
-        sqlx::query("DELETE FROM rollups WHERE generation_id = $1").bind(generation_id).execute(&mut *tx).await?;
-        insert_generation_cells(&mut tx, built).await?;
+        load_generation(&mut tx, generation_id, None, built).await?;
         sqlx::query("DELETE FROM rollups_pending WHERE generation_id = $1")
             .bind(generation_id)
             .execute(&mut *tx)
@@ -150,12 +149,79 @@ async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::Result<()> {
     }
 }
 
-/// Writes a generation built from scratch: plain inserts, in table order, in large slices.
-async fn insert_generation_cells(tx: &mut sqlx::PgConnection, built: GenerationRollups) -> Result<(), sqlx::Error> {
+/// An insight's area in a new generation, for `load_generation`: ids, area codes and near-boundary flags.
+#[derive(Default)]
+struct GenerationTags {
+    ids: Vec<Uuid>,
+    codes: Vec<String>,
+    near: Vec<bool>,
+}
+
+/// Loads a generation built from scratch into partitions of its own (migration 0008): each partition is made as a
+/// plain table, filled in large slices with no index to maintain and no foreign key checked row by row, then given
+/// its keys and indexes in one pass each and attached, which checks the partition bound and the foreign keys
+/// set-based. `tags` is `None` when the generation's tags are already stored (a rebuild): then only the roll-ups are
+/// (re)made. Runs inside the caller's transaction, so a failure leaves nothing behind.
+async fn load_generation(
+    tx: &mut sqlx::PgConnection,
+    generation_id: i64,
+    tags: Option<GenerationTags>,
+    built: GenerationRollups,
+) -> Result<(), sqlx::Error> {
+    // Building an index sorts the whole partition: give it the memory to do so at once.
+    sqlx::query("SET LOCAL maintenance_work_mem = '256MB'").execute(&mut *tx).await?;
+    if let Some(tags) = tags {
+        let partition = format!("insight_areas_g{generation_id}");
+        sqlx::query(&format!("CREATE TABLE {partition} (LIKE insight_areas)")).execute(&mut *tx).await?;
+        for start in (0..tags.ids.len()).step_by(GENERATION_SLICE) {
+            let end = (start + GENERATION_SLICE).min(tags.ids.len());
+            sqlx::query(&format!(
+                "INSERT INTO {partition} (insight_id, generation_id, area_code, near_boundary)
+                 SELECT id, $2, code, near FROM UNNEST($1::uuid[], $3::text[], $4::boolean[]) AS t(id, code, near)"
+            ))
+            .bind(&tags.ids[start..end])
+            .bind(generation_id)
+            .bind(&tags.codes[start..end])
+            .bind(&tags.near[start..end])
+            .execute(&mut *tx)
+            .await?;
+        }
+        for statement in [
+            format!("ALTER TABLE {partition} ADD PRIMARY KEY (insight_id, generation_id)"),
+            format!("ALTER TABLE insight_areas ATTACH PARTITION {partition} FOR VALUES IN ({generation_id})"),
+        ] {
+            sqlx::query(&statement).execute(&mut *tx).await?;
+        }
+    }
+    let partition = format!("rollups_g{generation_id}");
+    // Roll-up rows are counters updated in place: room for HOT updates and eager autovacuum, as before 0008; their
+    // contributor sets are small and rewritten whole, so they stay in the row, uncompressed.
+    for statement in [
+        format!("DROP TABLE IF EXISTS {partition}"),
+        format!(
+            "CREATE TABLE {partition} (LIKE rollups) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02,
+                 autovacuum_analyze_scale_factor = 0.02)"
+        ),
+        format!("ALTER TABLE {partition} ALTER COLUMN contributors SET STORAGE EXTERNAL"),
+    ] {
+        sqlx::query(&statement).execute(&mut *tx).await?;
+    }
     let cells = built.finish();
     for slice in cells.chunks(GENERATION_SLICE) {
         let slice: Vec<&CellWrite> = slice.iter().collect();
-        write_cells(tx, &slice, CellWriteMode::Insert).await?;
+        write_cells(tx, &partition, &slice, CellWriteMode::Insert).await?;
+    }
+    // The same keys and indexes as the partitioned table's, so attaching adopts them instead of building its own.
+    for statement in [
+        format!("ALTER TABLE {partition} ADD PRIMARY KEY (generation_id, category, period, period_start, area_code)"),
+        format!("CREATE INDEX ON {partition} (generation_id, area_code, period, period_start)"),
+        format!(
+            "CREATE INDEX ON {partition} (generation_id, period, period_start) INCLUDE (area_code, category, n_insights)"
+        ),
+        format!("ALTER TABLE rollups ATTACH PARTITION {partition} FOR VALUES IN ({generation_id})"),
+        format!("ANALYZE {partition}"),
+    ] {
+        sqlx::query(&statement).execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -237,7 +303,7 @@ async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &RollupDeltas) -> Res
     }
     let writes = deltas.writes(stored);
     let cells: Vec<&CellWrite> = writes.iter().map(|(write, _)| write).collect();
-    write_cells(tx, &cells, CellWriteMode::Update).await.map_err(classify)?;
+    write_cells(tx, "rollups", &cells, CellWriteMode::Update).await.map_err(classify)?;
     let shrinking: Vec<&CellKey> = writes.iter().filter(|(_, shrinks)| *shrinks).map(|(write, _)| &write.key).collect();
     if !shrinking.is_empty() {
         let columns = CellColumns::of(shrinking.into_iter());
@@ -269,22 +335,23 @@ enum CellWriteMode {
 /// Writes cells in one statement: their counters (added to an existing cell's) and their contributor sets.
 async fn write_cells(
     tx: &mut sqlx::PgConnection,
+    table: &str,
     cells: &[&CellWrite],
     mode: CellWriteMode,
 ) -> Result<(), sqlx::Error> {
     let columns = CellColumns::of(cells.iter().map(|cell| &cell.key));
     let field = |pick: fn(&CellDelta) -> i64| cells.iter().map(|cell| pick(&cell.delta)).collect::<Vec<i64>>();
     let statement = match mode {
-        CellWriteMode::Insert => {
-            "INSERT INTO rollups (generation_id, period, period_start, area_code, category, n_insights,
+        CellWriteMode::Insert => format!(
+            "INSERT INTO {table} (generation_id, period, period_start, area_code, category, n_insights,
                  n_contributors, feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil,
                  n_youth_worker, n_other_channel, contributors)
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[], $6::bigint[],
                  $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
                  $13::bigint[], $14::bigint[], $15::bytea[])"
-        }
-        CellWriteMode::Update => {
-            "UPDATE rollups AS r SET
+        ),
+        CellWriteMode::Update => format!(
+            "UPDATE {table} AS r SET
                  n_insights = r.n_insights + e.n,
                  n_contributors = e.nc,
                  feeling_safe_sum = r.feeling_safe_sum + e.fs_sum,
@@ -301,9 +368,9 @@ async fn write_cells(
                  AS e(g, p, s, a, k, n, nc, fs_sum, fs_n, c0, c1, c2, c3, c4, contributors)
              WHERE r.generation_id = e.g AND r.period = e.p AND r.period_start = e.s AND r.area_code = e.a
                AND r.category = e.k"
-        }
+        ),
     };
-    sqlx::query(statement)
+    sqlx::query(&statement)
         .bind(&columns.generations)
         .bind(&columns.periods)
         .bind(&columns.starts)
@@ -1227,7 +1294,7 @@ impl PostgresStore {
         // Tag every counted insight in the new generation and sum its roll-ups in memory; nothing of it exists yet,
         // so the rows are plain inserts, in large slices.
         let mut built = GenerationRollups::new(generation_id);
-        let (mut tagged_ids, mut tagged_codes, mut tagged_near) = (Vec::new(), Vec::new(), Vec::new());
+        let mut tags = GenerationTags::default();
         {
             use futures_util::TryStreamExt;
             let mut rows = sqlx::query(
@@ -1260,25 +1327,12 @@ impl PostgresStore {
                         collector_id: row.get("collector_id"),
                     });
                 }
-                tagged_ids.push(row.get::<Uuid, _>("id"));
-                tagged_codes.push(area_code);
-                tagged_near.push(near_boundary);
+                tags.ids.push(row.get::<Uuid, _>("id"));
+                tags.codes.push(area_code);
+                tags.near.push(near_boundary);
             }
         }
-        for start in (0..tagged_ids.len()).step_by(GENERATION_SLICE) {
-            let end = (start + GENERATION_SLICE).min(tagged_ids.len());
-            sqlx::query(
-                "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary)
-                 SELECT id, $2, code, near FROM UNNEST($1::uuid[], $3::text[], $4::boolean[]) AS t(id, code, near)",
-            )
-            .bind(&tagged_ids[start..end])
-            .bind(generation_id)
-            .bind(&tagged_codes[start..end])
-            .bind(&tagged_near[start..end])
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_generation_cells(&mut tx, built).await?;
+        load_generation(&mut tx, generation_id, Some(tags), built).await?;
         tx.commit().await?;
         let info = GenerationInfo {
             id: generation_id,
