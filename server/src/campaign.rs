@@ -53,7 +53,8 @@ pub async fn publish(store: &dyn Store, atlas: &Atlas, actor: &ActorId) -> anyho
         }
         match store.save_published(doc_id, doc.save(), version).await {
             Ok(()) => return Ok(true),
-            Err(SaveError::Conflict) => {} // another node published meanwhile: look again
+            // Another node published meanwhile: look again. (The campaign carries no tags, so never stale.)
+            Err(SaveError::Conflict | SaveError::StaleBoundaries) => {}
             Err(SaveError::Database(error)) => return Err(error),
         }
     }

@@ -451,6 +451,11 @@ async fn handle_sync(
                     tracing::debug!(%doc_id, "another writer saved first; merging and trying again");
                     continue;
                 }
+                Err(SaveError::StaleBoundaries) => {
+                    tracing::info!(%doc_id, "a boundary generation was added; reloading and tagging again");
+                    state.atlas.refresh(state.store.as_ref()).await?;
+                    continue;
+                }
                 Err(SaveError::Database(error)) => return Err(error),
             }
         }

@@ -7,7 +7,7 @@ use geo::polygon;
 use grapevine_client_sdk::{Channel, Draft, Status};
 use grapevine_server::atlas::{stored_area, tag_in, Whereabouts};
 use grapevine_server::boundaries::{Area, Boundaries};
-use grapevine_server::store::TaggableInsight;
+use grapevine_server::store::{DayRange, TaggableInsight};
 use grapevine_sync_proto::Location;
 use grapevine_tests::points::{ABBEY_HULTON, CANNOCK_NORTH, JOINERS_SQUARE};
 use grapevine_tests::{Backend, Phone, TestApp};
@@ -213,9 +213,38 @@ async fn postcodes_and_wide_accuracy_circles_file_by_their_point_and_flag_near_b
     assert_eq!(app.area(code, "").await["total"], 3, "the rejected postcode is not counted");
 }
 
+/// A generation imported elsewhere (another node, the command line) while this server still tags with the
+/// boundaries it loaded: an insight it files meanwhile must not miss the new generation. The store refuses a write
+/// tagged before the newest generation, and the server reloads and tags again.
+async fn an_insight_filed_before_the_server_reloads_is_tagged_in_the_new_generation(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let phone = Phone::new(&app, "Cannock barbers").await;
+    let (ward, lat, lon) = CANNOCK_NORTH;
+    let first = phone.capture_at("drugs", lat, lon, None).await;
+    phone.sync(&app).await.unwrap();
+
+    let boundaries = Boundaries::new(neighbourhoods()).unwrap();
+    let tagger = |insight: &TaggableInsight| tag_in(&boundaries, &Whereabouts::from(insight));
+    let areas = neighbourhoods().iter().map(stored_area).collect();
+    app.store.add_generation("neighbourhoods", "test rectangles", areas, &tagger).await.unwrap();
+    // At once, before the server's next reload (every few seconds): its boundaries are stale.
+    let second = phone.capture_at("drugs", lat, lon, None).await;
+    phone.sync(&app).await.unwrap();
+
+    for id in [first, second] {
+        let row = app.store.insight(id).await.unwrap().unwrap();
+        let codes: Vec<&str> = row.tags.iter().map(|tag| tag.area_code.as_str()).collect();
+        assert_eq!(codes, vec![ward, "NE"], "insight {id} is tagged in both generations");
+    }
+    let neighbourhoods_generation = app.store.newest_generation_id().await.unwrap().unwrap();
+    let rollups = app.store.rollup(neighbourhoods_generation, DayRange::default(), None, false, true).await.unwrap();
+    assert_eq!((rollups[0].area_code.as_str(), rollups[0].all.n), ("NE", 2), "and counted there");
+}
+
 on_both_backends!(
     insights_roll_up_with_contributors_channels_periods_and_priorities,
     a_new_generation_retags_history_and_tags_new_insights,
+    an_insight_filed_before_the_server_reloads_is_tagged_in_the_new_generation,
     postcodes_and_wide_accuracy_circles_file_by_their_point_and_flag_near_boundary,
 );
 

@@ -377,6 +377,11 @@ pub struct DocumentWrite {
 pub enum SaveError {
     #[error("document was saved by another writer in between")]
     Conflict,
+    /// The insight was tagged before a boundary generation the database now holds was added (another node imported
+    /// it, or this one has not reloaded yet): reload the boundaries and decide again, so no insight misses a
+    /// generation.
+    #[error("a boundary generation was added since the insight was tagged")]
+    StaleBoundaries,
     #[error(transparent)]
     Database(#[from] anyhow::Error),
 }
@@ -610,6 +615,12 @@ pub(crate) fn check_not_newer(applied: Option<i64>, migrator: &sqlx::migrate::Mi
         ),
         _ => Ok(()),
     }
+}
+
+/// The newest generation the batch's insights were tagged in (every counted insight is tagged in every generation
+/// its server knew of), or `None` when none is tagged.
+pub(crate) fn tagged_up_to(writes: &[DocumentWrite]) -> Option<i64> {
+    writes.iter().flat_map(|write| write.insight.tags.iter().map(|tag| tag.generation_id)).max()
 }
 
 /// Refuses a save that names one document twice: its writes could not both hold the version they claim.

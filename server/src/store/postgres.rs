@@ -19,10 +19,10 @@ use super::rollup::{
     CellKey, CellWrite, Contribution, ContributorSet, GenerationRollups, PeriodKind, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo, DocumentBytes,
-    DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState, NewDevice, Outcome,
-    Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea, StoredDocument, Sums,
-    TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, tagged_up_to, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo,
+    DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState,
+    NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea,
+    StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -421,6 +421,18 @@ impl CellColumns {
 async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) -> Result<(), SaveError> {
     let doc_ids: Vec<String> = writes.iter().map(|write| write.doc_id.to_string()).collect();
     ensure_distinct(writes)?;
+    // Tags must cover every generation. A re-tag holds the generations' table in EXCLUSIVE mode until it commits;
+    // ROW SHARE waits for that, so the newest generation read next is one the re-tag has finished with.
+    if let Some(tagged_up_to) = tagged_up_to(writes) {
+        sqlx::query("LOCK TABLE boundary_generations IN ROW SHARE MODE").execute(&mut *tx).await.map_err(classify)?;
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM boundary_generations")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if newest.is_some_and(|newest| newest > tagged_up_to) {
+            return Err(SaveError::StaleBoundaries);
+        }
+    }
 
     // 1. Claim: create the new documents, bump the version of the others if it is still the one loaded. Either count
     // falling short means another writer got there first.

@@ -22,10 +22,10 @@ use super::rollup::{
     Contribution, ContributorSet, GenerationRollups, PeriodKind, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo, DocumentBytes,
-    DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState, NewDevice, Outcome,
-    Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea, StoredDocument, Sums,
-    TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, tagged_up_to, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo,
+    DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState,
+    NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea,
+    StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -716,6 +716,16 @@ impl Store for SqliteStore {
     async fn save_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), SaveError> {
         ensure_distinct(&writes)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(anyhow::Error::from)?;
+        // Tags must cover every generation; a re-tag holds the write lock until it commits, so this sees it whole.
+        if let Some(tagged_up_to) = tagged_up_to(&writes) {
+            let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM boundary_generations")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+            if newest.is_some_and(|newest| newest > tagged_up_to) {
+                return Err(SaveError::StaleBoundaries);
+            }
+        }
         let mut deltas = RollupDeltas::default();
         for write in &writes {
             write_document(&mut tx, write, &mut deltas).await?;
