@@ -92,7 +92,12 @@ pub fn near_border(boundaries: &Boundaries, lon: f64, lat: f64, radius_m: f64) -
             |ring| {
                 ring.lines().any(|line| {
                     let (start, end) = (to_metres(line.start), to_metres(line.end));
-                    distance_to_origin(start, end) <= radius_m
+                    // Most edges of a nearby area are nowhere near the circle: their bounding box says so.
+                    let clear = start.0.min(end.0) > radius_m
+                        || start.0.max(end.0) < -radius_m
+                        || start.1.min(end.1) > radius_m
+                        || start.1.max(end.1) < -radius_m;
+                    !clear && distance_to_origin(start, end) <= radius_m
                 })
             },
         )

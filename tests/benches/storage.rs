@@ -289,6 +289,10 @@ async fn storage_bytes(backend: Backend, database_url: &str, dir: &std::path::Pa
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let Args { backend, sizes, database, retag_only } = args();
+    // The store logs the phases of a re-tag; RUST_LOG overrides what is shown.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("grapevine_server::store=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let label = match backend {
         Backend::Sqlite => "SQLite",
         Backend::Postgres => "PostgreSQL",

@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use super::rollup::{
     assemble_rollups, category_counts_query, is_one_cell, push_cells, tile, union_of_contributor_sets, CellDelta,
-    CellKey, CellWrite, Contribution, ContributorSet, GenerationRollups, PeriodKind, RollupDeltas, CELL_COLUMNS,
+    CellKey, CellWrite, Contribution, ContributorSet, GenerationRollups, PeriodKind, Phases, RollupDeltas,
+    CELL_COLUMNS,
 };
 use super::{
     check_not_newer, ensure_distinct, tagged_up_to, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo,
@@ -140,7 +141,8 @@ async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::Result<()> {
                 });
             }
         }
-        load_generation(&mut tx, generation_id, None, built).await?;
+        let mut phases = Phases::start();
+        load_generation(&mut tx, generation_id, None, built, &mut phases).await?;
         sqlx::query("DELETE FROM rollups_pending WHERE generation_id = $1")
             .bind(generation_id)
             .execute(&mut *tx)
@@ -167,6 +169,7 @@ async fn load_generation(
     generation_id: i64,
     tags: Option<GenerationTags>,
     built: GenerationRollups,
+    phases: &mut Phases,
 ) -> Result<(), sqlx::Error> {
     // Building an index sorts the whole partition: give it the memory to do so at once.
     sqlx::query("SET LOCAL maintenance_work_mem = '256MB'").execute(&mut *tx).await?;
@@ -186,12 +189,14 @@ async fn load_generation(
             .execute(&mut *tx)
             .await?;
         }
+        phases.mark("tags loaded");
         for statement in [
             format!("ALTER TABLE {partition} ADD PRIMARY KEY (insight_id, generation_id)"),
             format!("ALTER TABLE insight_areas ATTACH PARTITION {partition} FOR VALUES IN ({generation_id})"),
         ] {
             sqlx::query(&statement).execute(&mut *tx).await?;
         }
+        phases.mark("tags indexed and attached");
     }
     let partition = format!("rollups_g{generation_id}");
     // Roll-up rows are counters updated in place: room for HOT updates and eager autovacuum, as before 0008; their
@@ -207,10 +212,12 @@ async fn load_generation(
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
     let cells = built.finish();
+    phases.mark("roll-ups sorted");
     for slice in cells.chunks(GENERATION_SLICE) {
         let slice: Vec<&CellWrite> = slice.iter().collect();
         write_cells(tx, &partition, &slice, CellWriteMode::Insert).await?;
     }
+    phases.mark("roll-ups loaded");
     // The same keys and indexes as the partitioned table's, so attaching adopts them instead of building its own.
     for statement in [
         format!("ALTER TABLE {partition} ADD PRIMARY KEY (generation_id, category, period, period_start, area_code)"),
@@ -223,6 +230,7 @@ async fn load_generation(
     ] {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
+    phases.mark("roll-ups indexed and attached");
     Ok(())
 }
 
@@ -1303,6 +1311,7 @@ impl PostgresStore {
         .await
         .context("storing the areas")?;
 
+        let mut phases = Phases::start();
         // Tag every counted insight in the new generation and sum its roll-ups in memory; nothing of it exists yet,
         // so the rows are plain inserts, in large slices.
         let mut built = GenerationRollups::new(generation_id);
@@ -1344,8 +1353,12 @@ impl PostgresStore {
                 tags.near.push(near_boundary);
             }
         }
-        load_generation(&mut tx, generation_id, Some(tags), built).await?;
+        let n_insights = tags.ids.len();
+        phases.mark("insights read, tagged and summed");
+        load_generation(&mut tx, generation_id, Some(tags), built, &mut phases).await?;
         tx.commit().await?;
+        phases.mark("committed");
+        phases.log(generation_id, n_insights);
         let info = GenerationInfo {
             id: generation_id,
             set_name: set_name.to_owned(),

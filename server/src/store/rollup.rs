@@ -345,51 +345,94 @@ impl RollupDeltas {
     }
 }
 
+/// The phases of loading a generation, logged when it is done: a re-tag is rare and long enough to explain itself.
+pub(crate) struct Phases {
+    last: std::time::Instant,
+    done: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    pub(crate) fn start() -> Phases {
+        Phases { last: std::time::Instant::now(), done: Vec::new() }
+    }
+
+    /// Ends the phase running now under `name`.
+    pub(crate) fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
+
+    pub(crate) fn log(&self, generation_id: i64, n_insights: usize) {
+        let phases: Vec<String> =
+            self.done.iter().map(|(name, took)| format!("{name} {:.1} s", took.as_secs_f64())).collect();
+        tracing::info!(generation_id, n_insights, "generation loaded: {}", phases.join(", "));
+    }
+}
+
 /// A generation's roll-ups built from scratch in memory (a re-tag, or a rebuild after a migration): every insight's
-/// ten cells summed with compact keys, then written once, in table order, as plain inserts.
+/// ten cells summed with compact keys (areas, categories and collectors interned as small integers), then written
+/// once, in table order, as plain inserts.
 pub(crate) struct GenerationRollups {
     generation_id: i64,
-    areas: Vec<String>,
-    area_index: std::collections::HashMap<String, u32>,
-    categories: Vec<String>,
-    category_index: std::collections::HashMap<String, u32>,
-    cell_index: std::collections::HashMap<(u8, i32, u32, u32), usize>,
-    cells: Vec<(CellDelta, Vec<Uuid>)>,
+    areas: Interned<String>,
+    categories: Interned<String>,
+    collectors: Interned<Uuid>,
+    cell_index: FastMap<(u8, i32, u32, u32), usize>,
+    cells: Vec<(CellDelta, Vec<u32>)>,
+}
+
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Values numbered in the order they are first seen.
+struct Interned<T> {
+    values: Vec<T>,
+    numbers: FastMap<T, u32>,
+}
+
+impl<T: std::hash::Hash + Eq + Clone> Interned<T> {
+    fn new() -> Self {
+        Interned { values: Vec::new(), numbers: FastMap::default() }
+    }
+
+    fn number<Q>(&mut self, value: &Q) -> u32
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = T> + ?Sized,
+    {
+        if let Some(&known) = self.numbers.get(value) {
+            return known;
+        }
+        let next = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+        self.values.push(value.to_owned());
+        self.numbers.insert(value.to_owned(), next);
+        next
+    }
+
+    fn value(&self, number: u32) -> &T {
+        &self.values[number as usize]
+    }
 }
 
 impl GenerationRollups {
     pub(crate) fn new(generation_id: i64) -> GenerationRollups {
-        let mut rollups = GenerationRollups {
+        let mut categories = Interned::new();
+        categories.number(ALL_CATEGORIES);
+        GenerationRollups {
             generation_id,
-            areas: Vec::new(),
-            area_index: std::collections::HashMap::new(),
-            categories: Vec::new(),
-            category_index: std::collections::HashMap::new(),
-            cell_index: std::collections::HashMap::new(),
+            areas: Interned::new(),
+            categories,
+            collectors: Interned::new(),
+            cell_index: FastMap::default(),
             cells: Vec::new(),
-        };
-        rollups.category(ALL_CATEGORIES);
-        rollups
-    }
-
-    fn intern(names: &mut Vec<String>, index: &mut std::collections::HashMap<String, u32>, name: &str) -> u32 {
-        if let Some(&known) = index.get(name) {
-            return known;
         }
-        let next = u32::try_from(names.len()).unwrap_or(u32::MAX);
-        names.push(name.to_owned());
-        index.insert(name.to_owned(), next);
-        next
-    }
-
-    fn category(&mut self, name: &str) -> u32 {
-        Self::intern(&mut self.categories, &mut self.category_index, name)
     }
 
     /// Counts one insight in its ten cells.
     pub(crate) fn add(&mut self, contribution: &Contribution) {
-        let area = Self::intern(&mut self.areas, &mut self.area_index, &contribution.area_code);
-        let category = self.category(&contribution.category);
+        let area = self.areas.number(contribution.area_code.as_str());
+        let category = self.categories.number(contribution.category.as_str());
+        let collector = self.collectors.number(&contribution.collector_id);
         let delta = contribution.delta(1);
         for (kind_index, kind) in (0u8..).zip(PeriodKind::ALL) {
             let start = kind.start_of(contribution.day).to_julian_day();
@@ -401,28 +444,28 @@ impl GenerationRollups {
                 }
                 let (cell, collectors) = &mut self.cells[index];
                 cell.add(&delta);
-                collectors.push(contribution.collector_id);
+                collectors.push(collector);
             }
         }
     }
 
     /// Every cell, in table order.
     pub(crate) fn finish(self) -> Vec<CellWrite> {
-        let GenerationRollups { generation_id, areas, categories, cell_index, mut cells, .. } = self;
+        let GenerationRollups { generation_id, areas, categories, collectors, cell_index, mut cells } = self;
         let mut writes: Vec<CellWrite> = cell_index
             .into_iter()
             .map(|((kind, start, area, category), index)| {
-                let (delta, collectors) = std::mem::take(&mut cells[index]);
+                let (delta, numbers) = std::mem::take(&mut cells[index]);
                 CellWrite {
                     key: CellKey {
                         generation_id,
                         kind: PeriodKind::ALL[usize::from(kind)],
                         period_start: Date::from_julian_day(start).unwrap_or(Date::MIN),
-                        area_code: areas[area as usize].clone(),
-                        category: categories[category as usize].clone(),
+                        area_code: areas.value(area).clone(),
+                        category: categories.value(category).clone(),
                     },
                     delta,
-                    contributors: ContributorSet::counted(collectors),
+                    contributors: ContributorSet::counted(numbers.into_iter().map(|n| *collectors.value(n)).collect()),
                 }
             })
             .collect();

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::rollup::{
     assemble_rollups, category_counts_query, is_one_cell, push_cells, tile, union_of_contributor_sets, CellWrite,
-    Contribution, ContributorSet, GenerationRollups, PeriodKind, RollupDeltas, CELL_COLUMNS,
+    Contribution, ContributorSet, GenerationRollups, PeriodKind, Phases, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
     check_not_newer, ensure_distinct, tagged_up_to, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo,
@@ -1125,6 +1125,7 @@ impl SqliteStore {
                 .with_context(|| format!("storing area {}", area.code))?;
         }
 
+        let mut phases = Phases::start();
         // Tag every counted insight in the new generation and sum its roll-ups in memory; nothing of it exists yet,
         // so the rows are plain multi-row inserts, in key order.
         let mut built = GenerationRollups::new(generation_id);
@@ -1166,6 +1167,7 @@ impl SqliteStore {
             }
         }
         tags.sort_unstable();
+        phases.mark("insights read, tagged and summed");
         for slice in tags.chunks(GENERATION_SLICE * 3) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) ",
@@ -1178,8 +1180,12 @@ impl SqliteStore {
             });
             insert.build().execute(&mut *tx).await?;
         }
+        phases.mark("tags written");
         insert_generation_cells(&mut tx, built).await?;
+        phases.mark("roll-ups written");
         tx.commit().await?;
+        phases.mark("committed");
+        phases.log(generation_id, tags.len());
         let info = GenerationInfo {
             id: generation_id,
             set_name: set_name.to_owned(),
