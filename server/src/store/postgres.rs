@@ -247,41 +247,28 @@ fn classify(error: sqlx::Error) -> SaveError {
     SaveError::Database(error.into())
 }
 
-/// Writes the summed roll-up deltas of a transaction, set-based, in four statements however many cells. Every cell
-/// that moves is first made to exist (an empty row, unless another writer has it), then locked in key order with its
-/// contributor set read; the new sets are worked out here and written with the counters; cells a negative delta may
-/// have emptied are pruned. Creating before locking is what keeps two nodes from both starting a new cell's set from
-/// nothing; a cell another writer pruned in between is a conflict, retried like a version conflict.
+/// Writes the summed roll-up deltas of a transaction, set-based, in three statements however many cells. Every cell
+/// that moves is claimed in one upsert, in the table's key order: a new cell is created empty, an existing one is
+/// locked (a no-op update), and either way its contributor set comes back. The new sets are worked out here and
+/// written with the counters; cells a negative delta may have emptied are pruned. Claiming and locking in one pass,
+/// in one order, is what keeps two nodes from both starting a new cell's set from nothing, and from deadlocking over
+/// each other's cells; a cell another writer pruned meanwhile is simply created again.
 async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &RollupDeltas) -> Result<(), SaveError> {
-    let keys: Vec<&CellKey> = deltas.changed_cells().map(|(key, _)| key).collect();
+    let mut keys: Vec<&CellKey> = deltas.changed_cells().map(|(key, _)| key).collect();
     if keys.is_empty() {
         return Ok(());
     }
+    keys.sort_unstable_by(|a, b| a.table_order().cmp(&b.table_order()));
     let columns = CellColumns::of(keys.iter().copied());
-    sqlx::query(
-        "INSERT INTO rollups (generation_id, period, period_start, area_code, category, n_insights, n_contributors,
-             feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil, n_youth_worker,
-             n_other_channel, contributors)
+    let rows = sqlx::query(
+        "INSERT INTO rollups AS r (generation_id, period, period_start, area_code, category, n_insights,
+             n_contributors, feeling_safe_sum, feeling_safe_n, n_staff, n_barber_hairdresser, n_pupil,
+             n_youth_worker, n_other_channel, contributors)
          SELECT g, p, s, a, k, 0, 0, 0, 0, 0, 0, 0, 0, 0, ''::bytea
          FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[]) AS e(g, p, s, a, k)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&columns.generations)
-    .bind(&columns.periods)
-    .bind(&columns.starts)
-    .bind(&columns.areas)
-    .bind(&columns.categories)
-    .execute(&mut *tx)
-    .await
-    .map_err(classify)?;
-    let rows = sqlx::query(
-        "SELECT r.generation_id, r.period, r.period_start, r.area_code, r.category, r.contributors
-         FROM rollups AS r
-         JOIN UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::text[]) AS e(g, p, s, a, k)
-           ON r.generation_id = e.g AND r.period = e.p AND r.period_start = e.s AND r.area_code = e.a
-              AND r.category = e.k
-         ORDER BY r.generation_id, r.category, r.period, r.period_start, r.area_code
-         FOR UPDATE OF r",
+         ON CONFLICT (generation_id, category, period, period_start, area_code)
+             DO UPDATE SET n_insights = r.n_insights
+         RETURNING generation_id, period, period_start, area_code, category, contributors",
     )
     .bind(&columns.generations)
     .bind(&columns.periods)
@@ -291,9 +278,6 @@ async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &RollupDeltas) -> Res
     .fetch_all(&mut *tx)
     .await
     .map_err(classify)?;
-    if rows.len() != keys.len() {
-        return Err(SaveError::Conflict);
-    }
     let mut stored = std::collections::HashMap::with_capacity(rows.len());
     for row in rows {
         let Some(kind) = PeriodKind::parse(row.get("period")) else { continue };

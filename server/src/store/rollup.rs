@@ -151,7 +151,7 @@ pub(crate) struct CellKey {
 impl CellKey {
     /// The order of the roll-up table's primary key (generation, category, period, period start, area), in which
     /// a whole generation is written so each insert lands beside the last.
-    fn table_order(&self) -> (i64, &str, &'static str, Date, &str) {
+    pub(crate) fn table_order(&self) -> (i64, &str, &'static str, Date, &str) {
         (self.generation_id, &self.category, self.kind.as_str(), self.period_start, &self.area_code)
     }
 }
