@@ -213,19 +213,6 @@ impl ContributorSet {
         bytes
     }
 
-    /// The set of a list of collectors, one entry per insight, in any order.
-    fn counted(mut collectors: Vec<Uuid>) -> ContributorSet {
-        collectors.sort_unstable();
-        let mut entries: Vec<(Uuid, u32)> = Vec::new();
-        for collector in collectors {
-            match entries.last_mut() {
-                Some((last, count)) if *last == collector => *count += 1,
-                _ => entries.push((collector, 1)),
-            }
-        }
-        ContributorSet(entries)
-    }
-
     /// Adds `change` insights of one collector (negative: takes them out; a collector left with none leaves).
     pub fn apply(&mut self, collector: Uuid, change: i64) {
         match self.0.binary_search_by_key(&collector, |&(id, _)| id) {
@@ -286,14 +273,21 @@ impl Contribution {
     }
 
     fn delta(&self, sign: i64) -> CellDelta {
+        CellDelta::of(self.feeling_safe, self.channel.as_deref(), sign)
+    }
+}
+
+impl CellDelta {
+    /// One insight's part in a cell: `sign` = 1 counts it, -1 takes it out.
+    fn of(feeling_safe: Option<i64>, channel: Option<&str>, sign: i64) -> CellDelta {
         let mut channels = [0; 5];
-        if let Some(index) = self.channel.as_deref().and_then(channel_index) {
+        if let Some(index) = channel.and_then(channel_index) {
             channels[index] = sign;
         }
         CellDelta {
             n: sign,
-            feeling_safe_sum: sign * self.feeling_safe.unwrap_or(0),
-            feeling_safe_n: if self.feeling_safe.is_some() { sign } else { 0 },
+            feeling_safe_sum: sign * feeling_safe.unwrap_or(0),
+            feeling_safe_n: if feeling_safe.is_some() { sign } else { 0 },
             channels,
         }
     }
@@ -412,6 +406,30 @@ impl<T: std::hash::Hash + Eq + Clone> Interned<T> {
     fn value(&self, number: u32) -> &T {
         &self.values[number as usize]
     }
+
+    /// Each value's rank in the values' own order, by number.
+    fn ranks(&self) -> Vec<u32>
+    where
+        T: Ord,
+    {
+        let mut by_value: Vec<u32> = (0..u32::try_from(self.values.len()).unwrap_or(u32::MAX)).collect();
+        by_value.sort_unstable_by(|&a, &b| self.value(a).cmp(self.value(b)));
+        let mut ranks = vec![0; by_value.len()];
+        for (rank, number) in (0u32..).zip(by_value) {
+            ranks[number as usize] = rank;
+        }
+        ranks
+    }
+}
+
+/// One insight as a generation build counts it, borrowed from the row it was read from.
+pub(crate) struct Counted<'a> {
+    pub area_code: &'a str,
+    pub day: Date,
+    pub category: &'a str,
+    pub feeling_safe: Option<i64>,
+    pub channel: Option<&'a str>,
+    pub collector_id: Uuid,
 }
 
 impl GenerationRollups {
@@ -429,13 +447,13 @@ impl GenerationRollups {
     }
 
     /// Counts one insight in its ten cells.
-    pub(crate) fn add(&mut self, contribution: &Contribution) {
-        let area = self.areas.number(contribution.area_code.as_str());
-        let category = self.categories.number(contribution.category.as_str());
-        let collector = self.collectors.number(&contribution.collector_id);
-        let delta = contribution.delta(1);
+    pub(crate) fn add(&mut self, insight: &Counted<'_>) {
+        let area = self.areas.number(insight.area_code);
+        let category = self.categories.number(insight.category);
+        let collector = self.collectors.number(&insight.collector_id);
+        let delta = CellDelta::of(insight.feeling_safe, insight.channel, 1);
         for (kind_index, kind) in (0u8..).zip(PeriodKind::ALL) {
-            let start = kind.start_of(contribution.day).to_julian_day();
+            let start = kind.start_of(insight.day).to_julian_day();
             for category in [category, 0] {
                 let next = self.cells.len();
                 let index = *self.cell_index.entry((kind_index, start, area, category)).or_insert(next);
@@ -449,13 +467,41 @@ impl GenerationRollups {
         }
     }
 
-    /// Every cell, in table order.
+    /// Every cell, in table order (sorted by the ranks of the interned keys, so no text is compared per cell), each
+    /// with its contributor set (collectors renumbered by rank, so sorting their numbers sorts their UUIDs).
     pub(crate) fn finish(self) -> Vec<CellWrite> {
         let GenerationRollups { generation_id, areas, categories, collectors, cell_index, mut cells } = self;
-        let mut writes: Vec<CellWrite> = cell_index
+        let (area_rank, category_rank, collector_rank) = (areas.ranks(), categories.ranks(), collectors.ranks());
+        let mut by_rank = vec![Uuid::nil(); collector_rank.len()];
+        for (number, &rank) in collector_rank.iter().enumerate() {
+            by_rank[rank as usize] = collectors.values[number];
+        }
+        // Periods in the order of their names, as the table's key has them.
+        let kind_rank = |kind: u8| {
+            let name = PeriodKind::ALL[usize::from(kind)].as_str();
+            PeriodKind::ALL.iter().filter(|other| other.as_str() < name).count()
+        };
+        let mut order: Vec<((u32, usize, i32, u32), (u8, i32, u32, u32), usize)> = cell_index
             .into_iter()
-            .map(|((kind, start, area, category), index)| {
+            .map(|(key @ (kind, start, area, category), index)| {
+                ((category_rank[category as usize], kind_rank(kind), start, area_rank[area as usize]), key, index)
+            })
+            .collect();
+        order.sort_unstable_by_key(|(rank, _, _)| *rank);
+        order
+            .into_iter()
+            .map(|(_, (kind, start, area, category), index)| {
                 let (delta, numbers) = std::mem::take(&mut cells[index]);
+                let mut ranks: Vec<u32> = numbers.into_iter().map(|number| collector_rank[number as usize]).collect();
+                ranks.sort_unstable();
+                let mut entries: Vec<(Uuid, u32)> = Vec::new();
+                for rank in ranks {
+                    let collector = by_rank[rank as usize];
+                    match entries.last_mut() {
+                        Some((last, count)) if *last == collector => *count += 1,
+                        _ => entries.push((collector, 1)),
+                    }
+                }
                 CellWrite {
                     key: CellKey {
                         generation_id,
@@ -465,12 +511,10 @@ impl GenerationRollups {
                         category: categories.value(category).clone(),
                     },
                     delta,
-                    contributors: ContributorSet::counted(numbers.into_iter().map(|n| *collectors.value(n)).collect()),
+                    contributors: ContributorSet(entries),
                 }
             })
-            .collect();
-        writes.sort_unstable_by(|a, b| a.key.table_order().cmp(&b.key.table_order()));
-        writes
+            .collect()
     }
 }
 
@@ -726,7 +770,14 @@ mod tests {
         let mut built = GenerationRollups::new(7);
         for insight in &insights {
             deltas.add(insight, 1);
-            built.add(insight);
+            built.add(&Counted {
+                area_code: &insight.area_code,
+                day: insight.day,
+                category: &insight.category,
+                feeling_safe: insight.feeling_safe,
+                channel: insight.channel.as_deref(),
+                collector_id: insight.collector_id,
+            });
         }
         let incremental: BTreeMap<CellKey, (CellDelta, ContributorSet)> = deltas
             .writes(std::collections::HashMap::new())

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::rollup::{
     assemble_rollups, category_counts_query, is_one_cell, push_cells, tile, union_of_contributor_sets, CellWrite,
-    Contribution, ContributorSet, GenerationRollups, PeriodKind, Phases, RollupDeltas, CELL_COLUMNS,
+    Contribution, ContributorSet, Counted, GenerationRollups, PeriodKind, Phases, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
     check_not_newer, ensure_distinct, tagged_up_to, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo,
@@ -97,9 +97,8 @@ async fn rebuild_pending_rollups(pool: &SqlitePool) -> anyhow::Result<()> {
             .bind(generation_id)
             .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
-                let collector_id: String = row.get("collector_id");
-                built.add(&Contribution {
-                    generation_id,
+                let collector_id: &str = row.get("collector_id");
+                built.add(&Counted {
                     area_code: row.get("area_code"),
                     day: row.get("captured_day"),
                     category: row.get("category"),
@@ -1149,12 +1148,11 @@ impl SqliteStore {
                 };
                 let (area_code, near_boundary) = tagger(&taggable);
                 let day: Option<time::Date> = row.get("captured_day");
-                let category: Option<String> = row.get("category");
-                let collector_id: String = row.get("collector_id");
+                let category: Option<&str> = row.get("category");
+                let collector_id: &str = row.get("collector_id");
                 if let (Some(day), Some(category)) = (day, category) {
-                    built.add(&Contribution {
-                        generation_id,
-                        area_code: area_code.clone(),
+                    built.add(&Counted {
+                        area_code: &area_code,
                         day,
                         category,
                         feeling_safe: row.get("feeling_safe"),
