@@ -372,11 +372,18 @@ pub(crate) struct GenerationRollups {
     areas: Interned<String>,
     categories: Interned<String>,
     collectors: Interned<Uuid>,
-    cell_index: FastMap<(u8, i32, u32, u32), usize>,
+    cell_index: FastMap<CellCode, usize>,
     cells: Vec<(CellDelta, Vec<u32>)>,
 }
 
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A cell in a generation build: the period kind's index in `PeriodKind::ALL`, the period start's Julian day, and
+/// the area's and category's interned numbers.
+type CellCode = (u8, i32, u32, u32);
+
+/// Where a cell sorts in the table: the category's rank, the period kind's rank by name, the start, the area's rank.
+type TableRank = (u32, usize, i32, u32);
 
 /// Values numbered in the order they are first seen.
 struct Interned<T> {
@@ -481,7 +488,7 @@ impl GenerationRollups {
             let name = PeriodKind::ALL[usize::from(kind)].as_str();
             PeriodKind::ALL.iter().filter(|other| other.as_str() < name).count()
         };
-        let mut order: Vec<((u32, usize, i32, u32), (u8, i32, u32, u32), usize)> = cell_index
+        let mut order: Vec<(TableRank, CellCode, usize)> = cell_index
             .into_iter()
             .map(|(key @ (kind, start, area, category), index)| {
                 ((category_rank[category as usize], kind_rank(kind), start, area_rank[area as usize]), key, index)
