@@ -62,8 +62,9 @@ impl From<&Generation> for GenerationRef {
 struct AreaTotal {
     code: String,
     name: String,
-    /// Distinct collectors over the period, exact: the union of the contributor sets of the cells that tile it.
-    contributors: i64,
+    /// Distinct collectors, given when the period is one calendar period (a day, ISO week, month, quarter or year);
+    /// `null` otherwise (ask one area for its exact count over any period).
+    contributors: Option<i64>,
     #[serde(flatten)]
     counts: Counts,
 }
@@ -118,7 +119,7 @@ async fn list_areas(
     let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to"])?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
-    let rollups = state.store.rollup(generation.info.id, query.days, None, false, true).await?;
+    let rollups = state.store.rollup(generation.info.id, query.days, None, false, false).await?;
     let by_code: HashMap<&str, _> = rollups.iter().map(|rollup| (rollup.area_code.as_str(), rollup)).collect();
     let mut areas: Vec<AreaTotal> = generation
         .boundaries
@@ -129,7 +130,7 @@ async fn list_areas(
             AreaTotal {
                 code: area.code.clone(),
                 name: area.name.clone(),
-                contributors: rollup.and_then(|rollup| rollup.contributors).unwrap_or(0),
+                contributors: rollup.map_or(Some(0), |rollup| rollup.contributors),
                 counts: Counts::from(&rollup.map(|rollup| rollup.all).unwrap_or_default()),
             }
         })
