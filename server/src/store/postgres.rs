@@ -1378,30 +1378,31 @@ impl PostgresStore {
                  FROM insights WHERE status IN ('filed', 'outside_coverage')",
             )
             .fetch(&mut *tx);
+            // Columns by position (the SELECT's order): a million rows, eleven lookups by name each, add up.
             while let Some(row) = rows.try_next().await? {
-                let tag_lat: Option<f64> = row.get("tag_lat");
-                let tag_lon: Option<f64> = row.get("tag_lon");
+                let tag_lat: Option<f64> = row.get(6);
+                let tag_lon: Option<f64> = row.get(7);
                 let taggable = TaggableInsight {
                     tag_point: tag_lat.zip(tag_lon),
-                    accuracy_m: row.get("accuracy_m"),
-                    picked_area_code: row.get("picked_area_code"),
-                    postcode: row.get("postcode"),
+                    accuracy_m: row.get(8),
+                    picked_area_code: row.get(9),
+                    postcode: row.get(10),
                 };
                 let (area_code, near_boundary) = tagger(&taggable);
-                let day: Option<Date> = row.get("captured_day");
-                let category: Option<&str> = row.get("category");
-                let feeling_safe: Option<i16> = row.get("feeling_safe");
+                let day: Option<Date> = row.get(2);
+                let category: Option<&str> = row.get(3);
+                let feeling_safe: Option<i16> = row.get(4);
                 if let (Some(day), Some(category)) = (day, category) {
                     built.add(&Counted {
                         area_code: &area_code,
                         day,
                         category,
                         feeling_safe: feeling_safe.map(i64::from),
-                        channel: row.get("channel"),
-                        collector_id: row.get("collector_id"),
+                        channel: row.get(5),
+                        collector_id: row.get(1),
                     });
                 }
-                tags.ids.push(row.get::<Uuid, _>("id"));
+                tags.ids.push(row.get::<Uuid, _>(0));
                 tags.codes.push(area_code);
                 tags.near.push(near_boundary);
             }

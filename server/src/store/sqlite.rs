@@ -1137,30 +1137,31 @@ impl SqliteStore {
                  FROM insights WHERE status IN ('filed', 'outside_coverage')",
             )
             .fetch(&mut *tx);
+            // Columns by position (the SELECT's order): a million rows, eleven lookups by name each, add up.
             while let Some(row) = rows.try_next().await? {
-                let tag_lat: Option<f64> = row.get("tag_lat");
-                let tag_lon: Option<f64> = row.get("tag_lon");
+                let tag_lat: Option<f64> = row.get(6);
+                let tag_lon: Option<f64> = row.get(7);
                 let taggable = TaggableInsight {
                     tag_point: tag_lat.zip(tag_lon),
-                    accuracy_m: row.get("accuracy_m"),
-                    picked_area_code: row.get("picked_area_code"),
-                    postcode: row.get("postcode"),
+                    accuracy_m: row.get(8),
+                    picked_area_code: row.get(9),
+                    postcode: row.get(10),
                 };
                 let (area_code, near_boundary) = tagger(&taggable);
-                let day: Option<time::Date> = row.get("captured_day");
-                let category: Option<&str> = row.get("category");
-                let collector_id: &str = row.get("collector_id");
+                let day: Option<time::Date> = row.get(2);
+                let category: Option<&str> = row.get(3);
+                let collector_id: &str = row.get(1);
                 if let (Some(day), Some(category)) = (day, category) {
                     built.add(&Counted {
                         area_code: &area_code,
                         day,
                         category,
-                        feeling_safe: row.get("feeling_safe"),
-                        channel: row.get("channel"),
+                        feeling_safe: row.get(4),
+                        channel: row.get(5),
                         collector_id: collector_id.parse().context("collector id")?,
                     });
                 }
-                let id: String = row.get("id");
+                let id: String = row.get(0);
                 tags.push((id, area_code, near_boundary));
             }
         }
