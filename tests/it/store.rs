@@ -279,3 +279,98 @@ async fn contributor_sets_are_exact_under_races_and_survive_a_rebuild(backend: B
 }
 
 on_both_backends!(contributor_sets_are_exact_under_races_and_survive_a_rebuild);
+
+/// Migration 0009 partitions a PostgreSQL database's tags and roll-ups by generation: a database written at 0008
+/// opens with every tag moved into its generation's partition and the roll-ups rebuilt there from the tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_partitioning_migration_keeps_every_tag_and_rebuilds_the_roll_ups() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, name) = grapevine_tests::fresh_database(Backend::Postgres, &dir).await;
+    let _drop = grapevine_tests::DropDatabase(name);
+    // The migrations as released up to 0008, run by a migrator that knows no later ones.
+    let released = dir.path().join("migrations");
+    std::fs::create_dir(&released).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/migrations/postgres");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if file.get(..4).and_then(|number| number.parse::<i64>().ok()).is_some_and(|number| number <= 8) {
+            std::fs::copy(&path, released.join(file)).unwrap();
+        }
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(released.as_path()).await.unwrap().run(&pool).await.unwrap();
+    let generation: i64 = sqlx::query_scalar(
+        "INSERT INTO boundary_generations (set_name, generation, source) VALUES ('wards', 1, 'bundled') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let collectors = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+    for (i, collector) in collectors.iter().enumerate() {
+        sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, 'barber')")
+            .bind(collector)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO devices (id, collector_id, label, token_hash) VALUES ($1, $2, 'phone', $3)")
+            .bind(uuid::Uuid::new_v4())
+            .bind(collector)
+            .bind(format!("hash {i}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // Three insights by two collectors in one ward, over two days.
+    for (i, (collector, day)) in [(0, 20), (0, 21), (1, 21)].into_iter().enumerate() {
+        let (id, doc_id) = (uuid::Uuid::new_v4(), format!("doc{i}"));
+        sqlx::query("INSERT INTO documents (doc_id, collector_id, version) VALUES ($1, $2, 1)")
+            .bind(&doc_id)
+            .bind(collectors[collector])
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_day, category, feeling_safe, channel,
+                 status, area_code, processed_at)
+             SELECT $1, $2, $3, d.id, $4, 'drugs', 2, 'staff', 'filed', 'E05008737', now()
+             FROM devices AS d WHERE d.collector_id = $3",
+        )
+        .bind(id)
+        .bind(&doc_id)
+        .bind(collectors[collector])
+        .bind(time::Date::from_calendar_date(2026, time::Month::November, day).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO insight_areas VALUES ($1, $2, 'E05008737', false)")
+            .bind(id)
+            .bind(generation)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let store = grapevine_server::store::open(&url).await.unwrap();
+    let days =
+        DayRange { from: Some(time::macros::date!(2026 - 11 - 20)), to: Some(time::macros::date!(2026 - 11 - 22)) };
+    let rolled = store.rollup(generation, days, Some("E05008737"), true, true).await.unwrap();
+    assert_eq!((rolled[0].all.n, rolled[0].all.feeling_safe_sum, rolled[0].contributors), (3, 6, Some(2)));
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (partitioned_tags, pending): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT (SELECT COUNT(*) FROM insight_areas_g{generation}), (SELECT COUNT(*) FROM rollups_pending)"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((partitioned_tags, pending), (3, 0), "every tag in its generation's partition, nothing pending");
+    let partitioned: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class WHERE relkind = 'p' AND relname IN ('rollups', 'insight_areas') ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(partitioned, vec!["insight_areas", "rollups"]);
+    pool.close().await;
+}
