@@ -117,6 +117,8 @@ async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::Result<()> {
             return Ok(());
         };
         tracing::info!(generation_id, "rebuilding the roll-ups of a boundary generation");
+        let mut phases = Phases::start();
+        let mut n_insights = 0;
         let mut built = GenerationRollups::new(generation_id);
         {
             use futures_util::TryStreamExt;
@@ -129,6 +131,7 @@ async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::Result<()> {
             .bind(generation_id)
             .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
+                n_insights += 1;
                 let feeling_safe: Option<i16> = row.get("feeling_safe");
                 built.add(&Counted {
                     area_code: row.get("area_code"),
@@ -140,13 +143,15 @@ async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::Result<()> {
                 });
             }
         }
-        let mut phases = Phases::start();
+        phases.mark("insights read and summed");
         load_generation(&mut tx, generation_id, None, built, &mut phases).await?;
         sqlx::query("DELETE FROM rollups_pending WHERE generation_id = $1")
             .bind(generation_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        phases.mark("committed");
+        phases.log(generation_id, n_insights);
     }
 }
 

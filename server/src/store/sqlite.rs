@@ -85,6 +85,8 @@ async fn rebuild_pending_rollups(pool: &SqlitePool) -> anyhow::Result<()> {
             return Ok(());
         };
         tracing::info!(generation_id, "rebuilding the roll-ups of a boundary generation");
+        let mut phases = Phases::start();
+        let mut n_insights = 0;
         let mut built = GenerationRollups::new(generation_id);
         {
             use futures_util::TryStreamExt;
@@ -97,6 +99,7 @@ async fn rebuild_pending_rollups(pool: &SqlitePool) -> anyhow::Result<()> {
             .bind(generation_id)
             .fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
+                n_insights += 1;
                 let collector_id: &str = row.get("collector_id");
                 built.add(&Counted {
                     area_code: row.get("area_code"),
@@ -108,6 +111,7 @@ async fn rebuild_pending_rollups(pool: &SqlitePool) -> anyhow::Result<()> {
                 });
             }
         }
+        phases.mark("insights read and summed");
         sqlx::query("DELETE FROM rollups WHERE generation_id = ?1").bind(generation_id).execute(&mut *tx).await?;
         insert_generation_cells(&mut tx, built).await?;
         sqlx::query("DELETE FROM rollups_pending WHERE generation_id = ?1")
@@ -115,6 +119,8 @@ async fn rebuild_pending_rollups(pool: &SqlitePool) -> anyhow::Result<()> {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        phases.mark("roll-ups written and committed");
+        phases.log(generation_id, n_insights);
     }
 }
 
