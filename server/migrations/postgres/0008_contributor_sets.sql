@@ -8,7 +8,7 @@
 -- from the stored tags when it next opens the database, before it serves anything.
 ALTER TABLE rollups ADD COLUMN contributors BYTEA NOT NULL DEFAULT ''::bytea;
 ALTER TABLE rollups ALTER COLUMN contributors DROP DEFAULT;
--- Sets are small (20 bytes per collector) and rewritten whole: keep them in the row, uncompressed.
+-- Sets are UUIDs and counts, which do not compress: store them uncompressed (in the row while they are small).
 ALTER TABLE rollups ALTER COLUMN contributors SET STORAGE EXTERNAL;
 
 CREATE TABLE rollups_pending (

@@ -202,8 +202,8 @@ async fn load_generation(
         phases.mark("tags indexed and attached");
     }
     let partition = format!("rollups_g{generation_id}");
-    // Roll-up rows are counters updated in place: room for HOT updates and eager autovacuum, as before 0008; their
-    // contributor sets are small and rewritten whole, so they stay in the row, uncompressed.
+    // Roll-up rows are counters updated in place: room for HOT updates and eager autovacuum, as before 0008. Their
+    // contributor sets (UUIDs and counts) do not compress: stored uncompressed, in the row while they are small.
     for statement in [
         format!("DROP TABLE IF EXISTS {partition}"),
         format!(
