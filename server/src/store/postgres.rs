@@ -392,9 +392,8 @@ async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &RollupDeltas) -> Res
         stored.insert(key, set);
     }
     let writes = deltas.writes(stored);
-    let cells: Vec<&CellWrite> = writes.iter().map(|(write, _)| write).collect();
-    update_cells(tx, &cells).await.map_err(classify)?;
-    let shrinking: Vec<&CellKey> = writes.iter().filter(|(_, shrinks)| *shrinks).map(|(write, _)| &write.key).collect();
+    update_cells(tx, &writes).await.map_err(classify)?;
+    let shrinking: Vec<&CellKey> = writes.iter().filter(|write| write.shrinks()).map(|write| &write.key).collect();
     if !shrinking.is_empty() {
         let columns = CellColumns::of(shrinking.into_iter());
         sqlx::query(
@@ -416,7 +415,7 @@ async fn apply_deltas(tx: &mut sqlx::PgConnection, deltas: &RollupDeltas) -> Res
 }
 
 /// Writes cells that exist in one statement: adds to their counters and sets their contributor sets.
-async fn update_cells(tx: &mut sqlx::PgConnection, cells: &[&CellWrite]) -> Result<(), sqlx::Error> {
+async fn update_cells(tx: &mut sqlx::PgConnection, cells: &[CellWrite]) -> Result<(), sqlx::Error> {
     let columns = CellColumns::of(cells.iter().map(|cell| &cell.key));
     let field = |pick: fn(&CellDelta) -> i64| cells.iter().map(|cell| pick(&cell.delta)).collect::<Vec<i64>>();
     sqlx::query(

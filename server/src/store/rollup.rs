@@ -149,8 +149,8 @@ pub(crate) struct CellKey {
 }
 
 impl CellKey {
-    /// The order of the roll-up table's primary key (generation, category, period, period start, area), in which
-    /// a whole generation is written so each insert lands beside the last.
+    /// The order of the roll-up table's primary key (generation, category, period, period start, area): the order
+    /// PostgreSQL writers lock cells in, and the order a whole generation is written in.
     pub(crate) fn table_order(&self) -> (i64, &str, &'static str, Date, &str) {
         (self.generation_id, &self.category, self.kind.as_str(), self.period_start, &self.area_code)
     }
@@ -256,6 +256,11 @@ impl CellWrite {
     pub(crate) fn n_contributors(&self) -> i64 {
         i64::try_from(self.contributors.len()).unwrap_or(i64::MAX)
     }
+
+    /// Whether the write takes insights out of the cell, which may leave it empty (to be pruned).
+    pub(crate) fn shrinks(&self) -> bool {
+        self.delta.n < 0
+    }
 }
 
 impl Contribution {
@@ -320,10 +325,7 @@ impl RollupDeltas {
 
     /// The writes for the cells that move, given the contributor sets stored for them now (a cell with none stored
     /// is new): the counters to add, and each cell's set after this transaction's collectors arrive and leave.
-    pub(crate) fn writes(
-        &self,
-        mut stored: std::collections::HashMap<CellKey, ContributorSet>,
-    ) -> Vec<(CellWrite, bool)> {
+    pub(crate) fn writes(&self, mut stored: std::collections::HashMap<CellKey, ContributorSet>) -> Vec<CellWrite> {
         self.changed_cells()
             .map(|(key, delta)| {
                 let mut contributors = stored.remove(key).unwrap_or_default();
@@ -333,7 +335,7 @@ impl RollupDeltas {
                 {
                     contributors.apply(*collector, change);
                 }
-                (CellWrite { key: key.clone(), delta: *delta, contributors }, delta.n < 0)
+                CellWrite { key: key.clone(), delta: *delta, contributors }
             })
             .collect()
     }
@@ -789,7 +791,7 @@ mod tests {
         let incremental: BTreeMap<CellKey, (CellDelta, ContributorSet)> = deltas
             .writes(std::collections::HashMap::new())
             .into_iter()
-            .map(|(write, _)| (write.key, (write.delta, write.contributors)))
+            .map(|write| (write.key, (write.delta, write.contributors)))
             .collect();
         let built = built.finish();
         assert!(built.windows(2).all(|pair| pair[0].key.table_order() < pair[1].key.table_order()));

@@ -239,7 +239,7 @@ async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &RollupDeltas) ->
             stored.insert(key.clone(), set);
         }
     }
-    for (cell, shrinks) in deltas.writes(stored) {
+    for cell in deltas.writes(stored) {
         let mut upsert = QueryBuilder::<Sqlite>::new(CELL_ROW);
         upsert.push_values([&cell], |row, cell| push_cell_values(row, cell));
         upsert.push(
@@ -256,7 +256,7 @@ async fn apply_deltas(tx: &mut sqlx::SqliteConnection, deltas: &RollupDeltas) ->
                  contributors = excluded.contributors",
         );
         upsert.build().execute(&mut *tx).await?;
-        if shrinks {
+        if cell.shrinks() {
             let key = &cell.key;
             sqlx::query(
                 "DELETE FROM rollups WHERE generation_id = ?1 AND period = ?2 AND period_start = ?3
