@@ -11,6 +11,10 @@
 //! - Memory: `--memory-devices` devices, `--insights` each, in waves of `--devices` at once; the server's peak
 //!   resident memory (VmHWM) and its resident memory after each tenth of the insights (flat or growing?).
 //!
+//! - `--memory-minutes M` gives each server at most M minutes for the memory run: a server that runs out starts no
+//!   more waves, and the table says how far it got. (The JavaScript server slows as it accumulates documents; at
+//!   100,000 insights it needs hours.) `--rounds 0` or `--memory-devices 0` leaves that part out.
+//!
 //! Needs Node; the bench installs tests/js-server's pinned packages with npm when node_modules is missing.
 
 use std::path::{Path, PathBuf};
@@ -31,10 +35,11 @@ struct Args {
     insights: usize,
     rounds: usize,
     memory_devices: usize,
+    memory_budget: Option<Duration>,
 }
 
 fn args() -> Args {
-    let mut parsed = Args { devices: 200, insights: 50, rounds: 3, memory_devices: 2_000 };
+    let mut parsed = Args { devices: 200, insights: 50, rounds: 3, memory_devices: 2_000, memory_budget: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = || args.next().and_then(|n| n.parse().ok()).expect("a whole number");
@@ -43,6 +48,7 @@ fn args() -> Args {
             "--insights" => parsed.insights = number(),
             "--rounds" => parsed.rounds = number(),
             "--memory-devices" => parsed.memory_devices = number(),
+            "--memory-minutes" => parsed.memory_budget = Some(Duration::from_secs(60 * number() as u64)),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -222,26 +228,34 @@ async fn start(which: Which, dir: &Path, n_devices: usize) -> Server {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let Args { devices, insights, rounds, memory_devices } = args();
+    let args = args();
     let mut rng = StdRng::seed_from_u64(3);
-    let both = [Which::Grapevine, Which::Node];
+    println!("\n| measure | Grapevine | anchor: JS automerge-repo server | ratio |");
+    println!("| --- | --- | --- | --- |");
+    if args.rounds > 0 {
+        throughput(&args, &mut rng).await;
+    }
+    if args.memory_devices > 0 {
+        memory(&args, &mut rng).await;
+    }
+}
 
-    // 1. Throughput: rounds alternate between the servers, each on a fresh store.
+/// Rounds alternate between the servers, each on a fresh store.
+async fn throughput(args: &Args, rng: &mut StdRng) {
+    let Args { devices, insights, rounds, .. } = *args;
     let mut rates = [Vec::new(), Vec::new()];
     let mut failed = [0, 0];
     for _ in 0..rounds {
-        for (slot, which) in both.into_iter().enumerate() {
+        for (slot, which) in [Which::Grapevine, Which::Node].into_iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
             let server = start(which, dir.path(), devices).await;
-            let batches = (0..devices).map(|_| insight_docs(&mut rng, insights)).collect();
+            let batches = (0..devices).map(|_| insight_docs(rng, insights)).collect();
             let outcome = wave(&server, batches, 0).await;
             rates[slot].push(per_second(outcome.n_synced, outcome.elapsed));
             failed[slot] += outcome.n_failed;
         }
     }
     let (ours, theirs) = (median(rates[0].clone()), median(rates[1].clone()));
-    println!("\n| measure | Grapevine | anchor: JS automerge-repo server | ratio |");
-    println!("| --- | --- | --- | --- |");
     println!(
         "| throughput: {devices} devices at once, {insights} insights each (median of {rounds}; insights fully synced per second) | {ours:.0} insights/s | {theirs:.0} insights/s | {:.2} |",
         ours / theirs
@@ -252,49 +266,99 @@ async fn main() {
         failed[0],
         failed[1]
     );
+}
 
-    // 2. Memory: many devices in waves; peak and resident memory as the stored documents grow.
-    let mut peaks = Vec::new();
-    let mut curves = Vec::new();
-    for which in both {
+/// What one server did in the memory run.
+struct MemoryRun {
+    peak_kib: u64,
+    /// Insights synced per second over the run.
+    rate: f64,
+    n_synced: usize,
+    n_failed: usize,
+    /// The server process exited during the run.
+    ended: bool,
+    /// (insights stored, resident KiB) after each wave.
+    curve: Vec<(usize, u64)>,
+}
+
+/// Many devices in waves; peak and resident memory as the stored documents grow.
+async fn memory(args: &Args, rng: &mut StdRng) {
+    let Args { devices, insights, memory_devices, memory_budget, .. } = *args;
+    let mut runs = Vec::new();
+    for which in [Which::Grapevine, Which::Node] {
         let dir = tempfile::tempdir().unwrap();
         let server = start(which, dir.path(), memory_devices).await;
         let mut curve = Vec::new();
         let started = Instant::now();
-        let (mut first, mut n_synced, mut n_failed) = (0, 0, 0);
-        while first < memory_devices {
+        let (mut first, mut n_synced, mut n_failed, mut peak_kib, mut ended) = (0, 0, 0, 0, false);
+        while first < memory_devices && memory_budget.is_none_or(|budget| started.elapsed() < budget) {
             let n = devices.min(memory_devices - first);
-            let batches = (0..n).map(|_| insight_docs(&mut rng, insights)).collect();
+            let batches = (0..n).map(|_| insight_docs(rng, insights)).collect();
             let outcome = wave(&server, batches, first).await;
             n_synced += outcome.n_synced;
             n_failed += outcome.n_failed;
             first += n;
-            curve.push(((first * insights), memory_kib(server.pid, "VmRSS:")));
+            // A process that has exited has no /proc entry: its last readings stand.
+            let (resident, peak) = (memory_kib(server.pid, "VmRSS:"), memory_kib(server.pid, "VmHWM:"));
+            if resident == 0 {
+                ended = true;
+                break;
+            }
+            peak_kib = peak;
+            curve.push((first * insights, resident));
+            eprintln!("memory run: {resident} KiB resident with {} insights stored", first * insights);
         }
-        let elapsed = started.elapsed();
-        peaks.push((memory_kib(server.pid, "VmHWM:"), per_second(n_synced, elapsed), n_failed));
-        curves.push(curve);
+        let rate = per_second(n_synced, started.elapsed());
+        runs.push(MemoryRun { peak_kib, rate, n_synced, n_failed, ended, curve });
     }
+    let [ours, theirs] = <[MemoryRun; 2]>::try_from(runs).ok().unwrap();
     let total = memory_devices * insights;
+    let reached = |run: &MemoryRun| {
+        let stored = run.curve.last().map_or(0, |(stored, _)| *stored);
+        if run.ended {
+            format!(" (the server process exited after {stored} insights)")
+        } else if stored < total {
+            format!(" (stopped by the time limit at {stored} insights)")
+        } else {
+            String::new()
+        }
+    };
     println!(
-        "| peak resident memory while {memory_devices} devices sync {total} insights ({devices} at a time) | {} MiB | {} MiB | {:.2} |",
-        peaks[0].0 / 1024,
-        peaks[1].0 / 1024,
-        peaks[0].0 as f64 / peaks[1].0 as f64
+        "| peak resident memory while {memory_devices} devices sync {total} insights ({devices} at a time) | {} MiB{} | {} MiB{} | {:.2} |",
+        ours.peak_kib / 1024,
+        reached(&ours),
+        theirs.peak_kib / 1024,
+        reached(&theirs),
+        ours.peak_kib as f64 / theirs.peak_kib as f64
     );
     println!(
         "| throughput over that run | {:.0} insights/s | {:.0} insights/s | {:.2} |",
-        peaks[0].1,
-        peaks[1].1,
-        peaks[0].1 / peaks[1].1
+        ours.rate,
+        theirs.rate,
+        ours.rate / theirs.rate
     );
-    println!("| device syncs that failed in that run, of {memory_devices} | {} | {} | |", peaks[0].2, peaks[1].2);
-    // Five readings spread over the run, the last one included.
-    let n_readings = curves[0].len();
+    println!(
+        "| device syncs that failed in that run, of {memory_devices} | {} | {} | |",
+        ours.n_failed, theirs.n_failed
+    );
+    // Five readings spread over Grapevine's run, the last one included, beside the anchor's at the same point if
+    // it got there.
+    let n_readings = ours.curve.len();
     let mut shown: Vec<usize> = (1..=5).map(|k| (n_readings * k / 5).max(1) - 1).collect();
     shown.dedup();
     for index in shown {
-        let ((stored, ours), (_, theirs)) = (curves[0][index], curves[1][index]);
-        println!("| resident memory with {stored} insights stored | {} MiB | {} MiB | |", ours / 1024, theirs / 1024);
+        let (stored, kib) = ours.curve[index];
+        let anchor = theirs
+            .curve
+            .iter()
+            .find(|(theirs_stored, _)| *theirs_stored == stored)
+            .map_or_else(|| "not reached".to_owned(), |(_, kib)| format!("{} MiB", kib / 1024));
+        println!("| resident memory with {stored} insights stored | {} MiB | {anchor} | |", kib / 1024);
+    }
+    if let Some(&(stored, kib)) = theirs.curve.last().filter(|_| theirs.curve.len() < n_readings) {
+        println!(
+            "| the anchor's last reading: resident memory with {stored} insights stored | | {} MiB | |",
+            kib / 1024
+        );
     }
 }
