@@ -1197,7 +1197,7 @@ impl Store for PostgresStore {
         area_code: Option<&str>,
     ) -> anyhow::Result<Vec<CategoryCount>> {
         let (from, to) = days.bounds();
-        let rows = category_counts_query::<Postgres>(generation_id, area_code, &tile(from, to))
+        let rows = category_counts_query::<Postgres>("", generation_id, area_code, &tile(from, to))
             .build()
             .fetch_all(&self.pool)
             .await?;

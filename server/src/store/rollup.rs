@@ -573,8 +573,9 @@ pub(crate) fn push_cells<'args, DB>(
 
 /// The query behind `Store::category_counts`: each area's insight count per category over the tiling runs, the one
 /// column of the `rollups_counts` covering index, so the database never reads the table itself. The text is the same
-/// on both backends.
+/// on both backends, after `prefix` (where a backend wraps the query in one of its own).
 pub(crate) fn category_counts_query<'args, DB>(
+    prefix: &str,
     generation_id: i64,
     area_code: Option<&str>,
     runs: &[PeriodRun],
@@ -585,7 +586,8 @@ where
     String: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
     Date: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
 {
-    let mut query = sqlx::QueryBuilder::new("SELECT area_code, category, CAST(SUM(n_insights) AS BIGINT) AS n FROM (");
+    let mut query = sqlx::QueryBuilder::new(prefix);
+    query.push("SELECT area_code, category, CAST(SUM(n_insights) AS BIGINT) AS n FROM (");
     push_cells(&mut query, "area_code, category, n_insights", "rollups", generation_id, area_code, true, runs);
     query
         .push(") AS cells WHERE category <> ")

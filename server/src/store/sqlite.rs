@@ -113,7 +113,7 @@ async fn rebuild_pending_rollups(pool: &SqlitePool) -> anyhow::Result<()> {
         }
         phases.mark("insights read and summed");
         sqlx::query("DELETE FROM rollups WHERE generation_id = ?1").bind(generation_id).execute(&mut *tx).await?;
-        insert_generation_cells(&mut tx, built).await?;
+        insert_generation_cells(&mut tx, &built.finish()).await?;
         sqlx::query("DELETE FROM rollups_pending WHERE generation_id = ?1")
             .bind(generation_id)
             .execute(&mut *tx)
@@ -130,12 +130,15 @@ const CELL_ROW: &str = "INSERT INTO rollups (generation_id, period, period_start
      n_other_channel, contributors) ";
 
 /// Binds one roll-up row's values (`CELL_ROW`'s columns).
-fn push_cell_values(mut row: sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>, cell: &CellWrite) {
+fn push_cell_values<'args>(
+    mut row: sqlx::query_builder::Separated<'_, 'args, Sqlite, &'static str>,
+    cell: &'args CellWrite,
+) {
     row.push_bind(cell.key.generation_id)
         .push_bind(cell.key.kind.as_str())
         .push_bind(cell.key.period_start)
-        .push_bind(cell.key.area_code.clone())
-        .push_bind(cell.key.category.clone())
+        .push_bind(cell.key.area_code.as_str())
+        .push_bind(cell.key.category.as_str())
         .push_bind(cell.delta.n)
         .push_bind(cell.n_contributors())
         .push_bind(cell.delta.feeling_safe_sum)
@@ -146,17 +149,120 @@ fn push_cell_values(mut row: sqlx::query_builder::Separated<'_, '_, Sqlite, &'st
     row.push_bind(cell.contributors.encode());
 }
 
+/// A page of the insights a new generation tags, packed by SQLite into one JSON array of arrays (see
+/// `PackedInsight`) after the insight of rowid `?1`, at most `?2` of them, with the page's last rowid. A million
+/// insights read as a million rows cost sqlx a hand-off between SQLite's worker thread and the reader for each row,
+/// two thirds of a re-tag; as pages they cost a few hundred. Coordinates go as text of 17 significant digits
+/// (`%!.17g`), which gives back the stored `f64` exactly; JSON's own numbers keep only 15.
+const PACKED_INSIGHTS: &str = "
+    SELECT MAX(rowid), '[' || group_concat(insight, ',') || ']' FROM (
+        SELECT rowid, json_array(id, collector_id, captured_day, category, feeling_safe, channel,
+                                 iif(tag_lat IS NULL, NULL, printf('%!.17g', tag_lat)),
+                                 iif(tag_lon IS NULL, NULL, printf('%!.17g', tag_lon)),
+                                 iif(accuracy_m IS NULL, NULL, printf('%!.17g', accuracy_m)),
+                                 picked_area_code, postcode) AS insight
+        FROM insights WHERE rowid > ?1 AND status IN ('filed', 'outside_coverage') ORDER BY rowid LIMIT ?2)";
+
+/// Insights per page of `PACKED_INSIGHTS`: about a megabyte of JSON.
+const PACKED_PAGE: i64 = 4_096;
+
+/// How `captured_day` is stored.
+const DAY: &[time::format_description::BorrowedFormatItem<'_>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// One insight of a `PACKED_INSIGHTS` page, in the order of its `json_array`.
+#[derive(serde::Deserialize)]
+struct PackedInsight {
+    id: String,
+    collector_id: String,
+    captured_day: Option<String>,
+    category: Option<String>,
+    feeling_safe: Option<i64>,
+    channel: Option<String>,
+    tag_lat: Option<String>,
+    tag_lon: Option<String>,
+    accuracy_m: Option<String>,
+    picked_area_code: Option<String>,
+    postcode: Option<String>,
+}
+
+impl PackedInsight {
+    fn taggable(&self) -> anyhow::Result<TaggableInsight> {
+        let number = |text: &Option<String>, what: &str| {
+            text.as_deref()
+                .map(str::parse::<f64>)
+                .transpose()
+                .with_context(|| format!("the {what} of insight {}", self.id))
+        };
+        let tag_lat = number(&self.tag_lat, "latitude")?;
+        let tag_lon = number(&self.tag_lon, "longitude")?;
+        Ok(TaggableInsight {
+            tag_point: tag_lat.zip(tag_lon),
+            accuracy_m: number(&self.accuracy_m, "accuracy")?,
+            picked_area_code: self.picked_area_code.clone(),
+            postcode: self.postcode.clone(),
+        })
+    }
+}
+
+/// Tags every insight of a `PACKED_INSIGHTS` page in a new generation, adding it to the generation's roll-ups and its
+/// tag to `tags` (insight id, area code, near a border).
+fn tag_and_sum_page(
+    json: &str,
+    tagger: Tagger<'_>,
+    built: &mut GenerationRollups,
+    tags: &mut Vec<(String, String, bool)>,
+) -> anyhow::Result<()> {
+    let page: Vec<PackedInsight> =
+        serde_json::from_str(json).context("reading a page of insights as SQLite packed it")?;
+    for insight in page {
+        let (area_code, near_boundary) = tagger(&insight.taggable()?);
+        if let (Some(day), Some(category)) = (&insight.captured_day, &insight.category) {
+            built.add(&Counted {
+                area_code: &area_code,
+                day: time::Date::parse(day, DAY).with_context(|| format!("the day of insight {}", insight.id))?,
+                category,
+                feeling_safe: insight.feeling_safe,
+                channel: insight.channel.as_deref(),
+                collector_id: insight.collector_id.parse().context("collector id")?,
+            });
+        }
+        tags.push((insight.id, area_code, near_boundary));
+    }
+    Ok(())
+}
+
 /// Rows per statement when a whole generation is written: SQLite takes at most 32,766 bound values a statement.
 const GENERATION_SLICE: usize = 1_000;
 
 /// Writes a generation built from scratch: plain multi-row inserts, in table order, so each lands beside the last.
-async fn insert_generation_cells(tx: &mut sqlx::SqliteConnection, built: GenerationRollups) -> anyhow::Result<()> {
-    for slice in built.finish().chunks(GENERATION_SLICE) {
-        let mut insert = QueryBuilder::<Sqlite>::new(CELL_ROW);
-        insert.push_values(slice, |row, cell| push_cell_values(row, cell));
-        insert.build().execute(&mut *tx).await?;
+async fn insert_generation_cells(tx: &mut sqlx::SqliteConnection, cells: &[CellWrite]) -> anyhow::Result<()> {
+    execute_pipelined(
+        tx,
+        cells.chunks(GENERATION_SLICE).map(|slice| {
+            let mut insert = QueryBuilder::<Sqlite>::new(CELL_ROW);
+            insert.push_values(slice, |row, cell| push_cell_values(row, cell));
+            insert
+        }),
+    )
+    .await
+}
+
+/// Runs the statements `statements` builds, in order, each built while SQLite's worker thread runs the one before:
+/// the first poll of a statement sends it to the worker, then the next is built before the join polls again.
+async fn execute_pipelined<'args>(
+    tx: &mut sqlx::SqliteConnection,
+    mut statements: impl Iterator<Item = QueryBuilder<'args, Sqlite>>,
+) -> anyhow::Result<()> {
+    let Some(mut current) = statements.next() else { return Ok(()) };
+    loop {
+        let (done, next) = tokio::join!(current.build().execute(&mut *tx), async { statements.next() });
+        done?;
+        match next {
+            Some(next) => current = next,
+            None => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 impl SqliteStore {
@@ -962,18 +1068,18 @@ impl Store for SqliteStore {
         area_code: Option<&str>,
     ) -> anyhow::Result<Vec<CategoryCount>> {
         let (from, to) = days.bounds();
-        let rows = category_counts_query::<Sqlite>(generation_id, area_code, &tile(from, to))
-            .build()
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| CategoryCount {
-                area_code: row.get("area_code"),
-                category: row.get("category"),
-                n: row.get("n"),
-            })
-            .collect())
+        // Packed by SQLite into one JSON value: a row each through sqlx's worker thread costs more than the query.
+        let mut query = category_counts_query::<Sqlite>(
+            "SELECT json_group_array(json_array(area_code, category, n)) FROM (",
+            generation_id,
+            area_code,
+            &tile(from, to),
+        );
+        query.push(") AS counts");
+        let packed: String = query.build_query_scalar().fetch_one(&self.pool).await?;
+        let counts: Vec<(String, String, i64)> =
+            serde_json::from_str(&packed).context("reading category counts as SQLite packed them")?;
+        Ok(counts.into_iter().map(|(area_code, category, n)| CategoryCount { area_code, category, n }).collect())
     }
 
     async fn series(
@@ -1135,45 +1241,24 @@ impl SqliteStore {
         // so the rows are plain multi-row inserts, in key order.
         let mut built = GenerationRollups::new(generation_id);
         let mut tags = Vec::new();
-        {
-            use futures_util::TryStreamExt;
-            let mut rows = sqlx::query(
-                "SELECT id, collector_id, captured_day, category, feeling_safe, channel, tag_lat, tag_lon, accuracy_m,
-                        picked_area_code, postcode
-                 FROM insights WHERE status IN ('filed', 'outside_coverage')",
-            )
-            .fetch(&mut *tx);
-            // Columns by position (the SELECT's order): a million rows, eleven lookups by name each, add up.
-            while let Some(row) = rows.try_next().await? {
-                let tag_lat: Option<f64> = row.get(6);
-                let tag_lon: Option<f64> = row.get(7);
-                let taggable = TaggableInsight {
-                    tag_point: tag_lat.zip(tag_lon),
-                    accuracy_m: row.get(8),
-                    picked_area_code: row.get(9),
-                    postcode: row.get(10),
-                };
-                let (area_code, near_boundary) = tagger(&taggable);
-                let day: Option<time::Date> = row.get(2);
-                let category: Option<&str> = row.get(3);
-                let collector_id: &str = row.get(1);
-                if let (Some(day), Some(category)) = (day, category) {
-                    built.add(&Counted {
-                        area_code: &area_code,
-                        day,
-                        category,
-                        feeling_safe: row.get(4),
-                        channel: row.get(5),
-                        collector_id: collector_id.parse().context("collector id")?,
-                    });
-                }
-                let id: String = row.get(0);
-                tags.push((id, area_code, near_boundary));
-            }
+        let page_after = |after: i64| {
+            sqlx::query_as::<_, (Option<i64>, Option<String>)>(PACKED_INSIGHTS).bind(after).bind(PACKED_PAGE)
+        };
+        let mut page = page_after(0).fetch_one(&mut *tx).await?;
+        while let (Some(last), Some(json)) = page {
+            // SQLite packs the next page on its worker thread while this one is tagged and summed here: the first
+            // poll of the query sends it to the worker, then the page is read to the end before the join polls again.
+            let (next, read) = tokio::join!(page_after(last).fetch_one(&mut *tx), async {
+                tag_and_sum_page(&json, tagger, &mut built, &mut tags)
+            });
+            read?;
+            page = next?;
         }
-        tags.sort_unstable();
         phases.mark("insights read, tagged and summed");
-        for slice in tags.chunks(GENERATION_SLICE * 3) {
+        // The roll-ups are sorted into rows on another thread while the tags are sorted and written here.
+        let cells = tokio::task::spawn_blocking(move || built.finish());
+        tags.sort_unstable();
+        let tag_rows = tags.chunks(GENERATION_SLICE * 3).map(|slice| {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) ",
             );
@@ -1183,10 +1268,13 @@ impl SqliteStore {
                     .push_bind(area_code.as_str())
                     .push_bind(*near_boundary);
             });
-            insert.build().execute(&mut *tx).await?;
-        }
-        phases.mark("tags written");
-        insert_generation_cells(&mut tx, built).await?;
+            insert
+        });
+        execute_pipelined(&mut tx, tag_rows).await?;
+        phases.mark("tags sorted and written");
+        let cells = cells.await?;
+        phases.mark("roll-ups sorted (beyond the tags)");
+        insert_generation_cells(&mut tx, &cells).await?;
         phases.mark("roll-ups written");
         tx.commit().await?;
         phases.mark("committed");
@@ -1297,6 +1385,103 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(left, 0, "nothing pending, and the old table is gone");
+    }
+
+    /// A new generation reads the insights in pages SQLite packs as JSON: every counted insight arrives once, in
+    /// pages after the first, with its coordinates exact to the last bit (neighbouring `f64`s, which 15 or 16
+    /// significant digits would merge) and its text fields whatever characters they hold.
+    #[tokio::test]
+    async fn a_new_generation_reads_every_insight_exactly_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("g.db").display())).await.unwrap();
+        let collector = "00000000-0000-0000-0000-0000000000c1";
+        for statement in [
+            format!("INSERT INTO collectors (id, label, created_at) VALUES ('{collector}', 'barber', 'now')"),
+            format!(
+                "INSERT INTO devices (id, collector_id, label, token_hash, created_at)
+                 VALUES ('d1', '{collector}', 'phone', 'hash', 'now')"
+            ),
+        ] {
+            sqlx::query(&statement).execute(&store.pool).await.unwrap();
+        }
+        let n = usize::try_from(PACKED_PAGE).unwrap() + 1_000;
+        let mut expected = Vec::new();
+        let mut tx = store.pool.begin().await.unwrap();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+            let mut documents =
+                QueryBuilder::<Sqlite>::new("INSERT INTO documents (doc_id, collector_id, version, updated_at) ");
+            documents.push_values(chunk, |mut row, i| {
+                row.push_bind(format!("doc{i}")).push_bind(collector).push_bind(1).push_bind("now");
+            });
+            documents.build().execute(&mut *tx).await.unwrap();
+            let mut insights = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_day, category, status, processed_at,
+                     tag_lat, tag_lon, accuracy_m, picked_area_code, postcode) ",
+            );
+            insights.push_values(chunk, |mut row, &i| {
+                let bits = u64::try_from(i).unwrap();
+                let point = (i % 7 != 0)
+                    .then(|| (f64::from_bits(52.9_f64.to_bits() + bits), f64::from_bits((-2.1_f64).to_bits() + bits)));
+                let accuracy = (i % 3 == 0).then(|| f64::from_bits(12.5_f64.to_bits() + bits));
+                let picked = (i % 7 == 0).then(|| format!("Ward \"{i}\", 'north'\n\u{e9},]"));
+                let postcode = (i % 14 == 0).then(|| "ST4 2DE".to_owned());
+                let status = match i % 11 {
+                    0 => "withdrawn",
+                    1 => "outside_coverage",
+                    2 => "rejected",
+                    _ => "filed",
+                };
+                if matches!(status, "filed" | "outside_coverage") {
+                    expected.push((
+                        point.map(|(lat, lon)| (lat.to_bits(), lon.to_bits())),
+                        accuracy.map(f64::to_bits),
+                        picked.clone(),
+                        postcode.clone(),
+                    ));
+                }
+                row.push_bind(format!("i{i}"))
+                    .push_bind(format!("doc{i}"))
+                    .push_bind(collector)
+                    .push_bind("d1")
+                    .push_bind("2026-11-20")
+                    .push_bind("drugs")
+                    .push_bind(status)
+                    .push_bind("now")
+                    .push_bind(point.map(|(lat, _)| lat))
+                    .push_bind(point.map(|(_, lon)| lon))
+                    .push_bind(accuracy)
+                    .push_bind(picked)
+                    .push_bind(postcode);
+            });
+            insights.build().execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        let seen = std::sync::Mutex::new(Vec::new());
+        let tagger = |insight: &TaggableInsight| {
+            seen.lock().unwrap().push((
+                insight.tag_point.map(|(lat, lon)| (lat.to_bits(), lon.to_bits())),
+                insight.accuracy_m.map(f64::to_bits),
+                insight.picked_area_code.clone(),
+                insight.postcode.clone(),
+            ));
+            ("E05008737".to_owned(), false)
+        };
+        let area = StoredArea { code: "E05008737".into(), name: "Hanley Park".into(), geometry: "{}".into() };
+        let generation = store.add_generation("wards", "test", vec![area], &tagger).await.unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        expected.sort();
+        assert!(expected.len() > usize::try_from(PACKED_PAGE).unwrap(), "more than one page");
+        assert!(
+            seen == expected,
+            "{} insights read, {} expected; the first difference: {:?}",
+            seen.len(),
+            expected.len(),
+            seen.iter().zip(&expected).find(|(seen, expected)| seen != expected)
+        );
+        let rolled = store.rollup(generation.id, DayRange::default(), None, false, false).await.unwrap();
+        assert_eq!(rolled[0].all.n, i64::try_from(expected.len()).unwrap(), "every insight read is counted");
     }
 
     /// 0004 rebuilds `insights` (SQLite cannot change a CHECK in place) and sets `insight_areas` aside meanwhile: a
