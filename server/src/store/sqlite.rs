@@ -3,6 +3,7 @@
 //! Writers take the database lock up front (`BEGIN IMMEDIATE`) so a read-then-write transaction never fails half-way
 //! on a lock upgrade; `busy_timeout` queues them.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -170,25 +171,37 @@ const PACKED_PAGE: i64 = 4_096;
 const DAY: &[time::format_description::BorrowedFormatItem<'_>] =
     time::macros::format_description!("[year]-[month]-[day]");
 
-/// One insight of a `PACKED_INSIGHTS` page, in the order of its `json_array`.
+/// One insight of a `PACKED_INSIGHTS` page, in the order of its `json_array`. Its text borrows from the page where
+/// it holds no escapes (always, but for an area code or postcode with quotes or control characters), so a million
+/// insights are not a few million allocations.
 #[derive(serde::Deserialize)]
-struct PackedInsight {
-    id: String,
-    collector_id: String,
-    captured_day: Option<String>,
-    category: Option<String>,
+struct PackedInsight<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    collector_id: Cow<'a, str>,
+    #[serde(borrow)]
+    captured_day: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    category: Option<Cow<'a, str>>,
     feeling_safe: Option<i64>,
-    channel: Option<String>,
-    tag_lat: Option<String>,
-    tag_lon: Option<String>,
-    accuracy_m: Option<String>,
-    picked_area_code: Option<String>,
-    postcode: Option<String>,
+    #[serde(borrow)]
+    channel: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tag_lat: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tag_lon: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    accuracy_m: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    picked_area_code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    postcode: Option<Cow<'a, str>>,
 }
 
-impl PackedInsight {
+impl PackedInsight<'_> {
     fn taggable(&self) -> anyhow::Result<TaggableInsight> {
-        let number = |text: &Option<String>, what: &str| {
+        let number = |text: &Option<Cow<'_, str>>, what: &str| {
             text.as_deref()
                 .map(str::parse::<f64>)
                 .transpose()
@@ -199,8 +212,8 @@ impl PackedInsight {
         Ok(TaggableInsight {
             tag_point: tag_lat.zip(tag_lon),
             accuracy_m: number(&self.accuracy_m, "accuracy")?,
-            picked_area_code: self.picked_area_code.clone(),
-            postcode: self.postcode.clone(),
+            picked_area_code: self.picked_area_code.as_deref().map(str::to_owned),
+            postcode: self.postcode.as_deref().map(str::to_owned),
         })
     }
 }
@@ -227,7 +240,7 @@ fn tag_and_sum_page(
                 collector_id: insight.collector_id.parse().context("collector id")?,
             });
         }
-        tags.push((insight.id, area_code, near_boundary));
+        tags.push((insight.id.into_owned(), area_code, near_boundary));
     }
     Ok(())
 }
