@@ -6,6 +6,11 @@ import { NodeWSServerAdapter } from "@automerge/automerge-repo-network-websocket
 import { NodeFSStorageAdapter } from "@automerge/automerge-repo-storage-nodefs"
 import { WebSocketServer } from "ws"
 
+// automerge-repo leaves a promise unawaited when a document handle is not ready within 60 s (DocHandle's
+// withTimeout), and Node exits on an unhandled rejection: under 100 devices at a time that ended the server after
+// about 10,000 stored insights. Logging and carrying on keeps the anchor running, in its favour.
+process.on("unhandledRejection", (reason) => console.error("unhandled rejection:", reason?.message ?? reason))
+
 const storageDir = process.argv[2]
 const socket = new WebSocketServer({ host: "127.0.0.1", port: 0 })
 await new Promise((resolve) => socket.on("listening", resolve))

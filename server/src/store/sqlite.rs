@@ -262,14 +262,14 @@ async fn insert_generation_cells(tx: &mut sqlx::SqliteConnection, cells: &[CellW
 }
 
 /// Runs the statements `statements` builds, in order, each built while SQLite's worker thread runs the one before:
-/// the first poll of a statement sends it to the worker, then the next is built before the join polls again.
+/// the join polls the statement first (`biased`), which sends it to the worker, then builds the next.
 async fn execute_pipelined<'args>(
     tx: &mut sqlx::SqliteConnection,
     mut statements: impl Iterator<Item = QueryBuilder<'args, Sqlite>>,
 ) -> anyhow::Result<()> {
     let Some(mut current) = statements.next() else { return Ok(()) };
     loop {
-        let (done, next) = tokio::join!(current.build().execute(&mut *tx), async { statements.next() });
+        let (done, next) = tokio::join!(biased; current.build().execute(&mut *tx), async { statements.next() });
         done?;
         match next {
             Some(next) => current = next,
@@ -1259,9 +1259,9 @@ impl SqliteStore {
         };
         let mut page = page_after(0).fetch_one(&mut *tx).await?;
         while let (Some(last), Some(json)) = page {
-            // SQLite packs the next page on its worker thread while this one is tagged and summed here: the first
-            // poll of the query sends it to the worker, then the page is read to the end before the join polls again.
-            let (next, read) = tokio::join!(page_after(last).fetch_one(&mut *tx), async {
+            // SQLite packs the next page on its worker thread while this one is tagged and summed here: the join
+            // polls the query first (`biased`), which sends it to the worker, then reads the page to the end.
+            let (next, read) = tokio::join!(biased; page_after(last).fetch_one(&mut *tx), async {
                 tag_and_sum_page(&json, tagger, &mut built, &mut tags)
             });
             read?;
