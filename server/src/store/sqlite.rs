@@ -89,29 +89,11 @@ async fn rebuild_pending_rollups(pool: &SqlitePool) -> anyhow::Result<()> {
         let mut phases = Phases::start();
         let mut n_insights = 0;
         let mut built = GenerationRollups::new(generation_id);
-        {
-            use futures_util::TryStreamExt;
-            let mut rows = sqlx::query(
-                "SELECT i.collector_id, i.captured_day, i.category, i.feeling_safe, i.channel, t.area_code
-                 FROM insights AS i JOIN insight_areas AS t ON t.insight_id = i.id AND t.generation_id = ?1
-                 WHERE i.status IN ('filed', 'outside_coverage')
-                   AND i.captured_day IS NOT NULL AND i.category IS NOT NULL",
-            )
-            .bind(generation_id)
-            .fetch(&mut *tx);
-            while let Some(row) = rows.try_next().await? {
-                n_insights += 1;
-                let collector_id: &str = row.get("collector_id");
-                built.add(&Counted {
-                    area_code: row.get("area_code"),
-                    day: row.get("captured_day"),
-                    category: row.get("category"),
-                    feeling_safe: row.get("feeling_safe"),
-                    channel: row.get("channel"),
-                    collector_id: collector_id.parse().context("collector id")?,
-                });
-            }
-        }
+        for_each_packed_page(&mut tx, PACKED_TAGGED, Some(generation_id), |json| {
+            n_insights += sum_tagged_page(json, &mut built)?;
+            Ok(())
+        })
+        .await?;
         phases.mark("insights read and summed");
         sqlx::query("DELETE FROM rollups WHERE generation_id = ?1").bind(generation_id).execute(&mut *tx).await?;
         insert_generation_cells(&mut tx, &built.finish()).await?;
@@ -243,6 +225,75 @@ fn tag_and_sum_page(
         tags.push((insight.id.into_owned(), area_code, near_boundary));
     }
     Ok(())
+}
+
+/// Reads a packed query (`PACKED_INSIGHTS`, `PACKED_TAGGED`) page by page, `?1` the last rowid read, `?2` the page
+/// size and `?3` the generation if any, giving each page's JSON to `read`. SQLite packs the next page on its worker
+/// thread while `read` works here: the join polls the query first (`biased`), which sends it to the worker.
+async fn for_each_packed_page(
+    tx: &mut sqlx::SqliteConnection,
+    query: &'static str,
+    generation_id: Option<i64>,
+    mut read: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let page_after = |after: i64| {
+        let query = sqlx::query_as::<_, (Option<i64>, Option<String>)>(query).bind(after).bind(PACKED_PAGE);
+        match generation_id {
+            Some(generation_id) => query.bind(generation_id),
+            None => query,
+        }
+    };
+    let mut page = page_after(0).fetch_one(&mut *tx).await?;
+    while let (Some(last), Some(json)) = page {
+        let (next, done) = tokio::join!(biased; page_after(last).fetch_one(&mut *tx), async { read(&json) });
+        done?;
+        page = next?;
+    }
+    Ok(())
+}
+
+/// A page of the insights counted in generation `?3`, as `PACKED_INSIGHTS` packs them: each with its area code in
+/// that generation (see `PackedTagged`).
+const PACKED_TAGGED: &str = "
+    SELECT MAX(r), '[' || group_concat(insight, ',') || ']' FROM (
+        SELECT i.rowid AS r,
+               json_array(i.collector_id, i.captured_day, i.category, i.feeling_safe, i.channel, t.area_code) AS insight
+        FROM insights AS i JOIN insight_areas AS t ON t.insight_id = i.id AND t.generation_id = ?3
+        WHERE i.rowid > ?1 AND i.status IN ('filed', 'outside_coverage')
+          AND i.captured_day IS NOT NULL AND i.category IS NOT NULL
+        ORDER BY i.rowid LIMIT ?2)";
+
+/// One insight of a `PACKED_TAGGED` page, in the order of its `json_array`, its text borrowed from the page.
+#[derive(serde::Deserialize)]
+struct PackedTagged<'a> {
+    #[serde(borrow)]
+    collector_id: Cow<'a, str>,
+    #[serde(borrow)]
+    captured_day: Cow<'a, str>,
+    #[serde(borrow)]
+    category: Cow<'a, str>,
+    feeling_safe: Option<i64>,
+    #[serde(borrow)]
+    channel: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    area_code: Cow<'a, str>,
+}
+
+/// Adds every insight of a `PACKED_TAGGED` page to a generation's roll-ups; how many there were.
+fn sum_tagged_page(json: &str, built: &mut GenerationRollups) -> anyhow::Result<usize> {
+    let page: Vec<PackedTagged> =
+        serde_json::from_str(json).context("reading a page of tagged insights as SQLite packed it")?;
+    for insight in &page {
+        built.add(&Counted {
+            area_code: &insight.area_code,
+            day: time::Date::parse(&insight.captured_day, DAY).context("the day of an insight")?,
+            category: &insight.category,
+            feeling_safe: insight.feeling_safe,
+            channel: insight.channel.as_deref(),
+            collector_id: insight.collector_id.parse().context("collector id")?,
+        });
+    }
+    Ok(page.len())
 }
 
 /// Rows per statement when a whole generation is written: SQLite takes at most 32,766 bound values a statement.
@@ -1254,19 +1305,10 @@ impl SqliteStore {
         // so the rows are plain multi-row inserts, in key order.
         let mut built = GenerationRollups::new(generation_id);
         let mut tags = Vec::new();
-        let page_after = |after: i64| {
-            sqlx::query_as::<_, (Option<i64>, Option<String>)>(PACKED_INSIGHTS).bind(after).bind(PACKED_PAGE)
-        };
-        let mut page = page_after(0).fetch_one(&mut *tx).await?;
-        while let (Some(last), Some(json)) = page {
-            // SQLite packs the next page on its worker thread while this one is tagged and summed here: the join
-            // polls the query first (`biased`), which sends it to the worker, then reads the page to the end.
-            let (next, read) = tokio::join!(biased; page_after(last).fetch_one(&mut *tx), async {
-                tag_and_sum_page(&json, tagger, &mut built, &mut tags)
-            });
-            read?;
-            page = next?;
-        }
+        for_each_packed_page(&mut tx, PACKED_INSIGHTS, None, |json| {
+            tag_and_sum_page(json, tagger, &mut built, &mut tags)
+        })
+        .await?;
         phases.mark("insights read, tagged and summed");
         // The roll-ups are sorted into rows on another thread while the tags are sorted and written here.
         let cells = tokio::task::spawn_blocking(move || built.finish());
