@@ -314,11 +314,10 @@ async fn memory(args: &Args, rng: &mut StdRng) {
     let [ours, theirs] = <[MemoryRun; 2]>::try_from(runs).ok().unwrap();
     let total = memory_devices * insights;
     let reached = |run: &MemoryRun| {
-        let stored = run.curve.last().map_or(0, |(stored, _)| *stored);
         if run.ended {
-            format!(" (the server process exited after {stored} insights)")
-        } else if stored < total {
-            format!(" (stopped by the time limit at {stored} insights)")
+            format!(" (the server process exited after {} insights)", run.n_synced)
+        } else if run.n_synced + run.n_failed * insights < total {
+            format!(" (stopped by the time limit at {} insights)", run.n_synced)
         } else {
             String::new()
         }
