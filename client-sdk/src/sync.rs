@@ -133,7 +133,21 @@ pub async fn sync_with_progress(
     let total = batch.len();
     progress(0, total);
     for slice in batch.chunks_mut(BATCH_SIZE) {
-        outcomes.extend(connection.sync_batch(slice).await?);
+        match connection.sync_batch(slice).await {
+            Ok(slice_outcomes) => outcomes.extend(slice_outcomes),
+            Err(error) => {
+                // The server's decisions that arrived before the connection failed (a server shutting down sends
+                // every committed reply, then closes) are kept: each document already in step is saved.
+                let in_step: Vec<_> = batch
+                    .iter_mut()
+                    .filter_map(|(doc_id, doc)| {
+                        connection.is_in_step(*doc_id, doc).then(|| (*doc_id, doc, connection.sync_state(*doc_id)))
+                    })
+                    .collect();
+                store.save_synced(in_step).await?;
+                return Err(error);
+            }
+        }
         progress(outcomes.len(), total);
     }
     let published_outcomes =
@@ -317,6 +331,11 @@ impl SyncConnection {
     /// `Session::offer_whole`); otherwise the sync starts as for any document without a sync state.
     pub fn offer_whole(&mut self, doc_id: DocumentId, doc: &mut AutoCommit) {
         self.session.offer_whole(doc_id, doc);
+    }
+
+    /// Whether the server holds everything of `doc` this phone has, and this phone everything the server sent.
+    pub fn is_in_step(&self, doc_id: DocumentId, doc: &mut AutoCommit) -> bool {
+        self.session.is_in_step(doc_id, doc)
     }
 
     /// The sync state to persist for a document after a sync.

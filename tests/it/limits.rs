@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use grapevine_client_sdk::Status;
 use grapevine_server::app::SyncLimits;
 use grapevine_server::store::{Principal, Revoked};
 use grapevine_sync_proto::session::{Event, Session, Side};
@@ -119,7 +120,30 @@ async fn a_device_revoked_while_connected_is_told_and_closed(backend: Backend) {
     assert_eq!(told.expect("closed within a few keep-alive intervals"), Some(ErrorCode::DeviceRevoked));
 }
 
+/// A sync cut off mid-batch keeps what the server decided before the cut: on the phone, exactly the insights the
+/// server stored are acknowledged, and the rest stay captured for the next sync. The cut here is the rate limit: the
+/// server answers the messages within the budget, then says `rate_limited` and closes.
+async fn decisions_that_arrived_before_a_cut_are_kept_on_the_phone(backend: Backend) {
+    let limits = SyncLimits { messages_per_second: 0.01, burst: 5.0, ..SyncLimits::default() };
+    let app = TestApp::spawn_with_limits(backend, limits).await;
+    let phone = Phone::new(&app, "Backlog").await;
+    for _ in 0..8 {
+        phone.capture_at("asb", JOINERS_SQUARE.1, JOINERS_SQUARE.2, None).await;
+    }
+    let error = phone.sync(&app).await.unwrap_err();
+    let listed = phone.store.list().await.unwrap();
+    let n_acknowledged = listed.iter().filter(|insight| insight.status != Status::Captured).count();
+    // The cut is the server's `rate_limited`, or a reset (no code) if the close overtakes the phone's replies.
+    assert!(matches!(error.code(), Some(ErrorCode::RateLimited) | None), "{error}");
+    assert!((1..8).contains(&n_acknowledged), "some insights decided before the cut, not all: {n_acknowledged}");
+    for insight in &listed {
+        let stored = app.store.insight(insight.id).await.unwrap().is_some();
+        assert_eq!(stored, insight.status != Status::Captured, "stored on the server if and only if acknowledged");
+    }
+}
+
 on_both_backends!(
+    decisions_that_arrived_before_a_cut_are_kept_on_the_phone,
     a_device_over_its_message_budget_is_told_and_disconnected,
     an_idle_connection_is_closed_but_keepalive_pongs_hold_it_open,
     a_device_revoked_while_connected_is_told_and_closed,
