@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use grapevine_sync_proto::automerge::AutoCommit;
+use grapevine_sync_proto::compression::Deflater;
 use grapevine_sync_proto::document::write_server_record;
 use grapevine_sync_proto::session::{Event, Session, Side};
 use grapevine_sync_proto::wire::Message;
@@ -23,25 +24,42 @@ fn atlas() -> &'static Atlas {
     ATLAS.get_or_init(Atlas::bundled)
 }
 
-/// One frame through the decoder and a fresh server session. Must never panic.
+/// A server session past a valid join, speaking `deflate-1` with the joiner or not.
+fn joined_server(compressed: bool) -> Session {
+    let (mut server, mut client) = (Session::new(Side::Server, "server"), Session::new(Side::Client, "fuzzer"));
+    if compressed {
+        (server, client) = (server.with_compression(), client.with_compression());
+    }
+    let _ = server.receive(&client.join_frame());
+    let _ = server.accept(&[], None);
+    server
+}
+
+/// One frame through the decoder, a fresh server session, and a joined session expecting compressed frames. Must
+/// never panic.
 pub fn decode_frame(data: &[u8]) {
     let _ = Message::decode(data);
     let _ = Session::new(Side::Server, "server").receive(data);
+    let _ = joined_server(true).receive(data);
 }
 
 /// A connection's worth of frames (each prefixed by a little-endian u16 length) through the server's message
-/// handler, after a valid join. Must never panic, whatever the frames say.
+/// handler, after a valid join: once as they are, once each compressed as a `deflate-1` client would send it (so the
+/// handler is reached through the decompressor too). Must never panic, whatever the frames say.
 pub fn handle_frames(data: &[u8]) {
-    let mut session = Session::new(Side::Server, "server");
-    let join = Session::new(Side::Client, "fuzzer").join_frame();
-    let _ = session.receive(&join);
+    handle_frames_with(joined_server(false), data, <[u8]>::to_vec);
+    let mut deflater = Deflater::default();
+    handle_frames_with(joined_server(true), data, |frame| deflater.compress(frame));
+}
+
+fn handle_frames_with(mut session: Session, data: &[u8], mut seal: impl FnMut(&[u8]) -> Vec<u8>) {
     let mut docs: HashMap<DocumentId, AutoCommit> = HashMap::new();
     let mut rest = data;
     while rest.len() >= 2 {
         let len = usize::from(u16::from_le_bytes([rest[0], rest[1]])).min(rest.len() - 2);
         let (frame, tail) = rest[2..].split_at(len);
         rest = tail;
-        let Ok(Event::Sync { doc_id, message, .. }) = session.receive(frame) else { continue };
+        let Ok(Event::Sync { doc_id, message, .. }) = session.receive(&seal(frame)) else { continue };
         let doc = docs.entry(doc_id).or_default();
         let before = doc.get_heads();
         if session.apply(doc_id, doc, message).is_err() {
@@ -112,6 +130,8 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     for (i, frame) in frames.iter().enumerate() {
         seeds.push(("frame_decoder", format!("sync-{i}"), frame.clone()));
     }
+    // What a `deflate-1` client sends first after the handshake: the compressed session in `decode_frame` reads it.
+    seeds.push(("frame_decoder", "sync-0-deflated".to_owned(), Deflater::default().compress(&frames[0])));
     seeds.push(("server_handler", "first-sync".to_owned(), frame_all(&frames)));
     seeds
 }

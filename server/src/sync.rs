@@ -166,6 +166,7 @@ impl Connection {
 
 async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device) {
     let session = Session::new(Side::Server, state.peer_id.clone())
+        .with_compression()
         .with_storage_id(state.storage_id.clone())
         .with_max_frame_bytes(state.config.max_frame_bytes);
     let mut connection =
@@ -210,7 +211,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
                 if let Ok(true) = state.store.device_revoked(device.device_id).await {
                     tracing::info!(device_id = %device.device_id, "closing the connection of a revoked device");
                     let message = "this device was revoked; its insights stay on the phone";
-                    close_with(socket, &connection.session, ErrorCode::DeviceRevoked, message).await;
+                    close_with(socket, &mut connection.session, ErrorCode::DeviceRevoked, message).await;
                     return;
                 }
                 if !send_within(socket, WsMessage::Ping(Vec::new().into()), limits.send_timeout).await {
@@ -220,7 +221,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
             }
             Wake::Idle => {
                 let message = format!("nothing from the device for {:?}", limits.idle_timeout);
-                close_with(socket, &connection.session, ErrorCode::IdleTimeout, &message).await;
+                close_with(socket, &mut connection.session, ErrorCode::IdleTimeout, &message).await;
                 return;
             }
             Wake::Changed(change) => {
@@ -242,7 +243,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
         let frame = match inbound {
             Some(Ok(WsMessage::Binary(frame))) => frame,
             Some(Ok(WsMessage::Text(_))) => {
-                let session = &connection.session;
+                let session = &mut connection.session;
                 close_with(socket, session, ErrorCode::ProtocolViolation, "frames must be binary CBOR").await;
                 return;
             }
@@ -258,13 +259,13 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
                 "more than {} messages in a burst, or {} a second sustained; slow down and reconnect",
                 limits.burst, limits.messages_per_second
             );
-            close_with(socket, &connection.session, ErrorCode::RateLimited, &message).await;
+            close_with(socket, &mut connection.session, ErrorCode::RateLimited, &message).await;
             return;
         }
         let replies = match connection.session.receive(&frame) {
             Err(error) => {
                 tracing::info!(code = %error.code, %error, "closing on a protocol error");
-                close_with(socket, &connection.session, error.code, &error.message).await;
+                close_with(socket, &mut connection.session, error.code, &error.message).await;
                 return;
             }
             Ok(Event::Joined { peer_id, seen, campaign }) => {
@@ -286,7 +287,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
                     Ok(replies) => replies,
                     Err(error) => {
                         tracing::error!(%doc_id, error = format!("{error:#}"), "sync failed");
-                        close_with(socket, &connection.session, ErrorCode::Internal, "internal error").await;
+                        close_with(socket, &mut connection.session, ErrorCode::Internal, "internal error").await;
                         return;
                     }
                 }
@@ -346,7 +347,7 @@ async fn push(state: &AppState, connection: &mut Connection, doc_id: DocumentId)
     Ok(connection.session.generate(doc_id, &mut doc))
 }
 
-async fn close_with(socket: &mut WebSocket, session: &Session, code: ErrorCode, message: &str) {
+async fn close_with(socket: &mut WebSocket, session: &mut Session, code: ErrorCode, message: &str) {
     let _ = socket.send(WsMessage::Binary(session.error_frame(code, message).into())).await;
     let _ = socket.send(WsMessage::Close(None)).await;
 }

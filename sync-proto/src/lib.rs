@@ -10,12 +10,14 @@
 //! - `doc_id`: document identifiers, base58check as automerge-repo spells them.
 //! - `document`: an insight's Automerge document layout, and the server's record written back into it.
 //! - `wire`: the protocol's CBOR messages.
+//! - `compression`: the `deflate-1` coding of frames after the handshake, when both sides take it.
 //! - `session`: the per-connection engine (handshake, per-document sync state).
 //! - `simulation` (tests only): property tests on a simulated network with faults.
 
 pub mod campaign;
 pub mod campaign_doc;
 pub mod codes;
+pub mod compression;
 pub mod doc_id;
 pub mod document;
 pub mod insight;

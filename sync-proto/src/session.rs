@@ -12,6 +12,7 @@ use automerge::AutoCommit;
 use serde_bytes::ByteBuf;
 
 use crate::codes::ErrorCode;
+use crate::compression::{Deflater, InflateError, Inflater, DEFLATE};
 use crate::doc_id::DocumentId;
 use crate::wire::{Message, PeerMetadata, PROTOCOL_V1};
 
@@ -82,6 +83,13 @@ pub struct Session {
     sync_states: HashMap<DocumentId, sync::State>,
     /// Client side: the server said it takes a new document whole in its first sync message.
     peer_takes_whole: bool,
+    /// This side speaks the `deflate-1` coding: a client offers it in `join`, a server takes it when offered.
+    speaks_deflate: bool,
+    /// Server side: the client offered `deflate-1` and this server takes it, from `accept` on.
+    deflate_agreed: bool,
+    /// Set once the coding is agreed: every frame after the handshake, each way, goes through these.
+    deflater: Option<Deflater>,
+    inflater: Option<Inflater>,
 }
 
 impl Session {
@@ -97,6 +105,38 @@ impl Session {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             sync_states: HashMap::new(),
             peer_takes_whole: false,
+            speaks_deflate: false,
+            deflate_agreed: false,
+            deflater: None,
+            inflater: None,
+        }
+    }
+
+    /// Speaks the `deflate-1` coding of frames (`compression`): a client offers it in `join`; a server takes it when
+    /// a client offers it. Either way the frames are plain CBOR unless both sides speak it.
+    #[must_use]
+    pub fn with_compression(mut self) -> Self {
+        self.speaks_deflate = true;
+        self
+    }
+
+    /// Whether frames after the handshake are compressed on this connection.
+    #[must_use]
+    pub fn is_compressed(&self) -> bool {
+        self.deflater.is_some()
+    }
+
+    fn start_compressing(&mut self) {
+        self.deflater = Some(Deflater::default());
+        self.inflater = Some(Inflater::default());
+    }
+
+    /// One outbound message as its frame: compressed once the coding is agreed.
+    fn seal(&mut self, message: &Message) -> Vec<u8> {
+        let encoded = message.encode();
+        match &mut self.deflater {
+            Some(deflater) => deflater.compress(&encoded),
+            None => encoded,
         }
     }
 
@@ -130,10 +170,11 @@ impl Session {
     }
 
     /// Server side: the `peer` frame answering a join, announcing the documents it offers next (`catch_up`) and the
-    /// sequence number the phone will have seen once it holds them.
+    /// sequence number the phone will have seen once it holds them. Frames after it are compressed both ways when
+    /// the client offered `deflate-1` and this server speaks it; the `peer` frame itself never is.
     #[must_use]
-    pub fn accept(&self, catch_up: &[DocumentId], catch_up_to: Option<i64>) -> Vec<u8> {
-        Message::Peer {
+    pub fn accept(&mut self, catch_up: &[DocumentId], catch_up_to: Option<i64>) -> Vec<u8> {
+        let frame = Message::Peer {
             sender_id: self.our_peer_id.clone(),
             target_id: self.their_peer_id.clone().unwrap_or_default(),
             selected_protocol_version: PROTOCOL_V1.to_owned(),
@@ -145,9 +186,14 @@ impl Session {
                 seen: None,
                 campaign: None,
                 whole_documents: Some(true),
+                compression: self.deflate_agreed.then(|| vec![DEFLATE.to_owned()]),
             }),
         }
-        .encode()
+        .encode();
+        if self.deflate_agreed {
+            self.start_compressing();
+        }
+        frame
     }
 
     /// Whether this session holds a sync state for the document yet.
@@ -205,6 +251,7 @@ impl Session {
                 is_ephemeral: Some(false),
                 seen: self.seen,
                 campaign: self.campaign.clone(),
+                compression: self.speaks_deflate.then(|| vec![DEFLATE.to_owned()]),
                 ..PeerMetadata::default()
             }),
         }
@@ -222,6 +269,19 @@ impl Session {
                 message: format!("frame of {} bytes exceeds the limit of {} bytes", frame.len(), self.max_frame_bytes),
             });
         }
+        let inflated;
+        let frame = match &mut self.inflater {
+            Some(inflater) => {
+                inflated = inflater.decompress(frame, self.max_frame_bytes).map_err(|error| match error {
+                    InflateError::TooLarge { .. } => {
+                        ProtocolError { code: ErrorCode::FrameTooLarge, message: error.to_string() }
+                    }
+                    InflateError::Corrupt(_) => ProtocolError::violation(error.to_string()),
+                })?;
+                &inflated[..]
+            }
+            None => frame,
+        };
         let message = Message::decode(frame).map_err(|error| ProtocolError::violation(error.to_string()))?;
         match (self.side, &self.their_peer_id, message) {
             (_, _, Message::Error { code, message, .. }) => {
@@ -237,8 +297,10 @@ impl Session {
                     });
                 }
                 self.their_peer_id = Some(sender_id.clone());
-                let (seen, campaign) =
-                    peer_metadata.map_or((None, None), |metadata| (metadata.seen, metadata.campaign));
+                let metadata = peer_metadata.unwrap_or_default();
+                self.deflate_agreed = self.speaks_deflate
+                    && metadata.compression.is_some_and(|codings| codings.iter().any(|c| c == DEFLATE));
+                let (seen, campaign) = (metadata.seen, metadata.campaign);
                 Ok(Event::Joined { peer_id: sender_id, seen, campaign })
             }
             (Side::Client, None, Message::Peer { sender_id, target_id, selected_protocol_version, peer_metadata }) => {
@@ -251,8 +313,17 @@ impl Session {
                         message: format!("server selected protocol version {selected_protocol_version}"),
                     });
                 }
-                self.their_peer_id = Some(sender_id.clone());
                 let metadata = peer_metadata.unwrap_or_default();
+                match metadata.compression.as_deref() {
+                    None | Some([]) => {}
+                    Some([coding]) if self.speaks_deflate && coding == DEFLATE => self.start_compressing(),
+                    Some(codings) => {
+                        return Err(ProtocolError::violation(format!(
+                            "the server chose the frame coding {codings:?}, which this client did not offer"
+                        )))
+                    }
+                }
+                self.their_peer_id = Some(sender_id.clone());
                 self.peer_takes_whole = metadata.whole_documents == Some(true);
                 let catch_up = metadata.catch_up.unwrap_or_default().iter().filter_map(|id| id.parse().ok()).collect();
                 Ok(Event::Accepted {
@@ -321,7 +392,19 @@ impl Session {
         let their_peer_id = self.their_peer_id.clone()?;
         let state = self.sync_states.entry(doc_id).or_default();
         let is_empty = doc.get_heads().is_empty() && state.shared_heads.is_empty();
-        let message = doc.sync().generate_sync_message(state)?;
+        // Automerge sends the whole document, not the changes the other side lacks, once those are more than a third
+        // of it. An insight's document has two or three changes, so any change is more than a third, and the server
+        // would echo every new insight back whole with its decision. The whole document is for a peer that holds
+        // nothing of it (`offer_whole`); a peer that holds some of it gets only what it lacks.
+        let peer_holds_some = state.their_heads.as_ref().is_some_and(|heads| !heads.is_empty());
+        let capabilities = if peer_holds_some {
+            state.their_capabilities.replace(vec![sync::Capability::MessageV1])
+        } else {
+            state.their_capabilities.clone()
+        };
+        let message = doc.sync().generate_sync_message(state);
+        state.their_capabilities = capabilities;
+        let message = message?;
         let data = ByteBuf::from(message.encode());
         let (sender_id, target_id, document_id) = (self.our_peer_id.clone(), their_peer_id, doc_id.to_string());
         let message = if is_empty && self.side == Side::Client {
@@ -329,7 +412,7 @@ impl Session {
         } else {
             Message::Sync { sender_id, target_id, document_id, data }
         };
-        Some(message.encode())
+        Some(self.seal(&message))
     }
 
     /// True once the other side has told us it holds exactly the heads we hold: nothing is left to exchange.
@@ -355,25 +438,25 @@ impl Session {
 
     /// A `doc-unavailable` frame for a document we do not have or will not share.
     #[must_use]
-    pub fn doc_unavailable_frame(&self, doc_id: DocumentId) -> Vec<u8> {
-        Message::DocUnavailable {
+    pub fn doc_unavailable_frame(&mut self, doc_id: DocumentId) -> Vec<u8> {
+        let message = Message::DocUnavailable {
             sender_id: self.our_peer_id.clone(),
             target_id: self.their_peer_id.clone().unwrap_or_default(),
             document_id: doc_id.to_string(),
-        }
-        .encode()
+        };
+        self.seal(&message)
     }
 
     /// An `error` frame; the sender closes the connection after it.
     #[must_use]
-    pub fn error_frame(&self, code: ErrorCode, message: &str) -> Vec<u8> {
-        Message::Error {
+    pub fn error_frame(&mut self, code: ErrorCode, message: &str) -> Vec<u8> {
+        let message = Message::Error {
             sender_id: Some(self.our_peer_id.clone()),
             target_id: self.their_peer_id.clone(),
             code: Some(code.as_str().to_owned()),
             message: message.to_owned(),
-        }
-        .encode()
+        };
+        self.seal(&message)
     }
 
     /// Drops the sync state of a document (after `doc-unavailable`, or when the driver unloads it).
@@ -394,7 +477,10 @@ fn parse_sync(data: &[u8]) -> Result<sync::Message, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{read_insight, write_insight};
+    use crate::compression::Deflater;
+    use crate::document::{
+        read_insight, read_server_record, write_insight, write_server_record, ServerRecord, ServerStatus,
+    };
     use crate::insight::tests::sample;
     use crate::Insight;
 
@@ -522,6 +608,33 @@ mod tests {
         assert!(client.peer_takes_whole);
     }
 
+    /// Automerge would send the whole document back (its changes to send are more than a third of it); the phone
+    /// already holds all of it but the server's decision.
+    #[test]
+    fn the_server_answers_a_new_document_with_its_decision_alone() {
+        let (mut client, mut server) = handshake();
+        let insight = sample();
+        let doc_id = DocumentId::for_insight(insight.id);
+        let mut phone_doc = AutoCommit::new();
+        write_insight(&mut phone_doc, &insight).unwrap();
+        client.offer_whole(doc_id, &mut phone_doc);
+        let first = client.generate(doc_id, &mut phone_doc).unwrap();
+        let Event::Sync { message, .. } = server.receive(&first).unwrap() else { panic!("expected sync") };
+        let mut server_doc = AutoCommit::new();
+        server.apply(doc_id, &mut server_doc, message).unwrap();
+        let record = ServerRecord { status: ServerStatus::OutsideCoverage, processed_at: insight.captured_at };
+        write_server_record(&mut server_doc, &record).unwrap();
+
+        let reply = server.generate(doc_id, &mut server_doc).unwrap();
+        let text = insight.text.as_bytes();
+        assert!(!reply.windows(text.len()).any(|window| window == text), "the insight came back");
+        assert!(reply.len() < first.len(), "reply of {} bytes to a document of {}", reply.len(), first.len());
+        let Event::Sync { message, .. } = client.receive(&reply).unwrap() else { panic!("expected sync") };
+        client.apply(doc_id, &mut phone_doc, message).unwrap();
+        assert_eq!(read_server_record(&phone_doc), Some(record));
+        assert!(client.is_in_step(doc_id, &mut phone_doc));
+    }
+
     #[test]
     fn the_server_announces_its_catch_up_in_the_handshake() {
         let catch_up = vec![DocumentId::random(), DocumentId::random()];
@@ -582,9 +695,109 @@ mod tests {
         assert_eq!(server.receive(&bad_data.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
     }
 
+    /// Handshakes a client and a server, each speaking `deflate-1` or not; returns them with the `peer` frame.
+    fn handshake_speaking(client_speaks: bool, server_speaks: bool) -> (Session, Session, Vec<u8>) {
+        let mut client = Session::new(Side::Client, "phone");
+        let mut server = Session::new(Side::Server, "server");
+        if client_speaks {
+            client = client.with_compression();
+        }
+        if server_speaks {
+            server = server.with_compression();
+        }
+        let Ok(Event::Joined { .. }) = server.receive(&client.join_frame()) else { panic!("join refused") };
+        let peer = server.accept(&[], None);
+        let Ok(Event::Accepted { .. }) = client.receive(&peer) else { panic!("peer refused") };
+        (client, server, peer)
+    }
+
+    #[test]
+    fn frames_are_compressed_after_the_handshake_only_when_both_sides_speak_deflate() {
+        for (client_speaks, server_speaks) in [(true, true), (true, false), (false, true), (false, false)] {
+            let (mut client, mut server, peer) = handshake_speaking(client_speaks, server_speaks);
+            let both = client_speaks && server_speaks;
+            assert_eq!((client.is_compressed(), server.is_compressed()), (both, both));
+            // `peer` itself is always plain CBOR.
+            assert!(matches!(Message::decode(&peer), Ok(Message::Peer { .. })));
+
+            let insights: Vec<Insight> = (0..5).map(|_| sample()).collect();
+            let mut sizes = Vec::new();
+            for insight in &insights {
+                let doc_id = DocumentId::for_insight(insight.id);
+                let mut phone_doc = AutoCommit::new();
+                write_insight(&mut phone_doc, insight).unwrap();
+                let frame = client.generate(doc_id, &mut phone_doc).unwrap();
+                assert_eq!(Message::decode(&frame).is_ok(), !both, "plain CBOR exactly when not compressed");
+                sizes.push(frame.len());
+                let mut server_doc = AutoCommit::new();
+                let Event::Sync { message, .. } = server.receive(&frame).unwrap() else { panic!("expected sync") };
+                server.apply(doc_id, &mut server_doc, message).unwrap();
+                run(&mut client, &mut server, doc_id, &mut phone_doc, &mut server_doc);
+                assert_eq!(read_insight(&server_doc).as_ref(), Ok(insight));
+                assert_eq!(phone_doc.get_heads(), server_doc.get_heads());
+            }
+            // Errors are coded the same way, and still read.
+            let error = server.error_frame(ErrorCode::RateLimited, "slow down");
+            let Event::RemoteError { code, .. } = client.receive(&error).unwrap() else { panic!("not an error") };
+            assert_eq!(code, Some(ErrorCode::RateLimited));
+            if both {
+                // The ids the envelope repeats cost next to nothing after the first message.
+                assert!(sizes[4] * 10 < sizes[0] * 9, "{sizes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_compressed_frame_is_held_to_the_frame_limit_once_inflated_and_must_be_deflate() {
+        let (_client, server, _) = handshake_speaking(true, true);
+        let mut server = Session { max_frame_bytes: 4096, ..server };
+        let bomb = Deflater::default().compress(&[0u8; 100_000]);
+        assert!(bomb.len() < 4096);
+        let error = server.receive(&bomb).unwrap_err();
+        assert_eq!(error.code, ErrorCode::FrameTooLarge, "{error}");
+        assert!(error.message.contains("4096"), "{error}");
+
+        let (_client, mut server, _) = handshake_speaking(true, true);
+        let error = server.receive(&[0xff; 40]).unwrap_err();
+        assert_eq!(error.code, ErrorCode::ProtocolViolation, "{error}");
+        // A plain CBOR message where a compressed frame is due is refused too, not read as it stands.
+        let (_client, mut server, _) = handshake_speaking(true, true);
+        let doc_id = DocumentId::random();
+        let plain = Message::Request {
+            sender_id: "phone".into(),
+            target_id: "server".into(),
+            document_id: doc_id.to_string(),
+            data: ByteBuf::from(
+                AutoCommit::new().sync().generate_sync_message(&mut sync::State::new()).unwrap().encode(),
+            ),
+        }
+        .encode();
+        assert!(server.receive(&plain).is_err());
+    }
+
+    #[test]
+    fn a_server_that_chooses_a_coding_the_client_did_not_offer_is_refused() {
+        let mut client = Session::new(Side::Client, "phone");
+        let peer = Message::Peer {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+            selected_protocol_version: PROTOCOL_V1.into(),
+            peer_metadata: Some(PeerMetadata { compression: Some(vec![DEFLATE.into()]), ..PeerMetadata::default() }),
+        };
+        assert_eq!(client.receive(&peer.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
+        let mut client = Session::new(Side::Client, "phone").with_compression();
+        let peer = Message::Peer {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+            selected_protocol_version: PROTOCOL_V1.into(),
+            peer_metadata: Some(PeerMetadata { compression: Some(vec!["zstd".into()]), ..PeerMetadata::default() }),
+        };
+        assert_eq!(client.receive(&peer.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
+    }
+
     #[test]
     fn remote_errors_surface_their_code() {
-        let (mut client, server) = handshake();
+        let (mut client, mut server) = handshake();
         let frame = server.error_frame(ErrorCode::Unauthorized, "revoked");
         let Event::RemoteError { code, message } = client.receive(&frame).unwrap() else { panic!("not an error") };
         assert_eq!((code, message.as_str()), (Some(ErrorCode::Unauthorized), "revoked"));

@@ -38,6 +38,10 @@ pub struct PeerMetadata {
     /// (Automerge's v2 sync message), without first asking what the server has.
     #[serde(default, rename = "grapevineWholeDocuments", skip_serializing_if = "Option::is_none")]
     pub whole_documents: Option<bool>,
+    /// In `join`, from Grapevine's SDK: the frame codings it reads (`["deflate-1"]`). In `peer`, from Grapevine's
+    /// server: the one it chose, as a list of one; absent, frames stay plain CBOR. See `compression`.
+    #[serde(default, rename = "grapevineCompression", skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Vec<String>>,
 }
 
 /// One protocol message.

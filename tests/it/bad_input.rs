@@ -6,6 +6,7 @@ use grapevine_client_sdk::{
 };
 use grapevine_sync_proto::automerge::transaction::Transactable;
 use grapevine_sync_proto::automerge::{AutoCommit, ROOT};
+use grapevine_sync_proto::compression::Deflater;
 use grapevine_sync_proto::document::{read_server_record, write_insight, ServerStatus};
 use grapevine_sync_proto::session::{Event, Session, Side};
 use grapevine_sync_proto::{DocumentId, Insight};
@@ -158,8 +159,36 @@ async fn an_oversized_frame_gets_a_coded_error_then_the_connection_closes(backen
     assert!(matches!(socket.next().await, Some(Ok(WsMessage::Close(_))) | None));
 }
 
+/// A compressed frame is held to the frame limit once inflated (a small frame can inflate to gigabytes), and one that
+/// does not inflate is a protocol violation; either way the device hears the code, compressed as agreed.
+async fn a_compressed_frame_over_the_limit_once_inflated_or_not_deflate_gets_a_coded_error(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.add_device("Zip bomber").await;
+    for (frame, expected) in [
+        (Deflater::default().compress(&vec![0u8; 64 << 20]), ErrorCode::FrameTooLarge),
+        (vec![0xff; 64], ErrorCode::ProtocolViolation),
+    ] {
+        let mut request = app.sync_url().into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut session = Session::new(Side::Client, "bomber").with_compression();
+        socket.send(WsMessage::Binary(session.join_frame().into())).await.unwrap();
+        let Some(Ok(WsMessage::Binary(peer))) = socket.next().await else { panic!("expected peer") };
+        assert!(matches!(session.receive(&peer), Ok(Event::Accepted { .. })));
+        assert!(session.is_compressed(), "the server takes deflate");
+        assert!(frame.len() < 100_000, "{} bytes on the wire", frame.len());
+        socket.send(WsMessage::Binary(frame.into())).await.unwrap();
+        let Some(Ok(WsMessage::Binary(frame))) = socket.next().await else { panic!("expected an error frame") };
+        let Ok(Event::RemoteError { code, message }) = session.receive(&frame) else { panic!("expected an error") };
+        assert_eq!(code, Some(expected), "{message}");
+        assert!(matches!(socket.next().await, Some(Ok(WsMessage::Close(_))) | None));
+    }
+    assert_eq!(app.totals().await, (vec![], 0));
+}
+
 on_both_backends!(
     the_sdk_refuses_an_invalid_insight_naming_the_field,
+    a_compressed_frame_over_the_limit_once_inflated_or_not_deflate_gets_a_coded_error,
     invalid_documents_from_another_client_are_kept_marked_rejected_and_never_counted,
     a_rejection_reaches_the_collector_on_the_next_sync,
     an_unknown_or_missing_token_is_refused_and_nothing_is_stored,

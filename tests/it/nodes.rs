@@ -153,7 +153,11 @@ async fn a_second_phone_catches_up_and_a_quiet_reconnect_costs_one_round_trip(ba
         ids.push(first.capture_at("asb", JOINERS_SQUARE.1, JOINERS_SQUARE.2, Some(3)).await);
     }
     let own = second.capture_at("drugs", JOINERS_SQUARE.1, JOINERS_SQUARE.2, Some(2)).await;
-    assert_eq!(first.sync(&app).await.unwrap().sent, 20);
+    let report = first.sync(&app).await.unwrap();
+    assert_eq!(report.sent, 20);
+    // `join`, then each insight whole in one frame. The server's decision is not answered: the phone is in step
+    // with it. (A Bloom filter's false positive now and then costs a document one exchange more.)
+    assert!(report.traffic.frames_sent <= 1 + 20 + 5, "{:?}", report.traffic);
 
     let report = second.sync(&app).await.unwrap();
     assert_eq!((report.sent, report.received), (1, 20), "{report:?}");
