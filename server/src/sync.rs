@@ -236,7 +236,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
             }
             Wake::Stop => {
                 // Every reply already sent was committed first; nothing is in flight here.
-                let _ = socket.send(WsMessage::Close(None)).await;
+                close(socket).await;
                 return;
             }
         };
@@ -347,9 +347,33 @@ async fn push(state: &AppState, connection: &mut Connection, doc_id: DocumentId)
     Ok(connection.session.generate(doc_id, &mut doc))
 }
 
+/// Tells the device why, then closes.
 async fn close_with(socket: &mut WebSocket, session: &mut Session, code: ErrorCode, message: &str) {
-    let _ = socket.send(WsMessage::Binary(session.error_frame(code, message).into())).await;
-    let _ = socket.send(WsMessage::Close(None)).await;
+    let frame = session.error_frame(code, message);
+    if send_within(socket, WsMessage::Binary(frame.into()), CLOSE_GRACE).await {
+        close(socket).await;
+    }
+}
+
+/// How long a closing connection waits for the device to take its last frames and answer the close.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ends the connection with the WebSocket closing handshake: sends Close, then reads and drops whatever the device
+/// had already sent, until its Close or the end of the stream, for at most [`CLOSE_GRACE`]. Dropping a socket with
+/// unread input makes the kernel reset the connection, and a reset can discard replies the device has received but
+/// not yet read: the decisions sent just before a `rate_limited`, for instance.
+async fn close(socket: &mut WebSocket) {
+    if !send_within(socket, WsMessage::Close(None), CLOSE_GRACE).await {
+        return;
+    }
+    let drain = async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
 }
 
 /// A message about a published document (the campaign): every device may read it, none may change it. Its sync

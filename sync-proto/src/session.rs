@@ -404,7 +404,10 @@ impl Session {
         };
         let message = doc.sync().generate_sync_message(state);
         state.their_capabilities = capabilities;
-        let message = message?;
+        let mut message = message?;
+        if peer_holds_some {
+            add_what_the_filter_hid(doc, state, &mut message);
+        }
         let data = ByteBuf::from(message.encode());
         let (sender_id, target_id, document_id) = (self.our_peer_id.clone(), their_peer_id, doc_id.to_string());
         let message = if is_empty && self.side == Side::Client {
@@ -472,6 +475,34 @@ fn parse_doc_id(text: &str) -> Result<DocumentId, ProtocolError> {
 fn parse_sync(data: &[u8]) -> Result<sync::Message, ProtocolError> {
     sync::Message::decode(data)
         .map_err(|error| ProtocolError::violation(format!("not an Automerge sync message: {error}")))
+}
+
+/// Completes a message with the changes the peer lacks that Automerge's Bloom filter hid.
+///
+/// Automerge picks the changes to send by testing each against the peer's Bloom filter of what it holds, and about
+/// one change in a hundred tests positive although the peer lacks it. The peer then asks for it, which costs a round
+/// trip more; and when the connection ends first, the phone never hears the server's decision on an insight the
+/// server has stored. When every head the peer announced is one we hold, the changes it lacks are known exactly (all
+/// changes since those heads), so any the filter hid are added here, and recorded as sent as Automerge records its
+/// own.
+fn add_what_the_filter_hid(doc: &mut AutoCommit, state: &mut sync::State, message: &mut sync::Message) {
+    let Some(their_heads) = state.their_heads.as_ref() else { return };
+    if message.version != sync::MessageVersion::V1
+        || !their_heads.iter().all(|head| doc.get_change_by_hash(head).is_some())
+    {
+        return;
+    }
+    let hidden: Vec<_> =
+        doc.get_changes(their_heads).into_iter().filter(|change| !state.sent_hashes.contains(&change.hash())).collect();
+    if hidden.is_empty() {
+        return;
+    }
+    let mut chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
+    for change in hidden {
+        state.sent_hashes.insert(change.hash());
+        chunks.push(change.raw_bytes().to_vec());
+    }
+    message.changes = chunks.into();
 }
 
 #[cfg(test)]
@@ -633,6 +664,40 @@ mod tests {
         client.apply(doc_id, &mut phone_doc, message).unwrap();
         assert_eq!(read_server_record(&phone_doc), Some(record));
         assert!(client.is_in_step(doc_id, &mut phone_doc));
+    }
+
+    /// Automerge tests each change against the peer's Bloom filter of what it holds; about one in a hundred tests
+    /// positive although the peer lacks it. Here the server's decision is such a change, found by trying decisions
+    /// until the phone's filter claims one: it still goes in the reply, so the phone is in step without asking.
+    #[test]
+    fn a_decision_the_phones_bloom_filter_claims_still_reaches_the_phone() {
+        let (mut client, mut server) = handshake();
+        let insight = sample();
+        let doc_id = DocumentId::for_insight(insight.id);
+        let mut phone_doc = AutoCommit::new();
+        write_insight(&mut phone_doc, &insight).unwrap();
+        client.offer_whole(doc_id, &mut phone_doc);
+        let first = client.generate(doc_id, &mut phone_doc).unwrap();
+        let Event::Sync { message, .. } = server.receive(&first).unwrap() else { panic!("expected sync") };
+        let mut server_doc = AutoCommit::new();
+        server.apply(doc_id, &mut server_doc, message).unwrap();
+        assert_eq!(server_doc.get_heads(), phone_doc.get_heads(), "the first message carried the insight");
+
+        let phone_holds = sync::BloomFilter::from_hashes(phone_doc.get_changes(&[]).iter().map(|change| change.hash()));
+        let mut server_doc = (0..100_000)
+            .map(|attempt| {
+                let mut candidate = server_doc.fork();
+                automerge::transaction::Transactable::put(&mut candidate, automerge::ROOT, "attempt", attempt).unwrap();
+                candidate
+            })
+            .find_map(|mut candidate| phone_holds.contains_hash(&candidate.get_heads()[0]).then_some(candidate))
+            .expect("a false positive within 100,000 tries");
+
+        let reply = server.generate(doc_id, &mut server_doc).unwrap();
+        let Event::Sync { message, .. } = client.receive(&reply).unwrap() else { panic!("expected sync") };
+        client.apply(doc_id, &mut phone_doc, message).unwrap();
+        assert_eq!(phone_doc.get_heads(), server_doc.get_heads(), "the phone holds the decision");
+        assert!(client.is_in_step(doc_id, &mut phone_doc), "nothing left to ask for");
     }
 
     #[test]
