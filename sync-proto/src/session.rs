@@ -516,8 +516,14 @@ mod tests {
     use crate::Insight;
 
     fn handshake() -> (Session, Session) {
-        let mut client = Session::new(Side::Client, "phone");
-        let mut server = Session::new(Side::Server, "server").with_storage_id("lineage-1");
+        let (client, server, _) =
+            handshake_between(Session::new(Side::Client, "phone"), Session::new(Side::Server, "server"));
+        (client, server)
+    }
+
+    /// Runs `join` and `peer` between two fresh sessions; returns them and the `peer` frame.
+    fn handshake_between(mut client: Session, server: Session) -> (Session, Session, Vec<u8>) {
+        let mut server = server.with_storage_id("lineage-1");
         let Event::Joined { peer_id, seen, .. } = server.receive(&client.join_frame()).unwrap() else {
             panic!("server did not accept the join");
         };
@@ -528,7 +534,7 @@ mod tests {
         };
         assert_eq!((peer_id.as_str(), storage_id.as_deref()), ("server", Some("lineage-1")));
         assert!(catch_up.is_empty());
-        (client, server)
+        (client, server, reply)
     }
 
     /// Delivers frames both ways until neither side has anything to say; returns the number of frames.
@@ -770,10 +776,7 @@ mod tests {
         if server_speaks {
             server = server.with_compression();
         }
-        let Ok(Event::Joined { .. }) = server.receive(&client.join_frame()) else { panic!("join refused") };
-        let peer = server.accept(&[], None);
-        let Ok(Event::Accepted { .. }) = client.receive(&peer) else { panic!("peer refused") };
-        (client, server, peer)
+        handshake_between(client, server)
     }
 
     #[test]
