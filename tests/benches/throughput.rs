@@ -9,7 +9,8 @@
 //! insights as one batch. A device is done when the server's sync state says it holds every change.
 //! - Throughput: `--devices` devices at once, `--insights` each; insights per second, median of `--rounds`.
 //! - Memory: `--memory-devices` devices, `--insights` each, in waves of `--devices` at once; the server's peak
-//!   resident memory (VmHWM) and its resident memory after each tenth of the insights (flat or growing?).
+//!   resident memory (VmHWM) and its resident memory after each tenth of the insights (flat or growing?), divided
+//!   into anonymous (heap), file-backed and shared pages.
 //!
 //! - `--memory-minutes M` gives each server at most M minutes for the memory run: a server that runs out starts no
 //!   more waves, and the table says how far it got. (The JavaScript server slows as it accumulates documents; at
@@ -213,7 +214,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Which {
     Grapevine,
     Node,
@@ -277,8 +278,33 @@ struct MemoryRun {
     n_failed: usize,
     /// The server process exited during the run.
     ended: bool,
-    /// (insights stored, resident KiB) after each wave.
-    curve: Vec<(usize, u64)>,
+    /// A reading after each wave.
+    curve: Vec<Reading>,
+}
+
+/// The server's resident memory after a wave, in KiB, whole and by kind (`/proc/<pid>/status`): anonymous pages
+/// (the heap: documents, caches, SQLite's page cache), file pages (the binary, libraries, mapped files) and shared
+/// memory (SQLite's WAL index).
+#[derive(Clone, Copy)]
+struct Reading {
+    stored: usize,
+    resident: u64,
+    anon: u64,
+    file: u64,
+    shmem: u64,
+}
+
+impl Reading {
+    fn of(pid: u32, stored: usize) -> Self {
+        let field = |name| memory_kib(pid, name);
+        Reading {
+            stored,
+            resident: field("VmRSS:"),
+            anon: field("RssAnon:"),
+            file: field("RssFile:"),
+            shmem: field("RssShmem:"),
+        }
+    }
 }
 
 /// Many devices in waves; peak and resident memory as the stored documents grow.
@@ -299,15 +325,20 @@ async fn memory(args: &Args, rng: &mut StdRng) {
             n_failed += outcome.n_failed;
             first += n;
             // A process that has exited has no /proc entry: its last readings stand.
-            let (resident, peak) = (memory_kib(server.pid, "VmRSS:"), memory_kib(server.pid, "VmHWM:"));
-            if resident == 0 {
+            let (reading, peak) = (Reading::of(server.pid, first * insights), memory_kib(server.pid, "VmHWM:"));
+            if reading.resident == 0 {
                 ended = true;
                 break;
             }
             peak_kib = peak;
-            curve.push((first * insights, resident));
-            eprintln!("memory run: {resident} KiB resident with {} insights stored", first * insights);
+            curve.push(reading);
+            let Reading { stored, resident, anon, file, shmem } = reading;
+            eprintln!(
+                "memory run: {resident} KiB resident (anonymous {anon}, file {file}, shared {shmem}) with {stored} insights stored"
+            );
         }
+        // Said now, so that a run stopped before the table is printed keeps it.
+        eprintln!("memory run: {which:?} peak {peak_kib} KiB resident, {n_synced} insights synced");
         let rate = per_second(n_synced, started.elapsed());
         runs.push(MemoryRun { peak_kib, rate, n_synced, n_failed, ended, curve });
     }
@@ -346,18 +377,25 @@ async fn memory(args: &Args, rng: &mut StdRng) {
     let mut shown: Vec<usize> = (1..=5).map(|k| (n_readings * k / 5).max(1) - 1).collect();
     shown.dedup();
     for index in shown {
-        let (stored, kib) = ours.curve[index];
+        let Reading { stored, resident, anon, file, shmem } = ours.curve[index];
         let anchor = theirs
             .curve
             .iter()
-            .find(|(theirs_stored, _)| *theirs_stored == stored)
-            .map_or_else(|| "not reached".to_owned(), |(_, kib)| format!("{} MiB", kib / 1024));
-        println!("| resident memory with {stored} insights stored | {} MiB | {anchor} | |", kib / 1024);
-    }
-    if let Some(&(stored, kib)) = theirs.curve.last().filter(|_| theirs.curve.len() < n_readings) {
+            .find(|reading| reading.stored == stored)
+            .map_or_else(|| "not reached".to_owned(), |reading| format!("{} MiB", reading.resident / 1024));
         println!(
-            "| the anchor's last reading: resident memory with {stored} insights stored | | {} MiB | |",
-            kib / 1024
+            "| resident memory with {stored} insights stored (anonymous, file, shared) | {} MiB ({}, {}, {}) | {anchor} | |",
+            resident / 1024,
+            anon / 1024,
+            file / 1024,
+            shmem / 1024
+        );
+    }
+    if let Some(last) = theirs.curve.last().filter(|_| theirs.curve.len() < n_readings) {
+        println!(
+            "| the anchor's last reading: resident memory with {} insights stored | | {} MiB | |",
+            last.stored,
+            last.resident / 1024
         );
     }
 }
