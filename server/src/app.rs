@@ -1,7 +1,7 @@
 //! Building and running the server: state, router, listener, graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,23 @@ pub struct ServeConfig {
     pub database_url: String,
     pub max_frame_bytes: usize,
     pub limits: SyncLimits,
+    pub enrol_limit: EnrolLimit,
+}
+
+/// How many unknown invitation codes one network address may try (`POST /api/v1/enrol`). A code has 50 random bits;
+/// with this limit, guessing one of a hundred live codes from a thousand addresses would take centuries.
+#[derive(Debug, Clone, Copy)]
+pub struct EnrolLimit {
+    /// Unknown codes an address may try at once.
+    pub burst: f64,
+    /// Unknown codes an address may try per minute after that.
+    pub per_minute: f64,
+}
+
+impl Default for EnrolLimit {
+    fn default() -> Self {
+        EnrolLimit { burst: 20.0, per_minute: 20.0 }
+    }
 }
 
 /// The limits every sync connection lives within (docs/sync-protocol.md).
@@ -66,6 +83,7 @@ impl ServeConfig {
             database_url: database_url.into(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             limits: SyncLimits::default(),
+            enrol_limit: EnrolLimit::default(),
         }
     }
 }
@@ -88,6 +106,8 @@ pub struct AppState {
     pub writer: GroupCommit,
     /// Per-device message budgets.
     pub rate_limiter: Arc<RateLimiter>,
+    /// Per-address budgets of unknown invitation codes (IPv6 addresses by their /64 network).
+    pub enrol_limiter: Arc<RateLimiter<IpAddr>>,
     /// Cancelled when the server begins to shut down; sync connections close on it.
     pub shutdown: CancellationToken,
     /// Tracks sync connections so shutdown can wait for them.
@@ -116,6 +136,7 @@ impl Application {
         let atlas = SharedAtlas::new(atlas);
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
+        let enrol_limiter = Arc::new(RateLimiter::new(config.enrol_limit.per_minute / 60.0, config.enrol_limit.burst));
         let writer = GroupCommit::start(store.clone());
         let state = AppState {
             store,
@@ -127,6 +148,7 @@ impl Application {
             doc_locks: Arc::new(DocLocks::default()),
             writer,
             rate_limiter,
+            enrol_limiter,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
@@ -177,7 +199,10 @@ impl Application {
             tracing::info!("shutting down: closing sync connections");
             stopping.cancel();
         };
-        axum::serve(self.listener, router).with_graceful_shutdown(signal).await?;
+        // Each request knows its peer's address (the enrolment limit is per address).
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signal)
+            .await?;
         state.tracker.close();
         state.tracker.wait().await;
         tracing::info!("stopped");

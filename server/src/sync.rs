@@ -493,30 +493,30 @@ async fn handle_sync(
     anyhow::bail!("document {doc_id} kept changing under us")
 }
 
-/// Per-device token buckets: a device may send `burst` messages at once and `rate` per second after that, across all
-/// its connections. Buckets of devices that went quiet are dropped when full again.
+/// Token buckets per key: a key (a device's messages, an address's enrolment attempts) may spend `burst` tokens at
+/// once and `rate` per second after that. Buckets of keys that went quiet are dropped when full again.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = Uuid> {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<Uuid, (f64, Instant)>>,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     #[must_use]
     pub fn new(rate: f64, burst: f64) -> Self {
         RateLimiter { rate, burst, buckets: Mutex::new(HashMap::new()) }
     }
 
-    /// Takes one message from the device's budget; false when it is spent.
-    pub fn allow(&self, device_id: Uuid) -> bool {
+    /// Takes one token from the key's budget; false when it is spent.
+    pub fn allow(&self, key: K) -> bool {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("rate limiter poisoned");
         if buckets.len() > 10_000 {
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
         }
-        let (tokens, at) = buckets.entry(device_id).or_insert((self.burst, now));
+        let (tokens, at) = buckets.entry(key).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
@@ -525,6 +525,22 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+
+    /// Gives back a token taken by [`RateLimiter::allow`], for an attempt that turned out not to count.
+    pub fn refund(&self, key: &K) {
+        let mut buckets = self.buckets.lock().expect("rate limiter poisoned");
+        if let Some((tokens, _)) = buckets.get_mut(key) {
+            *tokens = (*tokens + 1.0).min(self.burst);
+        }
+    }
+
+    /// How long until the key has a token again.
+    pub fn wait(&self, key: &K) -> std::time::Duration {
+        let buckets = self.buckets.lock().expect("rate limiter poisoned");
+        let Some((tokens, at)) = buckets.get(key) else { return std::time::Duration::ZERO };
+        let now_tokens = tokens + Instant::now().duration_since(*at).as_secs_f64() * self.rate;
+        std::time::Duration::from_secs_f64(((1.0 - now_tokens) / self.rate).max(0.0))
     }
 }
 

@@ -105,6 +105,47 @@ async fn codes_unknown_expired_used_up_or_revoked_are_refused_with_their_codes(b
     assert_eq!(invitation.uses_left, 5, "refused requests take no use");
 }
 
+/// Guessing codes is limited per address: 20 unknown codes at once, then 20 a minute. Once the budget is spent every
+/// code is refused, a right one too, without being looked up; codes that exist (expired, used up) cost nothing.
+async fn unknown_codes_from_one_address_are_limited(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let expired = app.create_invitation("Last term", 5, Duration::seconds(-1)).await;
+    for _ in 0..25 {
+        assert_eq!(enrol_code(&app, &expired).await.0, 410, "an existing code is not a guess");
+    }
+    // Twenty guesses at once: the budget is taken before the lookup, so parallel guesses cannot outrun it.
+    let app = &app;
+    let guesses = (0..25).map(|i| async move { enrol_code(app, &format!("2222-3333-{i:02}")).await });
+    let answers = futures_util::future::join_all(guesses).await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(statuses.iter().filter(|status| **status == 404).count(), 20, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|status| **status == 429).count(), 5, "{statuses:?}");
+    let (_, body) = answers.iter().find(|(status, _)| *status == 429).unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+
+    // A right code now waits too, and takes no use; the SDK surfaces the code.
+    let right = app.create_invitation("This term", 5, Duration::days(1)).await;
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/enrol", app.addr))
+        .header("content-type", "application/json")
+        .body(json!({ "code": right, "label": "" }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&retry_after), "one guess back every 3 s: retry after {retry_after} s");
+    let refused = Phone::enrolled(app, &right, "").await.err().map(|error| error.code());
+    assert_eq!(refused, Some(Some(ErrorCode::RateLimited)));
+    let invitation = app.store.invitations().await.unwrap().into_iter().find(|i| i.label == "This term").unwrap();
+    assert_eq!(invitation.uses_left, 5);
+
+    // After the wait the server asked for, the right code goes through.
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    let (status, body) = enrol_code(app, &right).await;
+    assert_eq!(status, 201, "{body}");
+}
+
 async fn the_last_uses_go_to_exactly_as_many_phones_as_there_are(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let code = app.create_invitation("Three phones", 3, Duration::days(1)).await;
@@ -313,6 +354,7 @@ async fn invitations_and_devices_from_the_command_line(backend: Backend) {
 }
 
 on_both_backends!(
+    unknown_codes_from_one_address_are_limited,
     a_phone_enrols_with_a_code_and_syncs_with_the_stored_token,
     codes_unknown_expired_used_up_or_revoked_are_refused_with_their_codes,
     the_last_uses_go_to_exactly_as_many_phones_as_there_are,

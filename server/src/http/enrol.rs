@@ -1,11 +1,14 @@
 //! `POST /api/v1/enrol`: a phone redeems an invitation code for its own device token (docs/sync-protocol.md,
 //! "Enrolment"). No bearer token: the code is the credential.
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use grapevine_sync_proto::ErrorCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -38,8 +41,49 @@ struct EnrolResponse {
     token: String,
 }
 
+/// The key an address's enrolment budget is kept under: an IPv4 address, or an IPv6 address's /64 network (one
+/// household or phone may hold a whole /64). Without the peer's address (a router served without connect info),
+/// every request shares one budget.
+fn budget_key(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
+    match peer.map(|Extension(ConnectInfo(address))| address.ip().to_canonical()) {
+        Some(IpAddr::V6(v6)) => {
+            let network = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(Ipv6Addr::from(network))
+        }
+        Some(v4) => v4,
+        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// Redeems a code, within the address's budget of unknown codes: every attempt takes a token first (so parallel
+/// guesses cannot outrun the count) and gets it back unless the code was unknown. A spent budget refuses every code,
+/// right ones too, with `429 rate_limited` and `Retry-After`; nothing is looked up.
 async fn enrol(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request: Result<Json<EnrolRequest>, JsonRejection>,
+) -> Response {
+    let key = budget_key(peer);
+    let limiter = &state.enrol_limiter;
+    if !limiter.allow(key) {
+        // Whole seconds, rounded up: a client that waits this long finds a token.
+        let wait = (limiter.wait(&key).as_secs_f64().ceil() as u64).max(1);
+        tracing::warn!(address = %key, "enrolment refused: too many unknown codes from this address");
+        let message = format!("too many unknown codes from this network; try again in {wait} s");
+        let mut response =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, message).into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return response;
+    }
+    let outcome = redeem(&state, request).await;
+    if !matches!(&outcome, Err(error) if error.code == ErrorCode::InvitationUnknown) {
+        limiter.refund(&key);
+    }
+    outcome.into_response()
+}
+
+async fn redeem(
+    state: &AppState,
     request: Result<Json<EnrolRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<EnrolResponse>), ApiError> {
     let Json(request) = request.map_err(|rejection| {
@@ -80,4 +124,22 @@ async fn enrol(
 
 fn gone(code: ErrorCode, message: &str) -> ApiError {
     ApiError::new(StatusCode::GONE, code, format!("{message}; ask for a new one"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(address: &str) -> IpAddr {
+        budget_key(Some(Extension(ConnectInfo(address.parse().unwrap()))))
+    }
+
+    #[test]
+    fn an_ipv6_network_shares_one_budget_and_a_mapped_ipv4_address_is_itself() {
+        assert_eq!(key("[2001:db8:1:2:aaaa::1]:443"), key("[2001:db8:1:2:bbbb::9]:80"));
+        assert_ne!(key("[2001:db8:1:2::1]:443"), key("[2001:db8:1:3::1]:443"));
+        assert_eq!(key("[::ffff:192.0.2.7]:443"), key("192.0.2.7:80"));
+        assert_ne!(key("192.0.2.7:80"), key("192.0.2.8:80"));
+        assert_eq!(budget_key(None), IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    }
 }
