@@ -139,6 +139,12 @@ pub struct ServeArgs {
     /// Sync messages a device may send in one burst.
     #[arg(long, env = "GRAPEVINE_RATE_BURST", default_value_t = 20_000.0)]
     pub rate_burst: f64,
+    /// Unknown invitation codes one network address may try at once (`POST /api/v1/enrol`).
+    #[arg(long, env = "GRAPEVINE_ENROL_BURST", default_value_t = 20.0)]
+    pub enrol_burst: f64,
+    /// Unknown invitation codes one network address may try per minute after its burst.
+    #[arg(long, env = "GRAPEVINE_ENROL_PER_MINUTE", default_value_t = 20.0)]
+    pub enrol_per_minute: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +238,18 @@ pub enum TokenCommand {
     },
 }
 
+/// The server's configuration from `serve`'s flags; budgets are at least one.
+fn serve_config(args: ServeArgs) -> ServeConfig {
+    let mut config = ServeConfig::new(args.listen, args.database.database_url);
+    config.limits.idle_timeout = std::time::Duration::from_secs(args.idle_timeout_secs.max(1));
+    config.limits.keepalive_interval = std::time::Duration::from_secs(args.keepalive_secs.max(1));
+    config.limits.messages_per_second = args.rate_limit;
+    config.limits.burst = args.rate_burst.max(1.0);
+    config.enrol_limit.burst = args.enrol_burst.max(1.0);
+    config.enrol_limit.per_minute = args.enrol_per_minute.max(1.0);
+    config
+}
+
 /// Runs a parsed command line.
 ///
 /// # Errors
@@ -239,12 +257,7 @@ pub enum TokenCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let mut config = ServeConfig::new(args.listen, args.database.database_url);
-            config.limits.idle_timeout = std::time::Duration::from_secs(args.idle_timeout_secs.max(1));
-            config.limits.keepalive_interval = std::time::Duration::from_secs(args.keepalive_secs.max(1));
-            config.limits.messages_per_second = args.rate_limit;
-            config.limits.burst = args.rate_burst.max(1.0);
-            let app = Application::build(config).await?;
+            let app = Application::build(serve_config(args)).await?;
             tracing::info!(address = %app.local_addr()?, "grapevine listening");
             app.run_until_stopped(shutdown_signal()).await
         }
@@ -495,5 +508,26 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(flags: &[&str]) -> ServeConfig {
+        let cli = Cli::try_parse_from(["grapevine", "serve"].iter().chain(flags)).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        serve_config(args)
+    }
+
+    #[test]
+    fn serve_flags_set_the_enrolment_budget_and_a_budget_is_at_least_one() {
+        let default = serve(&[]);
+        assert_eq!((default.enrol_limit.burst, default.enrol_limit.per_minute), (20.0, 20.0));
+        let set = serve(&["--enrol-burst", "5", "--enrol-per-minute", "2", "--rate-burst", "0"]);
+        assert_eq!((set.enrol_limit.burst, set.enrol_limit.per_minute, set.limits.burst), (5.0, 2.0, 1.0));
+        let zero = serve(&["--enrol-per-minute", "0"]);
+        assert_eq!(zero.enrol_limit.per_minute, 1.0);
     }
 }

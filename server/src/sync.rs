@@ -540,7 +540,8 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
         let buckets = self.buckets.lock().expect("rate limiter poisoned");
         let Some((tokens, at)) = buckets.get(key) else { return std::time::Duration::ZERO };
         let now_tokens = tokens + Instant::now().duration_since(*at).as_secs_f64() * self.rate;
-        std::time::Duration::from_secs_f64(((1.0 - now_tokens) / self.rate).max(0.0))
+        std::time::Duration::try_from_secs_f64(((1.0 - now_tokens) / self.rate).max(0.0))
+            .unwrap_or(std::time::Duration::MAX)
     }
 }
 
