@@ -28,6 +28,9 @@ pub struct ServeConfig {
     pub max_frame_bytes: usize,
     pub limits: SyncLimits,
     pub enrol_limit: EnrolLimit,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of them is counted against the address
+    /// the proxy says it came from. Empty (the default), the header is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// How many unknown invitation codes one network address may try (`POST /api/v1/enrol`). A code has 50 random bits;
@@ -84,6 +87,7 @@ impl ServeConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             limits: SyncLimits::default(),
             enrol_limit: EnrolLimit::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

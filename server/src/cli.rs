@@ -145,6 +145,10 @@ pub struct ServeArgs {
     /// Unknown invitation codes one network address may try per minute after its burst.
     #[arg(long, env = "GRAPEVINE_ENROL_PER_MINUTE", default_value_t = 20.0)]
     pub enrol_per_minute: f64,
+    /// A reverse proxy in front of the server (repeat, or separate with commas): its `X-Forwarded-For` names the
+    /// address a request is counted against. Without one, that header is ignored.
+    #[arg(long = "trusted-proxy", env = "GRAPEVINE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +251,7 @@ fn serve_config(args: ServeArgs) -> ServeConfig {
     config.limits.burst = args.rate_burst.max(1.0);
     config.enrol_limit.burst = args.enrol_burst.max(1.0);
     config.enrol_limit.per_minute = args.enrol_per_minute.max(1.0);
+    config.trusted_proxies = args.trusted_proxies;
     config
 }
 
@@ -529,5 +534,10 @@ mod tests {
         assert_eq!((set.enrol_limit.burst, set.enrol_limit.per_minute, set.limits.burst), (5.0, 2.0, 1.0));
         let zero = serve(&["--enrol-per-minute", "0"]);
         assert_eq!(zero.enrol_limit.per_minute, 1.0);
+        assert!(default.trusted_proxies.is_empty());
+        let proxied = serve(&["--trusted-proxy", "127.0.0.1,::1", "--trusted-proxy", "10.0.0.2"]);
+        let expected: Vec<std::net::IpAddr> = ["127.0.0.1", "::1", "10.0.0.2"].map(|ip| ip.parse().unwrap()).into();
+        assert_eq!(proxied.trusted_proxies, expected);
+        assert!(Cli::try_parse_from(["grapevine", "serve", "--trusted-proxy", "proxy.local"]).is_err());
     }
 }

@@ -31,6 +31,18 @@ async fn enrol_code(app: &TestApp, code: &str) -> (u16, serde_json::Value) {
     app.post_json("/api/v1/enrol", &json!({ "code": code, "label": "" }).to_string()).await
 }
 
+/// `POST /api/v1/enrol` with a code, saying it was forwarded for `forwarded_for` (if not empty).
+async fn enrol_as(app: &TestApp, code: &str, forwarded_for: &str) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/enrol", app.addr))
+        .header("content-type", "application/json")
+        .body(json!({ "code": code, "label": "" }).to_string());
+    if !forwarded_for.is_empty() {
+        request = request.header("x-forwarded-for", forwarded_for);
+    }
+    request.send().await.unwrap()
+}
+
 async fn a_phone_enrols_with_a_code_and_syncs_with_the_stored_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let code = app.create_invitation("Hanley barbers", 20, Duration::days(14)).await;
@@ -125,13 +137,7 @@ async fn unknown_codes_from_one_address_are_limited(backend: Backend) {
 
     // A right code now waits too, and takes no use; the SDK surfaces the code.
     let right = app.create_invitation("This term", 5, Duration::days(1)).await;
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/api/v1/enrol", app.addr))
-        .header("content-type", "application/json")
-        .body(json!({ "code": right, "label": "" }).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = enrol_as(app, &right, "").await;
     assert_eq!(response.status().as_u16(), 429);
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3).contains(&retry_after), "one guess back every 3 s: retry after {retry_after} s");
@@ -144,6 +150,29 @@ async fn unknown_codes_from_one_address_are_limited(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
     let (status, body) = enrol_code(app, &right).await;
     assert_eq!(status, 201, "{body}");
+}
+
+/// Behind a trusted reverse proxy the budget is the forwarded address's, so one guesser does not lock every phone
+/// out; from anyone else `X-Forwarded-For` changes nothing, so a guesser cannot name a fresh address per guess.
+async fn behind_a_trusted_proxy_each_forwarded_address_has_its_own_budget(backend: Backend) {
+    async fn guess(app: &TestApp, code: &str, forwarded_for: &str) -> u16 {
+        enrol_as(app, code, forwarded_for).await.status().as_u16()
+    }
+
+    let proxied =
+        TestApp::spawn_configured(backend, |config| config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    for i in 0..20 {
+        assert_eq!(guess(&proxied, &format!("2222-3333-{i:02}"), "198.51.100.1").await, 404);
+    }
+    assert_eq!(guess(&proxied, "2222-3333-99", "198.51.100.1").await, 429, "the guesser's budget is spent");
+    let right = proxied.create_invitation("Behind the proxy", 1, Duration::days(1)).await;
+    assert_eq!(guess(&proxied, &right, "203.0.113.9, 198.51.100.2").await, 201, "another phone is not locked out");
+
+    let direct = TestApp::spawn(backend).await;
+    for i in 0..20 {
+        assert_eq!(guess(&direct, &format!("2222-3333-{i:02}"), &format!("198.51.100.{i}")).await, 404);
+    }
+    assert_eq!(guess(&direct, "2222-3333-99", "198.51.100.99").await, 429, "the header is not believed");
 }
 
 async fn the_last_uses_go_to_exactly_as_many_phones_as_there_are(backend: Backend) {
@@ -355,6 +384,7 @@ async fn invitations_and_devices_from_the_command_line(backend: Backend) {
 
 on_both_backends!(
     unknown_codes_from_one_address_are_limited,
+    behind_a_trusted_proxy_each_forwarded_address_has_its_own_budget,
     a_phone_enrols_with_a_code_and_syncs_with_the_stored_token,
     codes_unknown_expired_used_up_or_revoked_are_refused_with_their_codes,
     the_last_uses_go_to_exactly_as_many_phones_as_there_are,

@@ -118,12 +118,18 @@ impl TestApp {
         app
     }
 
-    /// Starts the real server with its sync limits set by `limits` (the rest as `spawn`).
+    /// Starts the real server with its sync limits set by `limits` (the rest as `spawn`, without the analyst token).
     pub async fn spawn_with_limits(backend: Backend, limits: grapevine_server::app::SyncLimits) -> TestApp {
+        TestApp::spawn_configured(backend, |config| config.limits = limits).await
+    }
+
+    /// Starts the real server with its configuration changed by `configure` (the rest as `spawn`, without the
+    /// analyst token).
+    pub async fn spawn_configured(backend: Backend, configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
         let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
         let (database_url, postgres_database) = fresh_database(backend, &dir).await;
         let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url);
-        config.limits = limits;
+        configure(&mut config);
         let mut app = TestApp::start_with(dir, config).await;
         app.postgres_database = postgres_database;
         app

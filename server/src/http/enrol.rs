@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
@@ -41,16 +41,44 @@ struct EnrolResponse {
     token: String,
 }
 
+/// The address a request is counted against: its peer's, or, when the peer is a trusted reverse proxy, the
+/// right-most address in `X-Forwarded-For` that is not itself a trusted proxy (the left part of the header is
+/// whatever the client wrote, and believing it would let a guesser pick a fresh address for every guess). An entry
+/// that is not an address ends the walk at the proxy.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let is_trusted = |address: IpAddr| trusted.iter().any(|proxy| proxy.to_canonical() == address);
+    let peer = peer.to_canonical();
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    for entry in forwarded.into_iter().rev() {
+        let parsed = entry.parse::<IpAddr>().or_else(|_| entry.parse::<SocketAddr>().map(|address| address.ip()));
+        match parsed.map(|address| address.to_canonical()) {
+            Ok(address) if is_trusted(address) => {}
+            Ok(address) => return address,
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 /// The key an address's enrolment budget is kept under: an IPv4 address, or an IPv6 address's /64 network (one
 /// household or phone may hold a whole /64). Without the peer's address (a router served without connect info),
 /// every request shares one budget.
-fn budget_key(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
-    match peer.map(|Extension(ConnectInfo(address))| address.ip().to_canonical()) {
-        Some(IpAddr::V6(v6)) => {
+fn budget_key(address: Option<IpAddr>) -> IpAddr {
+    match address {
+        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
             let network = u128::from(v6) & !u128::from(u64::MAX);
             IpAddr::V6(Ipv6Addr::from(network))
         }
-        Some(v4) => v4,
+        Some(address) => address.to_canonical(),
         None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     }
 }
@@ -61,9 +89,11 @@ fn budget_key(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
 async fn enrol(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     request: Result<Json<EnrolRequest>, JsonRejection>,
 ) -> Response {
-    let key = budget_key(peer);
+    let trusted = &state.config.trusted_proxies;
+    let key = budget_key(peer.map(|Extension(ConnectInfo(peer))| client_address(peer.ip(), &headers, trusted)));
     let limiter = &state.enrol_limiter;
     if !limiter.allow(key) {
         // Whole seconds, rounded up: a client that waits this long finds a token.
@@ -130,16 +160,46 @@ fn gone(code: ErrorCode, message: &str) -> ApiError {
 mod tests {
     use super::*;
 
+    fn ip(address: &str) -> IpAddr {
+        address.parse().unwrap()
+    }
+
     fn key(address: &str) -> IpAddr {
-        budget_key(Some(Extension(ConnectInfo(address.parse().unwrap()))))
+        budget_key(Some(ip(address)))
     }
 
     #[test]
     fn an_ipv6_network_shares_one_budget_and_a_mapped_ipv4_address_is_itself() {
-        assert_eq!(key("[2001:db8:1:2:aaaa::1]:443"), key("[2001:db8:1:2:bbbb::9]:80"));
-        assert_ne!(key("[2001:db8:1:2::1]:443"), key("[2001:db8:1:3::1]:443"));
-        assert_eq!(key("[::ffff:192.0.2.7]:443"), key("192.0.2.7:80"));
-        assert_ne!(key("192.0.2.7:80"), key("192.0.2.8:80"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
         assert_eq!(budget_key(None), IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy_and_only_its_right_end() {
+        let headers = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+            }
+            headers
+        };
+        let proxies = [ip("127.0.0.1"), ip("10.0.0.2")];
+        // Not from a proxy: the header is the client's own words.
+        assert_eq!(client_address(ip("192.0.2.7"), &headers(&["198.51.100.1"]), &proxies), ip("192.0.2.7"));
+        assert_eq!(client_address(ip("127.0.0.1"), &headers(&["198.51.100.1"]), &[]), ip("127.0.0.1"));
+        // From a proxy: the right-most address that is not a proxy; what the client prepended is ignored.
+        let chain = headers(&["203.0.113.9, 198.51.100.1", "10.0.0.2"]);
+        assert_eq!(client_address(ip("127.0.0.1"), &chain, &proxies), ip("198.51.100.1"));
+        assert_eq!(
+            client_address(ip("::ffff:127.0.0.1"), &headers(&["198.51.100.1:4711"]), &proxies),
+            ip("198.51.100.1")
+        );
+        // Nothing usable: the proxy's own address.
+        assert_eq!(client_address(ip("127.0.0.1"), &headers(&[]), &proxies), ip("127.0.0.1"));
+        assert_eq!(client_address(ip("127.0.0.1"), &headers(&["not an address"]), &proxies), ip("127.0.0.1"));
+        assert_eq!(client_address(ip("127.0.0.1"), &headers(&["10.0.0.2"]), &proxies), ip("127.0.0.1"));
     }
 }
