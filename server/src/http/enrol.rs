@@ -98,7 +98,7 @@ async fn enrol(
     if !limiter.allow(key) {
         // Whole seconds, rounded up: a client that waits this long finds a token.
         let wait = (limiter.wait(&key).as_secs_f64().ceil() as u64).max(1);
-        tracing::warn!(address = %key, "enrolment refused: too many unknown codes from this address");
+        tracing::debug!(address = %key, "enrolment refused: too many unknown codes from this address");
         let message = format!("too many unknown codes from this network; try again in {wait} s");
         let mut response =
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, message).into_response();
@@ -108,6 +108,9 @@ async fn enrol(
     let outcome = redeem(&state, request).await;
     if !matches!(&outcome, Err(error) if error.code == ErrorCode::InvitationUnknown) {
         limiter.refund(&key);
+    } else if !limiter.wait(&key).is_zero() {
+        // Said once, as the budget runs out, not for every refusal after it: a guesser must not fill the log.
+        tracing::warn!(address = %key, "too many unknown invitation codes from this address; refusing enrolment for now");
     }
     outcome.into_response()
 }
