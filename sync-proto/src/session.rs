@@ -479,8 +479,8 @@ fn parse_sync(data: &[u8]) -> Result<sync::Message, ProtocolError> {
 
 /// Completes a message with the changes the peer lacks that Automerge's Bloom filter hid.
 ///
-/// Automerge picks the changes to send by testing each against the peer's Bloom filter of what it holds, and about
-/// one change in a hundred tests positive although the peer lacks it. The peer then asks for it, which costs a round
+/// Automerge picks the changes to send by testing each against the peer's Bloom filter of what it holds, sized for
+/// about one false positive in a hundred: a change can test positive although the peer lacks it. The peer then asks for it, which costs a round
 /// trip more; and when the connection ends first, the phone never hears the server's decision on an insight the
 /// server has stored. When every head the peer announced is one we hold, the changes it lacks are known exactly (all
 /// changes since those heads), so any the filter hid are added here, and recorded as sent as Automerge records its
@@ -645,10 +645,19 @@ mod tests {
         assert!(client.peer_takes_whole);
     }
 
-    /// Automerge would send the whole document back (its changes to send are more than a third of it); the phone
-    /// already holds all of it but the server's decision.
-    #[test]
-    fn the_server_answers_a_new_document_with_its_decision_alone() {
+    /// A new insight on the phone, offered whole, and the server's copy made from that first message.
+    struct Offered {
+        client: Session,
+        server: Session,
+        insight: Insight,
+        doc_id: DocumentId,
+        phone_doc: AutoCommit,
+        server_doc: AutoCommit,
+        /// The phone's first frame.
+        first: Vec<u8>,
+    }
+
+    fn offered() -> Offered {
         let (mut client, mut server) = handshake();
         let insight = sample();
         let doc_id = DocumentId::for_insight(insight.id);
@@ -659,6 +668,14 @@ mod tests {
         let Event::Sync { message, .. } = server.receive(&first).unwrap() else { panic!("expected sync") };
         let mut server_doc = AutoCommit::new();
         server.apply(doc_id, &mut server_doc, message).unwrap();
+        Offered { client, server, insight, doc_id, phone_doc, server_doc, first }
+    }
+
+    /// Automerge would send the whole document back (its changes to send are more than a third of it); the phone
+    /// already holds all of it but the server's decision.
+    #[test]
+    fn the_server_answers_a_new_document_with_its_decision_alone() {
+        let Offered { mut client, mut server, insight, doc_id, mut phone_doc, mut server_doc, first } = offered();
         let record = ServerRecord { status: ServerStatus::OutsideCoverage, processed_at: insight.captured_at };
         write_server_record(&mut server_doc, &record).unwrap();
 
@@ -672,21 +689,12 @@ mod tests {
         assert!(client.is_in_step(doc_id, &mut phone_doc));
     }
 
-    /// Automerge tests each change against the peer's Bloom filter of what it holds; about one in a hundred tests
-    /// positive although the peer lacks it. Here the server's decision is such a change, found by trying decisions
+    /// Automerge tests each change against the peer's Bloom filter of what it holds, a filter sized for about one
+    /// false positive in a hundred. Here the server's decision is such a change, found by trying decisions
     /// until the phone's filter claims one: it still goes in the reply, so the phone is in step without asking.
     #[test]
     fn a_decision_the_phones_bloom_filter_claims_still_reaches_the_phone() {
-        let (mut client, mut server) = handshake();
-        let insight = sample();
-        let doc_id = DocumentId::for_insight(insight.id);
-        let mut phone_doc = AutoCommit::new();
-        write_insight(&mut phone_doc, &insight).unwrap();
-        client.offer_whole(doc_id, &mut phone_doc);
-        let first = client.generate(doc_id, &mut phone_doc).unwrap();
-        let Event::Sync { message, .. } = server.receive(&first).unwrap() else { panic!("expected sync") };
-        let mut server_doc = AutoCommit::new();
-        server.apply(doc_id, &mut server_doc, message).unwrap();
+        let Offered { mut client, mut server, doc_id, mut phone_doc, mut server_doc, .. } = offered();
         assert_eq!(server_doc.get_heads(), phone_doc.get_heads(), "the first message carried the insight");
 
         let phone_holds = sync::BloomFilter::from_hashes(phone_doc.get_changes(&[]).iter().map(|change| change.hash()));
