@@ -28,7 +28,8 @@ fn stdout(output: &std::process::Output) -> String {
 }
 
 async fn enrol_code(app: &TestApp, code: &str) -> (u16, serde_json::Value) {
-    app.post_json("/api/v1/enrol", &json!({ "code": code, "label": "" }).to_string()).await
+    let response = enrol_as(app, code, "").await;
+    (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 /// `POST /api/v1/enrol` with a code, saying it was forwarded for `forwarded_for` (if not empty).
