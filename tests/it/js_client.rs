@@ -15,26 +15,22 @@ fn js_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
 }
 
-/// Installs the pinned JavaScript client with `npm ci`, once per test run. npm 11 writes lockfiles without the
-/// platform packages of `cbor-extract` (an optional dependency whose install script it does not run), and then
-/// refuses `npm ci` on them; `npm install` from the same lockfile (the versions are pinned exactly in package.json)
-/// is the fallback.
+/// Installs the pinned JavaScript client with `npm ci`, once per test run, exactly as the lockfile says. (package.json
+/// pins `cbor-extract` to 2.2.2 through `overrides`: the registry has no platform packages for 2.2.3, and without
+/// them in the lockfile npm 11 refuses `npm ci`.)
 fn npm_ci() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         if js_dir().join("node_modules/@automerge/automerge-repo/package.json").exists() {
             return;
         }
-        let npm = |args: &[&str]| {
-            std::process::Command::new("npm")
-                .args(args)
-                .current_dir(js_dir())
-                .status()
-                .expect("npm runs (Node.js is needed for the compatibility tests)")
-                .success()
-        };
-        let installed = npm(&["ci", "--no-audit", "--no-fund"]) || npm(&["install", "--no-audit", "--no-fund"]);
-        assert!(installed, "npm could not install tests/js");
+        let installed = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(js_dir())
+            .status()
+            .expect("npm runs (Node.js is needed for the compatibility tests)")
+            .success();
+        assert!(installed, "`npm ci` could not install tests/js from its lockfile");
     });
 }
 
