@@ -15,7 +15,8 @@ use crate::boundaries::Boundaries;
 use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
 use crate::invitations;
 use crate::postcodes::read_postcodes;
-use crate::store::{self, Revoked, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
+use crate::store::{self, ApiTokenInfo, Revoked, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 /// Grapevine: community-safety insights from the people already there.
@@ -240,6 +241,21 @@ pub enum TokenCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// List API tokens: id, role, label, when created, when revoked. Tokens themselves are never shown again.
+    List {
+        /// Print a JSON array instead of a table, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke an API token: every node refuses it (401 unauthorized) from its next request on.
+    Revoke {
+        /// The token's id, from `grapevine token list`.
+        id: Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 /// The server's configuration from `serve`'s flags; budgets are at least one.
@@ -286,7 +302,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invite(command) => run_invitations(command).await,
         Command::Boundaries(command) => run_boundaries(command).await,
         Command::Postcodes(command) => run_postcodes(command).await,
-        Command::Token(TokenCommand::Add { role, label, database }) => {
+        Command::Token(command) => run_tokens(command).await,
+    }
+}
+
+async fn run_tokens(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Add { role, label, database } => {
             let store = store::open(&database.database_url).await?;
             let role = match role {
                 RoleArg::Analyst => Role::Analyst,
@@ -295,9 +317,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (id, token) = issue_api_token(store.as_ref(), role, &label).await?;
             println!("Added {} token {id}. The token, shown only now:", role.as_str());
             println!("{token}");
-            Ok(())
+        }
+        TokenCommand::List { json, database } => {
+            let store = store::open(&database.database_url).await?;
+            let tokens = store.api_tokens().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&api_tokens_json(&tokens)?)?);
+            } else {
+                println!("{:<36}  {:<8}  {:<20}  {:<20}  label", "token", "role", "created", "revoked");
+                for token in tokens {
+                    println!(
+                        "{:<36}  {:<8}  {:<20}  {:<20}  {}",
+                        token.id,
+                        token.role.as_str(),
+                        minutes(token.created_at),
+                        token.revoked_at.map_or_else(|| "-".to_owned(), minutes),
+                        token.label
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { id, database } => {
+            let store = store::open(&database.database_url).await?;
+            match store.revoke_api_token(id).await? {
+                Revoked::Now => println!("Revoked API token {id}; every node refuses it from its next request on."),
+                Revoked::Already => println!("API token {id} was revoked already; nothing changed."),
+                Revoked::Unknown => anyhow::bail!("no API token has the id {id} (see `grapevine token list`)"),
+            }
         }
     }
+    Ok(())
+}
+
+/// `token list --json`: one object per token, times in RFC 3339 (UTC), `revoked_at` null while it is live.
+fn api_tokens_json(tokens: &[ApiTokenInfo]) -> anyhow::Result<serde_json::Value> {
+    let rfc3339 = |at: time::OffsetDateTime| at.to_offset(time::UtcOffset::UTC).format(&Rfc3339);
+    let entries = tokens
+        .iter()
+        .map(|token| {
+            Ok(serde_json::json!({
+                "id": token.id,
+                "role": token.role.as_str(),
+                "label": token.label,
+                "created_at": rfc3339(token.created_at)?,
+                "revoked_at": token.revoked_at.map(rfc3339).transpose()?,
+            }))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(serde_json::Value::Array(entries))
 }
 
 async fn run_devices(command: DeviceCommand) -> anyhow::Result<()> {

@@ -35,3 +35,4 @@ mod python_sdk;
 mod spine;
 mod store;
 mod tls;
+mod tokens;

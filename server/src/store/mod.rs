@@ -99,7 +99,17 @@ pub struct InvitationInfo {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-/// What revoking a device or an invitation did.
+/// An API token as `grapevine token list` shows it. Neither the token nor its hash is part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenInfo {
+    pub id: Uuid,
+    pub role: Role,
+    pub label: String,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// What revoking a device, an invitation or an API token did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revoked {
     Now,
@@ -458,6 +468,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Adds an API token with a role.
     async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid>;
+
+    /// Every API token, oldest first.
+    async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>>;
+
+    /// Revokes an API token: every node refuses it from its next request on (each request looks the token up).
+    async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked>;
 
     /// Who holds the token with this hash, if anyone (revoked tokens hold nothing).
     async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>>;

@@ -23,10 +23,10 @@ use super::rollup::{
     Contribution, ContributorSet, Counted, GenerationRollups, PeriodKind, Phases, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, tagged_up_to, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo,
-    DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState,
-    NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea,
-    StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, DayRange,
+    DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo,
+    InvitationState, NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store,
+    StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -689,6 +689,30 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(id)
+    }
+
+    async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
+        let rows =
+            sqlx::query("SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("id");
+                let role: String = row.get("role");
+                Ok(ApiTokenInfo {
+                    id: id.parse().context("API token id")?,
+                    role: Role::parse(&role).with_context(|| format!("API token {id} has the unknown role {role}"))?,
+                    label: row.get("label"),
+                    created_at: parse_time(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    revoked_at: parse_time(row.get("revoked_at")),
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked> {
+        revoke(&self.pool, "api_tokens", id).await
     }
 
     async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
