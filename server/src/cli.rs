@@ -96,8 +96,10 @@ pub enum BoundariesCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// List every boundary set with its generations and area counts.
+    /// List every boundary set with its generations and area counts; the filing set is marked.
     List {
+        #[command(flatten)]
+        filing: FilingSetArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -150,6 +152,27 @@ pub struct ServeArgs {
     /// address a request is counted against. Without one, that header is ignored.
     #[arg(long = "trusted-proxy", env = "GRAPEVINE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    #[command(flatten)]
+    pub invitation_secret: InvitationSecretArgs,
+    #[command(flatten)]
+    pub filing: FilingSetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InvitationSecretArgs {
+    /// The file holding the secret invitation codes are hashed with (created with mode 0600 on first use). Every
+    /// node and every `grapevine invite` command must read the same one; back it up with the database. By default
+    /// `invitation-secret` beside the SQLite database, or `grapevine-data/invitation-secret` for PostgreSQL.
+    #[arg(long = "invitation-secret", env = "GRAPEVINE_INVITATION_SECRET")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FilingSetArgs {
+    /// The boundary set that files insights: its newest generation is what a phone is told and may pick areas from.
+    /// The server refuses to start while the set has no boundaries (`grapevine boundaries list`).
+    #[arg(long, env = "GRAPEVINE_FILING_SET", default_value = DEFAULT_SET)]
+    pub filing_set: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,9 +229,12 @@ pub enum InviteCommand {
         #[arg(long, env = "GRAPEVINE_PUBLIC_URL")]
         server_url: Option<String>,
         #[command(flatten)]
+        secret: InvitationSecretArgs,
+        #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// List invitations with their uses left and expiry, newest first.
+    /// List invitations with their uses left and expiry, newest first. A `legacy` hash is a plain SHA-256 (made
+    /// before the invitation secret): revoke such an invitation if a copy of the database may have leaked.
     List {
         #[command(flatten)]
         database: DatabaseArgs,
@@ -217,6 +243,14 @@ pub enum InviteCommand {
     Revoke {
         /// The invitation's id, from `grapevine invite list`.
         id: Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Replace the invitation secret with a new one (after it was lost or may have leaked). Refused while an
+    /// invitation made with the current secret is open; copy the new file to every node and restart them.
+    NewSecret {
+        #[command(flatten)]
+        secret: InvitationSecretArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -268,6 +302,8 @@ fn serve_config(args: ServeArgs) -> ServeConfig {
     config.enrol_limit.burst = args.enrol_burst.max(1.0);
     config.enrol_limit.per_minute = args.enrol_per_minute.max(1.0);
     config.trusted_proxies = args.trusted_proxies;
+    config.invitation_secret = args.invitation_secret.path;
+    config.filing_set = args.filing.filing_set;
     config
 }
 
@@ -409,26 +445,36 @@ async fn run_devices(command: DeviceCommand) -> anyhow::Result<()> {
 
 async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
     match command {
-        InviteCommand::Create { label, uses, expires, qr_out, server_url, database } => {
+        InviteCommand::Create { label, uses, expires, qr_out, server_url, secret, database } => {
             anyhow::ensure!(!label.trim().is_empty(), "an invitation needs a --label saying who it is for");
             let store = store::open(&database.database_url).await?;
+            let secret =
+                invitations::open_secret(secret.path.as_deref(), &database.database_url, store.as_ref()).await?;
             let code = invitations::new_code();
             let expires_at = time::OffsetDateTime::now_utc() + expires;
-            let id = store.add_invitation(label.trim(), &invitations::hash_code(&code), uses, expires_at).await?;
+            let id = store.add_invitation(label.trim(), &secret.hash_code(&code), uses, expires_at).await?;
             let (content, holds) = match &server_url {
                 Some(url) => (invitations::enrol_link(url, &code), "the enrol link for this server"),
-                None => (code.clone(), "the code alone (give --server-url to link the server too)"),
+                None => (code.clone(), "the code alone"),
             };
             let (svg, png) = crate::qr::write_qr(&content, &qr_out, &format!("invitation-{id}"))?;
             println!("Created invitation {id} for \"{}\": {uses} use(s), until {}.", label.trim(), minutes(expires_at));
-            println!("QR code ({holds}): {} and {}", svg.display(), png.display());
+            println!("QR code, holding {holds}: {} and {}", svg.display(), png.display());
+            if server_url.is_none() {
+                println!(
+                    "Give --server-url (or GRAPEVINE_PUBLIC_URL) to put this server's address in the QR code too."
+                );
+            }
             println!("The code, shown only now:");
             println!("{code}");
         }
         InviteCommand::List { database } => {
             let store = store::open(&database.database_url).await?;
             let now = time::OffsetDateTime::now_utc();
-            println!("{:<36}  {:>9}  {:<20}  {:<9}  label", "invitation", "uses left", "expires", "state");
+            println!(
+                "{:<36}  {:>9}  {:<20}  {:<9}  {:<6}  label",
+                "invitation", "uses left", "expires", "state", "hash"
+            );
             for invitation in store.invitations().await? {
                 let state = if invitation.revoked_at.is_some() {
                     "revoked"
@@ -440,11 +486,12 @@ async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
                     "open"
                 };
                 println!(
-                    "{:<36}  {:>9}  {:<20}  {:<9}  {}",
+                    "{:<36}  {:>9}  {:<20}  {:<9}  {:<6}  {}",
                     invitation.id,
                     format!("{}/{}", invitation.uses_left, invitation.uses),
                     minutes(invitation.expires_at),
                     state,
+                    if invitation.legacy_hash { "legacy" } else { "keyed" },
                     invitation.label
                 );
             }
@@ -456,6 +503,17 @@ async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
                 Revoked::Already => println!("Invitation {id} was revoked already; nothing changed."),
                 Revoked::Unknown => anyhow::bail!("no invitation has the id {id} (see `grapevine invite list`)"),
             }
+        }
+        InviteCommand::NewSecret { secret, database } => {
+            let store = store::open(&database.database_url).await?;
+            let (path, secret) =
+                invitations::new_secret(secret.path.as_deref(), &database.database_url, store.as_ref()).await?;
+            println!(
+                "Wrote a new invitation secret (fingerprint {}) to {}. Copy it to every node (same path, mode 0600), \
+                 restart them, and back it up; invitations are made with it from now on.",
+                secret.fingerprint(),
+                path.display()
+            );
         }
     }
     Ok(())
@@ -498,15 +556,28 @@ async fn run_boundaries(command: BoundariesCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        BoundariesCommand::List { database } => {
+        BoundariesCommand::List { filing, database } => {
             let store = store::open(&database.database_url).await?;
             // A new database gets the bundled wards on first use, as the server would.
             let _ = Atlas::load(store.as_ref(), DEFAULT_SET).await?;
+            let generations = store.generations().await?;
             println!("{:<20} {:>10} {:>6}  {:<20}  source", "set", "generation", "areas", "imported");
-            for info in store.generations().await? {
+            for info in &generations {
+                let set = if info.set_name == filing.filing_set {
+                    format!("{} (filing)", info.set_name)
+                } else {
+                    info.set_name.clone()
+                };
                 println!(
                     "{:<20} {:>10} {:>6}  {:<20}  {}",
-                    info.set_name, info.generation, info.n_areas, info.imported_at, info.source
+                    set, info.generation, info.n_areas, info.imported_at, info.source
+                );
+            }
+            if !generations.iter().any(|info| info.set_name == filing.filing_set) {
+                println!(
+                    "The filing set '{}' has no boundaries: `grapevine serve` refuses to start until a generation of \
+                     it is imported (`grapevine boundaries import --set {}`).",
+                    filing.filing_set, filing.filing_set
                 );
             }
             Ok(())

@@ -97,6 +97,17 @@ pub struct InvitationInfo {
     pub expires_at: OffsetDateTime,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Made before the invitation secret: its code is stored as a plain SHA-256, which a copy of the database could
+    /// be searched for offline. Redeemable until it expires; revoke it to be rid of it sooner.
+    pub legacy_hash: bool,
+}
+
+/// The hashes a typed invitation code is looked up under: keyed with the invitation secret (every invitation made
+/// since it exists), and the plain SHA-256 invitations made before it were stored under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeHashes {
+    pub keyed: String,
+    pub legacy: String,
 }
 
 /// An API token as `grapevine token list` shows it. Neither the token nor its hash is part of it.
@@ -440,7 +451,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether a device has been revoked (an unknown device counts as revoked): what an open connection re-checks.
     async fn device_revoked(&self, device_id: Uuid) -> anyhow::Result<bool>;
 
-    /// Adds an invitation whose code hashes to `code_hash`, good for `uses` enrolments until `expires_at`.
+    /// Adds an invitation whose code hashes to `code_hash` under the invitation secret, good for `uses` enrolments
+    /// until `expires_at`.
     async fn add_invitation(
         &self,
         label: &str,
@@ -455,12 +467,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes an invitation: its code enrols no one from now on. Devices it enrolled stay.
     async fn revoke_invitation(&self, id: Uuid) -> anyhow::Result<Revoked>;
 
-    /// Redeems the invitation whose code hashes to `code_hash` at `now`: takes one use and adds a new collector with
-    /// one device (labelled `label`, or the invitation's label if empty) whose token hashes to `token_hash`, all in
-    /// one transaction. Redemptions of one invitation serialise, so its last use goes to exactly one phone.
+    /// Redeems the invitation whose code hashes to `code_hashes` (the keyed hash, or the legacy one for an invitation
+    /// stored that way) at `now`: takes one use and adds a new collector with one device (labelled `label`, or the
+    /// invitation's label if empty) whose token hashes to `token_hash`, all in one transaction. Redemptions of one
+    /// invitation serialise, so its last use goes to exactly one phone.
     async fn redeem_invitation(
         &self,
-        code_hash: &str,
+        code_hashes: &CodeHashes,
         label: &str,
         token_hash: &str,
         now: OffsetDateTime,
@@ -468,6 +481,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Adds an API token with a role.
     async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid>;
+
+    /// The fingerprint of the invitation secret this database's invitations are hashed with, once one is recorded.
+    async fn invitation_secret_fingerprint(&self) -> anyhow::Result<Option<String>>;
+
+    /// Records `fingerprint` as the invitation secret's unless one is recorded already; returns the one recorded.
+    async fn claim_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<String>;
+
+    /// Records `fingerprint` as the invitation secret's, replacing any (`grapevine invite new-secret`).
+    async fn replace_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<()>;
+
+    /// How many invitations hashed with the invitation secret could still enrol a phone at `now` (not revoked, not
+    /// expired, a use left).
+    async fn open_keyed_invitations(&self, now: OffsetDateTime) -> anyhow::Result<i64>;
 
     /// Every API token, oldest first.
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>>;

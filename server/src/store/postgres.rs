@@ -20,8 +20,8 @@ use super::rollup::{
     CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, DayRange,
-    DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo,
+    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, CodeHashes,
+    DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo,
     InvitationState, NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store,
     StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
@@ -787,6 +787,43 @@ impl Store for PostgresStore {
         Ok(id)
     }
 
+    async fn invitation_secret_fingerprint(&self) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'invitation_secret_fingerprint'")
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn claim_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<String> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        self.invitation_secret_fingerprint().await?.context("the invitation secret's fingerprint was just recorded")
+    }
+
+    async fn replace_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', $1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn open_keyed_invitations(&self, now: OffsetDateTime) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM invitations
+             WHERE code_hash_scheme = 'hmac-sha256' AND revoked_at IS NULL AND uses_left > 0 AND expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
         let rows =
             sqlx::query("SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
@@ -874,7 +911,8 @@ impl Store for PostgresStore {
     ) -> anyhow::Result<Uuid> {
         let id = Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
+            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, code_hash_scheme)
+             VALUES ($1, $2, $3, $4, $4, $5, 'hmac-sha256')",
         )
         .bind(id)
         .bind(label)
@@ -888,7 +926,7 @@ impl Store for PostgresStore {
 
     async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>> {
         let rows = sqlx::query(
-            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at FROM invitations
+            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at, code_hash_scheme FROM invitations
              ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
@@ -903,6 +941,7 @@ impl Store for PostgresStore {
                 expires_at: row.get("expires_at"),
                 created_at: row.get("created_at"),
                 revoked_at: row.get("revoked_at"),
+                legacy_hash: row.get::<String, _>("code_hash_scheme") == "sha256",
             })
             .collect())
     }
@@ -913,19 +952,21 @@ impl Store for PostgresStore {
 
     async fn redeem_invitation(
         &self,
-        code_hash: &str,
+        code_hashes: &CodeHashes,
         label: &str,
         token_hash: &str,
         now: OffsetDateTime,
     ) -> Result<NewDevice, RedeemError> {
         let mut tx = self.pool.begin().await?;
         // The row lock serialises redemptions of one invitation across nodes: a second phone waits here and then
-        // reads the use the first one took.
+        // reads the use the first one took. A legacy hash matches only an invitation stored that way.
         let row = sqlx::query(
             "SELECT id, label, uses_left, expires_at, revoked_at IS NOT NULL AS revoked FROM invitations
-             WHERE code_hash = $1 FOR UPDATE",
+             WHERE (code_hash = $1 AND code_hash_scheme = 'hmac-sha256') OR (code_hash = $2 AND code_hash_scheme = 'sha256')
+             FOR UPDATE",
         )
-        .bind(code_hash)
+        .bind(&code_hashes.keyed)
+        .bind(&code_hashes.legacy)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(RedeemError::Unknown)?;

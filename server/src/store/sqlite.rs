@@ -23,8 +23,8 @@ use super::rollup::{
     Contribution, ContributorSet, Counted, GenerationRollups, PeriodKind, Phases, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, DayRange,
-    DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo,
+    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, CodeHashes,
+    DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo,
     InvitationState, NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store,
     StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
@@ -691,6 +691,45 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
+    async fn invitation_secret_fingerprint(&self) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'invitation_secret_fingerprint'")
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn claim_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<String> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', ?1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        self.invitation_secret_fingerprint().await?.context("the invitation secret's fingerprint was just recorded")
+    }
+
+    async fn replace_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn open_keyed_invitations(&self, now: OffsetDateTime) -> anyhow::Result<i64> {
+        // Expiry is compared as a time, not as text: RFC 3339 strings with and without fractions do not sort.
+        let expiries: Vec<String> = sqlx::query_scalar(
+            "SELECT expires_at FROM invitations
+             WHERE code_hash_scheme = 'hmac-sha256' AND revoked_at IS NULL AND uses_left > 0",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let open = expiries.into_iter().filter(|expiry| parse_time(Some(expiry.clone())).is_none_or(|at| at > now));
+        Ok(i64::try_from(open.count())?)
+    }
+
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
         let rows =
             sqlx::query("SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
@@ -788,8 +827,8 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<Uuid> {
         let id = Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, created_at, code_hash_scheme)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 'hmac-sha256')",
         )
         .bind(id.to_string())
         .bind(label)
@@ -804,7 +843,7 @@ impl Store for SqliteStore {
 
     async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>> {
         let rows = sqlx::query(
-            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at FROM invitations
+            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at, code_hash_scheme FROM invitations
              ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
@@ -820,6 +859,7 @@ impl Store for SqliteStore {
                     expires_at: parse_time(row.get("expires_at")).context("invitation expiry")?,
                     created_at: parse_time(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
                     revoked_at: parse_time(row.get("revoked_at")),
+                    legacy_hash: row.get::<String, _>("code_hash_scheme") == "sha256",
                 })
             })
             .collect()
@@ -831,7 +871,7 @@ impl Store for SqliteStore {
 
     async fn redeem_invitation(
         &self,
-        code_hash: &str,
+        code_hashes: &CodeHashes,
         label: &str,
         token_hash: &str,
         now: OffsetDateTime,
@@ -839,12 +879,16 @@ impl Store for SqliteStore {
         // The immediate transaction holds the database's write lock from the read on: redemptions serialise, and
         // the use counted is the use checked.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row =
-            sqlx::query("SELECT id, label, uses_left, expires_at, revoked_at FROM invitations WHERE code_hash = ?1")
-                .bind(code_hash)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(RedeemError::Unknown)?;
+        // A legacy hash matches only an invitation stored that way, so a keyed hash can never be found by it.
+        let row = sqlx::query(
+            "SELECT id, label, uses_left, expires_at, revoked_at FROM invitations
+             WHERE (code_hash = ?1 AND code_hash_scheme = 'hmac-sha256') OR (code_hash = ?2 AND code_hash_scheme = 'sha256')",
+        )
+        .bind(&code_hashes.keyed)
+        .bind(&code_hashes.legacy)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(RedeemError::Unknown)?;
         let id: String = row.get("id");
         let revoked_at: Option<String> = row.get("revoked_at");
         let invitation = InvitationState {
