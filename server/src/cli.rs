@@ -678,4 +678,13 @@ mod tests {
         assert_eq!(proxied.trusted_proxies, expected);
         assert!(Cli::try_parse_from(["grapevine", "serve", "--trusted-proxy", "proxy.local"]).is_err());
     }
+
+    #[test]
+    fn serve_flags_name_the_filing_set_and_the_invitation_secret() {
+        let default = serve(&[]);
+        assert_eq!((default.filing_set.as_str(), default.invitation_secret), ("wards", None));
+        let set = serve(&["--filing-set", "neighbourhoods", "--invitation-secret", "/etc/grapevine/secret"]);
+        assert_eq!(set.filing_set, "neighbourhoods");
+        assert_eq!(set.invitation_secret, Some(PathBuf::from("/etc/grapevine/secret")));
+    }
 }

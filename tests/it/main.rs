@@ -25,6 +25,7 @@ mod bad_input;
 mod campaign;
 mod durability;
 mod engine;
+mod filing_set;
 mod geotag;
 mod invitation_secret;
 mod js_client;
