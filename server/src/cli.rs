@@ -107,7 +107,9 @@ pub enum BoundariesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PostcodesCommand {
-    /// Import an ONS Postcode Directory CSV (columns pcds, lat, long): all of it, or nothing if a row is bad.
+    /// Import an ONS Postcode Directory CSV (columns pcds, lat, long): all of it, or nothing if a row is bad (a
+    /// position outside WGS84, or a postcode given twice with different positions). A row repeated exactly is
+    /// counted once; the ONS marker for "no position" (latitude 99.999999) is left out and counted.
     Import {
         /// The CSV file.
         file: PathBuf,
@@ -592,12 +594,16 @@ async fn run_postcodes(command: PostcodesCommand) -> anyhow::Result<()> {
             let read = read_postcodes(std::io::BufReader::new(input))
                 .map_err(|error| anyhow::anyhow!("{} ({}): {error}", file.display(), error.code()))?;
             let store = store::open(&database.database_url).await?;
-            store.import_postcodes(&read.rows).await?;
+            let imported = store.import_postcodes(&read.rows).await?;
             println!(
-                "Imported {} postcodes from {} ({} without a position left out).",
+                "Imported {} postcodes from {}: {} new, {} replaced; {} without a position left out, {} repeated \
+                 rows counted once.",
                 read.rows.len(),
                 file.display(),
-                read.without_position
+                imported.added,
+                imported.replaced,
+                read.without_position,
+                read.duplicates
             );
             Ok(())
         }

@@ -33,6 +33,7 @@ mod limits;
 mod nodes;
 mod onboarding;
 mod phone_crash;
+mod postcodes;
 mod python_sdk;
 mod spine;
 mod store;

@@ -611,8 +611,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The centroid (latitude, longitude) of a postcode, in the normalised form `normalise_postcode` gives.
     async fn postcode_centroid(&self, postcode: &str) -> anyhow::Result<Option<(f64, f64)>>;
 
-    /// Adds or replaces postcode centroids, in one transaction.
-    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<()>;
+    /// Adds or replaces postcode centroids, in one transaction. Each postcode at most once in `rows`.
+    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<ImportedPostcodes>;
+}
+
+/// What an import of postcode centroids did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportedPostcodes {
+    /// Postcodes the database did not have.
+    pub added: u64,
+    /// Postcodes it had, whose centroid the import replaced.
+    pub replaced: u64,
+}
+
+impl ImportedPostcodes {
+    /// From the table's size before and after an import of `n_rows` distinct postcodes.
+    pub(crate) fn from_counts(before: i64, after: i64, n_rows: usize) -> Self {
+        let added = u64::try_from(after - before).unwrap_or(0);
+        ImportedPostcodes { added, replaced: (n_rows as u64).saturating_sub(added) }
+    }
 }
 
 /// A postcode as stored and looked up: upper case, one space before the inward code ("st4 2de" → "ST4 2DE").

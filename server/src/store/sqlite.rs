@@ -24,9 +24,9 @@ use super::rollup::{
 };
 use super::{
     check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, CodeHashes,
-    DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo,
-    InvitationState, NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store,
-    StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, ImportedPostcodes, InsightRow,
+    InvitationInfo, InvitationState, NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint,
+    Store, StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -1291,8 +1291,10 @@ impl Store for SqliteStore {
         Ok(row.map(|row| (row.get("lat"), row.get("lon"))))
     }
 
-    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<()> {
+    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<ImportedPostcodes> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Counted inside the transaction, so the difference is this import's alone.
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postcodes").fetch_one(&mut *tx).await?;
         for (postcode, lat, lon) in rows {
             sqlx::query(
                 "INSERT INTO postcodes (postcode, lat, lon) VALUES (?1, ?2, ?3)
@@ -1304,8 +1306,9 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postcodes").fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(ImportedPostcodes::from_counts(before, after, rows.len()))
     }
 }
 
