@@ -1438,6 +1438,41 @@ mod tests {
         migrator.run(pool).await.unwrap();
     }
 
+    /// 0009 keys invitation codes with the invitation secret: an invitation stored before it keeps its plain SHA-256,
+    /// is listed as legacy and still enrols; only the legacy hash finds it.
+    #[tokio::test]
+    async fn an_invitation_made_before_the_secret_still_enrols_after_the_migration() {
+        use crate::invitations::{legacy_hash_code, InvitationSecret};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        migrate_up_to(&pool, dir.path(), 8).await;
+        let code = "HNLY-7K4Q-PX";
+        sqlx::query(
+            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, created_at)
+             VALUES ('00000000-0000-0000-0000-0000000000a1', 'Old cohort', ?1, 2, 2, '2999-01-01T00:00:00Z', 'now')",
+        )
+        .bind(legacy_hash_code(code))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        assert!(store.invitations().await.unwrap()[0].legacy_hash);
+        let secret = InvitationSecret::generate();
+        let now = OffsetDateTime::now_utc();
+        let keyed_only = CodeHashes { keyed: legacy_hash_code(code), legacy: "0".repeat(64) };
+        assert!(
+            matches!(store.redeem_invitation(&keyed_only, "", "token-1", now).await, Err(RedeemError::Unknown)),
+            "a legacy row is not found as if keyed"
+        );
+        store.redeem_invitation(&secret.code_hashes("hnly 7k4q px"), "", "token-2", now).await.unwrap();
+        assert_eq!(store.invitations().await.unwrap()[0].uses_left, 1);
+        assert_eq!(store.open_keyed_invitations(now).await.unwrap(), 0, "a legacy invitation needs no secret");
+    }
+
     /// 0008 moves contributors into the cells' rows and leaves the roll-ups to be rebuilt: a database written at
     /// 0007, with a contributor row per collector and cell, opens with its roll-ups rebuilt from the stored tags.
     #[tokio::test]
