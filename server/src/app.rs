@@ -17,6 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
 use crate::group_commit::GroupCommit;
+use crate::invitations::{open_secret, InvitationSecret};
 use crate::store::{self, Store};
 use crate::sync::{process_actor, DocLocks, RateLimiter};
 
@@ -31,6 +32,11 @@ pub struct ServeConfig {
     /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of them is counted against the address
     /// the proxy says it came from. Empty (the default), the header is ignored.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The file holding the invitation secret; `None`, beside the SQLite database (or `grapevine-data/` for
+    /// PostgreSQL). See `invitations::open_secret`.
+    pub invitation_secret: Option<std::path::PathBuf>,
+    /// The boundary set whose newest generation files insights and is offered to phones to pick from.
+    pub filing_set: String,
 }
 
 /// How many unknown invitation codes one network address may try (`POST /api/v1/enrol`). A code has 50 random bits;
@@ -88,6 +94,8 @@ impl ServeConfig {
             limits: SyncLimits::default(),
             enrol_limit: EnrolLimit::default(),
             trusted_proxies: Vec::new(),
+            invitation_secret: None,
+            filing_set: DEFAULT_SET.to_owned(),
         }
     }
 }
@@ -116,6 +124,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks sync connections so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// What invitation codes are hashed with (`POST /api/v1/enrol`).
+    pub invitation_secret: Arc<InvitationSecret>,
 }
 
 /// A server bound to its port, ready to run.
@@ -134,7 +144,9 @@ impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         let store = store::open(&config.database_url).await?;
         let storage_id = store.storage_id().await?;
-        let atlas = Atlas::load(store.as_ref(), DEFAULT_SET).await?;
+        let invitation_secret =
+            open_secret(config.invitation_secret.as_deref(), &config.database_url, store.as_ref()).await?;
+        let atlas = Atlas::load(store.as_ref(), &config.filing_set).await?;
         let actor = process_actor();
         crate::campaign::publish(store.as_ref(), &atlas, &actor).await?;
         let atlas = SharedAtlas::new(atlas);
@@ -155,6 +167,7 @@ impl Application {
             enrol_limiter,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            invitation_secret: Arc::new(invitation_secret),
         };
         Ok(Application { listener, state })
     }

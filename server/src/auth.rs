@@ -1,4 +1,8 @@
 //! Bearer tokens: made here, shown once, stored only as a SHA-256 hash.
+//!
+//! Unlike invitation codes, tokens are not keyed with a server secret: each carries 256 random bits, so its plain
+//! SHA-256 in a stolen database cannot be searched back to the token, and every request can be checked without a
+//! secret file on the node.
 
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -6,6 +10,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::invitations::InvitationSecret;
 use crate::store::{NewDevice, RedeemError, Role, Store};
 
 /// The kind of holder a token is for; it prefixes the token so a leaked one is recognisable in a log or a paste.
@@ -42,19 +47,21 @@ pub async fn issue_device(
     Ok((device, token))
 }
 
-/// Enrols a phone with an invitation code: a new collector and device, and the device's token (stored only as a
-/// hash). `label` names the device; empty, it takes the invitation's label.
+/// Enrols a phone with an invitation code (looked up by its hash under `secret`, or its legacy hash): a new
+/// collector and device, and the device's token (stored only as a hash). `label` names the device; empty, it takes
+/// the invitation's label.
 ///
 /// # Errors
 /// The code is unknown, expired, used up or revoked, or the store fails.
 pub async fn redeem_invitation(
     store: &dyn Store,
+    secret: &InvitationSecret,
     code: &str,
     label: &str,
     now: time::OffsetDateTime,
 ) -> Result<(NewDevice, String), RedeemError> {
     let token = new_token(TokenKind::Device);
-    let device = store.redeem_invitation(&crate::invitations::hash_code(code), label, &hash_token(&token), now).await?;
+    let device = store.redeem_invitation(&secret.code_hashes(code), label, &hash_token(&token), now).await?;
     Ok((device, token))
 }
 

@@ -15,7 +15,8 @@ use crate::boundaries::Boundaries;
 use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
 use crate::invitations;
 use crate::postcodes::read_postcodes;
-use crate::store::{self, Revoked, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
+use crate::store::{self, ApiTokenInfo, Revoked, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 /// Grapevine: community-safety insights from the people already there.
@@ -95,8 +96,10 @@ pub enum BoundariesCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// List every boundary set with its generations and area counts.
+    /// List every boundary set with its generations and area counts; the filing set is marked.
     List {
+        #[command(flatten)]
+        filing: FilingSetArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -104,7 +107,9 @@ pub enum BoundariesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PostcodesCommand {
-    /// Import an ONS Postcode Directory CSV (columns pcds, lat, long): all of it, or nothing if a row is bad.
+    /// Import an ONS Postcode Directory CSV (columns pcds, lat, long): all of it, or nothing if a row is bad (a
+    /// position outside WGS84, or a postcode given twice with different positions). A row repeated exactly is
+    /// counted once; the ONS marker for "no position" (latitude 99.999999) is left out and counted.
     Import {
         /// The CSV file.
         file: PathBuf,
@@ -149,6 +154,27 @@ pub struct ServeArgs {
     /// address a request is counted against. Without one, that header is ignored.
     #[arg(long = "trusted-proxy", env = "GRAPEVINE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    #[command(flatten)]
+    pub invitation_secret: InvitationSecretArgs,
+    #[command(flatten)]
+    pub filing: FilingSetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InvitationSecretArgs {
+    /// The file holding the secret invitation codes are hashed with (created with mode 0600 on first use). Every
+    /// node and every `grapevine invite` command must read the same one; back it up with the database. By default
+    /// `invitation-secret` beside the SQLite database, or `grapevine-data/invitation-secret` for PostgreSQL.
+    #[arg(long = "invitation-secret", env = "GRAPEVINE_INVITATION_SECRET")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FilingSetArgs {
+    /// The boundary set that files insights: its newest generation is what a phone is told and may pick areas from.
+    /// The server refuses to start while the set has no boundaries (`grapevine boundaries list`).
+    #[arg(long, env = "GRAPEVINE_FILING_SET", default_value = DEFAULT_SET)]
+    pub filing_set: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,9 +231,12 @@ pub enum InviteCommand {
         #[arg(long, env = "GRAPEVINE_PUBLIC_URL")]
         server_url: Option<String>,
         #[command(flatten)]
+        secret: InvitationSecretArgs,
+        #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// List invitations with their uses left and expiry, newest first.
+    /// List invitations with their uses left and expiry, newest first. A `legacy` hash is a plain SHA-256 (made
+    /// before the invitation secret): revoke such an invitation if a copy of the database may have leaked.
     List {
         #[command(flatten)]
         database: DatabaseArgs,
@@ -216,6 +245,14 @@ pub enum InviteCommand {
     Revoke {
         /// The invitation's id, from `grapevine invite list`.
         id: Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Replace the invitation secret with a new one (after it was lost or may have leaked). Refused while an
+    /// invitation made with the current secret is open; copy the new file to every node and restart them.
+    NewSecret {
+        #[command(flatten)]
+        secret: InvitationSecretArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -240,6 +277,21 @@ pub enum TokenCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// List API tokens: id, role, label, when created, when revoked. Tokens themselves are never shown again.
+    List {
+        /// Print a JSON array instead of a table, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke an API token: every node refuses it (401 unauthorized) from its next request on.
+    Revoke {
+        /// The token's id, from `grapevine token list`.
+        id: Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 /// The server's configuration from `serve`'s flags; budgets are at least one.
@@ -252,6 +304,8 @@ fn serve_config(args: ServeArgs) -> ServeConfig {
     config.enrol_limit.burst = args.enrol_burst.max(1.0);
     config.enrol_limit.per_minute = args.enrol_per_minute.max(1.0);
     config.trusted_proxies = args.trusted_proxies;
+    config.invitation_secret = args.invitation_secret.path;
+    config.filing_set = args.filing.filing_set;
     config
 }
 
@@ -286,7 +340,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invite(command) => run_invitations(command).await,
         Command::Boundaries(command) => run_boundaries(command).await,
         Command::Postcodes(command) => run_postcodes(command).await,
-        Command::Token(TokenCommand::Add { role, label, database }) => {
+        Command::Token(command) => run_tokens(command).await,
+    }
+}
+
+async fn run_tokens(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Add { role, label, database } => {
             let store = store::open(&database.database_url).await?;
             let role = match role {
                 RoleArg::Analyst => Role::Analyst,
@@ -295,9 +355,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (id, token) = issue_api_token(store.as_ref(), role, &label).await?;
             println!("Added {} token {id}. The token, shown only now:", role.as_str());
             println!("{token}");
-            Ok(())
+        }
+        TokenCommand::List { json, database } => {
+            let store = store::open(&database.database_url).await?;
+            let tokens = store.api_tokens().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&api_tokens_json(&tokens)?)?);
+            } else {
+                println!("{:<36}  {:<8}  {:<20}  {:<20}  label", "token", "role", "created", "revoked");
+                for token in tokens {
+                    println!(
+                        "{:<36}  {:<8}  {:<20}  {:<20}  {}",
+                        token.id,
+                        token.role.as_str(),
+                        minutes(token.created_at),
+                        token.revoked_at.map_or_else(|| "-".to_owned(), minutes),
+                        token.label
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { id, database } => {
+            let store = store::open(&database.database_url).await?;
+            match store.revoke_api_token(id).await? {
+                Revoked::Now => println!("Revoked API token {id}; every node refuses it from its next request on."),
+                Revoked::Already => println!("API token {id} was revoked already; nothing changed."),
+                Revoked::Unknown => anyhow::bail!("no API token has the id {id} (see `grapevine token list`)"),
+            }
         }
     }
+    Ok(())
+}
+
+/// `token list --json`: one object per token, times in RFC 3339 (UTC), `revoked_at` null while it is live.
+fn api_tokens_json(tokens: &[ApiTokenInfo]) -> anyhow::Result<serde_json::Value> {
+    let rfc3339 = |at: time::OffsetDateTime| at.to_offset(time::UtcOffset::UTC).format(&Rfc3339);
+    let entries = tokens
+        .iter()
+        .map(|token| {
+            Ok(serde_json::json!({
+                "id": token.id,
+                "role": token.role.as_str(),
+                "label": token.label,
+                "created_at": rfc3339(token.created_at)?,
+                "revoked_at": token.revoked_at.map(rfc3339).transpose()?,
+            }))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(serde_json::Value::Array(entries))
 }
 
 async fn run_devices(command: DeviceCommand) -> anyhow::Result<()> {
@@ -342,26 +447,36 @@ async fn run_devices(command: DeviceCommand) -> anyhow::Result<()> {
 
 async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
     match command {
-        InviteCommand::Create { label, uses, expires, qr_out, server_url, database } => {
+        InviteCommand::Create { label, uses, expires, qr_out, server_url, secret, database } => {
             anyhow::ensure!(!label.trim().is_empty(), "an invitation needs a --label saying who it is for");
             let store = store::open(&database.database_url).await?;
+            let secret =
+                invitations::open_secret(secret.path.as_deref(), &database.database_url, store.as_ref()).await?;
             let code = invitations::new_code();
             let expires_at = time::OffsetDateTime::now_utc() + expires;
-            let id = store.add_invitation(label.trim(), &invitations::hash_code(&code), uses, expires_at).await?;
+            let id = store.add_invitation(label.trim(), &secret.hash_code(&code), uses, expires_at).await?;
             let (content, holds) = match &server_url {
                 Some(url) => (invitations::enrol_link(url, &code), "the enrol link for this server"),
-                None => (code.clone(), "the code alone (give --server-url to link the server too)"),
+                None => (code.clone(), "the code alone"),
             };
             let (svg, png) = crate::qr::write_qr(&content, &qr_out, &format!("invitation-{id}"))?;
             println!("Created invitation {id} for \"{}\": {uses} use(s), until {}.", label.trim(), minutes(expires_at));
-            println!("QR code ({holds}): {} and {}", svg.display(), png.display());
+            println!("QR code, holding {holds}: {} and {}", svg.display(), png.display());
+            if server_url.is_none() {
+                println!(
+                    "Give --server-url (or GRAPEVINE_PUBLIC_URL) to put this server's address in the QR code too."
+                );
+            }
             println!("The code, shown only now:");
             println!("{code}");
         }
         InviteCommand::List { database } => {
             let store = store::open(&database.database_url).await?;
             let now = time::OffsetDateTime::now_utc();
-            println!("{:<36}  {:>9}  {:<20}  {:<9}  label", "invitation", "uses left", "expires", "state");
+            println!(
+                "{:<36}  {:>9}  {:<20}  {:<9}  {:<6}  label",
+                "invitation", "uses left", "expires", "state", "hash"
+            );
             for invitation in store.invitations().await? {
                 let state = if invitation.revoked_at.is_some() {
                     "revoked"
@@ -373,11 +488,12 @@ async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
                     "open"
                 };
                 println!(
-                    "{:<36}  {:>9}  {:<20}  {:<9}  {}",
+                    "{:<36}  {:>9}  {:<20}  {:<9}  {:<6}  {}",
                     invitation.id,
                     format!("{}/{}", invitation.uses_left, invitation.uses),
                     minutes(invitation.expires_at),
                     state,
+                    if invitation.legacy_hash { "legacy" } else { "keyed" },
                     invitation.label
                 );
             }
@@ -389,6 +505,17 @@ async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
                 Revoked::Already => println!("Invitation {id} was revoked already; nothing changed."),
                 Revoked::Unknown => anyhow::bail!("no invitation has the id {id} (see `grapevine invite list`)"),
             }
+        }
+        InviteCommand::NewSecret { secret, database } => {
+            let store = store::open(&database.database_url).await?;
+            let (path, secret) =
+                invitations::new_secret(secret.path.as_deref(), &database.database_url, store.as_ref()).await?;
+            println!(
+                "Wrote a new invitation secret (fingerprint {}) to {}. Copy it to every node (same path, mode 0600), \
+                 restart them, and back it up; invitations are made with it from now on.",
+                secret.fingerprint(),
+                path.display()
+            );
         }
     }
     Ok(())
@@ -431,15 +558,28 @@ async fn run_boundaries(command: BoundariesCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        BoundariesCommand::List { database } => {
+        BoundariesCommand::List { filing, database } => {
             let store = store::open(&database.database_url).await?;
             // A new database gets the bundled wards on first use, as the server would.
             let _ = Atlas::load(store.as_ref(), DEFAULT_SET).await?;
+            let generations = store.generations().await?;
             println!("{:<20} {:>10} {:>6}  {:<20}  source", "set", "generation", "areas", "imported");
-            for info in store.generations().await? {
+            for info in &generations {
+                let set = if info.set_name == filing.filing_set {
+                    format!("{} (filing)", info.set_name)
+                } else {
+                    info.set_name.clone()
+                };
                 println!(
                     "{:<20} {:>10} {:>6}  {:<20}  {}",
-                    info.set_name, info.generation, info.n_areas, info.imported_at, info.source
+                    set, info.generation, info.n_areas, info.imported_at, info.source
+                );
+            }
+            if !generations.iter().any(|info| info.set_name == filing.filing_set) {
+                println!(
+                    "The filing set '{}' has no boundaries: `grapevine serve` refuses to start until a generation of \
+                     it is imported (`grapevine boundaries import --set {}`).",
+                    filing.filing_set, filing.filing_set
                 );
             }
             Ok(())
@@ -454,12 +594,16 @@ async fn run_postcodes(command: PostcodesCommand) -> anyhow::Result<()> {
             let read = read_postcodes(std::io::BufReader::new(input))
                 .map_err(|error| anyhow::anyhow!("{} ({}): {error}", file.display(), error.code()))?;
             let store = store::open(&database.database_url).await?;
-            store.import_postcodes(&read.rows).await?;
+            let imported = store.import_postcodes(&read.rows).await?;
             println!(
-                "Imported {} postcodes from {} ({} without a position left out).",
+                "Imported {} postcodes from {}: {} new, {} replaced; {} without a position left out, {} repeated \
+                 rows counted once.",
                 read.rows.len(),
                 file.display(),
-                read.without_position
+                imported.added,
+                imported.replaced,
+                read.without_position,
+                read.duplicates
             );
             Ok(())
         }
@@ -539,5 +683,14 @@ mod tests {
         let expected: Vec<std::net::IpAddr> = ["127.0.0.1", "::1", "10.0.0.2"].map(|ip| ip.parse().unwrap()).into();
         assert_eq!(proxied.trusted_proxies, expected);
         assert!(Cli::try_parse_from(["grapevine", "serve", "--trusted-proxy", "proxy.local"]).is_err());
+    }
+
+    #[test]
+    fn serve_flags_name_the_filing_set_and_the_invitation_secret() {
+        let default = serve(&[]);
+        assert_eq!((default.filing_set.as_str(), default.invitation_secret), ("wards", None));
+        let set = serve(&["--filing-set", "neighbourhoods", "--invitation-secret", "/etc/grapevine/secret"]);
+        assert_eq!(set.filing_set, "neighbourhoods");
+        assert_eq!(set.invitation_secret, Some(PathBuf::from("/etc/grapevine/secret")));
     }
 }

@@ -304,6 +304,7 @@ async fn a_withdrawn_insight_stops_counting_and_the_phone_shows_it(backend: Back
 async fn invitations_and_devices_from_the_command_line(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let database_url = app.database_url.clone();
+    let secret = app.invitation_secret_path.to_str().unwrap();
     let cards = tempfile::tempdir().unwrap();
     let created = stdout(&grapevine(&[
         "invite",
@@ -318,6 +319,8 @@ async fn invitations_and_devices_from_the_command_line(backend: Backend) {
         cards.path().to_str().unwrap(),
         "--server-url",
         &app.http_url(),
+        "--invitation-secret",
+        secret,
         "--database-url",
         &database_url,
     ]));
@@ -373,10 +376,24 @@ async fn invitations_and_devices_from_the_command_line(backend: Backend) {
         "Pupils",
         "--qr-out",
         cards.path().join("plain").to_str().unwrap(),
+        "--invitation-secret",
+        secret,
         "--database-url",
         &database_url,
     ]));
-    assert!(plain.contains("the code alone"), "{plain}");
+    let plain_dir = cards.path().join("plain");
+    let qr_line = plain.lines().find(|line| line.starts_with("QR code")).unwrap_or_else(|| panic!("{plain}"));
+    let id = plain.split_whitespace().nth(2).unwrap();
+    assert_eq!(
+        qr_line,
+        format!(
+            "QR code, holding the code alone: {} and {}",
+            plain_dir.join(format!("invitation-{id}.svg")).display(),
+            plain_dir.join(format!("invitation-{id}.png")).display()
+        ),
+        "one level of brackets at most: {plain}"
+    );
+    assert!(plain.contains("Give --server-url"), "{plain}");
     assert!(Path::new(&cards.path().join("plain")).read_dir().unwrap().count() == 2);
     let never = grapevine(&["invite", "create", "--label", "x", "--expires", "0d", "--database-url", &database_url]);
     assert!(!never.status.success());

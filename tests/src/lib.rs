@@ -96,6 +96,8 @@ pub struct TestApp {
     pub database_url: String,
     pub analyst_token: String,
     pub store: Arc<dyn Store>,
+    /// The invitation secret's file, in the test's directory (give it to `grapevine invite create`).
+    pub invitation_secret_path: std::path::PathBuf,
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -139,8 +141,10 @@ impl TestApp {
         TestApp::start_with(dir, ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url)).await
     }
 
-    async fn start_with(dir: Arc<TempDir>, config: ServeConfig) -> TestApp {
+    async fn start_with(dir: Arc<TempDir>, mut config: ServeConfig) -> TestApp {
         let database_url = config.database_url.clone();
+        let invitation_secret_path =
+            config.invitation_secret.get_or_insert_with(|| dir.path().join("invitation-secret")).clone();
         let app = Application::build(config).await.expect("server builds");
         let addr = app.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -153,6 +157,7 @@ impl TestApp {
             database_url,
             analyst_token: String::new(),
             store,
+            invitation_secret_path,
             http: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
@@ -194,11 +199,18 @@ impl TestApp {
         format!("http://{}", self.addr)
     }
 
+    /// The invitation secret the server hashes codes with.
+    pub async fn invitation_secret(&self) -> grapevine_server::invitations::InvitationSecret {
+        grapevine_server::invitations::InvitationSecret::read(&self.invitation_secret_path)
+            .expect("the invitation secret reads")
+            .expect("the server made its invitation secret")
+    }
+
     /// Creates an invitation as `grapevine invite create` does, valid for `valid_for` from now (negative: expired
     /// already); returns its code.
     pub async fn create_invitation(&self, label: &str, uses: i64, valid_for: time::Duration) -> String {
         let code = grapevine_server::invitations::new_code();
-        let hash = grapevine_server::invitations::hash_code(&code);
+        let hash = self.invitation_secret().await.hash_code(&code);
         let expires_at = time::OffsetDateTime::now_utc() + valid_for;
         self.store.add_invitation(label, &hash, uses, expires_at).await.unwrap();
         code
@@ -301,7 +313,14 @@ impl ServerProcess {
     /// The binary is missing or the server does not start within 30 seconds.
     pub async fn start(binary: &str, database_url: &str) -> ServerProcess {
         use tokio::io::{AsyncBufReadExt, BufReader};
-        let mut child = tokio::process::Command::new(binary)
+        let mut command = tokio::process::Command::new(binary);
+        // A SQLite database keeps its invitation secret beside it; the nodes of one PostgreSQL database share one
+        // in the temporary directory, not in the working directory.
+        if let Some((_, name)) = database_url.rsplit_once('/').filter(|_| database_url.starts_with("postgres")) {
+            let secret = std::env::temp_dir().join("grapevine-test-secrets").join(name).join("invitation-secret");
+            command.env("GRAPEVINE_INVITATION_SECRET", secret);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
             .env("RUST_LOG", "info,sqlx=warn")
             .stdout(std::process::Stdio::null())

@@ -135,7 +135,9 @@ async fn redeem(
         ));
     }
     let now = time::OffsetDateTime::now_utc();
-    match crate::auth::redeem_invitation(state.store.as_ref(), &request.code, label, now).await {
+    match crate::auth::redeem_invitation(state.store.as_ref(), &state.invitation_secret, &request.code, label, now)
+        .await
+    {
         Ok((device, token)) => {
             tracing::info!(device = %device.device_id, collector = %device.collector_id, "enrolled a device");
             Ok((

@@ -97,9 +97,30 @@ pub struct InvitationInfo {
     pub expires_at: OffsetDateTime,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Made before the invitation secret: its code is stored as a plain SHA-256, which a copy of the database could
+    /// be searched for offline. Redeemable until it expires; revoke it to be rid of it sooner.
+    pub legacy_hash: bool,
 }
 
-/// What revoking a device or an invitation did.
+/// The hashes a typed invitation code is looked up under: keyed with the invitation secret (every invitation made
+/// since it exists), and the plain SHA-256 invitations made before it were stored under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeHashes {
+    pub keyed: String,
+    pub legacy: String,
+}
+
+/// An API token as `grapevine token list` shows it. Neither the token nor its hash is part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenInfo {
+    pub id: Uuid,
+    pub role: Role,
+    pub label: String,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// What revoking a device, an invitation or an API token did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revoked {
     Now,
@@ -430,7 +451,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether a device has been revoked (an unknown device counts as revoked): what an open connection re-checks.
     async fn device_revoked(&self, device_id: Uuid) -> anyhow::Result<bool>;
 
-    /// Adds an invitation whose code hashes to `code_hash`, good for `uses` enrolments until `expires_at`.
+    /// Adds an invitation whose code hashes to `code_hash` under the invitation secret, good for `uses` enrolments
+    /// until `expires_at`.
     async fn add_invitation(
         &self,
         label: &str,
@@ -445,12 +467,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes an invitation: its code enrols no one from now on. Devices it enrolled stay.
     async fn revoke_invitation(&self, id: Uuid) -> anyhow::Result<Revoked>;
 
-    /// Redeems the invitation whose code hashes to `code_hash` at `now`: takes one use and adds a new collector with
-    /// one device (labelled `label`, or the invitation's label if empty) whose token hashes to `token_hash`, all in
-    /// one transaction. Redemptions of one invitation serialise, so its last use goes to exactly one phone.
+    /// Redeems the invitation whose code hashes to `code_hashes` (the keyed hash, or the legacy one for an invitation
+    /// stored that way) at `now`: takes one use and adds a new collector with one device (labelled `label`, or the
+    /// invitation's label if empty) whose token hashes to `token_hash`, all in one transaction. Redemptions of one
+    /// invitation serialise, so its last use goes to exactly one phone.
     async fn redeem_invitation(
         &self,
-        code_hash: &str,
+        code_hashes: &CodeHashes,
         label: &str,
         token_hash: &str,
         now: OffsetDateTime,
@@ -458,6 +481,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Adds an API token with a role.
     async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid>;
+
+    /// The fingerprint of the invitation secret this database's invitations are hashed with, once one is recorded.
+    async fn invitation_secret_fingerprint(&self) -> anyhow::Result<Option<String>>;
+
+    /// Records `fingerprint` as the invitation secret's unless one is recorded already; returns the one recorded.
+    async fn claim_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<String>;
+
+    /// Records `fingerprint` as the invitation secret's, replacing any (`grapevine invite new-secret`).
+    async fn replace_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<()>;
+
+    /// How many invitations hashed with the invitation secret could still enrol a phone at `now` (not revoked, not
+    /// expired, a use left).
+    async fn open_keyed_invitations(&self, now: OffsetDateTime) -> anyhow::Result<i64>;
+
+    /// Every API token, oldest first.
+    async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>>;
+
+    /// Revokes an API token: every node refuses it from its next request on (each request looks the token up).
+    async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked>;
 
     /// Who holds the token with this hash, if anyone (revoked tokens hold nothing).
     async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>>;
@@ -569,8 +611,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The centroid (latitude, longitude) of a postcode, in the normalised form `normalise_postcode` gives.
     async fn postcode_centroid(&self, postcode: &str) -> anyhow::Result<Option<(f64, f64)>>;
 
-    /// Adds or replaces postcode centroids, in one transaction.
-    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<()>;
+    /// Adds or replaces postcode centroids, in one transaction. Each postcode at most once in `rows`.
+    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<ImportedPostcodes>;
+}
+
+/// What an import of postcode centroids did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportedPostcodes {
+    /// Postcodes the database did not have.
+    pub added: u64,
+    /// Postcodes it had, whose centroid the import replaced.
+    pub replaced: u64,
+}
+
+impl ImportedPostcodes {
+    /// From the table's size before and after an import of `n_rows` distinct postcodes.
+    pub(crate) fn from_counts(before: i64, after: i64, n_rows: usize) -> Self {
+        let added = u64::try_from(after - before).unwrap_or(0);
+        ImportedPostcodes { added, replaced: (n_rows as u64).saturating_sub(added) }
+    }
 }
 
 /// A postcode as stored and looked up: upper case, one space before the inward code ("st4 2de" → "ST4 2DE").

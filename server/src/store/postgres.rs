@@ -20,10 +20,10 @@ use super::rollup::{
     CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, tagged_up_to, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo,
-    DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState,
-    NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea,
-    StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, CodeHashes,
+    DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, ImportedPostcodes, InsightRow,
+    InvitationInfo, InvitationState, NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint,
+    Store, StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -787,6 +787,67 @@ impl Store for PostgresStore {
         Ok(id)
     }
 
+    async fn invitation_secret_fingerprint(&self) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'invitation_secret_fingerprint'")
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn claim_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<String> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        self.invitation_secret_fingerprint().await?.context("the invitation secret's fingerprint was just recorded")
+    }
+
+    async fn replace_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', $1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn open_keyed_invitations(&self, now: OffsetDateTime) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM invitations
+             WHERE code_hash_scheme = 'hmac-sha256' AND revoked_at IS NULL AND uses_left > 0 AND expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
+        let rows =
+            sqlx::query("SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let id: Uuid = row.get("id");
+                let role: String = row.get("role");
+                Ok(ApiTokenInfo {
+                    id,
+                    role: Role::parse(&role).with_context(|| format!("API token {id} has the unknown role {role}"))?,
+                    label: row.get("label"),
+                    created_at: row.get("created_at"),
+                    revoked_at: row.get("revoked_at"),
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked> {
+        revoke(&self.pool, "api_tokens", id).await
+    }
+
     async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
         let device = sqlx::query(
             "SELECT id, collector_id, revoked_at IS NOT NULL AS revoked FROM devices WHERE token_hash = $1",
@@ -850,7 +911,8 @@ impl Store for PostgresStore {
     ) -> anyhow::Result<Uuid> {
         let id = Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
+            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, code_hash_scheme)
+             VALUES ($1, $2, $3, $4, $4, $5, 'hmac-sha256')",
         )
         .bind(id)
         .bind(label)
@@ -864,7 +926,7 @@ impl Store for PostgresStore {
 
     async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>> {
         let rows = sqlx::query(
-            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at FROM invitations
+            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at, code_hash_scheme FROM invitations
              ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
@@ -879,6 +941,7 @@ impl Store for PostgresStore {
                 expires_at: row.get("expires_at"),
                 created_at: row.get("created_at"),
                 revoked_at: row.get("revoked_at"),
+                legacy_hash: row.get::<String, _>("code_hash_scheme") == "sha256",
             })
             .collect())
     }
@@ -889,19 +952,21 @@ impl Store for PostgresStore {
 
     async fn redeem_invitation(
         &self,
-        code_hash: &str,
+        code_hashes: &CodeHashes,
         label: &str,
         token_hash: &str,
         now: OffsetDateTime,
     ) -> Result<NewDevice, RedeemError> {
         let mut tx = self.pool.begin().await?;
         // The row lock serialises redemptions of one invitation across nodes: a second phone waits here and then
-        // reads the use the first one took.
+        // reads the use the first one took. A legacy hash matches only an invitation stored that way.
         let row = sqlx::query(
             "SELECT id, label, uses_left, expires_at, revoked_at IS NOT NULL AS revoked FROM invitations
-             WHERE code_hash = $1 FOR UPDATE",
+             WHERE (code_hash = $1 AND code_hash_scheme = 'hmac-sha256') OR (code_hash = $2 AND code_hash_scheme = 'sha256')
+             FOR UPDATE",
         )
-        .bind(code_hash)
+        .bind(&code_hashes.keyed)
+        .bind(&code_hashes.legacy)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(RedeemError::Unknown)?;
@@ -1288,8 +1353,10 @@ impl Store for PostgresStore {
         Ok(row.map(|row| (row.get("lat"), row.get("lon"))))
     }
 
-    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<()> {
+    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<ImportedPostcodes> {
         let mut tx = self.pool.begin().await?;
+        // Counted inside the transaction, so the difference is this import's alone.
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postcodes").fetch_one(&mut *tx).await?;
         for slice in rows.chunks(50_000) {
             sqlx::query(
                 "INSERT INTO postcodes (postcode, lat, lon)
@@ -1302,8 +1369,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postcodes").fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(ImportedPostcodes::from_counts(before, after, rows.len()))
     }
 }
 

@@ -23,10 +23,10 @@ use super::rollup::{
     Contribution, ContributorSet, Counted, GenerationRollups, PeriodKind, Phases, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, tagged_up_to, AreaRollup, AreaTag, CategoryCount, DayRange, DeviceInfo,
-    DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, InsightRow, InvitationInfo, InvitationState,
-    NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint, Store, StoredArea,
-    StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, CodeHashes,
+    DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, ImportedPostcodes, InsightRow,
+    InvitationInfo, InvitationState, NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint,
+    Store, StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -691,6 +691,69 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
+    async fn invitation_secret_fingerprint(&self) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'invitation_secret_fingerprint'")
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn claim_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<String> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', ?1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        self.invitation_secret_fingerprint().await?.context("the invitation secret's fingerprint was just recorded")
+    }
+
+    async fn replace_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn open_keyed_invitations(&self, now: OffsetDateTime) -> anyhow::Result<i64> {
+        // Expiry is compared as a time, not as text: RFC 3339 strings with and without fractions do not sort.
+        let expiries: Vec<String> = sqlx::query_scalar(
+            "SELECT expires_at FROM invitations
+             WHERE code_hash_scheme = 'hmac-sha256' AND revoked_at IS NULL AND uses_left > 0",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let open = expiries.into_iter().filter(|expiry| parse_time(Some(expiry.clone())).is_none_or(|at| at > now));
+        Ok(i64::try_from(open.count())?)
+    }
+
+    async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
+        let rows =
+            sqlx::query("SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("id");
+                let role: String = row.get("role");
+                Ok(ApiTokenInfo {
+                    id: id.parse().context("API token id")?,
+                    role: Role::parse(&role).with_context(|| format!("API token {id} has the unknown role {role}"))?,
+                    label: row.get("label"),
+                    created_at: parse_time(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    revoked_at: parse_time(row.get("revoked_at")),
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked> {
+        revoke(&self.pool, "api_tokens", id).await
+    }
+
     async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
         let device = sqlx::query("SELECT id, collector_id, revoked_at FROM devices WHERE token_hash = ?1")
             .bind(token_hash)
@@ -764,8 +827,8 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<Uuid> {
         let id = Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, created_at, code_hash_scheme)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 'hmac-sha256')",
         )
         .bind(id.to_string())
         .bind(label)
@@ -780,7 +843,7 @@ impl Store for SqliteStore {
 
     async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>> {
         let rows = sqlx::query(
-            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at FROM invitations
+            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at, code_hash_scheme FROM invitations
              ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
@@ -796,6 +859,7 @@ impl Store for SqliteStore {
                     expires_at: parse_time(row.get("expires_at")).context("invitation expiry")?,
                     created_at: parse_time(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
                     revoked_at: parse_time(row.get("revoked_at")),
+                    legacy_hash: row.get::<String, _>("code_hash_scheme") == "sha256",
                 })
             })
             .collect()
@@ -807,7 +871,7 @@ impl Store for SqliteStore {
 
     async fn redeem_invitation(
         &self,
-        code_hash: &str,
+        code_hashes: &CodeHashes,
         label: &str,
         token_hash: &str,
         now: OffsetDateTime,
@@ -815,12 +879,16 @@ impl Store for SqliteStore {
         // The immediate transaction holds the database's write lock from the read on: redemptions serialise, and
         // the use counted is the use checked.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row =
-            sqlx::query("SELECT id, label, uses_left, expires_at, revoked_at FROM invitations WHERE code_hash = ?1")
-                .bind(code_hash)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(RedeemError::Unknown)?;
+        // A legacy hash matches only an invitation stored that way, so a keyed hash can never be found by it.
+        let row = sqlx::query(
+            "SELECT id, label, uses_left, expires_at, revoked_at FROM invitations
+             WHERE (code_hash = ?1 AND code_hash_scheme = 'hmac-sha256') OR (code_hash = ?2 AND code_hash_scheme = 'sha256')",
+        )
+        .bind(&code_hashes.keyed)
+        .bind(&code_hashes.legacy)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(RedeemError::Unknown)?;
         let id: String = row.get("id");
         let revoked_at: Option<String> = row.get("revoked_at");
         let invitation = InvitationState {
@@ -1223,8 +1291,10 @@ impl Store for SqliteStore {
         Ok(row.map(|row| (row.get("lat"), row.get("lon"))))
     }
 
-    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<()> {
+    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<ImportedPostcodes> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Counted inside the transaction, so the difference is this import's alone.
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postcodes").fetch_one(&mut *tx).await?;
         for (postcode, lat, lon) in rows {
             sqlx::query(
                 "INSERT INTO postcodes (postcode, lat, lon) VALUES (?1, ?2, ?3)
@@ -1236,8 +1306,9 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postcodes").fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(ImportedPostcodes::from_counts(before, after, rows.len()))
     }
 }
 
@@ -1365,6 +1436,41 @@ mod tests {
         let migrator = sqlx::migrate::Migrator::new(released.as_path()).await.unwrap();
         assert_eq!(migrator.iter().count(), usize::try_from(last).unwrap());
         migrator.run(pool).await.unwrap();
+    }
+
+    /// 0009 keys invitation codes with the invitation secret: an invitation stored before it keeps its plain SHA-256,
+    /// is listed as legacy and still enrols; only the legacy hash finds it.
+    #[tokio::test]
+    async fn an_invitation_made_before_the_secret_still_enrols_after_the_migration() {
+        use crate::invitations::{legacy_hash_code, InvitationSecret};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        migrate_up_to(&pool, dir.path(), 8).await;
+        let code = "HNLY-7K4Q-PX";
+        sqlx::query(
+            "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, created_at)
+             VALUES ('00000000-0000-0000-0000-0000000000a1', 'Old cohort', ?1, 2, 2, '2999-01-01T00:00:00Z', 'now')",
+        )
+        .bind(legacy_hash_code(code))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        assert!(store.invitations().await.unwrap()[0].legacy_hash);
+        let secret = InvitationSecret::generate();
+        let now = OffsetDateTime::now_utc();
+        let keyed_only = CodeHashes { keyed: legacy_hash_code(code), legacy: "0".repeat(64) };
+        assert!(
+            matches!(store.redeem_invitation(&keyed_only, "", "token-1", now).await, Err(RedeemError::Unknown)),
+            "a legacy row is not found as if keyed"
+        );
+        store.redeem_invitation(&secret.code_hashes("hnly 7k4q px"), "", "token-2", now).await.unwrap();
+        assert_eq!(store.invitations().await.unwrap()[0].uses_left, 1);
+        assert_eq!(store.open_keyed_invitations(now).await.unwrap(), 0, "a legacy invitation needs no secret");
     }
 
     /// 0008 moves contributors into the cells' rows and leaves the roll-ups to be rebuilt: a database written at
