@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
+use crate::db_lock::DatabaseLock;
 use crate::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
 use crate::group_commit::GroupCommit;
 use crate::store::{self, Store};
@@ -123,6 +124,9 @@ pub struct AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The SQLite database held for this server's life (`None` on PostgreSQL); released when `run_until_stopped`
+    /// returns, or when the process dies.
+    database_lock: Option<DatabaseLock>,
 }
 
 impl Application {
@@ -132,6 +136,8 @@ impl Application {
     /// # Errors
     /// The database cannot be opened or migrated, or the address cannot be bound.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        // Taken before the store is opened, so a second server never migrates or writes under the first.
+        let mut database_lock = DatabaseLock::acquire(&config.database_url, "serve", Some(config.listen))?;
         let store = store::open(&config.database_url).await?;
         let storage_id = store.storage_id().await?;
         let atlas = Atlas::load(store.as_ref(), DEFAULT_SET).await?;
@@ -139,6 +145,9 @@ impl Application {
         crate::campaign::publish(store.as_ref(), &atlas, &actor).await?;
         let atlas = SharedAtlas::new(atlas);
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        if let Some(lock) = database_lock.as_mut() {
+            lock.set_listen(listener.local_addr()?)?;
+        }
         let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
         let enrol_limiter = Arc::new(RateLimiter::new(config.enrol_limit.per_minute / 60.0, config.enrol_limit.burst));
         let writer = GroupCommit::start(store.clone());
@@ -156,7 +165,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
-        Ok(Application { listener, state })
+        Ok(Application { listener, state, database_lock })
     }
 
     /// The address actually bound.
@@ -209,6 +218,7 @@ impl Application {
             .await?;
         state.tracker.close();
         state.tracker.wait().await;
+        drop(self.database_lock);
         tracing::info!("stopped");
         Ok(())
     }

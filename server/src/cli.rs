@@ -12,6 +12,7 @@ use crate::app::{Application, ServeConfig};
 use crate::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
 use crate::auth::{issue_api_token, issue_device};
 use crate::boundaries::Boundaries;
+use crate::db_lock::DatabaseLock;
 use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
 use crate::invitations;
 use crate::postcodes::read_postcodes;
@@ -30,7 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: the /sync endpoint for phones and the analyst API. Applies pending migrations first.
     Serve(ServeArgs),
-    /// Apply the database migrations and report the schema version, without starting the server.
+    /// Apply the database migrations and report the schema version, without starting the server (refused while a
+    /// server holds a SQLite database).
     Migrate {
         #[command(flatten)]
         database: DatabaseArgs,
@@ -44,7 +46,7 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Replace a SQLite database with a backup. Stop the server first.
+    /// Replace a SQLite database with a backup. Refused while a server holds the database: stop it first.
     Restore {
         /// A file written by `grapevine backup`.
         #[arg(long)]
@@ -267,6 +269,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate { database } => {
+            // A server migrates at start; a migration under a running one would change the schema it is using.
+            let _lock = DatabaseLock::acquire(&database.database_url, "migrate", None)?;
             let store = store::open(&database.database_url).await?;
             println!("The database is at schema version {}.", store.schema_version().await?);
             Ok(())
@@ -278,6 +282,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { from, database } => {
+            // Held while the files are replaced, so no server starts on a half-restored database either.
+            let _lock = DatabaseLock::acquire(sqlite_url(&database.database_url)?, "restore", None)?;
             SqliteStore::restore(&from, sqlite_url(&database.database_url)?).await?;
             println!("Restored {} from {}.", database.database_url, from.display());
             Ok(())

@@ -6,6 +6,7 @@
 //!   `boundaries`, `postcodes`).
 //! - `app`: state, router, listener and graceful shutdown; `Application::build` binds port 0 for tests.
 //! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
+//! - `db_lock`: the lock file beside a SQLite database: one server per file, no restore under a running one.
 //! - `group_commit`: one writer task per node committing every connection's document writes in batches.
 //! - `ingest`: what a changed insight document means (extract, validate, geotag); pure.
 //! - `boundaries`: areas, the R-tree and point → area.
@@ -28,6 +29,7 @@ pub mod boundaries;
 pub mod boundary_files;
 pub mod campaign;
 pub mod cli;
+pub mod db_lock;
 pub mod fuzzing;
 pub mod group_commit;
 pub mod http;
