@@ -13,10 +13,10 @@ use grapevine_sync_proto::session::DEFAULT_MAX_FRAME_BYTES;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::trace::TraceLayer;
 
-use crate::db_lock::DatabaseLock;
 use crate::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
+use crate::database_url::DatabaseUrl;
+use crate::db_lock::DatabaseLock;
 use crate::group_commit::GroupCommit;
 use crate::store::{self, Store};
 use crate::sync::{process_actor, DocLocks, RateLimiter};
@@ -25,7 +25,8 @@ use crate::sync::{process_actor, DocLocks, RateLimiter};
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    pub database_url: String,
+    /// Printed with its password redacted, so this config's `Debug` never shows it.
+    pub database_url: DatabaseUrl,
     pub max_frame_bytes: usize,
     pub limits: SyncLimits,
     pub enrol_limit: EnrolLimit,
@@ -81,7 +82,7 @@ impl Default for SyncLimits {
 impl ServeConfig {
     /// The zero-configuration defaults with another address and database.
     #[must_use]
-    pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
+    pub fn new(listen: SocketAddr, database_url: impl Into<DatabaseUrl>) -> Self {
         ServeConfig {
             listen,
             database_url: database_url.into(),
@@ -228,10 +229,12 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::readiness::router())
+        .merge(crate::metrics::router())
         .merge(crate::sync::router())
         .merge(crate::http::areas::router())
         .merge(crate::http::priorities::router())
         .merge(crate::http::enrol::router())
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::telemetry::observe_request))
         .with_state(state)
 }

@@ -12,11 +12,13 @@ use crate::app::{Application, ServeConfig};
 use crate::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
 use crate::auth::{issue_api_token, issue_device};
 use crate::boundaries::Boundaries;
-use crate::db_lock::DatabaseLock;
 use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
+use crate::database_url::DatabaseUrl;
+use crate::db_lock::DatabaseLock;
 use crate::invitations;
 use crate::postcodes::read_postcodes;
 use crate::store::{self, Revoked, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
+use crate::telemetry::LogFormat;
 use uuid::Uuid;
 
 /// Grapevine: community-safety insights from the people already there.
@@ -118,8 +120,9 @@ pub enum PostcodesCommand {
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// Where data lives: `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DATABASE`.
-    #[arg(long, env = "GRAPEVINE_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    /// (A password in it is never printed: `DatabaseUrl` redacts it.)
+    #[arg(long, env = "GRAPEVINE_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: DatabaseUrl,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +154,10 @@ pub struct ServeArgs {
     /// address a request is counted against. Without one, that header is ignored.
     #[arg(long = "trusted-proxy", env = "GRAPEVINE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How log lines are written: `text` for people, `json` (one object a line, with the request id) for log
+    /// shippers. `RUST_LOG` sets what is logged.
+    #[arg(long, env = "GRAPEVINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -487,16 +494,12 @@ fn sqlite_url(database_url: &str) -> anyhow::Result<&str> {
 /// # Errors
 /// Whatever the command fails with.
 pub fn main() -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => LogFormat::Text,
+    };
+    crate::telemetry::init_logging(log_format);
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
 }
 

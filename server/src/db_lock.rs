@@ -275,7 +275,9 @@ mod tests {
 
     #[test]
     fn postgres_and_in_memory_databases_take_no_lock() {
-        assert!(DatabaseLock::acquire("postgres://postgres@127.0.0.1:5432/grapevine", "serve", None).unwrap().is_none());
+        assert!(DatabaseLock::acquire("postgres://postgres@127.0.0.1:5432/grapevine", "serve", None)
+            .unwrap()
+            .is_none());
         assert!(DatabaseLock::acquire("sqlite::memory:", "serve", None).unwrap().is_none());
         assert!(DatabaseLock::acquire("sqlite://shared?mode=memory", "serve", None).unwrap().is_none());
     }

@@ -33,6 +33,8 @@ mod nodes;
 mod onboarding;
 mod phone_crash;
 mod python_sdk;
+mod secrets_in_logs;
+mod signals;
 mod spine;
 mod store;
 mod tls;

@@ -140,7 +140,7 @@ impl TestApp {
     }
 
     async fn start_with(dir: Arc<TempDir>, config: ServeConfig) -> TestApp {
-        let database_url = config.database_url.clone();
+        let database_url = config.database_url.expose().to_owned();
         let app = Application::build(config).await.expect("server builds");
         let addr = app.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -361,6 +361,26 @@ impl ServerProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until a logged line satisfies `wanted` (the log is read as it arrives); returns that line.
+    ///
+    /// # Panics
+    /// No such line within 10 seconds.
+    pub async fn wait_for_log(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|line| wanted(line)) {
+                return line.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no such log line within 10 s:\n{}", self.log().join("\n"));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The server's HTTP base URL.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// Whether the process has exited (without waiting).
     pub fn has_exited(&mut self) -> bool {
         self.child.try_wait().expect("the process can be polled").is_some()
@@ -394,9 +414,10 @@ impl ServerProcess {
 
 /// The address in the server's "grapevine listening" line, in its plain (`address=…`) or JSON (`"address":"…"`) form.
 fn listening_address(line: &str) -> SocketAddr {
-    let start = line.find("address=").map(|at| at + "address=".len()).or_else(|| {
-        line.find("\"address\":\"").map(|at| at + "\"address\":\"".len())
-    });
+    let start = line
+        .find("address=")
+        .map(|at| at + "address=".len())
+        .or_else(|| line.find("\"address\":\"").map(|at| at + "\"address\":\"".len()));
     let rest = &line[start.expect("the listening line names the address")..];
     let end = rest.find(|c: char| c == '"' || c.is_whitespace()).unwrap_or(rest.len());
     rest[..end].parse().expect("the listening address parses")
