@@ -18,6 +18,7 @@ use crate::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
 use crate::database_url::DatabaseUrl;
 use crate::db_lock::DatabaseLock;
 use crate::group_commit::GroupCommit;
+use crate::serve_loop::ConnectionLimits;
 use crate::store::{self, Store};
 use crate::sync::{process_actor, DocLocks, RateLimiter};
 
@@ -31,8 +32,11 @@ pub struct ServeConfig {
     pub limits: SyncLimits,
     pub enrol_limit: EnrolLimit,
     /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of them is counted against the address
-    /// the proxy says it came from. Empty (the default), the header is ignored.
+    /// the proxy says it came from. Empty (the default), the header is ignored. They are not held to
+    /// `connection_limits.max_per_address`.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The header-read timeout and the per-address connection cap (`serve_loop`).
+    pub connection_limits: ConnectionLimits,
 }
 
 /// How many unknown invitation codes one network address may try (`POST /api/v1/enrol`). A code has 50 random bits;
@@ -90,6 +94,7 @@ impl ServeConfig {
             limits: SyncLimits::default(),
             enrol_limit: EnrolLimit::default(),
             trusted_proxies: Vec::new(),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -208,15 +213,13 @@ impl Application {
         });
         let router = router(self.state);
         let stopping = state.shutdown.clone();
-        let signal = async move {
+        tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: closing sync connections");
             stopping.cancel();
-        };
-        // Each request knows its peer's address (the enrolment limit is per address).
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(signal)
-            .await?;
+        });
+        let (limits, trusted_proxies) = (state.config.connection_limits.clone(), state.config.trusted_proxies.clone());
+        crate::serve_loop::serve(self.listener, router, limits, trusted_proxies, state.shutdown.clone()).await;
         state.tracker.close();
         state.tracker.wait().await;
         drop(self.database_lock);

@@ -158,6 +158,14 @@ pub struct ServeArgs {
     /// shippers. `RUST_LOG` sets what is logged.
     #[arg(long, env = "GRAPEVINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Close a connection that has not sent a request's whole header within this many seconds (slow clients and
+    /// slowloris attacks hold sockets otherwise).
+    #[arg(long, env = "GRAPEVINE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// The most connections one network address (an IPv4 address or an IPv6 /64) may hold open at once, sync
+    /// connections included; more are closed at once. A `--trusted-proxy` is not capped: cap its clients there.
+    #[arg(long, env = "GRAPEVINE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 128)]
+    pub max_connections_per_address: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +269,8 @@ fn serve_config(args: ServeArgs) -> ServeConfig {
     config.enrol_limit.burst = args.enrol_burst.max(1.0);
     config.enrol_limit.per_minute = args.enrol_per_minute.max(1.0);
     config.trusted_proxies = args.trusted_proxies;
+    config.connection_limits.header_read_timeout = std::time::Duration::from_secs(args.header_read_timeout_secs.max(1));
+    config.connection_limits.max_per_address = args.max_connections_per_address.max(1);
     config
 }
 
@@ -548,5 +558,27 @@ mod tests {
         let expected: Vec<std::net::IpAddr> = ["127.0.0.1", "::1", "10.0.0.2"].map(|ip| ip.parse().unwrap()).into();
         assert_eq!(proxied.trusted_proxies, expected);
         assert!(Cli::try_parse_from(["grapevine", "serve", "--trusted-proxy", "proxy.local"]).is_err());
+    }
+
+    #[test]
+    fn serve_flags_set_the_connection_limits_and_each_is_at_least_one() {
+        let default = serve(&[]);
+        assert_eq!(default.connection_limits.header_read_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(default.connection_limits.max_per_address, 128);
+        let set = serve(&["--header-read-timeout-secs", "3", "--max-connections-per-address", "16"]);
+        assert_eq!(set.connection_limits.header_read_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(set.connection_limits.max_per_address, 16);
+        let zero = serve(&["--header-read-timeout-secs", "0", "--max-connections-per-address", "0"]);
+        assert_eq!(zero.connection_limits.header_read_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(zero.connection_limits.max_per_address, 1);
+    }
+
+    #[test]
+    fn a_serve_config_debug_shows_no_database_password() {
+        let config = serve(&["--database-url", "postgres://grapevine:hunter2@db.internal/grapevine"]);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://grapevine:[redacted]@db.internal/grapevine"), "{shown}");
+        assert_eq!(config.database_url.expose(), "postgres://grapevine:hunter2@db.internal/grapevine");
     }
 }

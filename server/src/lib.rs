@@ -23,6 +23,7 @@
 //! - `http`: the analyst API, the enrolment endpoint and the one error type.
 //! - `metrics`: the Prometheus metrics (`GET /metrics`), recorded with one-line calls from anywhere.
 //! - `readiness`: `GET /readyz`, each check named.
+//! - `serve_loop`: the accept loop: hyper's HTTP/1 with a header-read timeout, a per-address connection cap.
 //! - `telemetry`: log format, request ids and the per-request span and log line (the matched route, never the URI).
 //! - `fuzzing`: entry points for `fuzz/` and the corpus replay.
 
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod postcodes;
 pub mod qr;
 pub mod readiness;
+pub mod serve_loop;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -56,6 +56,8 @@ async fn metrics_scraped_after_a_sync_show_the_work_done() {
     assert!(sample(&after, "grapevine_websocket_frame_bytes_total{direction=\"in\"}") > 100.0, "{after}");
     assert!(sample(&after, "grapevine_group_commit_batch_size_count") >= 1.0, "{after}");
     assert!(sample(&after, "grapevine_group_commit_batch_size_sum") >= 2.0, "{after}");
+    assert!(sample(&after, "grapevine_tcp_connections_total") >= 2.0, "a scrape and a sync at least: {after}");
+    assert!(sample(&after, "grapevine_tcp_connections_open") >= 1.0, "the scrape's own: {after}");
     let sync_upgrades = "grapevine_http_requests_total{method=\"GET\",route=\"/sync\",status=\"101\"}";
     assert_eq!(sample(&after, sync_upgrades), 1.0, "{after}");
     let scrapes = "grapevine_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"}";
@@ -127,7 +129,7 @@ async fn every_answer_carries_a_request_id_and_only_a_sane_incoming_one_is_kept(
 }
 
 /// `--log-format json`: every line is a JSON object, a request's line carries its request id, and a sync
-/// connection's lines carry the id of the request that opened it.
+/// connection's lines carry the id of the request that opened it and the TCP connection's peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_parse_and_carry_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,11 +155,14 @@ async fn json_log_lines_parse_and_carry_the_request_id() {
     phone.sync_with(&server.sync_url()).await.unwrap();
     let joined = server.wait_for_log(|line| line.contains("\"joined\"")).await;
     let joined: Value = serde_json::from_str(&joined).expect("a JSON log line");
-    let spans = joined["spans"].as_array().expect("the span list");
-    assert_eq!(spans[0]["name"], "request", "{joined}");
-    assert_eq!(spans[0]["route"], "/sync", "{joined}");
-    assert_eq!(spans[0]["request_id"].as_str().map(str::len), Some(32), "{joined}");
-    assert_eq!(spans[1]["name"], "sync", "{joined}");
+    // connection (its peer) → request (its id, the upgrade) → sync (the device).
+    let spans: Vec<&str> =
+        joined["spans"].as_array().expect("the span list").iter().map(|span| span["name"].as_str().unwrap()).collect();
+    assert_eq!(spans, ["connection", "request", "sync"], "{joined}");
+    let request = &joined["spans"][1];
+    assert_eq!(request["route"], "/sync", "{joined}");
+    assert_eq!(request["request_id"].as_str().map(str::len), Some(32), "{joined}");
+    assert!(joined["spans"][0]["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{joined}");
 
     for line in server.log() {
         let parsed: Result<Value, _> = serde_json::from_str(&line);
