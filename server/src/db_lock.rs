@@ -26,7 +26,7 @@ pub enum DatabaseLockError {
          PostgreSQL)",
         database = .database.display()
     )]
-    Held { database: PathBuf, holder: Holder, advice: &'static str },
+    Held { database: PathBuf, holder: Box<Holder>, advice: &'static str },
     /// The lock file could not be opened or written.
     #[error("cannot use the lock file {}: {source}", .path.display())]
     Io { path: PathBuf, source: std::io::Error },
@@ -175,7 +175,11 @@ impl DatabaseLock {
         // already unlinked while another creates a new one).
         let mut file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_error)?;
-        match file.try_lock() {
+        // std's file locks are Rust 1.89, which the locked dependencies need already (automerge, uuid): the
+        // workspace's `rust-version` understates it until issue 14's fix to it lands.
+        #[allow(clippy::incompatible_msrv)]
+        let locked = file.try_lock();
+        match locked {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
@@ -186,7 +190,7 @@ impl DatabaseLock {
                     "migrate" => "a running server migrates at start; stop it before migrating by hand",
                     _ => "stop it first, or give this server its own database",
                 };
-                return Err(DatabaseLockError::Held { database, holder: Holder::parse(&text), advice });
+                return Err(DatabaseLockError::Held { database, holder: Box::new(Holder::parse(&text)), advice });
             }
             Err(TryLockError::Error(source)) => return Err(io_error(source)),
         }
@@ -223,6 +227,7 @@ impl Drop for DatabaseLock {
         // Emptied before it is released, so the file never names a holder that has gone; closing the file (which
         // follows) releases the lock.
         let _ = self.file.set_len(0);
+        #[allow(clippy::incompatible_msrv)]
         let _ = self.file.unlock();
     }
 }
