@@ -48,6 +48,10 @@ async fn a_connection_that_never_finishes_its_header_is_closed_after_the_timeout
     let closed = closed.expect("a connection holding half a header is closed");
     assert!(closed >= Duration::from_millis(900), "not before the timeout: {closed:?}");
 
+    // Nor may a connection hold a socket by sending nothing at all.
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(10)).await.is_some(), "a silent connection is closed");
+
     // A client that sends its header in time is served, on a kept-alive connection too.
     let mut prompt = TcpStream::connect(app.addr).await.unwrap();
     prompt.write_all(PARTIAL_HEADER).await.unwrap();
@@ -70,6 +74,9 @@ async fn one_address_holds_at_most_its_cap_of_connections_and_another_address_is
     let mut over = connect_from("127.0.0.1", app.addr).await;
     let closed = closed_within(&mut over, Duration::from_secs(5)).await;
     assert!(closed.is_some(), "a fourth connection from one address is closed at once");
+    let metrics = grapevine_server::metrics::render();
+    let refused = "grapevine_tcp_connections_refused_total{reason=\"per_address_cap\"} ";
+    assert!(metrics.lines().any(|line| line.starts_with(refused)), "the refusal is counted: {metrics}");
 
     let mut other = connect_from("127.0.0.2", app.addr).await;
     other.write_all(PARTIAL_HEADER).await.unwrap();
