@@ -13,11 +13,13 @@ use grapevine_sync_proto::session::DEFAULT_MAX_FRAME_BYTES;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::trace::TraceLayer;
 
 use crate::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
+use crate::database_url::DatabaseUrl;
+use crate::db_lock::DatabaseLock;
 use crate::group_commit::GroupCommit;
 use crate::invitations::{open_secret, InvitationSecret};
+use crate::serve_loop::ConnectionLimits;
 use crate::store::{self, Store};
 use crate::sync::{process_actor, DocLocks, RateLimiter};
 
@@ -25,18 +27,22 @@ use crate::sync::{process_actor, DocLocks, RateLimiter};
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    pub database_url: String,
+    /// Printed with its password redacted, so this config's `Debug` never shows it.
+    pub database_url: DatabaseUrl,
     pub max_frame_bytes: usize,
     pub limits: SyncLimits,
     pub enrol_limit: EnrolLimit,
     /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of them is counted against the address
-    /// the proxy says it came from. Empty (the default), the header is ignored.
+    /// the proxy says it came from. Empty (the default), the header is ignored. They are not held to
+    /// `connection_limits.max_per_address`.
     pub trusted_proxies: Vec<IpAddr>,
     /// The file holding the invitation secret; `None`, beside the SQLite database (or `grapevine-data/` for
     /// PostgreSQL). See `invitations::open_secret`.
     pub invitation_secret: Option<std::path::PathBuf>,
     /// The boundary set whose newest generation files insights and is offered to phones to pick from.
     pub filing_set: String,
+    /// The header-read timeout and the per-address connection cap (`serve_loop`).
+    pub connection_limits: ConnectionLimits,
 }
 
 /// How many unknown invitation codes one network address may try (`POST /api/v1/enrol`). A code has 50 random bits;
@@ -86,7 +92,7 @@ impl Default for SyncLimits {
 impl ServeConfig {
     /// The zero-configuration defaults with another address and database.
     #[must_use]
-    pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
+    pub fn new(listen: SocketAddr, database_url: impl Into<DatabaseUrl>) -> Self {
         ServeConfig {
             listen,
             database_url: database_url.into(),
@@ -96,6 +102,7 @@ impl ServeConfig {
             trusted_proxies: Vec::new(),
             invitation_secret: None,
             filing_set: DEFAULT_SET.to_owned(),
+            connection_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -133,6 +140,9 @@ pub struct AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The SQLite database held for this server's life (`None` on PostgreSQL); released when `run_until_stopped`
+    /// returns, or when the process dies.
+    database_lock: Option<DatabaseLock>,
 }
 
 impl Application {
@@ -142,6 +152,8 @@ impl Application {
     /// # Errors
     /// The database cannot be opened or migrated, or the address cannot be bound.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        // Taken before the store is opened, so a second server never migrates or writes under the first.
+        let mut database_lock = DatabaseLock::acquire(&config.database_url, "serve", Some(config.listen))?;
         let store = store::open(&config.database_url).await?;
         let storage_id = store.storage_id().await?;
         let invitation_secret =
@@ -151,6 +163,9 @@ impl Application {
         crate::campaign::publish(store.as_ref(), &atlas, &actor).await?;
         let atlas = SharedAtlas::new(atlas);
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        if let Some(lock) = database_lock.as_mut() {
+            lock.set_listen(listener.local_addr()?)?;
+        }
         let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
         let enrol_limiter = Arc::new(RateLimiter::new(config.enrol_limit.per_minute / 60.0, config.enrol_limit.burst));
         let writer = GroupCommit::start(store.clone());
@@ -169,7 +184,7 @@ impl Application {
             tracker: TaskTracker::new(),
             invitation_secret: Arc::new(invitation_secret),
         };
-        Ok(Application { listener, state })
+        Ok(Application { listener, state, database_lock })
     }
 
     /// The address actually bound.
@@ -211,17 +226,16 @@ impl Application {
         });
         let router = router(self.state);
         let stopping = state.shutdown.clone();
-        let signal = async move {
+        tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: closing sync connections");
             stopping.cancel();
-        };
-        // Each request knows its peer's address (the enrolment limit is per address).
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(signal)
-            .await?;
+        });
+        let (limits, trusted_proxies) = (state.config.connection_limits.clone(), state.config.trusted_proxies.clone());
+        crate::serve_loop::serve(self.listener, router, limits, trusted_proxies, state.shutdown.clone()).await;
         state.tracker.close();
         state.tracker.wait().await;
+        drop(self.database_lock);
         tracing::info!("stopped");
         Ok(())
     }
@@ -231,10 +245,12 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::readiness::router())
+        .merge(crate::metrics::router())
         .merge(crate::sync::router())
         .merge(crate::http::areas::router())
         .merge(crate::http::priorities::router())
         .merge(crate::http::enrol::router())
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::telemetry::observe_request))
         .with_state(state)
 }

@@ -347,7 +347,7 @@ fn format_m2(size_m2: f64) -> String {
     let digits = (size_m2.round() as i64).to_string();
     let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
     for (idx, digit) in digits.chars().enumerate() {
-        if idx > 0 && (digits.len() - idx) % 3 == 0 {
+        if idx > 0 && (digits.len() - idx).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);

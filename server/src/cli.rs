@@ -13,9 +13,12 @@ use crate::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
 use crate::auth::{issue_api_token, issue_device};
 use crate::boundaries::Boundaries;
 use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
+use crate::database_url::DatabaseUrl;
+use crate::db_lock::DatabaseLock;
 use crate::invitations;
 use crate::postcodes::read_postcodes;
 use crate::store::{self, ApiTokenInfo, Revoked, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
+use crate::telemetry::LogFormat;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
@@ -31,7 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: the /sync endpoint for phones and the analyst API. Applies pending migrations first.
     Serve(ServeArgs),
-    /// Apply the database migrations and report the schema version, without starting the server.
+    /// Apply the database migrations and report the schema version, without starting the server (refused while a
+    /// server holds a SQLite database).
     Migrate {
         #[command(flatten)]
         database: DatabaseArgs,
@@ -45,7 +49,7 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Replace a SQLite database with a backup. Stop the server first.
+    /// Replace a SQLite database with a backup. Refused while a server holds the database: stop it first.
     Restore {
         /// A file written by `grapevine backup`.
         #[arg(long)]
@@ -121,8 +125,9 @@ pub enum PostcodesCommand {
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// Where data lives: `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DATABASE`.
-    #[arg(long, env = "GRAPEVINE_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    /// (A password in it is never printed: `DatabaseUrl` redacts it.)
+    #[arg(long, env = "GRAPEVINE_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: DatabaseUrl,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +159,18 @@ pub struct ServeArgs {
     /// address a request is counted against. Without one, that header is ignored.
     #[arg(long = "trusted-proxy", env = "GRAPEVINE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How log lines are written: `text` for people, `json` (one object a line, with the request id) for log
+    /// shippers. `RUST_LOG` sets what is logged.
+    #[arg(long, env = "GRAPEVINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Close a connection that has not sent a request's whole header within this many seconds (slow clients and
+    /// slowloris attacks hold sockets otherwise).
+    #[arg(long, env = "GRAPEVINE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// The most connections one network address (an IPv4 address or an IPv6 /64) may hold open at once, sync
+    /// connections included; more are closed at once. A `--trusted-proxy` is not capped: cap its clients there.
+    #[arg(long, env = "GRAPEVINE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 128)]
+    pub max_connections_per_address: usize,
     #[command(flatten)]
     pub invitation_secret: InvitationSecretArgs,
     #[command(flatten)]
@@ -306,6 +323,8 @@ fn serve_config(args: ServeArgs) -> ServeConfig {
     config.trusted_proxies = args.trusted_proxies;
     config.invitation_secret = args.invitation_secret.path;
     config.filing_set = args.filing.filing_set;
+    config.connection_limits.header_read_timeout = std::time::Duration::from_secs(args.header_read_timeout_secs.max(1));
+    config.connection_limits.max_per_address = args.max_connections_per_address.max(1);
     config
 }
 
@@ -321,6 +340,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate { database } => {
+            // A server migrates at start; a migration under a running one would change the schema it is using.
+            let _lock = DatabaseLock::acquire(&database.database_url, "migrate", None)?;
             let store = store::open(&database.database_url).await?;
             println!("The database is at schema version {}.", store.schema_version().await?);
             Ok(())
@@ -332,6 +353,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { from, database } => {
+            // Held while the files are replaced, so no server starts on a half-restored database either.
+            let _lock = DatabaseLock::acquire(sqlite_url(&database.database_url)?, "restore", None)?;
             SqliteStore::restore(&from, sqlite_url(&database.database_url)?).await?;
             println!("Restored {} from {}.", database.database_url, from.display());
             Ok(())
@@ -625,16 +648,12 @@ fn sqlite_url(database_url: &str) -> anyhow::Result<&str> {
 /// # Errors
 /// Whatever the command fails with.
 pub fn main() -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => LogFormat::Text,
+    };
+    crate::telemetry::init_logging(log_format);
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
 }
 
@@ -692,5 +711,27 @@ mod tests {
         let set = serve(&["--filing-set", "neighbourhoods", "--invitation-secret", "/etc/grapevine/secret"]);
         assert_eq!(set.filing_set, "neighbourhoods");
         assert_eq!(set.invitation_secret, Some(PathBuf::from("/etc/grapevine/secret")));
+    }
+
+    #[test]
+    fn serve_flags_set_the_connection_limits_and_each_is_at_least_one() {
+        let default = serve(&[]);
+        assert_eq!(default.connection_limits.header_read_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(default.connection_limits.max_per_address, 128);
+        let set = serve(&["--header-read-timeout-secs", "3", "--max-connections-per-address", "16"]);
+        assert_eq!(set.connection_limits.header_read_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(set.connection_limits.max_per_address, 16);
+        let zero = serve(&["--header-read-timeout-secs", "0", "--max-connections-per-address", "0"]);
+        assert_eq!(zero.connection_limits.header_read_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(zero.connection_limits.max_per_address, 1);
+    }
+
+    #[test]
+    fn a_serve_config_debug_shows_no_database_password() {
+        let config = serve(&["--database-url", "postgres://grapevine:hunter2@db.internal/grapevine"]);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://grapevine:[redacted]@db.internal/grapevine"), "{shown}");
+        assert_eq!(config.database_url.expose(), "postgres://grapevine:hunter2@db.internal/grapevine");
     }
 }

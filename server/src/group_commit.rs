@@ -6,6 +6,7 @@
 //! an error, the batch is retried one write at a time and each writer gets its own outcome.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -74,25 +75,42 @@ async fn run(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Pending>) {
 }
 
 async fn commit(store: &dyn Store, batch: Vec<Pending>) {
+    let started = Instant::now();
     if batch.len() == 1 {
         let Pending { write, done } = batch.into_iter().next().expect("one write");
-        let _ = done.send(store.save_document(write).await);
+        save_one(store, write, done).await;
+        crate::metrics::group_commit(1, started.elapsed());
         return;
     }
     let writes: Vec<DocumentWrite> = batch.iter().map(|pending| pending.write.clone()).collect();
     match store.save_documents(writes).await {
         Ok(()) => {
+            crate::metrics::group_commit(batch.len(), started.elapsed());
             for pending in batch {
+                crate::metrics::insight_decided(&pending.write.insight.outcome);
                 let _ = pending.done.send(Ok(()));
             }
         }
         Err(error) => {
+            crate::metrics::group_commit(batch.len(), started.elapsed());
             tracing::debug!(%error, n_writes = batch.len(), "a batch failed; committing its writes one by one");
             for Pending { write, done } in batch {
-                let _ = done.send(store.save_document(write).await);
+                let started = Instant::now();
+                save_one(store, write, done).await;
+                crate::metrics::group_commit(1, started.elapsed());
             }
         }
     }
+}
+
+/// Saves one write alone and tells its writer; a committed decision is counted.
+async fn save_one(store: &dyn Store, write: DocumentWrite, done: oneshot::Sender<Result<(), SaveError>>) {
+    let outcome = write.insight.outcome.clone();
+    let saved = store.save_document(write).await;
+    if saved.is_ok() {
+        crate::metrics::insight_decided(&outcome);
+    }
+    let _ = done.send(saved);
 }
 
 #[cfg(test)]

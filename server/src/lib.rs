@@ -6,6 +6,8 @@
 //!   `boundaries`, `postcodes`).
 //! - `app`: state, router, listener and graceful shutdown; `Application::build` binds port 0 for tests.
 //! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
+//! - `database_url`: `DatabaseUrl`, a database URL whose `Debug` and `Display` redact its password.
+//! - `db_lock`: the lock file beside a SQLite database: one server per file, no restore under a running one.
 //! - `group_commit`: one writer task per node committing every connection's document writes in batches.
 //! - `ingest`: what a changed insight document means (extract, validate, geotag); pure.
 //! - `boundaries`: areas, the R-tree and point → area.
@@ -19,6 +21,10 @@
 //! - `invitations`: invitation codes (made, normalised, hashed), validities and the enrol link.
 //! - `qr`: QR codes for invitation cards, as SVG and PNG.
 //! - `http`: the analyst API, the enrolment endpoint and the one error type.
+//! - `metrics`: the Prometheus metrics (`GET /metrics`), recorded with one-line calls from anywhere.
+//! - `readiness`: `GET /readyz`, each check named.
+//! - `serve_loop`: the accept loop: hyper's HTTP/1 with a header-read timeout, a per-address connection cap.
+//! - `telemetry`: log format, request ids and the per-request span and log line (the matched route, never the URI).
 //! - `fuzzing`: entry points for `fuzz/` and the corpus replay.
 
 pub mod app;
@@ -28,14 +34,20 @@ pub mod boundaries;
 pub mod boundary_files;
 pub mod campaign;
 pub mod cli;
+pub mod database_url;
+pub mod db_lock;
 pub mod fuzzing;
 pub mod group_commit;
 pub mod http;
 pub mod ingest;
 pub mod invitations;
+pub mod metrics;
 pub mod postcodes;
 pub mod qr;
+pub mod readiness;
+pub mod serve_loop;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 
 pub use app::{Application, ServeConfig};

@@ -63,9 +63,10 @@ async fn upgrade(State(state): State<AppState>, device: Device, ws: WebSocketUpg
     // The transport's own cap is well above the protocol's, so an oversized frame still gets a coded `error`.
     let hard_cap = state.config.max_frame_bytes.saturating_mul(4);
     let tracker = state.tracker.clone();
+    let request_span = tracing::Span::current(); // So the connection's log lines carry the upgrade's request id.
     ws.max_message_size(hard_cap).max_frame_size(hard_cap).on_upgrade(move |socket| {
-        let span = tracing::info_span!("sync", device = %device.device_id);
-        tracker.track_future(serve_connection(socket, state, device).instrument(span))
+        let span = tracing::info_span!(parent: &request_span, "sync", device = %device.device_id);
+        tracker.track_future(crate::metrics::sync_connection(serve_connection(socket, state, device)).instrument(span))
     })
 }
 
@@ -201,6 +202,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
         };
         let inbound = match wake {
             Wake::Frame(inbound) => {
+                crate::metrics::websocket_frame_received(inbound.as_ref());
                 // Anything from the device, a pong included, shows it is alive.
                 idle.as_mut().reset(Instant::now() + limits.idle_timeout);
                 inbound
@@ -287,6 +289,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
                     Ok(replies) => replies,
                     Err(error) => {
                         tracing::error!(%doc_id, error = format!("{error:#}"), "sync failed");
+                        crate::metrics::sync_message(crate::metrics::SyncOutcome::Failed);
                         close_with(socket, &mut connection.session, ErrorCode::Internal, "internal error").await;
                         return;
                     }
@@ -313,6 +316,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
 /// Sends a frame, giving up on a device that will not take it in time: the server waits on the socket rather than
 /// buffering, and never waits for ever. False means the connection is over.
 async fn send_within(socket: &mut WebSocket, message: WsMessage, timeout: std::time::Duration) -> bool {
+    crate::metrics::websocket_frame_sent(&message);
     match tokio::time::timeout(timeout, socket.send(message)).await {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
@@ -420,6 +424,7 @@ async fn handle_sync(
         let visible = stored.as_ref().is_none_or(|stored| stored.collector_id == device.collector_id);
         if !visible || (stored.is_none() && kind == SyncKind::Request) {
             connection.session.forget(doc_id);
+            crate::metrics::sync_message(crate::metrics::SyncOutcome::Unavailable);
             return Ok(vec![connection.session.doc_unavailable_frame(doc_id)]);
         }
         let (mut doc, expected_version, n_chunks) = match &stored {
@@ -439,6 +444,7 @@ async fn handle_sync(
         let heads_before = doc.get_heads();
         if let Err(error) = connection.session.apply(doc_id, &mut doc, message.clone()) {
             tracing::info!(%doc_id, %error, "refused changes");
+            crate::metrics::sync_message(crate::metrics::SyncOutcome::Refused);
             connection.session.forget(doc_id);
             return Ok(vec![connection.session.error_frame(error.code, &error.message)]);
         }
@@ -484,6 +490,11 @@ async fn handle_sync(
                 Err(SaveError::Database(error)) => return Err(error),
             }
         }
+        crate::metrics::sync_message(if changed {
+            crate::metrics::SyncOutcome::Stored
+        } else {
+            crate::metrics::SyncOutcome::Unchanged
+        });
         let reply = connection.session.generate(doc_id, &mut doc);
         if stored.is_some() || changed {
             connection.persist(state, doc_id).await?;

@@ -23,6 +23,8 @@ macro_rules! on_both_backends {
 mod access;
 mod bad_input;
 mod campaign;
+mod connections;
+mod db_lock;
 mod durability;
 mod engine;
 mod filing_set;
@@ -35,6 +37,8 @@ mod onboarding;
 mod phone_crash;
 mod postcodes;
 mod python_sdk;
+mod secrets_in_logs;
+mod signals;
 mod spine;
 mod store;
 mod tls;

@@ -142,7 +142,7 @@ impl TestApp {
     }
 
     async fn start_with(dir: Arc<TempDir>, mut config: ServeConfig) -> TestApp {
-        let database_url = config.database_url.clone();
+        let database_url = config.database_url.expose().to_owned();
         let invitation_secret_path =
             config.invitation_secret.get_or_insert_with(|| dir.path().join("invitation-secret")).clone();
         let app = Application::build(config).await.expect("server builds");
@@ -304,6 +304,8 @@ pub struct ServerProcess {
     child: tokio::process::Child,
     pub addr: SocketAddr,
     pub database_url: String,
+    /// Every line the server has logged so far (standard error), kept for tests that read its log.
+    log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -312,6 +314,23 @@ impl ServerProcess {
     /// # Panics
     /// The binary is missing or the server does not start within 30 seconds.
     pub async fn start(binary: &str, database_url: &str) -> ServerProcess {
+        match ServerProcess::try_start(binary, database_url, &[], "info,sqlx=warn").await {
+            Ok(server) => server,
+            Err(log) => panic!("the server exited before listening:\n{log}"),
+        }
+    }
+
+    /// Starts `grapevine serve --listen 127.0.0.1:0` over `database_url` with more flags and a `RUST_LOG` filter,
+    /// and waits until it listens; if it exits first, its whole log is the error.
+    ///
+    /// # Panics
+    /// The binary is missing, or the server neither listens nor exits within 30 seconds.
+    pub async fn try_start(
+        binary: &str,
+        database_url: &str,
+        flags: &[&str],
+        rust_log: &str,
+    ) -> Result<ServerProcess, String> {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut command = tokio::process::Command::new(binary);
         // A SQLite database keeps its invitation secret beside it; the nodes of one PostgreSQL database share one
@@ -322,26 +341,68 @@ impl ServerProcess {
         }
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
-            .env("RUST_LOG", "info,sqlx=warn")
+            .args(flags)
+            .env("RUST_LOG", rust_log)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("the server binary starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let listening = tokio::time::timeout(std::time::Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some((_, address)) = line.split_once("address=") {
-                    return address.trim().parse::<SocketAddr>().unwrap();
+                log.lock().unwrap().push(line.clone());
+                if line.contains("grapevine listening") {
+                    return Some(listening_address(&line));
                 }
             }
-            panic!("the server exited before listening");
+            None
         })
         .await
-        .expect("the server listens within 30 s");
+        .expect("the server listens or exits within 30 s");
+        let Some(addr) = listening else {
+            let _ = child.wait().await;
+            return Err(log.lock().unwrap().join("\n"));
+        };
         // Keep draining its log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ServerProcess { child, addr, database_url: database_url.to_owned() }
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Ok(ServerProcess { child, addr, database_url: database_url.to_owned(), log })
+    }
+
+    /// Every line the server has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a logged line satisfies `wanted` (the log is read as it arrives); returns that line.
+    ///
+    /// # Panics
+    /// No such line within 10 seconds.
+    pub async fn wait_for_log(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|line| wanted(line)) {
+                return line.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no such log line within 10 s:\n{}", self.log().join("\n"));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The server's HTTP base URL.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("the process can be polled").is_some()
     }
 
     pub fn sync_url(&self) -> String {
@@ -368,6 +429,17 @@ impl ServerProcess {
             .expect("the server stops within 30 s of SIGTERM")
             .expect("exit status")
     }
+}
+
+/// The address in the server's "grapevine listening" line, in its plain (`address=…`) or JSON (`"address":"…"`) form.
+fn listening_address(line: &str) -> SocketAddr {
+    let start = line
+        .find("address=")
+        .map(|at| at + "address=".len())
+        .or_else(|| line.find("\"address\":\"").map(|at| at + "\"address\":\"".len()));
+    let rest = &line[start.expect("the listening line names the address")..];
+    let end = rest.find(|c: char| c == '"' || c.is_whitespace()).unwrap_or(rest.len());
+    rest[..end].parse().expect("the listening address parses")
 }
 
 /// A phone: the SDK over its own store directory.

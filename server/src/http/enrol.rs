@@ -72,7 +72,7 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAd
 /// The key an address's enrolment budget is kept under: an IPv4 address, or an IPv6 address's /64 network (one
 /// household or phone may hold a whole /64). Without the peer's address (a router served without connect info),
 /// every request shares one budget.
-fn budget_key(address: Option<IpAddr>) -> IpAddr {
+pub(crate) fn budget_key(address: Option<IpAddr>) -> IpAddr {
     match address {
         Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
             let network = u128::from(v6) & !u128::from(u64::MAX);

@@ -429,6 +429,27 @@ impl DayRange {
     }
 }
 
+/// A connection pool's use at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub in_use: u32,
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
+impl PoolUsage {
+    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolUsage {
+        let (size, idle) = (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX));
+        PoolUsage { in_use: size.saturating_sub(idle), idle, max: pool.options().get_max_connections() }
+    }
+}
+
+/// The newest migration a migrator holds.
+fn latest_of(migrator: &sqlx::migrate::Migrator) -> i64 {
+    migrator.iter().map(|migration| migration.version).max().unwrap_or(0)
+}
+
 /// Everything the server stores.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -441,6 +462,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The newest migration applied.
     async fn schema_version(&self) -> anyhow::Result<i64>;
+
+    /// The newest migration this build has for the backend: the schema is current when `schema_version` is this.
+    fn latest_migration(&self) -> i64;
+
+    /// How the connection pool is used now (for `/metrics`).
+    fn pool_usage(&self) -> PoolUsage;
 
     /// Every device (of one collector, if given), oldest first.
     async fn devices(&self, collector: Option<Uuid>) -> anyhow::Result<Vec<DeviceInfo>>;
@@ -658,7 +685,8 @@ pub async fn open(database_url: &str) -> anyhow::Result<Arc<dyn Store>> {
         let store = PostgresStore::open(database_url).await.with_context(|| "opening the PostgreSQL database")?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!("unsupported database URL '{database_url}': expected sqlite://PATH or postgres://…")
+    let shown = crate::database_url::DatabaseUrl::from(database_url);
+    anyhow::bail!("unsupported database URL '{shown}': expected sqlite://PATH or postgres://…")
 }
 
 /// Refuses a database migrated by a newer Grapevine: its schema may mean things this build does not know.

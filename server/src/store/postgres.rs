@@ -775,6 +775,14 @@ impl Store for PostgresStore {
         Ok(sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations").fetch_one(&self.pool).await?)
     }
 
+    fn latest_migration(&self) -> i64 {
+        super::latest_of(&MIGRATOR)
+    }
+
+    fn pool_usage(&self) -> super::PoolUsage {
+        super::PoolUsage::of(&self.pool)
+    }
+
     async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid> {
         let id = Uuid::new_v4();
         sqlx::query("INSERT INTO api_tokens (id, role, label, token_hash) VALUES ($1, $2, $3, $4)")

@@ -189,7 +189,7 @@ impl ContributorSet {
     /// Reads a stored set; `None` if the bytes are not one.
     #[must_use]
     pub fn decode(bytes: &[u8]) -> Option<ContributorSet> {
-        if bytes.len() % CONTRIBUTOR_BYTES != 0 {
+        if !bytes.len().is_multiple_of(CONTRIBUTOR_BYTES) {
             return None;
         }
         let entries: Vec<(Uuid, u32)> = bytes
