@@ -5,6 +5,7 @@ pub mod areas;
 pub mod enrol;
 pub mod error;
 pub mod priorities;
+pub mod query;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
