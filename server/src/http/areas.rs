@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -11,7 +12,7 @@ use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
 use grapevine_sync_proto::{Channel, ErrorCode};
 use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{shown, ApiError};
 use super::query::RollupQuery;
 use super::Analyst;
 use crate::app::AppState;
@@ -142,14 +143,19 @@ async fn list_areas(
 async fn one_area(
     State(state): State<AppState>,
     _analyst: Analyst,
-    Path(code): Path<String>,
+    code: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AreaResponse>, ApiError> {
+    let Path(code) = code?;
     let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "period"])?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
     let area = generation.boundaries.area(&code).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AreaNotFound, format!("no area has the code '{code}'"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::AreaNotFound,
+            format!("no area has the code '{}'", shown(&code)),
+        )
     })?;
     let id = generation.info.id;
     let rollup =

@@ -11,7 +11,7 @@ use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
 use serde::Serialize;
 
 use super::areas::GenerationRef;
-use super::error::ApiError;
+use super::error::{shown, ApiError};
 use super::query::RollupQuery;
 use super::Analyst;
 use crate::app::AppState;
@@ -90,7 +90,7 @@ async fn priorities(
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
                 grapevine_sync_proto::ErrorCode::AreaNotFound,
-                format!("no area has the code '{code}'"),
+                format!("no area has the code '{}'", shown(code)),
             )
         })?),
         None => None,

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use grapevine_sync_proto::ErrorCode;
 use time::{Date, Month};
 
-use super::error::ApiError;
+use super::error::{shown, ApiError};
 use crate::atlas::{Atlas, Generation};
 use crate::store::rollup::{PeriodKind, FIRST_DAY, LAST_DAY};
 use crate::store::DayRange;
@@ -20,9 +20,6 @@ pub(crate) const EARLIEST_DAY: Date = FIRST_DAY;
 /// period's end a real day, so `to` stays exclusive (the calendar cannot step past 9999-12-31, and a period running
 /// to it would take its last day in).
 pub(crate) const LATEST_DAY: Date = LAST_DAY;
-
-/// How much of a refused name or value a message repeats.
-const SHOWN_CHARS: usize = 40;
 
 /// The query parameters of the roll-up endpoints.
 #[derive(Debug, Default, PartialEq)]
@@ -151,15 +148,6 @@ fn parse_day(key: &str, value: &str) -> Result<Date, ApiError> {
         )));
     }
     Ok(date)
-}
-
-/// A client's name or value as a message repeats it: control characters escaped, at most `SHOWN_CHARS` characters.
-fn shown(text: &str) -> String {
-    let mut shown: String = text.chars().take(SHOWN_CHARS).flat_map(char::escape_debug).collect();
-    if text.chars().nth(SHOWN_CHARS).is_some() {
-        shown.push('…');
-    }
-    shown
 }
 
 #[cfg(test)]
@@ -296,7 +284,7 @@ mod tests {
     fn a_message_repeats_at_most_a_short_escaped_piece_of_what_was_sent() {
         let error = refusal(&format!("set=wards&{}=1", "x".repeat(500)));
         assert!(error.message.len() < 200, "{}", error.message);
-        assert!(error.message.contains(&format!("'{}…'", "x".repeat(SHOWN_CHARS))), "{}", error.message);
+        assert!(error.message.contains(&format!("'{}…'", "x".repeat(40))), "{}", error.message);
         let error = refusal("period=%1B%5B31mred%0Aline");
         assert!(!error.message.contains(['\u{1b}', '\n']), "{}", error.message);
         assert!(error.message.contains("\\u{1b}[31mred\\nline"), "{}", error.message);
