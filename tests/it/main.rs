@@ -32,6 +32,7 @@ mod nodes;
 mod onboarding;
 mod phone_crash;
 mod python_sdk;
+mod queries;
 mod spine;
 mod store;
 mod tls;
