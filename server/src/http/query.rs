@@ -271,6 +271,10 @@ mod tests {
             assert!(error.message.contains(named), "{query}: {}", error.message);
             assert!(error.message.contains("1900-01-01 to 2200-01-01"), "{}", error.message);
         }
+        // What the attack reached: the period before 0000-01-01..9999-12-31 would start before the calendar does,
+        // which panicked; it is now no period at all, and the parser never lets such dates through anyway.
+        let attack = DayRange { from: Some(date!(0000 - 01 - 01)), to: Some(date!(9999 - 12 - 31)) };
+        assert_eq!(attack.previous(), None);
         // The range's ends themselves are dates a query may name, and the period before the widest one is whole.
         let widest = RollupQuery::parse(Some("from=1900-01-01&to=2200-01-01"), ALL).unwrap().days;
         assert_eq!(widest.bounds(), DayRange::default().bounds(), "naming the ends reads what leaving them out reads");
