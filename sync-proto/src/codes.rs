@@ -48,6 +48,8 @@ pub enum ErrorCode {
     InvalidRequest,
     AreaNotFound,
     Internal,
+    NotFound,
+    MethodNotAllowed,
     // The SDK, on the phone.
     InsightNotFound,
     InsightWithdrawn,
@@ -56,7 +58,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -89,6 +91,8 @@ impl ErrorCode {
         ErrorCode::InvalidRequest,
         ErrorCode::AreaNotFound,
         ErrorCode::Internal,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::InsightNotFound,
         ErrorCode::InsightWithdrawn,
         ErrorCode::NotEnrolled,
@@ -130,6 +134,8 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::AreaNotFound => "area_not_found",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::InsightNotFound => "insight_not_found",
             ErrorCode::InsightWithdrawn => "insight_withdrawn",
             ErrorCode::NotEnrolled => "not_enrolled",
@@ -174,6 +180,8 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => ("The request could not be understood.", "Nid oedd modd deall y cais."),
             ErrorCode::AreaNotFound => ("No area has that code.", "Nid oes gan unrhyw ardal y cod hwnnw."),
             ErrorCode::Internal => ("Something went wrong on the server; nothing is lost, and the phone will try again.", "Aeth rhywbeth o'i le ar y gweinydd; does dim wedi'i golli, a bydd y ffôn yn rhoi cynnig arall arni."),
+            ErrorCode::NotFound => ("The server has nothing at that address; update the app.", "Nid oes dim gan y gweinydd yn y cyfeiriad hwnnw; diweddarwch yr ap."),
+            ErrorCode::MethodNotAllowed => ("The server does not take that kind of request there; update the app.", "Nid yw'r gweinydd yn derbyn y math hwnnw o gais yno; diweddarwch yr ap."),
             ErrorCode::InsightNotFound => ("This phone holds no such report.", "Nid oes adroddiad o'r fath ar y ffôn hwn."),
             ErrorCode::InsightWithdrawn => ("This report was withdrawn and can no longer be changed.", "Tynnwyd yr adroddiad hwn yn ôl ac ni ellir ei newid mwyach."),
             ErrorCode::NotEnrolled => ("This phone is not enrolled yet; enter your invitation code.", "Nid yw'r ffôn hwn wedi'i gofrestru eto; rhowch eich cod gwahoddiad."),

@@ -108,7 +108,15 @@ impl Message {
     /// # Errors
     /// A frame that is not CBOR, is not a map with a text `type`, or lacks a field its type requires.
     pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
-        ciborium::from_reader(frame).map_err(|error| DecodeError(error.to_string()))
+        ciborium::from_reader(frame).map_err(|error| {
+            // ciborium's `Display` is its `Debug` (`Semantic(None, "…")`); a peer is told in words.
+            DecodeError(match error {
+                ciborium::de::Error::Io(_) => "the frame ends inside a value".to_owned(),
+                ciborium::de::Error::Syntax(offset) => format!("not CBOR (at byte {offset})"),
+                ciborium::de::Error::Semantic(_, message) => message,
+                ciborium::de::Error::RecursionLimitExceeded => "values nested too deeply".to_owned(),
+            })
+        })
     }
 }
 
@@ -218,5 +226,24 @@ mod tests {
         )
         .unwrap();
         assert!(Message::decode(&no_data).is_err(), "a sync without its fields is refused");
+    }
+
+    #[test]
+    fn a_refused_frame_is_described_in_words_not_in_the_decoder_s_debug_form() {
+        let mut no_type = Vec::new();
+        ciborium::into_writer(
+            &ciborium::Value::Map(vec![(ciborium::Value::Text("senderId".into()), ciborium::Value::Text("a".into()))]),
+            &mut no_type,
+        )
+        .unwrap();
+        for (frame, said) in [
+            (no_type.as_slice(), "missing field `type`"),
+            (&[][..], "the frame ends inside a value"),
+            (&[0x1c][..], "not CBOR"),
+        ] {
+            let message = Message::decode(frame).unwrap_err().to_string();
+            assert!(message.contains(said), "{message}");
+            assert!(!message.contains("Semantic") && !message.contains("Syntax("), "{message}");
+        }
     }
 }

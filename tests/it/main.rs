@@ -37,6 +37,7 @@ mod onboarding;
 mod phone_crash;
 mod postcodes;
 mod python_sdk;
+mod queries;
 mod secrets_in_logs;
 mod signals;
 mod spine;

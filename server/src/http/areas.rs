@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -10,14 +11,13 @@ use axum::{Json, Router};
 use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
 use grapevine_sync_proto::{Channel, ErrorCode};
 use serde::Serialize;
-use time::Date;
 
-use super::error::ApiError;
+use super::error::{shown, ApiError};
+use super::query::RollupQuery;
 use super::Analyst;
 use crate::app::AppState;
-use crate::atlas::{Atlas, Generation};
-use crate::store::rollup::PeriodKind;
-use crate::store::{DayRange, Sums, OUTSIDE_COVERAGE};
+use crate::atlas::Generation;
+use crate::store::{Sums, OUTSIDE_COVERAGE};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/areas", get(list_areas)).route("/api/v1/areas/{code}", get(one_area))
@@ -143,14 +143,19 @@ async fn list_areas(
 async fn one_area(
     State(state): State<AppState>,
     _analyst: Analyst,
-    Path(code): Path<String>,
+    code: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AreaResponse>, ApiError> {
+    let Path(code) = code?;
     let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "period"])?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
     let area = generation.boundaries.area(&code).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::AreaNotFound, format!("no area has the code '{code}'"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::AreaNotFound,
+            format!("no area has the code '{}'", shown(&code)),
+        )
     })?;
     let id = generation.info.id;
     let rollup =
@@ -198,114 +203,4 @@ async fn one_area(
         categories,
         series,
     }))
-}
-
-/// The query parameters of the roll-up endpoints. Anything malformed or unknown is a 422 naming the parameter,
-/// never a silent default.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct RollupQuery {
-    pub set: Option<String>,
-    pub generation: Option<i64>,
-    /// `from` inclusive, `to` exclusive (ISO 8601 dates).
-    pub days: DayRange,
-    pub period: Option<PeriodKind>,
-    pub area: Option<String>,
-}
-
-impl RollupQuery {
-    pub(crate) fn parse(query: Option<&str>, allowed: &[&str]) -> Result<RollupQuery, ApiError> {
-        let mut parsed = RollupQuery::default();
-        for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if !allowed.contains(&key) {
-                return Err(ApiError::invalid_query(format!(
-                    "unknown parameter '{key}'; expected one of {}",
-                    allowed.join(", ")
-                )));
-            }
-            match key {
-                "from" | "to" => {
-                    let date =
-                        Date::parse(value, &time::format_description::well_known::Iso8601::DATE).map_err(|_| {
-                            ApiError::invalid_query(format!("{key}={value} is not an ISO 8601 date (YYYY-MM-DD)"))
-                        })?;
-                    *(if key == "from" { &mut parsed.days.from } else { &mut parsed.days.to }) = Some(date);
-                }
-                "set" if !value.is_empty() => parsed.set = Some(value.to_owned()),
-                "area" if !value.is_empty() => parsed.area = Some(value.to_owned()),
-                "generation" => {
-                    let number = value.parse().ok().filter(|number| *number >= 1).ok_or_else(|| {
-                        ApiError::invalid_query(format!("generation={value} is not a generation number (1, 2, …)"))
-                    })?;
-                    parsed.generation = Some(number);
-                }
-                "period" => {
-                    let kind = PeriodKind::parse(value).ok_or_else(|| {
-                        ApiError::invalid_query(format!("period={value} is not one of day, week, month, quarter, year"))
-                    })?;
-                    parsed.period = Some(kind);
-                }
-                _ => return Err(ApiError::invalid_query(format!("{key} needs a value"))),
-            }
-        }
-        if let (Some(from), Some(to)) = (parsed.days.from, parsed.days.to) {
-            if from >= to {
-                return Err(ApiError::invalid_query(format!("from ({from}) must be before to ({to})")));
-            }
-        }
-        Ok(parsed)
-    }
-
-    /// The generation asked for: the filing set's newest unless `set` and `generation` say otherwise.
-    pub(crate) fn generation<'a>(&self, atlas: &'a Atlas) -> Result<&'a Generation, ApiError> {
-        atlas.find(self.set.as_deref(), self.generation).ok_or_else(|| {
-            let known: Vec<String> = atlas
-                .generations()
-                .iter()
-                .map(|generation| format!("{} {}", generation.info.set_name, generation.info.generation))
-                .collect();
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::AreaNotFound,
-                format!("no such boundary set or generation; there are: {}", known.join(", ")),
-            )
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::date;
-
-    const ALL: &[&str] = &["set", "generation", "from", "to", "period", "area"];
-
-    #[test]
-    fn queries_parse_or_say_what_is_wrong() {
-        assert_eq!(RollupQuery::parse(None, ALL).unwrap(), RollupQuery::default());
-        let parsed =
-            RollupQuery::parse(Some("from=2026-01-01&to=2026-02-01&set=wards&generation=2&period=week"), ALL).unwrap();
-        assert_eq!(parsed.days, DayRange { from: Some(date!(2026 - 01 - 01)), to: Some(date!(2026 - 02 - 01)) });
-        assert_eq!(
-            (parsed.set.as_deref(), parsed.generation, parsed.period),
-            (Some("wards"), Some(2), Some(PeriodKind::Week))
-        );
-        for bad in [
-            "from=2026-13-01",
-            "from=yesterday",
-            "to=",
-            "from=2026-02-01&to=2026-01-01",
-            "since=2026-01-01",
-            "generation=0",
-            "generation=two",
-            "period=fortnight",
-            "set=",
-        ] {
-            let error = RollupQuery::parse(Some(bad), ALL).unwrap_err();
-            assert_eq!(error.code, ErrorCode::InvalidQuery, "{bad}");
-            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
-        }
-        let error = RollupQuery::parse(Some("period=week"), &["from", "to"]).unwrap_err();
-        assert!(error.message.contains("unknown parameter 'period'"), "{}", error.message);
-    }
 }

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -13,9 +13,12 @@ use grapevine_sync_proto::ErrorCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{shown, ApiError};
 use crate::app::AppState;
 use crate::store::RedeemError;
+
+/// What the body must be, as refusals say it.
+const EXPECTED_BODY: &str = r#"{"code": "…", "label": "…"}"#;
 
 /// The longest device label accepted, in characters.
 pub const MAX_LABEL_CHARS: usize = 100;
@@ -90,8 +93,18 @@ async fn enrol(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     request: Result<Json<EnrolRequest>, JsonRejection>,
 ) -> Response {
+    // The code is a credential: one written into the URL would end up in proxy logs. Refused before the budget is
+    // touched, since nothing is looked up.
+    if let Some(name) = query.as_deref().and_then(|query| form_urlencoded::parse(query.as_bytes()).next()) {
+        return ApiError::invalid_query(format!(
+            "enrol takes no query parameters (got '{}'); send {EXPECTED_BODY} as the JSON body",
+            shown(&name.0)
+        ))
+        .into_response();
+    }
     let trusted = &state.config.trusted_proxies;
     let key = budget_key(peer.map(|Extension(ConnectInfo(peer))| client_address(peer.ip(), &headers, trusted)));
     let limiter = &state.enrol_limiter;
@@ -119,13 +132,7 @@ async fn redeem(
     state: &AppState,
     request: Result<Json<EnrolRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<EnrolResponse>), ApiError> {
-    let Json(request) = request.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidRequest,
-            format!("expected a JSON body {{\"code\": \"…\", \"label\": \"…\"}}: {}", rejection.body_text()),
-        )
-    })?;
+    let Json(request) = request.map_err(|rejection| ApiError::json_body(&rejection, EXPECTED_BODY))?;
     let label = request.label.trim();
     if label.chars().count() > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
         return Err(ApiError::new(

@@ -1,18 +1,51 @@
-//! The HTTP API: only this module (and `sync`) knows HTTP and JSON. `areas` and `priorities` are the analysts';
-//! `enrol` is the phones' way in.
+//! The HTTP API: only this module (and `sync`) knows HTTP and JSON. `areas` and `priorities` are the analysts'
+//! (their query strings are read by `query`); `enrol` is the phones' way in; `error` is the one error type and the
+//! JSON answers for unknown routes and refused bodies.
 
 pub mod areas;
 pub mod enrol;
 pub mod error;
 pub mod priorities;
+pub mod query;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use grapevine_sync_proto::ErrorCode;
 
 use crate::app::AppState;
 use crate::auth::{bearer_token, hash_token};
 use crate::store::{Principal, Role};
 use error::ApiError;
+
+/// Every route of the API, each refusing a token in its query string.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(areas::router())
+        .merge(priorities::router())
+        .merge(enrol::router())
+        .route_layer(middleware::from_fn(refuse_token_in_query))
+}
+
+/// A token in a URL ends up in proxy logs, browser history and `Referer` headers, so the API takes tokens only in
+/// the `Authorization` header and refuses one in the query string (a mistaken `?token=` is told where to put it,
+/// rather than "unknown parameter"). `?token=` stays valid on the `/sync` WebSocket alone, where browsers cannot
+/// set headers.
+async fn refuse_token_in_query(request: Request, next: Next) -> Response {
+    let query = request.uri().query().unwrap_or_default();
+    if form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "token") {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "the API does not take a token in the query string; send it in the header Authorization: Bearer <token>",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
 
 /// An API caller holding an analyst token.
 #[derive(Debug, Clone, Copy)]

@@ -10,8 +10,9 @@ use axum::{Json, Router};
 use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
 use serde::Serialize;
 
-use super::areas::{GenerationRef, RollupQuery};
-use super::error::ApiError;
+use super::areas::GenerationRef;
+use super::error::{shown, ApiError};
+use super::query::RollupQuery;
 use super::Analyst;
 use crate::app::AppState;
 use crate::store::CategoryCount;
@@ -75,9 +76,13 @@ async fn priorities(
     RawQuery(query): RawQuery,
 ) -> Result<Json<PrioritiesResponse>, ApiError> {
     let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "area"])?;
-    let (Some(from), Some(to), Some(previous)) = (query.days.from, query.days.to, query.days.previous()) else {
+    let (Some(from), Some(to)) = (query.days.from, query.days.to) else {
         return Err(ApiError::invalid_query("priorities need both from and to, to compare with the period before"));
     };
+    // The parser keeps dates where the period before always exists; this is the check that makes that so.
+    let previous = query.days.previous().ok_or_else(|| {
+        ApiError::invalid_query(format!("from={from}: the period before this one would start before the calendar does"))
+    })?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
     let area = match &query.area {
@@ -85,7 +90,7 @@ async fn priorities(
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
                 grapevine_sync_proto::ErrorCode::AreaNotFound,
-                format!("no area has the code '{code}'"),
+                format!("no area has the code '{}'", shown(code)),
             )
         })?),
         None => None,

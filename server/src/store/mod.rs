@@ -421,11 +421,12 @@ impl DayRange {
         (self.from.unwrap_or(rollup::FIRST_DAY), self.to.unwrap_or(rollup::LAST_DAY))
     }
 
-    /// The same number of days just before this period (for "change against the previous period").
+    /// The same number of days just before this period (for "change against the previous period"); `None` for an
+    /// open period, or one whose previous period would start before the calendar does.
     #[must_use]
     pub fn previous(self) -> Option<DayRange> {
         let (from, to) = (self.from?, self.to?);
-        Some(DayRange { from: Some(from - (to - from)), to: Some(from) })
+        Some(DayRange { from: Some(from.checked_sub(to - from)?), to: Some(from) })
     }
 }
 
