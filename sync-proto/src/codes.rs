@@ -52,11 +52,12 @@ pub enum ErrorCode {
     InsightNotFound,
     InsightWithdrawn,
     NotEnrolled,
+    StoreDamaged,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -92,6 +93,7 @@ impl ErrorCode {
         ErrorCode::InsightNotFound,
         ErrorCode::InsightWithdrawn,
         ErrorCode::NotEnrolled,
+        ErrorCode::StoreDamaged,
     ];
 
     /// The wire spelling, `snake_case`.
@@ -133,6 +135,7 @@ impl ErrorCode {
             ErrorCode::InsightNotFound => "insight_not_found",
             ErrorCode::InsightWithdrawn => "insight_withdrawn",
             ErrorCode::NotEnrolled => "not_enrolled",
+            ErrorCode::StoreDamaged => "store_damaged",
         }
     }
 
@@ -177,6 +180,7 @@ impl ErrorCode {
             ErrorCode::InsightNotFound => ("This phone holds no such report.", "Nid oes adroddiad o'r fath ar y ffôn hwn."),
             ErrorCode::InsightWithdrawn => ("This report was withdrawn and can no longer be changed.", "Tynnwyd yr adroddiad hwn yn ôl ac ni ellir ei newid mwyach."),
             ErrorCode::NotEnrolled => ("This phone is not enrolled yet; enter your invitation code.", "Nid yw'r ffôn hwn wedi'i gofrestru eto; rhowch eich cod gwahoddiad."),
+            ErrorCode::StoreDamaged => ("The reports kept on this phone cannot be read; nothing was changed. Restore them from a backup, or ask for help before starting again.", "Nid oes modd darllen yr adroddiadau a gedwir ar y ffôn hwn; ni newidiwyd dim. Adferwch nhw o gopi wrth gefn, neu gofynnwch am help cyn dechrau eto."),
         };
         Bilingual { en, cy }
     }

@@ -86,6 +86,31 @@ async fn store_is_a_global_flag_like_json_and_lang() {
 }
 
 #[tokio::test]
+async fn a_store_emptied_since_it_was_used_is_refused_with_its_code_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_arg(dir.path());
+    stdout(
+        &collect(
+            &["capture", "--category", "asb", "--text", "Noise at night", "--channel", "pupil", "--store", store],
+            None,
+        )
+        .await,
+    );
+    let file = dir.path().join(grapevine_client_sdk::store::STORE_FILE);
+    std::fs::File::create(&file).unwrap(); // truncated to 0 bytes, as a full disk or a bad copy leaves it
+
+    let (code, message) = json_error(&collect(&["list", "--store", store, "--json"], None).await);
+    assert_eq!(code, "store_damaged");
+    assert!(message.contains("empty") && message.contains("restore it from a backup"), "{message}");
+    let output =
+        collect(&["capture", "--category", "asb", "--text", "Again", "--channel", "pupil", "--store", store], None)
+            .await;
+    assert!(!output.status.success(), "no capture into a fresh store over the emptied one");
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("error: the store at"), "{output:?}");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 0, "the emptied file is left for whoever recovers it");
+}
+
+#[tokio::test]
 async fn a_sync_that_cannot_start_says_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_arg(dir.path());
