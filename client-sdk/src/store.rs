@@ -263,9 +263,10 @@ impl Store {
     /// # Errors
     /// `SdkError::Invalid` naming the field at fault (nothing is stored), or a storage failure.
     pub async fn capture(&self, draft: Draft) -> Result<Uuid, SdkError> {
+        let now = now_local();
         let insight = Insight {
             id: Uuid::new_v4(),
-            captured_at: draft.captured_at.unwrap_or_else(now_local),
+            captured_at: draft.captured_at.unwrap_or(now),
             campaign: draft.campaign.unwrap_or_else(|| DEFAULT_CAMPAIGN_SLUG.to_owned()),
             category: draft.category,
             text: normalise_text(&draft.text),
@@ -273,7 +274,7 @@ impl Store {
             location: draft.location,
             channel: draft.channel,
         };
-        insight.validate()?;
+        insight.validate(now)?;
         let mut doc = AutoCommit::new().with_actor(self.actor.clone());
         write_insight(&mut doc, &insight)?;
         sqlx::query(
@@ -342,7 +343,7 @@ impl Store {
         }
         if !changes.is_empty() {
             let edited = changes.applied_to(&read_insight(&doc)?);
-            edited.validate()?;
+            edited.validate(now_local())?;
             write_changes(&mut doc, changes)?;
             sqlx::query(
                 "UPDATE insights SET doc = ?2, category = ?3, text = ?4, dirty = 1,
@@ -867,6 +868,24 @@ mod tests {
         let error = store.capture(Draft { category: "parking".into(), ..draft() }).await.unwrap_err();
         assert!(matches!(error, SdkError::Invalid(ref invalid) if invalid.field == "category"), "{error:?}");
         assert!(store.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_capture_time_before_2020_or_in_the_future_is_refused_and_nothing_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        for captured_at in [
+            time::macros::datetime!(9999-12-31 12:00 +00:00),
+            time::macros::datetime!(1066-10-14 09:00 +00:00),
+            OffsetDateTime::now_utc() + time::Duration::days(2),
+        ] {
+            let error = store.capture(Draft { captured_at: Some(captured_at), ..draft() }).await.unwrap_err();
+            let SdkError::Invalid(invalid) = error else { panic!("expected Invalid, got {error:?}") };
+            assert_eq!((invalid.code, invalid.field), (ErrorCode::InsightCapturedAtImplausible, "captured_at"));
+        }
+        assert!(store.list().await.unwrap().is_empty());
+        let yesterday = OffsetDateTime::now_utc() - time::Duration::days(1);
+        store.capture(Draft { captured_at: Some(yesterday), ..draft() }).await.unwrap();
     }
 
     #[tokio::test]

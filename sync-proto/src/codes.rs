@@ -26,6 +26,7 @@ pub enum ErrorCode {
     InsightAreaUnknown,
     InsightPostcodeUnknown,
     InsightChannelUnknown,
+    InsightCapturedAtImplausible,
     // Authentication and authorisation.
     Unauthorized,
     Forbidden,
@@ -57,7 +58,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -72,6 +73,7 @@ impl ErrorCode {
         ErrorCode::InsightAreaUnknown,
         ErrorCode::InsightPostcodeUnknown,
         ErrorCode::InsightChannelUnknown,
+        ErrorCode::InsightCapturedAtImplausible,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::DeviceRevoked,
@@ -114,6 +116,7 @@ impl ErrorCode {
             ErrorCode::InsightAreaUnknown => "insight_area_unknown",
             ErrorCode::InsightPostcodeUnknown => "insight_postcode_unknown",
             ErrorCode::InsightChannelUnknown => "insight_channel_unknown",
+            ErrorCode::InsightCapturedAtImplausible => "insight_captured_at_implausible",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::DeviceRevoked => "device_revoked",
@@ -159,6 +162,7 @@ impl ErrorCode {
             ErrorCode::InsightAreaUnknown => ("The area picked is not on the campaign's list.", "Nid yw'r ardal a ddewiswyd ar restr yr ymgyrch."),
             ErrorCode::InsightPostcodeUnknown => ("The postcode was not recognised; check it, or pick an area.", "Ni chafodd y cod post ei adnabod; gwiriwch ef, neu dewiswch ardal."),
             ErrorCode::InsightChannelUnknown => ("The kind of reporter was not recognised.", "Ni chafodd y math o ohebydd ei adnabod."),
+            ErrorCode::InsightCapturedAtImplausible => ("The date on this report cannot be right (before 2020, or in the future); check the date on the phone.", "Ni all y dyddiad ar yr adroddiad hwn fod yn gywir (cyn 2020, neu yn y dyfodol); gwiriwch y dyddiad ar y ffôn."),
             ErrorCode::Unauthorized => ("The server does not know this phone; enrol it again.", "Nid yw'r gweinydd yn adnabod y ffôn hwn; cofrestrwch ef eto."),
             ErrorCode::Forbidden => ("This account may not do that.", "Ni chaiff y cyfrif hwn wneud hynny."),
             ErrorCode::DeviceRevoked => ("This phone was removed from the project; your reports stay on it. Ask for a new invitation.", "Tynnwyd y ffôn hwn o'r prosiect; mae eich adroddiadau'n aros arno. Gofynnwch am wahoddiad newydd."),
