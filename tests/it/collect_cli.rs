@@ -177,10 +177,7 @@ async fn the_invitation_code_can_come_on_standard_input(backend: Backend) {
 
     // No --code with standard input not a terminal: read from it too.
     let second = tempfile::tempdir().unwrap();
-    stdout(
-        &collect(&["enrol", "--server", &server, "--store", store_arg(second.path())], Some(&format!("{invitation}")))
-            .await,
-    );
+    stdout(&collect(&["enrol", "--server", &server, "--store", store_arg(second.path())], Some(&invitation)).await);
 
     // The argument still works, and nothing on standard input is an error that says so.
     let third = tempfile::tempdir().unwrap();
