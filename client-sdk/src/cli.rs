@@ -11,11 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-
-use crate::{Channel, Draft, ErrorCode, InsightChanges, Language, Listed, Location, SdkError, Status, Store};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::{Channel, Draft, ErrorCode, InsightChanges, Language, Listed, Location, SdkError, Status, Store};
 
 /// Capture community-safety insights offline and sync them to a Grapevine server.
 #[derive(Debug, Parser)]
@@ -270,7 +270,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 SdkError::Server { code, message } if code == ErrorCode::Unauthorized.as_str() => CliError::Refused {
                     code: ErrorCode::Unauthorized,
                     message: if token_given {
-                        format!("the server at {server} refused the device token given with --token: {message}")
+                        format!(
+                            "the server at {server} refused the device token given with --token (or \
+                             GRAPEVINE_TOKEN): {message}"
+                        )
                     } else {
                         format!(
                             "the server at {server} refused the device token this phone kept at enrolment: \

@@ -718,7 +718,8 @@ fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
 /// only the temporary file, so the store's own name never holds a half-made store.
 async fn create_store_file(dir: &Path, path: &Path) -> Result<(), SdkError> {
     let storage = |what: &str, error: &dyn std::fmt::Display| SdkError::Storage(format!("{what}: {error}"));
-    let staging = dir.join(format!(".{STORE_FILE}.{}.creating", Uuid::new_v4().simple()));
+    remove_abandoned_staging_files(dir);
+    let staging = dir.join(format!("{STAGING_PREFIX}{}{STAGING_SUFFIX}", Uuid::new_v4().simple()));
     create_private_file(&staging).map_err(|error| storage(&format!("creating {}", staging.display()), &error))?;
     let made = async {
         let options = SqliteConnectOptions::from_str("sqlite:")?
@@ -746,6 +747,30 @@ async fn create_store_file(dir: &Path, path: &Path) -> Result<(), SdkError> {
     let _ = std::fs::remove_file(sibling(&staging, "-journal"));
     linked?;
     sync_dir(dir).map_err(|error| storage(&format!("syncing {}", dir.display()), &error))
+}
+
+/// How a store being made is named until it is linked into place: `.grapevine-store.db.<random>.creating`.
+const STAGING_PREFIX: &str = ".grapevine-store.db.";
+const STAGING_SUFFIX: &str = ".creating";
+
+/// How old a temporary store must be to count as abandoned (by a process that died making it); making one takes
+/// milliseconds, so an hour never removes one still being made.
+const STAGING_ABANDONED_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// Removes temporary stores that processes died making, so crashes at first start do not pile them up.
+fn remove_abandoned_staging_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_staging = name.starts_with(STAGING_PREFIX)
+            && (name.ends_with(STAGING_SUFFIX) || name.ends_with(&format!("{STAGING_SUFFIX}-journal")));
+        let age = entry.metadata().and_then(|metadata| metadata.modified()).ok().and_then(|at| at.elapsed().ok());
+        if is_staging && age.is_some_and(|age| age > STAGING_ABANDONED_AFTER) {
+            // Best effort: a file that cannot be removed now is tried again at the next new store.
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Creates `dir` (and any missing parent) readable by its user only; an existing directory is left as it is, since
@@ -1023,6 +1048,24 @@ mod tests {
         assert!(sibling(&path, "-wal").exists(), "an open store has its log");
         std::fs::remove_file(&path).unwrap();
         assert_refused_as_damaged(&Store::open(dir.path()).await.unwrap_err(), "write-ahead log");
+    }
+
+    #[tokio::test]
+    async fn a_store_whose_making_was_cut_short_is_made_again_and_the_abandoned_attempt_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        // A process died making the store long ago, and another just now: neither left a store file.
+        let abandoned = dir.path().join(format!("{STAGING_PREFIX}0123{STAGING_SUFFIX}"));
+        let recent = dir.path().join(format!("{STAGING_PREFIX}4567{STAGING_SUFFIX}"));
+        for path in [&abandoned, &recent] {
+            std::fs::write(path, b"").unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - STAGING_ABANDONED_AFTER - Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&abandoned).unwrap().set_modified(long_ago).unwrap();
+
+        let store = Store::open(dir.path()).await.unwrap();
+        store.capture(draft()).await.unwrap();
+        assert!(!abandoned.exists(), "the abandoned attempt is cleared");
+        assert!(recent.exists(), "one that may still be in progress is left alone");
     }
 
     #[cfg(unix)]
