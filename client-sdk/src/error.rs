@@ -36,6 +36,13 @@ pub enum SdkError {
     /// There is no device token: enrol with an invitation code first, or give a token.
     #[error("this phone is not enrolled: enrol with an invitation code, or give a device token")]
     NotEnrolled,
+    /// The store was there but is empty or damaged: it is refused rather than started afresh, which would lose its
+    /// insights and enrolment without a word. Nothing was changed.
+    #[error(
+        "the store at {path} cannot be opened: {reason}. Nothing was changed; restore it from a backup, or move it \
+         aside to start a new, empty store (and enrol again)"
+    )]
+    StoreDamaged { path: String, reason: String },
 }
 
 impl SdkError {
@@ -49,6 +56,7 @@ impl SdkError {
             SdkError::NotFound(_) => Some(ErrorCode::InsightNotFound),
             SdkError::Withdrawn(_) => Some(ErrorCode::InsightWithdrawn),
             SdkError::NotEnrolled => Some(ErrorCode::NotEnrolled),
+            SdkError::StoreDamaged { .. } => Some(ErrorCode::StoreDamaged),
             SdkError::Network(_) | SdkError::Timeout(_) | SdkError::Storage(_) | SdkError::Certificate(_) => None,
         }
     }

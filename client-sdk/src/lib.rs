@@ -28,8 +28,9 @@
 //! - `sync`: the WebSocket sync client on the sans-IO session from `grapevine-sync-proto`.
 //! - `tls`: TLS for `https://` and `wss://` servers (Mozilla's roots, and any the app adds).
 //! - `error`: `SdkError`, carrying the stable codes the server sends.
-//! - `main.rs`: the `grapevine-collect` CLI.
+//! - `cli`: the `grapevine-collect` command line (`main.rs` only calls `cli::main`).
 
+pub mod cli;
 pub mod engine;
 pub mod enrol;
 pub mod error;

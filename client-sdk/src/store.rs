@@ -205,21 +205,46 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store in `dir`, creating the directory and the database if needed.
+    /// Opens the store in `dir`, creating the directory and the database if there is no store there yet.
+    ///
+    /// A store that is there but empty or damaged is refused (`SdkError::StoreDamaged`, code `store_damaged`) and left
+    /// as it is: starting it afresh would lose its insights and enrolment without a word. A store is "there" when its
+    /// database file exists (whatever its size) or its write-ahead log does; a new one is made under a temporary name
+    /// and linked into place only once its schema is written, so a store file that exists was complete once, and an
+    /// empty one was emptied. The directory (when this makes it) is private to the user (0700), and so are the
+    /// database and SQLite's files beside it (0600), which hold the insights and the device token.
     ///
     /// # Errors
-    /// The directory or database cannot be created or opened.
+    /// `SdkError::StoreDamaged`; or the directory or database cannot be created or opened (`SdkError::Storage`).
     pub async fn open(dir: impl AsRef<Path>) -> Result<Store, SdkError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir)
-            .map_err(|error| SdkError::Storage(format!("creating {}: {error}", dir.display())))?;
+        create_private_dir(dir)?;
+        let path = dir.join(STORE_FILE);
+        match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.len() == 0 => {
+                return Err(damaged(&path, "the file is empty (0 bytes); the insights and enrolment it held are gone"));
+            }
+            Ok(_) => make_private(&path)?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if sibling(&path, "-wal").exists() {
+                    return Err(damaged(&path, "the database file is missing but its write-ahead log (-wal) is there"));
+                }
+                create_store_file(dir, &path).await?;
+            }
+            Err(error) => return Err(SdkError::Storage(format!("reading {}: {error}", path.display()))),
+        }
         let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(dir.join(STORE_FILE))
-            .create_if_missing(true)
+            .filename(&path)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|error| damaged_or_storage(&path, error))?;
+        check_intact(&pool, &path).await?;
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|error| SdkError::Storage(error.to_string()))?;
         let actor_hex = meta_value(&pool, "actor", || Uuid::new_v4().simple().to_string()).await?;
         let peer_id = meta_value(&pool, "peer_id", || format!("phone-{}", Uuid::new_v4())).await?;
@@ -238,9 +263,10 @@ impl Store {
     /// # Errors
     /// `SdkError::Invalid` naming the field at fault (nothing is stored), or a storage failure.
     pub async fn capture(&self, draft: Draft) -> Result<Uuid, SdkError> {
+        let now = now_local();
         let insight = Insight {
             id: Uuid::new_v4(),
-            captured_at: draft.captured_at.unwrap_or_else(now_local),
+            captured_at: draft.captured_at.unwrap_or(now),
             campaign: draft.campaign.unwrap_or_else(|| DEFAULT_CAMPAIGN_SLUG.to_owned()),
             category: draft.category,
             text: normalise_text(&draft.text),
@@ -248,7 +274,7 @@ impl Store {
             location: draft.location,
             channel: draft.channel,
         };
-        insight.validate()?;
+        insight.validate(now)?;
         let mut doc = AutoCommit::new().with_actor(self.actor.clone());
         write_insight(&mut doc, &insight)?;
         sqlx::query(
@@ -317,7 +343,7 @@ impl Store {
         }
         if !changes.is_empty() {
             let edited = changes.applied_to(&read_insight(&doc)?);
-            edited.validate()?;
+            edited.validate(now_local())?;
             write_changes(&mut doc, changes)?;
             sqlx::query(
                 "UPDATE insights SET doc = ?2, category = ?3, text = ?4, dirty = 1,
@@ -632,6 +658,168 @@ fn status_from_row(row: &sqlx::sqlite::SqliteRow) -> Status {
     }
 }
 
+/// The refusal of a store that is there but cannot be used as it is.
+fn damaged(path: &Path, reason: impl Into<String>) -> SdkError {
+    SdkError::StoreDamaged { path: path.display().to_string(), reason: reason.into() }
+}
+
+/// An SQLite failure while opening: "not a database" and "malformed" mean the file is damaged; anything else (a
+/// permission, a full disk) is a storage failure to report as it is.
+fn damaged_or_storage(path: &Path, error: sqlx::Error) -> SdkError {
+    const SQLITE_CORRUPT: i32 = 11;
+    const SQLITE_NOTADB: i32 = 26;
+    let primary_code = match &error {
+        sqlx::Error::Database(database) => {
+            database.code().and_then(|code| code.parse::<i32>().ok()).map(|code| code & 0xff)
+        }
+        _ => None,
+    };
+    match primary_code {
+        Some(SQLITE_NOTADB) => damaged(path, format!("the file is not an SQLite database ({error})")),
+        Some(SQLITE_CORRUPT) => damaged(path, format!("the database is damaged ({error})")),
+        _ => SdkError::Storage(format!("opening {}: {error}", path.display())),
+    }
+}
+
+/// Refuses a database that SQLite finds damaged, or that is not a Grapevine store at all (its tables missing), before
+/// migrations would write into it.
+async fn check_intact(pool: &SqlitePool, path: &Path) -> Result<(), SdkError> {
+    let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(3)")
+        .fetch_all(pool)
+        .await
+        .map_err(|error| damaged_or_storage(path, error))?;
+    if problems.iter().any(|line| line != "ok") {
+        return Err(damaged(path, format!("the database is damaged ({})", problems.join("; "))));
+    }
+    let n_tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('_sqlx_migrations', 'meta', 'insights')",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|error| damaged_or_storage(path, error))?;
+    if n_tables != 3 {
+        return Err(damaged(
+            path,
+            "the file is an SQLite database, but not a Grapevine store (its tables are missing)",
+        ));
+    }
+    Ok(())
+}
+
+/// `path` with `suffix` added to its file name, as SQLite names the files beside a database (`-wal`, `-shm`).
+fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// Makes a brand-new store file: created private under a temporary name, its schema written, then linked into place
+/// (never over a file another process linked first) and the temporary name removed. A crash before the link leaves
+/// only the temporary file, so the store's own name never holds a half-made store.
+async fn create_store_file(dir: &Path, path: &Path) -> Result<(), SdkError> {
+    let storage = |what: &str, error: &dyn std::fmt::Display| SdkError::Storage(format!("{what}: {error}"));
+    remove_abandoned_staging_files(dir);
+    let staging = dir.join(format!("{STAGING_PREFIX}{}{STAGING_SUFFIX}", Uuid::new_v4().simple()));
+    create_private_file(&staging).map_err(|error| storage(&format!("creating {}", staging.display()), &error))?;
+    let made = async {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&staging)
+            .journal_mode(SqliteJournalMode::Delete)
+            .synchronous(SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let migrated = sqlx::migrate!("./migrations").run(&pool).await;
+        pool.close().await;
+        migrated.map_err(|error| SdkError::Storage(error.to_string()))
+    }
+    .await;
+    let linked = made.and_then(|()| match std::fs::hard_link(&staging, path) {
+        Ok(()) => Ok(()),
+        // Another process made the store meanwhile; theirs is the store.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A file system without hard links: a rename, which could only replace a store made in the last instant.
+        Err(_) if !path.exists() => {
+            std::fs::rename(&staging, path).map_err(|error| storage(&format!("naming {}", path.display()), &error))
+        }
+        Err(error) => Err(storage(&format!("linking {}", path.display()), &error)),
+    });
+    // The temporary name goes whatever happened; a leftover is harmless, so failing to remove it is not an error.
+    let _ = std::fs::remove_file(&staging);
+    let _ = std::fs::remove_file(sibling(&staging, "-journal"));
+    linked?;
+    sync_dir(dir).map_err(|error| storage(&format!("syncing {}", dir.display()), &error))
+}
+
+/// How a store being made is named until it is linked into place: `.grapevine-store.db.<random>.creating`.
+const STAGING_PREFIX: &str = ".grapevine-store.db.";
+const STAGING_SUFFIX: &str = ".creating";
+
+/// How old a temporary store must be to count as abandoned (by a process that died making it); making one takes
+/// milliseconds, so an hour never removes one still being made.
+const STAGING_ABANDONED_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// Removes temporary stores that processes died making, so crashes at first start do not pile them up.
+fn remove_abandoned_staging_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_staging = name.starts_with(STAGING_PREFIX)
+            && (name.ends_with(STAGING_SUFFIX) || name.ends_with(&format!("{STAGING_SUFFIX}-journal")));
+        let age = entry.metadata().and_then(|metadata| metadata.modified()).ok().and_then(|at| at.elapsed().ok());
+        if is_staging && age.is_some_and(|age| age > STAGING_ABANDONED_AFTER) {
+            // Best effort: a file that cannot be removed now is tried again at the next new store.
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Creates `dir` (and any missing parent) readable by its user only; an existing directory is left as it is, since
+/// it may be a directory of the person's own.
+fn create_private_dir(dir: &Path) -> Result<(), SdkError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|error| SdkError::Storage(format!("creating {}: {error}", dir.display())))
+}
+
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
+}
+
+/// Takes group and other permissions off a store made before stores were private, and off SQLite's files beside it
+/// (SQLite gives new `-wal` and `-shm` files the database's own permissions, so these stay private from now on).
+fn make_private(path: &Path) -> Result<(), SdkError> {
+    #[cfg(unix)]
+    for file in [path.to_path_buf(), sibling(path, "-wal"), sibling(path, "-shm")] {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(metadata) = std::fs::metadata(&file) else { continue };
+        if metadata.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .map_err(|error| SdkError::Storage(format!("making {} private: {error}", file.display())))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Makes a new name in `dir` durable (a no-op where directories cannot be synced).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 async fn meta_value(pool: &SqlitePool, key: &str, make: impl FnOnce() -> String) -> Result<String, SdkError> {
     sqlx::query("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")
         .bind(key)
@@ -708,6 +896,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_capture_time_before_2020_or_in_the_future_is_refused_and_nothing_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        for captured_at in [
+            time::macros::datetime!(9999-12-31 12:00 +00:00),
+            time::macros::datetime!(1066-10-14 09:00 +00:00),
+            OffsetDateTime::now_utc() + time::Duration::days(2),
+        ] {
+            let error = store.capture(Draft { captured_at: Some(captured_at), ..draft() }).await.unwrap_err();
+            let SdkError::Invalid(invalid) = error else { panic!("expected Invalid, got {error:?}") };
+            assert_eq!((invalid.code, invalid.field), (ErrorCode::InsightCapturedAtImplausible, "captured_at"));
+        }
+        assert!(store.list().await.unwrap().is_empty());
+        let yesterday = OffsetDateTime::now_utc() - time::Duration::days(1);
+        store.capture(Draft { captured_at: Some(yesterday), ..draft() }).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn edits_are_validated_and_withdrawn_insights_are_not_edited() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
@@ -781,6 +987,112 @@ mod tests {
         store.save_synced(vec![(taken.doc_id, &mut taken.doc, None)]).await.unwrap();
         assert_eq!(store.insight(id).await.unwrap().category, "asb", "the edit is not overwritten");
         assert_eq!(store.documents_to_sync(false).await.unwrap().len(), 1, "and it is still to be sent");
+    }
+
+    async fn closed_store_with_insights(dir: &Path, n_insights: usize) -> std::path::PathBuf {
+        let store = Store::open(dir).await.unwrap();
+        for _ in 0..n_insights {
+            store.capture(draft()).await.unwrap();
+        }
+        // Closing checkpoints the write-ahead log into the database file and removes it, as at the end of a process.
+        store.pool.close().await;
+        dir.join(STORE_FILE)
+    }
+
+    fn assert_refused_as_damaged(error: &SdkError, reason: &str) {
+        assert_eq!(error.code(), Some(ErrorCode::StoreDamaged), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains(reason), "{message}");
+        assert!(message.contains("restore it from a backup"), "the person is told what to do: {message}");
+    }
+
+    #[tokio::test]
+    async fn a_store_truncated_to_nothing_is_refused_not_started_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = closed_store_with_insights(dir.path(), 3).await;
+        std::fs::File::create(&path).unwrap(); // truncates to 0 bytes
+        let error = Store::open(dir.path()).await.unwrap_err();
+        assert_refused_as_damaged(&error, "empty (0 bytes)");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was, for whoever recovers it");
+        assert!(Store::open(dir.path()).await.is_err(), "and refused again");
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_not_a_database_or_not_a_store_or_cut_short_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = closed_store_with_insights(dir.path(), 0).await;
+        std::fs::write(&path, b"these are not the bytes of an SQLite database, though there are enough of them")
+            .unwrap();
+        assert_refused_as_damaged(&Store::open(dir.path()).await.unwrap_err(), "not an SQLite database");
+
+        let other = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::from_str("sqlite:").unwrap().filename(other.path().join(STORE_FILE));
+        let pool = SqlitePoolOptions::new().connect_with(options.create_if_missing(true)).await.unwrap();
+        sqlx::query("CREATE TABLE recipes (name TEXT)").execute(&pool).await.unwrap();
+        pool.close().await;
+        assert_refused_as_damaged(&Store::open(other.path()).await.unwrap_err(), "not a Grapevine store");
+
+        let cut = tempfile::tempdir().unwrap();
+        let path = closed_store_with_insights(cut.path(), 200).await;
+        let length = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(length / 2).unwrap();
+        assert_refused_as_damaged(&Store::open(cut.path()).await.unwrap_err(), "damaged");
+    }
+
+    #[tokio::test]
+    async fn a_store_whose_file_is_gone_but_its_log_remains_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        store.capture(draft()).await.unwrap();
+        let path = dir.path().join(STORE_FILE);
+        assert!(sibling(&path, "-wal").exists(), "an open store has its log");
+        std::fs::remove_file(&path).unwrap();
+        assert_refused_as_damaged(&Store::open(dir.path()).await.unwrap_err(), "write-ahead log");
+    }
+
+    #[tokio::test]
+    async fn a_store_whose_making_was_cut_short_is_made_again_and_the_abandoned_attempt_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        // A process died making the store long ago, and another just now: neither left a store file.
+        let abandoned = dir.path().join(format!("{STAGING_PREFIX}0123{STAGING_SUFFIX}"));
+        let recent = dir.path().join(format!("{STAGING_PREFIX}4567{STAGING_SUFFIX}"));
+        for path in [&abandoned, &recent] {
+            std::fs::write(path, b"").unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - STAGING_ABANDONED_AFTER - Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&abandoned).unwrap().set_modified(long_ago).unwrap();
+
+        let store = Store::open(dir.path()).await.unwrap();
+        store.capture(draft()).await.unwrap();
+        assert!(!abandoned.exists(), "the abandoned attempt is cleared");
+        assert!(recent.exists(), "one that may still be in progress is left alone");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn store_files_and_the_directories_made_for_them_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("phone").join("data");
+        let store = Store::open(&dir).await.unwrap();
+        store.capture(draft()).await.unwrap();
+        let path = dir.join(STORE_FILE);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&parent.path().join("phone")), 0o700);
+        for file in [path.clone(), sibling(&path, "-wal"), sibling(&path, "-shm")] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 3, "no temporary file is left behind: {names:?}");
+        store.pool.close().await;
+
+        // A store made before stores were private is made private when it is opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(&dir).await.unwrap();
+        assert_eq!(store.list().await.unwrap().len(), 1, "nothing lost");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&sibling(&path, "-wal")), 0o600);
     }
 
     #[test]

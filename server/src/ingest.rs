@@ -50,7 +50,7 @@ pub fn decide(
     if is_withdrawn(doc) {
         return withdrawn(doc_id, now);
     }
-    let insight = read_insight(doc).and_then(|insight| check(insight, doc_id));
+    let insight = read_insight(doc).and_then(|insight| check(insight, doc_id, now));
     let (insight, status, whereabouts) = match insight {
         Err(invalid) => (None, rejected(&invalid), None),
         Ok(insight) => {
@@ -78,7 +78,7 @@ pub fn decide(
     Decision { row, record: ServerRecord { status, processed_at: now } }
 }
 
-fn check(insight: Insight, doc_id: DocumentId) -> Result<Insight, InvalidInsight> {
+fn check(insight: Insight, doc_id: DocumentId, now: OffsetDateTime) -> Result<Insight, InvalidInsight> {
     if insight.id != doc_id.as_uuid() {
         return Err(InvalidInsight {
             code: ErrorCode::InsightIdMismatch,
@@ -86,7 +86,7 @@ fn check(insight: Insight, doc_id: DocumentId) -> Result<Insight, InvalidInsight
             message: format!("insight id {} does not match its document {doc_id}", insight.id),
         });
     }
-    insight.validate()?;
+    insight.validate(now)?;
     Ok(insight)
 }
 

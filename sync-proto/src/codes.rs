@@ -26,6 +26,7 @@ pub enum ErrorCode {
     InsightAreaUnknown,
     InsightPostcodeUnknown,
     InsightChannelUnknown,
+    InsightCapturedAtImplausible,
     // Authentication and authorisation.
     Unauthorized,
     Forbidden,
@@ -54,11 +55,12 @@ pub enum ErrorCode {
     InsightNotFound,
     InsightWithdrawn,
     NotEnrolled,
+    StoreDamaged,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -73,6 +75,7 @@ impl ErrorCode {
         ErrorCode::InsightAreaUnknown,
         ErrorCode::InsightPostcodeUnknown,
         ErrorCode::InsightChannelUnknown,
+        ErrorCode::InsightCapturedAtImplausible,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::DeviceRevoked,
@@ -96,6 +99,7 @@ impl ErrorCode {
         ErrorCode::InsightNotFound,
         ErrorCode::InsightWithdrawn,
         ErrorCode::NotEnrolled,
+        ErrorCode::StoreDamaged,
     ];
 
     /// The wire spelling, `snake_case`.
@@ -116,6 +120,7 @@ impl ErrorCode {
             ErrorCode::InsightAreaUnknown => "insight_area_unknown",
             ErrorCode::InsightPostcodeUnknown => "insight_postcode_unknown",
             ErrorCode::InsightChannelUnknown => "insight_channel_unknown",
+            ErrorCode::InsightCapturedAtImplausible => "insight_captured_at_implausible",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::DeviceRevoked => "device_revoked",
@@ -139,6 +144,7 @@ impl ErrorCode {
             ErrorCode::InsightNotFound => "insight_not_found",
             ErrorCode::InsightWithdrawn => "insight_withdrawn",
             ErrorCode::NotEnrolled => "not_enrolled",
+            ErrorCode::StoreDamaged => "store_damaged",
         }
     }
 
@@ -162,6 +168,7 @@ impl ErrorCode {
             ErrorCode::InsightAreaUnknown => ("The area picked is not on the campaign's list.", "Nid yw'r ardal a ddewiswyd ar restr yr ymgyrch."),
             ErrorCode::InsightPostcodeUnknown => ("The postcode was not recognised; check it, or pick an area.", "Ni chafodd y cod post ei adnabod; gwiriwch ef, neu dewiswch ardal."),
             ErrorCode::InsightChannelUnknown => ("The kind of reporter was not recognised.", "Ni chafodd y math o ohebydd ei adnabod."),
+            ErrorCode::InsightCapturedAtImplausible => ("The date on this report cannot be right (before 2020, or in the future); check the date on the phone.", "Ni all y dyddiad ar yr adroddiad hwn fod yn gywir (cyn 2020, neu yn y dyfodol); gwiriwch y dyddiad ar y ffôn."),
             ErrorCode::Unauthorized => ("The server does not know this phone; enrol it again.", "Nid yw'r gweinydd yn adnabod y ffôn hwn; cofrestrwch ef eto."),
             ErrorCode::Forbidden => ("This account may not do that.", "Ni chaiff y cyfrif hwn wneud hynny."),
             ErrorCode::DeviceRevoked => ("This phone was removed from the project; your reports stay on it. Ask for a new invitation.", "Tynnwyd y ffôn hwn o'r prosiect; mae eich adroddiadau'n aros arno. Gofynnwch am wahoddiad newydd."),
@@ -185,6 +192,7 @@ impl ErrorCode {
             ErrorCode::InsightNotFound => ("This phone holds no such report.", "Nid oes adroddiad o'r fath ar y ffôn hwn."),
             ErrorCode::InsightWithdrawn => ("This report was withdrawn and can no longer be changed.", "Tynnwyd yr adroddiad hwn yn ôl ac ni ellir ei newid mwyach."),
             ErrorCode::NotEnrolled => ("This phone is not enrolled yet; enter your invitation code.", "Nid yw'r ffôn hwn wedi'i gofrestru eto; rhowch eich cod gwahoddiad."),
+            ErrorCode::StoreDamaged => ("The reports kept on this phone cannot be read; nothing was changed. Restore them from a backup, or ask for help before starting again.", "Nid oes modd darllen yr adroddiadau a gedwir ar y ffôn hwn; ni newidiwyd dim. Adferwch nhw o gopi wrth gefn, neu gofynnwch am help cyn dechrau eto."),
         };
         Bilingual { en, cy }
     }

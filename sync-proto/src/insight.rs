@@ -14,6 +14,18 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// The longest text accepted, in characters after trimming.
 pub const MAX_TEXT_CHARS: usize = 1_000;
 
+/// The earliest capture time accepted. No Grapevine campaign ran before 2020, so an earlier time is a phone whose
+/// clock was reset (to 1970 or 2000, as a flat clock battery leaves some) or a forged document, never a real capture;
+/// counted, it would sit in a period no query reads.
+pub const EARLIEST_CAPTURED_AT: OffsetDateTime = time::macros::datetime!(2020-01-01 00:00 UTC);
+
+/// How far ahead of the deciding clock a capture time may be. Times are compared as instants (the offset is part of
+/// the time), so a phone in another time zone is not ahead; the allowance is for clocks that are simply wrong, such as
+/// a wall clock set right in the wrong zone (up to a day out for every zone pair but the very farthest) or a phone that
+/// has not yet corrected its clock from the network. More than a day ahead is not a clock error worth counting: it
+/// would put an insight in a day that has not happened.
+pub const MAX_CAPTURED_AT_AHEAD: time::Duration = time::Duration::hours(24);
+
 /// One community-safety insight, as captured on a phone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Insight {
@@ -100,11 +112,12 @@ impl InvalidInsight {
 
 impl Insight {
     /// Checks every field against the rules the phone and the server share. Area codes are checked only by the server,
-    /// which holds the boundaries.
+    /// which holds the boundaries. `now` is the deciding clock (the phone's when it captures or edits, the server's
+    /// when it decides), given rather than read so that this crate does no I/O and a decision can be replayed.
     ///
     /// # Errors
     /// The first field that breaks a rule, with its stable code.
-    pub fn validate(&self) -> Result<(), InvalidInsight> {
+    pub fn validate(&self, now: OffsetDateTime) -> Result<(), InvalidInsight> {
         let campaign = campaign::campaign(&self.campaign).ok_or_else(|| {
             InvalidInsight::new(
                 ErrorCode::InsightCampaignUnknown,
@@ -112,6 +125,7 @@ impl Insight {
                 format!("campaign '{}' is not known", self.campaign),
             )
         })?;
+        validate_captured_at(self.captured_at, now)?;
         validate_category(campaign, &self.category)?;
         validate_text(&self.text)?;
         if let Some(score) = self.feeling_safe {
@@ -163,6 +177,25 @@ impl InsightChanges {
         }
         changed
     }
+}
+
+fn validate_captured_at(captured_at: OffsetDateTime, now: OffsetDateTime) -> Result<(), InvalidInsight> {
+    let implausible =
+        |message: String| Err(InvalidInsight::new(ErrorCode::InsightCapturedAtImplausible, "captured_at", message));
+    if captured_at < EARLIEST_CAPTURED_AT {
+        return implausible(format!(
+            "captured at {captured_at}, before {EARLIEST_CAPTURED_AT}, when no campaign had begun; check the phone's date"
+        ));
+    }
+    // Checked so that a `now` near the end of time cannot overflow: nothing is later than the end of time.
+    let latest = now.checked_add(MAX_CAPTURED_AT_AHEAD);
+    if latest.is_some_and(|latest| captured_at > latest) {
+        return implausible(format!(
+            "captured at {captured_at}, more than {} hours after now ({now}); check the phone's date and time",
+            MAX_CAPTURED_AT_AHEAD.whole_hours()
+        ));
+    }
+    Ok(())
 }
 
 fn validate_category(campaign: &Campaign, slug: &str) -> Result<(), InvalidInsight> {
@@ -282,17 +315,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// The deciding clock in these tests: a week after `sample` was captured.
+    pub(crate) const NOW: OffsetDateTime = time::macros::datetime!(2026-11-27 12:00 +00:00);
+
     fn code_of(insight: &Insight) -> Option<(ErrorCode, &'static str)> {
-        insight.validate().err().map(|error| (error.code, error.field))
+        insight.validate(NOW).err().map(|error| (error.code, error.field))
     }
 
     #[test]
     fn a_well_formed_insight_passes() {
-        assert_eq!(sample().validate(), Ok(()));
+        assert_eq!(sample().validate(NOW), Ok(()));
         let mut no_location = sample();
         no_location.location = Location::None;
         no_location.feeling_safe = None;
-        assert_eq!(no_location.validate(), Ok(()));
+        assert_eq!(no_location.validate(NOW), Ok(()));
     }
 
     #[test]
@@ -331,18 +367,48 @@ pub(crate) mod tests {
         insight.location = Location::Gps { lat: 52.0, lon: -2.0, accuracy_m: -1.0 };
         assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
         insight.location = Location::Postcode { postcode: "ST4 2DE".into() };
-        assert!(insight.validate().is_ok());
+        assert!(insight.validate(NOW).is_ok());
         insight.location = Location::Postcode { postcode: "not a postcode".into() };
-        assert_eq!(insight.validate().unwrap_err().code, ErrorCode::InsightLocationInvalid);
+        assert_eq!(insight.validate(NOW).unwrap_err().code, ErrorCode::InsightLocationInvalid);
         insight.location = Location::Area { code: "E05 008714".into() };
         assert_eq!(code_of(&insight), Some((ErrorCode::InsightLocationInvalid, "location")));
+    }
+
+    #[test]
+    fn a_capture_time_before_any_campaign_or_beyond_the_clock_skew_allowance_is_implausible() {
+        let implausible = Some((ErrorCode::InsightCapturedAtImplausible, "captured_at"));
+        let at = |captured_at: OffsetDateTime| {
+            let mut insight = sample();
+            insight.captured_at = captured_at;
+            code_of(&insight)
+        };
+        assert_eq!(at(time::macros::datetime!(9999-12-31 23:59 +00:00)), implausible);
+        assert_eq!(at(time::macros::datetime!(1066-10-14 09:00 +00:00)), implausible);
+        assert_eq!(at(time::macros::datetime!(0000-01-01 00:00 +00:00)), implausible);
+        assert_eq!(at(time::macros::datetime!(1970-01-01 00:00 +00:00)), implausible, "a reset clock");
+
+        // The bounds themselves are plausible; a second beyond them is not.
+        assert_eq!(at(EARLIEST_CAPTURED_AT), None);
+        assert_eq!(at(EARLIEST_CAPTURED_AT - time::Duration::SECOND), implausible);
+        assert_eq!(at(NOW + MAX_CAPTURED_AT_AHEAD), None);
+        assert_eq!(at(NOW + MAX_CAPTURED_AT_AHEAD + time::Duration::SECOND), implausible);
+        // The offset is part of the time: 01:00 tomorrow in Auckland (+13) is this very moment in UTC, and 02:00 the
+        // day after is 25 hours ahead.
+        assert_eq!(at(time::macros::datetime!(2026-11-28 01:00 +13:00)), None);
+        assert_eq!(at(time::macros::datetime!(2026-11-29 02:00 +13:00)), implausible);
+
+        let mut insight = sample();
+        insight.captured_at = time::macros::datetime!(9999-12-31 23:59 +00:00);
+        let message = insight.validate(NOW).unwrap_err().message;
+        assert!(message.contains("9999") && message.contains("24 hours"), "{message}");
+        assert_eq!(sample().validate(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MAX)), Ok(()), "no overflow");
     }
 
     #[test]
     fn text_length_counts_characters_after_trimming() {
         let mut insight = sample();
         insight.text = format!("  {}  ", "é".repeat(MAX_TEXT_CHARS));
-        assert_eq!(insight.validate(), Ok(()), "1,000 two-byte characters plus spaces is within the limit");
+        assert_eq!(insight.validate(NOW), Ok(()), "1,000 two-byte characters plus spaces is within the limit");
         assert_eq!(normalise_text("  hi  "), "hi");
     }
 

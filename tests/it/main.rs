@@ -23,6 +23,8 @@ macro_rules! on_both_backends {
 mod access;
 mod bad_input;
 mod campaign;
+mod captured_at;
+mod collect_cli;
 mod connections;
 mod db_lock;
 mod durability;

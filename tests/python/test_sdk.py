@@ -132,6 +132,16 @@ class PhoneSdk(unittest.IsolatedAsyncioTestCase):
         with open(os.environ["GRAPEVINE_RESULT"], "w", encoding="utf-8") as result:
             json.dump({"withdrawn": first, "kept": kept, "device": enrolment.device_id}, result)
 
+    async def test_a_store_emptied_is_refused_with_its_code_not_started_afresh(self):
+        directory = tempfile.mkdtemp(prefix="grapevine-python-")
+        emptied = os.path.join(directory, "grapevine-store.db")
+        open(emptied, "wb").close()
+        with self.assertRaises(grapevine.GrapevineError.StoreDamaged) as refused:
+            await grapevine.open_store(directory)
+        self.assertEqual(refused.exception.code, "store_damaged")
+        self.assertIn("empty", refused.exception.message)
+        self.assertEqual(os.path.getsize(emptied), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -79,6 +79,10 @@ pub enum GrapevineError {
     /// A fault in this library; please report it.
     #[error("{message}")]
     Internal { message: String },
+    /// The store is there but empty or damaged (`store_damaged`); it was refused and left as it is. Tell the person:
+    /// their insights and enrolment are in that file, to restore from a backup.
+    #[error("{message} ({code})")]
+    StoreDamaged { code: String, message: String },
 }
 
 impl From<SdkError> for GrapevineError {
@@ -97,6 +101,7 @@ impl From<SdkError> for GrapevineError {
             SdkError::Network(_) | SdkError::Timeout(_) => GrapevineError::Offline { message },
             SdkError::Storage(_) => GrapevineError::Storage { message },
             SdkError::Certificate(_) => GrapevineError::Certificate { message },
+            SdkError::StoreDamaged { .. } => GrapevineError::StoreDamaged { code: code.unwrap_or_default(), message },
         }
     }
 }
