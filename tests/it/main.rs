@@ -40,6 +40,7 @@ mod phone_crash;
 mod postcodes;
 mod python_sdk;
 mod queries;
+mod readme_tour;
 mod secrets_in_logs;
 mod signals;
 mod spine;
