@@ -16,13 +16,15 @@
 //! - `ReadOptions { format, code_field, name_field, progress }` (all optional; `Default` detects everything).
 //! - `ImportedAreas { format, areas: Vec<Area>, report: ValidationReport }`, the areas (`boundaries::Area`) in file
 //!   order, ready for `Boundaries::new`.
-//! - `ValidationReport { repairs: Vec<Repair>, overlaps: Vec<Overlap>, gaps: Vec<Gap>, n_slivers }`; its `Display`
-//!   is the readable report. `Repair { feature_index, code, kind: RepairKind }`, `Overlap { code_a, code_b,
-//!   size_m2 }`, `Gap { size_m2, point, neighbours }`. Sizes are geodesic square metres on the WGS84 ellipsoid.
+//! - `ValidationReport { repairs: Vec<Repair>, normalisations: Vec<Repair>, overlaps: Vec<Overlap>, gaps: Vec<Gap>,
+//!   n_slivers }`; its `Display` is the readable report. `Repair { feature_index, code, name, kind: RepairKind }`
+//!   (`RepairKind::area_changed_m2`, `is_normalisation`), `Overlap { code_a, code_b, size_m2 }`,
+//!   `Gap { size_m2, point, neighbours }`. Sizes are geodesic square metres on the WGS84 ellipsoid.
 //! - `BoundaryFileError`, whose messages name the feature (`FeatureRef`: index, and code and name when known) and
 //!   whose `code()` is one of `boundary_unreadable`, `boundary_format_unknown`, `boundary_feature_invalid`,
 //!   `boundary_coordinates_out_of_range`, `boundary_code_missing`, `boundary_name_missing`,
-//!   `boundary_code_duplicate`, `boundary_empty`.
+//!   `boundary_code_duplicate`, `boundary_empty`, `boundary_too_large` (a KMZ whose KML inflates past
+//!   `MAX_KML_BYTES`).
 //!
 //! # Codes and names
 //! GeoJSON and KML features carry properties (KML: `ExtendedData`, plus the Placemark's `name` as `name`). With
@@ -31,13 +33,18 @@
 //! Numbers are read as text. The name is `name_field`, else the `…NM` partner of a `…CD` code, else `name` (any
 //! case), else the code. A police.uk boundary has no properties: its code and name are the file stem.
 //!
-//! # Repairs and refusals
-//! Repaired and reported: unclosed rings, consecutive duplicate points, rings wound the wrong way (exteriors are made
-//! counter-clockwise), rings with fewer than three distinct points or no area (dropped; a polygon whose exterior is
-//! dropped goes with it), parts of a multipolygon that overlap or share an edge (merged), and points or lines mixed
-//! into a KML `MultiGeometry` or GeoJSON `GeometryCollection` (dropped). Refused: rings that cross themselves or
-//! each other, holes outside their polygon, a feature left with no polygon, and coordinates outside
-//! longitude/latitude range (usually a file in British National Grid or another projection).
+//! # Repairs, normalisations and refusals
+//! Repaired and reported, each with the area it changed: unclosed rings (closed), rings with fewer than three
+//! distinct points or no area (dropped; a polygon whose exterior is dropped goes with it), polygons whose rings
+//! cross, touch or double back on themselves or each other, or whose holes lie outside them (rebuilt by the
+//! even-odd rule, as GEOS and PostGIS `ST_MakeValid` do: `boundaries::validity`), parts of a multipolygon that
+//! overlap or share an edge (merged), and points or lines mixed into a KML `MultiGeometry` or GeoJSON
+//! `GeometryCollection` (dropped). Normalised, and reported apart as no repair: rings wound the other way
+//! (exteriors are made counter-clockwise) and the same point twice in a row. Refused: a feature left with no
+//! polygon (also once rebuilt: rings drawn out and back along themselves enclose nothing), anything still invalid
+//! after the repairs, and coordinates outside longitude/latitude range (usually a file in British National Grid or
+//! another projection). Validity is checked in O(n log n) (an R-tree over the segments), not `geo`'s pairwise
+//! `Validation`, so a national file with million-vertex rings reads in seconds.
 //!
 //! # Overlaps and gaps
 //! An overlap is the intersection of two areas whose bounding boxes meet, reported when it exceeds
@@ -72,8 +79,10 @@ pub const OVERLAP_TOLERANCE_M2: f64 = 1.0;
 /// the accuracy of a phone's GPS fix, so no insight can be meaningfully filed into such a hole.
 pub const GAP_TOLERANCE_M2: f64 = 100.0;
 
-/// The largest KML document read out of a KMZ, so a zip bomb is refused instead of filling memory.
-const MAX_KML_BYTES: u64 = 1 << 30;
+/// The most a KMZ's KML document may inflate to: 256 MiB. A national file of a million vertices is about 40 MB of
+/// KML, so this leaves room for six times that; a zip bomb (a few hundred kilobytes that inflate to gigabytes) is
+/// refused with `boundary_too_large` once this much has been inflated, whatever the zip's headers declare.
+pub const MAX_KML_BYTES: u64 = 256 << 20;
 
 /// A boundary file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,6 +482,12 @@ pub enum BoundaryFileError {
     CodeDuplicate { code: String, first_index: usize, second: FeatureRef },
     #[error("{name} holds no areas")]
     Empty { name: String },
+    #[error(
+        "{what} inflates to more than {limit} bytes ({} MiB), the most a KMZ's KML document may hold; unzip it and \
+         import the KML itself",
+        limit >> 20
+    )]
+    TooLarge { what: String, limit: u64 },
 }
 
 impl BoundaryFileError {
@@ -488,6 +503,7 @@ impl BoundaryFileError {
             BoundaryFileError::NameMissing { .. } => "boundary_name_missing",
             BoundaryFileError::CodeDuplicate { .. } => "boundary_code_duplicate",
             BoundaryFileError::Empty { .. } => "boundary_empty",
+            BoundaryFileError::TooLarge { .. } => "boundary_too_large",
         }
     }
 
@@ -561,7 +577,7 @@ pub fn read_boundary_bytes(
     let features = match format {
         BoundaryFormat::GeoJson => parse_geojson(text_of(bytes, name_hint)?, name_hint)?,
         BoundaryFormat::Kml => parse_kml(text_of(bytes, name_hint)?, name_hint)?,
-        BoundaryFormat::Kmz => parse_kml(&kml_from_kmz(bytes, name_hint)?, name_hint)?,
+        BoundaryFormat::Kmz => parse_kml(&kml_from_kmz(bytes, name_hint, MAX_KML_BYTES)?, name_hint)?,
         BoundaryFormat::PoliceUk => parse_police_uk(text_of(bytes, name_hint)?, name_hint)?,
     };
     if features.is_empty() {
@@ -707,7 +723,7 @@ fn geojson_polygons(value: &geojson::Value, raw: &mut RawGeometry) -> Result<(),
     Ok(())
 }
 
-fn kml_from_kmz(bytes: &[u8], name_hint: &str) -> Result<String, BoundaryFileError> {
+fn kml_from_kmz(bytes: &[u8], name_hint: &str, max_kml_bytes: u64) -> Result<String, BoundaryFileError> {
     let unreadable = |error: &dyn fmt::Display| BoundaryFileError::unreadable(name_hint, format!("not a KMZ: {error}"));
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|error| unreadable(&error))?;
     let kml_names: Vec<String> =
@@ -719,13 +735,34 @@ fn kml_from_kmz(bytes: &[u8], name_hint: &str) -> Result<String, BoundaryFileErr
         .or_else(|| kml_names.first())
         .ok_or_else(|| unreadable(&"it holds no .kml file"))?
         .clone();
+    let too_large = || BoundaryFileError::TooLarge { what: format!("{name_hint}: {chosen}"), limit: max_kml_bytes };
     let entry = archive.by_name(&chosen).map_err(|error| unreadable(&error))?;
-    let mut text = String::new();
-    let n_read = entry.take(MAX_KML_BYTES + 1).read_to_string(&mut text).map_err(|error| unreadable(&error))?;
-    if n_read as u64 > MAX_KML_BYTES {
-        return Err(unreadable(&format!("{chosen} is larger than {MAX_KML_BYTES} bytes")));
+    // The declared size refuses an honest bomb before any inflating; a dishonest one is stopped by the bounded read.
+    if entry.size() > max_kml_bytes {
+        return Err(too_large());
     }
-    Ok(text)
+    let kml = read_bounded(entry, max_kml_bytes).map_err(|error| match error {
+        BoundedReadError::TooLarge => too_large(),
+        BoundedReadError::Io(error) => unreadable(&error),
+    })?;
+    String::from_utf8(kml).map_err(|error| unreadable(&error))
+}
+
+#[derive(Debug)]
+enum BoundedReadError {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// Everything `reader` yields, or `TooLarge` as soon as it has yielded more than `limit` bytes: at most `limit`
+/// plus one read's worth is ever held, however much the reader has left.
+fn read_bounded(reader: impl Read, limit: u64) -> Result<Vec<u8>, BoundedReadError> {
+    let mut bytes = Vec::new();
+    let n_read = reader.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(BoundedReadError::Io)?;
+    if n_read as u64 > limit {
+        return Err(BoundedReadError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 fn parse_kml(text: &str, name_hint: &str) -> Result<Vec<RawFeature>, BoundaryFileError> {
@@ -1316,6 +1353,59 @@ mod tests {
         let error = read(b"PK\x03\x04 truncated", "broken.kmz").unwrap_err();
         assert_eq!(error.code(), "boundary_unreadable");
         assert!(error.to_string().contains("broken.kmz"), "{error}");
+    }
+
+    fn kmz_of(kml: &[u8]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        writer.start_file("doc.kml", deflated).unwrap();
+        writer.write_all(kml).unwrap();
+        writer.finish().unwrap().into_inner()
+    }
+
+    /// Overwrites the uncompressed size that a zip's local and central headers declare for every entry.
+    fn declare_uncompressed_size(kmz: &mut [u8], size: u32) {
+        for (signature, offset) in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)] {
+            let mut at = 0;
+            while let Some(found) = kmz[at..].windows(4).position(|window| window == signature) {
+                let field = at + found + offset;
+                kmz[field..field + 4].copy_from_slice(&size.to_le_bytes());
+                at += found + 4;
+            }
+        }
+    }
+
+    #[test]
+    fn a_kmz_inflating_past_the_cap_is_refused_whatever_its_headers_declare() {
+        // 2 MiB of KML padding deflates to a few kilobytes; the cap here is 1 MiB.
+        let padding = format!("{KML}<!--{}-->", " ".repeat(2 << 20));
+        let honest = kmz_of(padding.as_bytes());
+        assert!(honest.len() < 64 << 10, "a bomb is small: {} bytes", honest.len());
+        let error = kml_from_kmz(&honest, "bomb.kmz", 1 << 20).unwrap_err();
+        assert_eq!(error.code(), "boundary_too_large");
+        assert_eq!(
+            error.to_string(),
+            "bomb.kmz: doc.kml inflates to more than 1048576 bytes (1 MiB), the most a KMZ's KML document may hold; \
+             unzip it and import the KML itself"
+        );
+
+        // Headers that claim 100 bytes are not believed: the inflating stops at the cap all the same.
+        let mut lying = honest.clone();
+        declare_uncompressed_size(&mut lying, 100);
+        let error = kml_from_kmz(&lying, "bomb.kmz", 1 << 20).unwrap_err();
+        assert_eq!(error.code(), "boundary_too_large", "{error}");
+
+        // Under the cap the same file reads.
+        assert!(kml_from_kmz(&honest, "fine.kmz", 4 << 20).unwrap().starts_with("<?xml"));
+        assert!(MAX_KML_BYTES <= 256 << 20, "the real cap stays well under a gibibyte");
+    }
+
+    #[test]
+    fn a_bounded_read_of_an_endless_stream_stops_after_the_limit() {
+        // An entry that never ends: reading it whole would never return.
+        let error = read_bounded(std::io::repeat(b'x'), 1 << 20).unwrap_err();
+        assert!(matches!(error, BoundedReadError::TooLarge), "{error:?}");
+        assert_eq!(read_bounded(&b"short"[..], 5).unwrap(), b"short");
     }
 
     #[test]
