@@ -299,10 +299,18 @@ impl fmt::Display for RepairKind {
             RepairKind::MadeValid { n_polygons, area_as_drawn_m2, area_after_m2 } => {
                 let changed_m2 = self.area_changed_m2();
                 let percent = if *area_as_drawn_m2 > 0.0 { 100.0 * changed_m2 / area_as_drawn_m2 } else { 100.0 };
+                // Real files' slips change millionths of a district: say so rather than print 0.000%.
+                let share = if changed_m2 == 0.0 {
+                    "0%".to_owned()
+                } else if percent < 0.001 {
+                    "under 0.001%".to_owned()
+                } else {
+                    format!("{percent:.3}%")
+                };
                 write!(
                     f,
                     "rebuilt {n_polygons} polygon(s) whose rings cross or touch themselves or each other (even-odd \
-                     rule, as ST_MakeValid): {} m² as drawn, {} m² after, {} m² changed ({percent:.4}%)",
+                     rule, as ST_MakeValid): {} m² as drawn, {} m² after, {} m² changed ({share} of the area)",
                     format_m2(*area_as_drawn_m2),
                     format_m2(*area_after_m2),
                     format_m2(changed_m2),
@@ -1485,7 +1493,7 @@ mod tests {
         assert!(shape.is_valid() && shape.0.iter().all(|polygon| polygon.exterior().is_ccw()));
         let line = format!("  {repair}\n");
         assert!(line.starts_with("  feature 1 (BOW2 'Bow Tie'): rebuilt 1 polygon(s) whose rings cross"), "{line}");
-        assert!(line.contains(" m² after, ") && line.ends_with(" m² changed (100.0000%)\n"), "{line}");
+        assert!(line.contains(" m² after, ") && line.ends_with(" m² changed (100.000% of the area)\n"), "{line}");
         assert!(imported.report.to_string().contains(&line), "{}", imported.report);
     }
 

@@ -57,6 +57,10 @@ fn the_ons_districts_are_repaired_and_every_repair_is_reported_with_its_area() {
         "{text}"
     );
     assert!(
+        text.contains(": 962,209,441 m² as drawn, 962,209,274 m² after, 167 m² changed (under 0.001% of the area)\n"),
+        "{text}"
+    );
+    assert!(
         text.contains("\n  feature 54 (E06000058 'Bournemouth, Christchurch and Poole'): dropped 1 ring(s) with fewer"),
         "{text}"
     );
