@@ -6,7 +6,8 @@
 //!
 //! The file: four areas, the quarters of a disc about 100 km across at 53°N, meeting at its centre along straight
 //! radii (shared exactly, so the overlap and gap checks have neighbours to compare). Each quarter's outer edge is a
-//! coastline of `vertices / 4` points whose radius wiggles (seeded), so no three points are collinear. It is written
+//! coastline of `vertices / 4` points: bays a few kilometres across, plus seeded noise of about one vertex spacing,
+//! so each segment is short beside the shape and no three points are collinear, as in a real file. It is written
 //! as GeoJSON to a temporary file and read with `read_boundary_file`, as `grapevine boundaries import --check` does
 //! (parsing, repairs, validity, overlaps and gaps), then loaded with `Boundaries::new` (the R-tree and the point grid
 //! a server builds). Times are medians of `--runs` runs.
@@ -56,15 +57,25 @@ fn quarters(n_vertices: usize, seed: u64) -> Vec<Polygon<f64>> {
     let centre = Coord { x: -2.0, y: 53.0 };
     let (radius_lon, radius_lat) = (0.75, 0.45);
     let per_arc = (n_vertices / 4).max(4) - 2;
+    #[allow(clippy::cast_precision_loss)]
+    let step = std::f64::consts::FRAC_PI_2 / per_arc as f64;
     (0..4)
         .map(|quarter| {
             let start = std::f64::consts::FRAC_PI_2 * f64::from(quarter);
             let mut coords = vec![centre];
             for vertex_idx in 0..=per_arc {
-                #[allow(clippy::cast_precision_loss)]
-                let angle = start + std::f64::consts::FRAC_PI_2 * vertex_idx as f64 / per_arc as f64;
-                // The radii at the ends are shared with the neighbours, so they do not wiggle.
-                let wiggle = if vertex_idx == 0 || vertex_idx == per_arc { 1.0 } else { rng.random_range(0.98..1.0) };
+                // The ends are on the radii shared with the neighbours: computed alike on both sides, unwiggled.
+                let (angle, wiggle) = if vertex_idx == 0 {
+                    (start, 1.0)
+                } else if vertex_idx == per_arc {
+                    (std::f64::consts::FRAC_PI_2 * f64::from(quarter + 1), 1.0)
+                } else {
+                    // A coastline: bays a few kilometres across, and digitising noise of about one vertex spacing,
+                    // so each segment is short beside the shape, as in a real file.
+                    #[allow(clippy::cast_precision_loss)]
+                    let angle = start + step * vertex_idx as f64;
+                    (angle, 1.0 + 0.01 * (40.0 * angle).sin() + rng.random_range(-0.5..0.5) * step)
+                };
                 coords.push(Coord {
                     x: centre.x + radius_lon * wiggle * angle.cos(),
                     y: centre.y + radius_lat * wiggle * angle.sin(),
