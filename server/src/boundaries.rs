@@ -6,6 +6,7 @@
 //! same point always lands in the same area, on every node and after every restart.
 
 mod point_index;
+pub mod validity;
 
 use std::collections::HashMap;
 

@@ -16,13 +16,15 @@
 //! - `ReadOptions { format, code_field, name_field, progress }` (all optional; `Default` detects everything).
 //! - `ImportedAreas { format, areas: Vec<Area>, report: ValidationReport }`, the areas (`boundaries::Area`) in file
 //!   order, ready for `Boundaries::new`.
-//! - `ValidationReport { repairs: Vec<Repair>, overlaps: Vec<Overlap>, gaps: Vec<Gap>, n_slivers }`; its `Display`
-//!   is the readable report. `Repair { feature_index, code, kind: RepairKind }`, `Overlap { code_a, code_b,
-//!   size_m2 }`, `Gap { size_m2, point, neighbours }`. Sizes are geodesic square metres on the WGS84 ellipsoid.
+//! - `ValidationReport { repairs: Vec<Repair>, normalisations: Vec<Repair>, overlaps: Vec<Overlap>, gaps: Vec<Gap>,
+//!   n_slivers }`; its `Display` is the readable report. `Repair { feature_index, code, name, kind: RepairKind }`
+//!   (`RepairKind::area_changed_m2`, `is_normalisation`), `Overlap { code_a, code_b, size_m2 }`,
+//!   `Gap { size_m2, point, neighbours }`. Sizes are geodesic square metres on the WGS84 ellipsoid.
 //! - `BoundaryFileError`, whose messages name the feature (`FeatureRef`: index, and code and name when known) and
 //!   whose `code()` is one of `boundary_unreadable`, `boundary_format_unknown`, `boundary_feature_invalid`,
 //!   `boundary_coordinates_out_of_range`, `boundary_code_missing`, `boundary_name_missing`,
-//!   `boundary_code_duplicate`, `boundary_empty`.
+//!   `boundary_code_duplicate`, `boundary_empty`, `boundary_too_large` (a KMZ whose KML inflates past
+//!   `MAX_KML_BYTES`).
 //!
 //! # Codes and names
 //! GeoJSON and KML features carry properties (KML: `ExtendedData`, plus the Placemark's `name` as `name`). With
@@ -31,13 +33,18 @@
 //! Numbers are read as text. The name is `name_field`, else the `…NM` partner of a `…CD` code, else `name` (any
 //! case), else the code. A police.uk boundary has no properties: its code and name are the file stem.
 //!
-//! # Repairs and refusals
-//! Repaired and reported: unclosed rings, consecutive duplicate points, rings wound the wrong way (exteriors are made
-//! counter-clockwise), rings with fewer than three distinct points or no area (dropped; a polygon whose exterior is
-//! dropped goes with it), parts of a multipolygon that overlap or share an edge (merged), and points or lines mixed
-//! into a KML `MultiGeometry` or GeoJSON `GeometryCollection` (dropped). Refused: rings that cross themselves or
-//! each other, holes outside their polygon, a feature left with no polygon, and coordinates outside
-//! longitude/latitude range (usually a file in British National Grid or another projection).
+//! # Repairs, normalisations and refusals
+//! Repaired and reported, each with the area it changed: unclosed rings (closed), rings with fewer than three
+//! distinct points or no area (dropped; a polygon whose exterior is dropped goes with it), polygons whose rings
+//! cross, touch or double back on themselves or each other, or whose holes lie outside them (rebuilt by the
+//! even-odd rule, as GEOS and PostGIS `ST_MakeValid` do: `boundaries::validity`), parts of a multipolygon that
+//! overlap or share an edge (merged), and points or lines mixed into a KML `MultiGeometry` or GeoJSON
+//! `GeometryCollection` (dropped). Normalised, and reported apart as no repair: rings wound the other way
+//! (exteriors are made counter-clockwise) and the same point twice in a row. Refused: a feature left with no
+//! polygon (also once rebuilt: rings drawn out and back along themselves enclose nothing), anything still invalid
+//! after the repairs, and coordinates outside longitude/latitude range (usually a file in British National Grid or
+//! another projection). Validity is checked in O(n log n) (an R-tree over the segments), not `geo`'s pairwise
+//! `Validation`, so a national file with million-vertex rings reads in seconds.
 //!
 //! # Overlaps and gaps
 //! An overlap is the intersection of two areas whose bounding boxes meet, reported when it exceeds
@@ -55,12 +62,13 @@ use std::str::FromStr;
 use geo::orient::{Direction, Orient};
 use geo::{
     unary_union, BooleanOps, BoundingRect, Coord, Distance, Euclidean, GeodesicArea, InteriorPoint, LineString,
-    MultiPolygon, Point, Polygon, Validation, Winding,
+    MultiPolygon, Point, Polygon, Winding,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{RTree, RTreeObject, AABB};
 
+use crate::boundaries::validity::{invalidities, make_valid_even_odd, split_pinched_rings, Invalidity};
 use crate::boundaries::Area;
 
 /// Intersections smaller than this (square metres) are rounding between two shared edges, not overlaps.
@@ -71,8 +79,10 @@ pub const OVERLAP_TOLERANCE_M2: f64 = 1.0;
 /// the accuracy of a phone's GPS fix, so no insight can be meaningfully filed into such a hole.
 pub const GAP_TOLERANCE_M2: f64 = 100.0;
 
-/// The largest KML document read out of a KMZ, so a zip bomb is refused instead of filling memory.
-const MAX_KML_BYTES: u64 = 1 << 30;
+/// The most a KMZ's KML document may inflate to: 256 MiB. A national file of a million vertices is about 40 MB of
+/// KML, so this leaves room for six times that; a zip bomb (a few hundred kilobytes that inflate to gigabytes) is
+/// refused with `boundary_too_large` once this much has been inflated, whatever the zip's headers declare.
+pub const MAX_KML_BYTES: u64 = 256 << 20;
 
 /// A boundary file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,10 +174,14 @@ pub struct ImportedAreas {
     pub report: ValidationReport,
 }
 
-/// What validation repaired and found.
+/// What validation repaired, normalised and found.
 #[derive(Debug, Clone, Default)]
 pub struct ValidationReport {
+    /// Changes to geometry that was invalid or incomplete as published, in file order.
     pub repairs: Vec<Repair>,
+    /// Changes that leave a valid shape as it was and only write it the conventional way (ring orientation,
+    /// repeated points): not repairs, and reported apart so a clean file does not look broken.
+    pub normalisations: Vec<Repair>,
     /// Sorted by the two codes.
     pub overlaps: Vec<Overlap>,
     /// Largest first.
@@ -188,42 +202,54 @@ impl ValidationReport {
     pub fn total_gap_m2(&self) -> f64 {
         self.gaps.iter().fold(0.0, |total, gap| total + gap.size_m2)
     }
+
+    /// The area the repairs changed, added up, in square metres.
+    #[must_use]
+    pub fn total_repaired_m2(&self) -> f64 {
+        self.repairs.iter().fold(0.0, |total, repair| total + repair.kind.area_changed_m2())
+    }
 }
 
-/// One repair made to one feature.
+/// One repair (or normalisation) made to one feature.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Repair {
     /// The feature's position in the file, from 0.
     pub feature_index: usize,
     pub code: String,
+    /// The feature's name, when it has one apart from its code.
+    pub name: Option<String>,
     pub kind: RepairKind,
 }
 
-/// What was repaired.
+impl fmt::Display for Repair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let feature = FeatureRef { index: self.feature_index, code: Some(self.code.clone()), name: self.name.clone() };
+        write!(f, "{feature}: {}", self.kind)
+    }
+}
+
+/// What was repaired or normalised.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RepairKind {
-    ClosedRings {
-        n_rings: usize,
-    },
-    RemovedDuplicatePoints {
-        n_points: usize,
-    },
-    ReorientedRings {
-        n_rings: usize,
-    },
-    /// Rings with fewer than three distinct points or no area; a polygon goes with its exterior.
-    DroppedDegenerateRings {
-        n_rings: usize,
-    },
-    /// Parts of a multipolygon that overlapped or shared an edge, unioned.
-    MergedParts {
-        n_parts_before: usize,
-        n_parts_after: usize,
-    },
-    /// Points or lines mixed in with the polygons.
-    DroppedNonPolygonParts {
-        n_parts: usize,
-    },
+    /// A repair: rings whose last point is not their first (GeoJSON and KML require it), closed. The area the ring
+    /// encloses is the same either way.
+    ClosedRings { n_rings: usize },
+    /// A normalisation: the same point twice in a row, once.
+    RemovedDuplicatePoints { n_points: usize },
+    /// A normalisation: rings reversed so exteriors run counter-clockwise and holes clockwise (RFC 7946).
+    ReorientedRings { n_rings: usize },
+    /// A repair: rings with fewer than three distinct points or no area, dropped; a polygon goes with its exterior.
+    /// They enclose nothing, so no area changes.
+    DroppedDegenerateRings { n_rings: usize },
+    /// A repair: polygons whose rings cross or touch themselves or each other (or holes outside their exterior),
+    /// rebuilt by the even-odd rule as GEOS and PostGIS `ST_MakeValid` do (`boundaries::validity`). The areas are
+    /// geodesic: `area_as_drawn_m2` reads each ring by the shoelace formula (exterior less holes), which is what
+    /// `ST_Area` gives for the invalid polygon.
+    MadeValid { n_polygons: usize, area_as_drawn_m2: f64, area_after_m2: f64 },
+    /// A repair: parts of a multipolygon that overlapped or shared an edge, unioned. The ground covered is the same.
+    MergedParts { n_parts_before: usize, n_parts_after: usize },
+    /// A repair: points or lines mixed in with the polygons, dropped. They cover no ground.
+    DroppedNonPolygonParts { n_parts: usize },
 }
 
 impl RepairKind {
@@ -235,8 +261,24 @@ impl RepairKind {
             RepairKind::RemovedDuplicatePoints { .. } => "repeated points removed",
             RepairKind::ReorientedRings { .. } => "rings reversed (exteriors counter-clockwise, holes clockwise)",
             RepairKind::DroppedDegenerateRings { .. } => "rings without an area dropped",
+            RepairKind::MadeValid { .. } => "rings crossing or touching themselves rebuilt (even-odd, as ST_MakeValid)",
             RepairKind::MergedParts { .. } => "overlapping or touching parts merged",
             RepairKind::DroppedNonPolygonParts { .. } => "points and lines among the polygons dropped",
+        }
+    }
+
+    /// Whether this leaves the shape as it was, only written the conventional way (so it is no repair).
+    #[must_use]
+    pub fn is_normalisation(&self) -> bool {
+        matches!(self, RepairKind::RemovedDuplicatePoints { .. } | RepairKind::ReorientedRings { .. })
+    }
+
+    /// How much ground this added or removed, in square metres: zero for everything but a rebuilt polygon.
+    #[must_use]
+    pub fn area_changed_m2(&self) -> f64 {
+        match self {
+            RepairKind::MadeValid { area_as_drawn_m2, area_after_m2, .. } => (area_after_m2 - area_as_drawn_m2).abs(),
+            _ => 0.0,
         }
     }
 }
@@ -244,17 +286,41 @@ impl RepairKind {
 impl fmt::Display for RepairKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RepairKind::ClosedRings { n_rings } => write!(f, "closed {n_rings} unclosed ring(s)"),
+            RepairKind::ClosedRings { n_rings } => write!(f, "closed {n_rings} unclosed ring(s); no area changed"),
             RepairKind::RemovedDuplicatePoints { n_points } => {
-                write!(f, "removed {n_points} repeated point(s)")
+                write!(f, "removed {n_points} repeated point(s); no area changed")
             }
-            RepairKind::ReorientedRings { n_rings } => write!(f, "reversed {n_rings} ring(s) wound the wrong way"),
+            RepairKind::ReorientedRings { n_rings } => {
+                write!(f, "reversed {n_rings} ring(s) to run the conventional way; no area changed")
+            }
             RepairKind::DroppedDegenerateRings { n_rings } => {
-                write!(f, "dropped {n_rings} ring(s) with fewer than three distinct points or no area")
+                write!(f, "dropped {n_rings} ring(s) with fewer than three distinct points or no area; no area changed")
             }
-            RepairKind::MergedParts { n_parts_before, n_parts_after } => {
-                write!(f, "merged {n_parts_before} overlapping or touching parts into {n_parts_after}")
+            RepairKind::MadeValid { n_polygons, area_as_drawn_m2, area_after_m2 } => {
+                let changed_m2 = self.area_changed_m2();
+                let percent = if *area_as_drawn_m2 > 0.0 { 100.0 * changed_m2 / area_as_drawn_m2 } else { 100.0 };
+                // Real files' slips change millionths of a district: say so rather than print 0.000%.
+                let share = if changed_m2 == 0.0 {
+                    "0%".to_owned()
+                } else if percent < 0.001 {
+                    "under 0.001%".to_owned()
+                } else {
+                    format!("{percent:.3}%")
+                };
+                write!(
+                    f,
+                    "rebuilt {n_polygons} polygon(s) whose rings cross or touch themselves or each other (even-odd \
+                     rule, as ST_MakeValid): {} m² as drawn, {} m² after, {} m² changed ({share} of the area)",
+                    format_m2(*area_as_drawn_m2),
+                    format_m2(*area_after_m2),
+                    format_m2(changed_m2),
+                )
             }
+            RepairKind::MergedParts { n_parts_before, n_parts_after } => write!(
+                f,
+                "merged {n_parts_before} overlapping or touching parts into {n_parts_after}; the ground covered is \
+                 the same"
+            ),
             RepairKind::DroppedNonPolygonParts { n_parts } => {
                 write!(f, "dropped {n_parts} point or line part(s) that bound no area")
             }
@@ -281,12 +347,24 @@ pub struct Gap {
     pub neighbours: Vec<String>,
 }
 
+/// Repairs listed one by one in the readable report; the rest are counted.
+const N_REPAIRS_LISTED: usize = 30;
+
+/// Feature codes shown per kind of normalisation; the rest are counted.
+const N_NORMALISED_SHOWN: usize = 5;
+
 impl fmt::Display for ValidationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n_repaired_features = self.repairs.iter().map(|repair| repair.feature_index).collect::<BTreeSet<_>>().len();
+        let n_normalised_features =
+            self.normalisations.iter().map(|normalisation| normalisation.feature_index).collect::<BTreeSet<_>>().len();
         writeln!(
             f,
-            "{} repair(s); {} overlap(s), {} m² in all; {} gap(s), {} m² in all; {} sliver(s) under {} m² ignored",
+            "{} repair(s) in {n_repaired_features} feature(s), {} m² changed in all; {n_normalised_features} \
+             feature(s) normalised (no shape changed); {} overlap(s), {} m² in all; {} gap(s), {} m² in all; {} \
+             sliver(s) under {} m² ignored",
             self.repairs.len(),
+            format_m2(self.total_repaired_m2()),
             self.overlaps.len(),
             format_m2(self.total_overlap_m2()),
             self.gaps.len(),
@@ -295,21 +373,32 @@ impl fmt::Display for ValidationReport {
             GAP_TOLERANCE_M2,
         )?;
         if !self.repairs.is_empty() {
-            // Grouped by kind: a file wound the other way has one repair per feature, which would drown the rest.
-            writeln!(f, "Repairs:")?;
+            writeln!(f, "Repairs (the geometry was invalid or incomplete as published):")?;
+            for repair in self.repairs.iter().take(N_REPAIRS_LISTED) {
+                writeln!(f, "  {repair}")?;
+            }
+            if self.repairs.len() > N_REPAIRS_LISTED {
+                writeln!(f, "  and {} more", self.repairs.len() - N_REPAIRS_LISTED)?;
+            }
+        }
+        if !self.normalisations.is_empty() {
+            // Grouped by kind: a file wound the other way has one per feature, which would drown the rest.
+            writeln!(f, "Normalised (not repairs: each shape is unchanged, only written the conventional way):")?;
             let mut groups: Vec<(&'static str, Vec<&str>)> = Vec::new();
-            for repair in &self.repairs {
-                let label = repair.kind.label();
+            for normalisation in &self.normalisations {
+                let label = normalisation.kind.label();
                 match groups.iter_mut().find(|(group_label, _)| *group_label == label) {
-                    Some((_, codes)) => codes.push(&repair.code),
-                    None => groups.push((label, vec![&repair.code])),
+                    Some((_, codes)) => codes.push(&normalisation.code),
+                    None => groups.push((label, vec![&normalisation.code])),
                 }
             }
             for (label, codes) in groups {
-                const N_SHOWN: usize = 5;
-                let shown = codes.iter().take(N_SHOWN).copied().collect::<Vec<_>>().join(", ");
-                let more =
-                    if codes.len() > N_SHOWN { format!(" and {} more", codes.len() - N_SHOWN) } else { String::new() };
+                let shown = codes.iter().take(N_NORMALISED_SHOWN).copied().collect::<Vec<_>>().join(", ");
+                let more = if codes.len() > N_NORMALISED_SHOWN {
+                    format!(" and {} more", codes.len() - N_NORMALISED_SHOWN)
+                } else {
+                    String::new()
+                };
                 let features = if codes.len() == 1 { "feature" } else { "features" };
                 writeln!(f, "  {label}, in {} {features}: {shown}{more}", codes.len())?;
             }
@@ -401,6 +490,12 @@ pub enum BoundaryFileError {
     CodeDuplicate { code: String, first_index: usize, second: FeatureRef },
     #[error("{name} holds no areas")]
     Empty { name: String },
+    #[error(
+        "{what} inflates to more than {limit} bytes ({} MiB), the most a KMZ's KML document may hold; unzip it and \
+         import the KML itself",
+        limit >> 20
+    )]
+    TooLarge { what: String, limit: u64 },
 }
 
 impl BoundaryFileError {
@@ -416,6 +511,7 @@ impl BoundaryFileError {
             BoundaryFileError::NameMissing { .. } => "boundary_name_missing",
             BoundaryFileError::CodeDuplicate { .. } => "boundary_code_duplicate",
             BoundaryFileError::Empty { .. } => "boundary_empty",
+            BoundaryFileError::TooLarge { .. } => "boundary_too_large",
         }
     }
 
@@ -489,7 +585,7 @@ pub fn read_boundary_bytes(
     let features = match format {
         BoundaryFormat::GeoJson => parse_geojson(text_of(bytes, name_hint)?, name_hint)?,
         BoundaryFormat::Kml => parse_kml(text_of(bytes, name_hint)?, name_hint)?,
-        BoundaryFormat::Kmz => parse_kml(&kml_from_kmz(bytes, name_hint)?, name_hint)?,
+        BoundaryFormat::Kmz => parse_kml(&kml_from_kmz(bytes, name_hint, MAX_KML_BYTES)?, name_hint)?,
         BoundaryFormat::PoliceUk => parse_police_uk(text_of(bytes, name_hint)?, name_hint)?,
     };
     if features.is_empty() {
@@ -527,7 +623,9 @@ pub fn read_boundary_bytes(
 
     let started = std::time::Instant::now();
     let mut report = find_overlaps_and_gaps(&areas, options.progress);
+    let (normalisations, repairs) = repairs.into_iter().partition(|repair: &Repair| repair.kind.is_normalisation());
     report.repairs = repairs;
+    report.normalisations = normalisations;
     tracing::debug!(n_areas = areas.len(), elapsed = ?started.elapsed(), "checked boundaries for overlaps and gaps");
     Ok(ImportedAreas { format, areas, report })
 }
@@ -633,7 +731,7 @@ fn geojson_polygons(value: &geojson::Value, raw: &mut RawGeometry) -> Result<(),
     Ok(())
 }
 
-fn kml_from_kmz(bytes: &[u8], name_hint: &str) -> Result<String, BoundaryFileError> {
+fn kml_from_kmz(bytes: &[u8], name_hint: &str, max_kml_bytes: u64) -> Result<String, BoundaryFileError> {
     let unreadable = |error: &dyn fmt::Display| BoundaryFileError::unreadable(name_hint, format!("not a KMZ: {error}"));
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|error| unreadable(&error))?;
     let kml_names: Vec<String> =
@@ -645,13 +743,34 @@ fn kml_from_kmz(bytes: &[u8], name_hint: &str) -> Result<String, BoundaryFileErr
         .or_else(|| kml_names.first())
         .ok_or_else(|| unreadable(&"it holds no .kml file"))?
         .clone();
+    let too_large = || BoundaryFileError::TooLarge { what: format!("{name_hint}: {chosen}"), limit: max_kml_bytes };
     let entry = archive.by_name(&chosen).map_err(|error| unreadable(&error))?;
-    let mut text = String::new();
-    let n_read = entry.take(MAX_KML_BYTES + 1).read_to_string(&mut text).map_err(|error| unreadable(&error))?;
-    if n_read as u64 > MAX_KML_BYTES {
-        return Err(unreadable(&format!("{chosen} is larger than {MAX_KML_BYTES} bytes")));
+    // The declared size refuses an honest bomb before any inflating; a dishonest one is stopped by the bounded read.
+    if entry.size() > max_kml_bytes {
+        return Err(too_large());
     }
-    Ok(text)
+    let kml = read_bounded(entry, max_kml_bytes).map_err(|error| match error {
+        BoundedReadError::TooLarge => too_large(),
+        BoundedReadError::Io(error) => unreadable(&error),
+    })?;
+    String::from_utf8(kml).map_err(|error| unreadable(&error))
+}
+
+#[derive(Debug)]
+enum BoundedReadError {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// Everything `reader` yields, or `TooLarge` as soon as it has yielded more than `limit` bytes: at most `limit`
+/// plus one read's worth is ever held, however much the reader has left.
+fn read_bounded(reader: impl Read, limit: u64) -> Result<Vec<u8>, BoundedReadError> {
+    let mut bytes = Vec::new();
+    let n_read = reader.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(BoundedReadError::Io)?;
+    if n_read as u64 > limit {
+        return Err(BoundedReadError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 fn parse_kml(text: &str, name_hint: &str) -> Result<Vec<RawFeature>, BoundaryFileError> {
@@ -846,7 +965,9 @@ fn repair_geometry(
     let invalid = |reason: String| BoundaryFileError::FeatureInvalid { feature: feature.clone(), reason };
     let geometry = geometry.map_err(invalid)?;
     let mut record = |kind: RepairKind| {
-        repairs.push(Repair { feature_index: feature.index, code: feature.code.clone().unwrap_or_default(), kind });
+        let code = feature.code.clone().unwrap_or_default();
+        let name = feature.name.clone().filter(|name| *name != code);
+        repairs.push(Repair { feature_index: feature.index, code, name, kind });
     };
     if geometry.polygons.is_empty() {
         return Err(invalid("has no polygon (empty geometry, or only points and lines)".to_owned()));
@@ -913,30 +1034,54 @@ fn repair_geometry(
     }
 
     let mut shape = MultiPolygon::new(polygons);
-    let errors = shape.validation_errors();
-    if errors.is_empty() {
-        return Ok(shape);
+    let mut findings = invalidities(&shape);
+    let at_fault: BTreeSet<usize> = findings.iter().filter_map(Invalidity::polygon_at_fault).collect();
+    if !at_fault.is_empty() {
+        // Each polygon whose own rings are at fault is rebuilt alone, as ST_MakeValid does, so the repair cannot
+        // move ground between the parts; the parts are merged afterwards if the rebuilt ones now overlap.
+        let (mut area_as_drawn_m2, mut area_after_m2) = (0.0, 0.0);
+        let mut rebuilt = Vec::with_capacity(shape.0.len());
+        for (polygon_idx, polygon) in shape.0.into_iter().enumerate() {
+            if at_fault.contains(&polygon_idx) {
+                let valid = make_valid_even_odd(&polygon);
+                area_as_drawn_m2 += area_as_drawn_m2_of(&polygon);
+                area_after_m2 += valid.geodesic_area_unsigned();
+                rebuilt.extend(valid.0);
+            } else {
+                rebuilt.push(polygon);
+            }
+        }
+        record(RepairKind::MadeValid { n_polygons: at_fault.len(), area_as_drawn_m2, area_after_m2 });
+        if rebuilt.is_empty() {
+            let reason = "its rings enclose no area once rebuilt (every ring crosses itself back onto itself)";
+            return Err(invalid(reason.to_owned()));
+        }
+        shape = MultiPolygon::new(rebuilt);
+        findings = invalidities(&shape);
     }
-    let parts_only = errors.iter().all(|error| {
-        matches!(
-            error,
-            geo::validation::InvalidMultiPolygon::ElementsOverlaps(..)
-                | geo::validation::InvalidMultiPolygon::ElementsTouchOnALine(..)
-        )
-    });
-    if parts_only {
+    let parts_only = findings.iter().all(|finding| finding.polygon_at_fault().is_none());
+    if !findings.is_empty() && parts_only {
         // The parts are each valid and cover the same ground once merged: the union changes no point's area.
         let n_parts_before = shape.0.len();
-        let merged = unary_union(&shape.0).orient(Direction::Default);
-        if merged.is_valid() {
-            record(RepairKind::MergedParts { n_parts_before, n_parts_after: merged.0.len() });
-            shape = merged;
-            return Ok(shape);
-        }
+        let merged = split_pinched_rings(&unary_union(&shape.0));
+        record(RepairKind::MergedParts { n_parts_before, n_parts_after: merged.0.len() });
+        shape = merged;
+        findings = invalidities(&shape);
     }
-    let reasons: Vec<String> = errors.iter().take(3).map(ToString::to_string).collect();
-    let more = if errors.len() > 3 { format!(" (and {} more problems)", errors.len() - 3) } else { String::new() };
-    Err(invalid(format!("invalid geometry that cannot be repaired safely: {}{more}", reasons.join("; "))))
+    if findings.is_empty() {
+        return Ok(shape);
+    }
+    let reasons: Vec<String> = findings.iter().take(3).map(ToString::to_string).collect();
+    let more = if findings.len() > 3 { format!(" (and {} more problems)", findings.len() - 3) } else { String::new() };
+    Err(invalid(format!("invalid geometry that could not be made valid: {}{more}", reasons.join("; "))))
+}
+
+/// The geodesic area a polygon's rings enclose as drawn, each read by the shoelace formula whatever it crosses:
+/// the exterior less the holes. This is what `ST_Area` reports for an invalid polygon, and the "before" of a
+/// make-valid repair.
+fn area_as_drawn_m2_of(polygon: &Polygon<f64>) -> f64 {
+    let ring_m2 = |ring: &LineString<f64>| Polygon::new(ring.clone(), vec![]).geodesic_area_signed().abs();
+    polygon.interiors().iter().fold(ring_m2(polygon.exterior()), |total, hole| total - ring_m2(hole))
 }
 
 /// Whether every point lies on one line (such a ring bounds no area). Exact: nearly collinear rings are left to
@@ -1005,7 +1150,7 @@ fn find_overlaps_and_gaps(areas: &[Area], progress: bool) -> ValidationReport {
         gaps.push(Gap { size_m2, point, neighbours: neighbours(&tree, areas, &hole) });
     }
     gaps.sort_by(|a, b| b.size_m2.total_cmp(&a.size_m2));
-    ValidationReport { repairs: Vec::new(), overlaps, gaps, n_slivers }
+    ValidationReport { repairs: Vec::new(), normalisations: Vec::new(), overlaps, gaps, n_slivers }
 }
 
 /// The areas touching a gap. The union's hole edges can differ from the areas' edges in the last bits, so
@@ -1034,6 +1179,8 @@ fn neighbours(
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    use geo::Validation;
 
     use serde_json::{json, Value};
 
@@ -1180,7 +1327,12 @@ mod tests {
         assert_eq!(imported.areas[1].shape.0.len(), 2, "both polygons of the MultiGeometry are kept");
         assert_eq!(
             imported.report.repairs,
-            [Repair { feature_index: 1, code: "NH02".into(), kind: RepairKind::DroppedNonPolygonParts { n_parts: 1 } }]
+            [Repair {
+                feature_index: 1,
+                code: "NH02".into(),
+                name: Some("Two Islands".into()),
+                kind: RepairKind::DroppedNonPolygonParts { n_parts: 1 }
+            }]
         );
     }
 
@@ -1209,6 +1361,59 @@ mod tests {
         let error = read(b"PK\x03\x04 truncated", "broken.kmz").unwrap_err();
         assert_eq!(error.code(), "boundary_unreadable");
         assert!(error.to_string().contains("broken.kmz"), "{error}");
+    }
+
+    fn kmz_of(kml: &[u8]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        writer.start_file("doc.kml", deflated).unwrap();
+        writer.write_all(kml).unwrap();
+        writer.finish().unwrap().into_inner()
+    }
+
+    /// Overwrites the uncompressed size that a zip's local and central headers declare for every entry.
+    fn declare_uncompressed_size(kmz: &mut [u8], size: u32) {
+        for (signature, offset) in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)] {
+            let mut at = 0;
+            while let Some(found) = kmz[at..].windows(4).position(|window| window == signature) {
+                let field = at + found + offset;
+                kmz[field..field + 4].copy_from_slice(&size.to_le_bytes());
+                at += found + 4;
+            }
+        }
+    }
+
+    #[test]
+    fn a_kmz_inflating_past_the_cap_is_refused_whatever_its_headers_declare() {
+        // 2 MiB of KML padding deflates to a few kilobytes; the cap here is 1 MiB.
+        let padding = format!("{KML}<!--{}-->", " ".repeat(2 << 20));
+        let honest = kmz_of(padding.as_bytes());
+        assert!(honest.len() < 64 << 10, "a bomb is small: {} bytes", honest.len());
+        let error = kml_from_kmz(&honest, "bomb.kmz", 1 << 20).unwrap_err();
+        assert_eq!(error.code(), "boundary_too_large");
+        assert_eq!(
+            error.to_string(),
+            "bomb.kmz: doc.kml inflates to more than 1048576 bytes (1 MiB), the most a KMZ's KML document may hold; \
+             unzip it and import the KML itself"
+        );
+
+        // Headers that claim 100 bytes are not believed: the inflating stops at the cap all the same.
+        let mut lying = honest.clone();
+        declare_uncompressed_size(&mut lying, 100);
+        let error = kml_from_kmz(&lying, "bomb.kmz", 1 << 20).unwrap_err();
+        assert_eq!(error.code(), "boundary_too_large", "{error}");
+
+        // Under the cap the same file reads.
+        assert!(kml_from_kmz(&honest, "fine.kmz", 4 << 20).unwrap().starts_with("<?xml"));
+        const { assert!(MAX_KML_BYTES <= 256 << 20, "the real cap stays well under a gibibyte") };
+    }
+
+    #[test]
+    fn a_bounded_read_of_an_endless_stream_stops_after_the_limit() {
+        // An entry that never ends: reading it whole would never return.
+        let error = read_bounded(std::io::repeat(b'x'), 1 << 20).unwrap_err();
+        assert!(matches!(error, BoundedReadError::TooLarge), "{error:?}");
+        assert_eq!(read_bounded(&b"short"[..], 5).unwrap(), b"short");
     }
 
     #[test]
@@ -1244,31 +1449,67 @@ mod tests {
         let kinds: Vec<&RepairKind> = imported.report.repairs.iter().map(|repair| &repair.kind).collect();
         assert_eq!(
             kinds,
-            [
-                &RepairKind::ClosedRings { n_rings: 1 },
-                &RepairKind::RemovedDuplicatePoints { n_points: 1 },
-                &RepairKind::ReorientedRings { n_rings: 1 },
-                &RepairKind::DroppedDegenerateRings { n_rings: 1 },
-            ]
+            [&RepairKind::ClosedRings { n_rings: 1 }, &RepairKind::DroppedDegenerateRings { n_rings: 1 }]
+        );
+        let kinds: Vec<&RepairKind> = imported.report.normalisations.iter().map(|repair| &repair.kind).collect();
+        assert_eq!(
+            kinds,
+            [&RepairKind::RemovedDuplicatePoints { n_points: 1 }, &RepairKind::ReorientedRings { n_rings: 1 }],
+            "a repeated point and a clockwise exterior are written differently, not wrong"
         );
         let polygon = &imported.areas[0].shape.0[0];
         assert!(polygon.exterior().is_ccw() && polygon.interiors().is_empty() && polygon.is_valid());
         assert_eq!(polygon.exterior().0.len(), 5);
-        assert!(imported.report.to_string().contains("\n  unclosed rings closed, in 1 feature: A1\n"));
+        let text = imported.report.to_string();
+        assert!(
+            text.starts_with("2 repair(s) in 1 feature(s), 0.0 m² changed in all; 1 feature(s) normalised"),
+            "{text}"
+        );
+        assert!(text.contains("\n  feature 0 (A1 'Repaired'): closed 1 unclosed ring(s); no area changed\n"), "{text}");
+        assert!(text.contains("\n  repeated points removed, in 1 feature: A1\n"), "{text}");
     }
 
     #[test]
-    fn a_self_intersecting_ring_is_refused_naming_the_feature() {
+    fn a_self_intersecting_ring_is_made_valid_and_the_area_it_changed_reported() {
+        // A bow tie whose right lobe is drawn clockwise: the shoelace formula reads the two lobes as cancelling
+        // (no area), the even-odd rule keeps both.
         let bow_tie = json!([[[-2.0, 52.8], [-1.99, 52.81], [-1.99, 52.8], [-2.0, 52.81], [-2.0, 52.8]]]);
         let bytes = collection(vec![
             feature(json!({"code": "OK1", "name": "Fine"}), rectangle(-2.1, 52.8, 0.01, 0.01)),
-            feature(json!({"code": "BAD2", "name": "Bow Tie"}), bow_tie),
+            feature(json!({"code": "BOW2", "name": "Bow Tie"}), bow_tie),
+        ]);
+        let imported = read(&bytes, "a.geojson").unwrap();
+        let [repair] = imported.report.repairs.as_slice() else { panic!("{}", imported.report) };
+        assert_eq!((repair.feature_index, repair.code.as_str(), repair.name.as_deref()), (1, "BOW2", Some("Bow Tie")));
+        let RepairKind::MadeValid { n_polygons, area_as_drawn_m2, area_after_m2 } = repair.kind else {
+            panic!("{repair:?}")
+        };
+        assert_eq!(n_polygons, 1);
+        assert!(area_as_drawn_m2.abs() < 1.0, "the lobes cancel as drawn: {area_as_drawn_m2}");
+        // Two triangles, each a quarter of the 0.01° square.
+        assert_within_one_percent(area_after_m2, hand_computed_m2(0.01, 0.01, 52.805) / 2.0);
+        let shape = &imported.areas[1].shape;
+        assert_eq!(shape.0.len(), 2);
+        assert!(shape.is_valid() && shape.0.iter().all(|polygon| polygon.exterior().is_ccw()));
+        let line = format!("  {repair}\n");
+        assert!(line.starts_with("  feature 1 (BOW2 'Bow Tie'): rebuilt 1 polygon(s) whose rings cross"), "{line}");
+        assert!(line.contains(" m² after, ") && line.ends_with(" m² changed (100.000% of the area)\n"), "{line}");
+        assert!(imported.report.to_string().contains(&line), "{}", imported.report);
+    }
+
+    #[test]
+    fn a_ring_that_encloses_nothing_once_made_valid_is_refused_naming_the_feature() {
+        // Out to two corners and back the same way: every stretch is drawn twice, so no ground is inside.
+        let there_and_back = json!([[[-2.0, 52.8], [-1.99, 52.81], [-1.99, 52.8], [-1.99, 52.81], [-2.0, 52.8]]]);
+        let bytes = collection(vec![
+            feature(json!({"code": "OK1", "name": "Fine"}), rectangle(-2.1, 52.8, 0.01, 0.01)),
+            feature(json!({"code": "BAD2", "name": "Nothing"}), there_and_back),
         ]);
         let error = read(&bytes, "a.geojson").unwrap_err();
         assert_eq!(error.code(), "boundary_feature_invalid");
         let message = error.to_string();
-        assert!(message.starts_with("feature 1 (BAD2 'Bow Tie'): "), "{message}");
-        assert!(message.contains("self-intersection"), "{message}");
+        assert!(message.starts_with("feature 1 (BAD2 'Nothing'): "), "{message}");
+        assert!(message.contains("enclose no area once rebuilt"), "{message}");
     }
 
     #[test]
@@ -1404,10 +1645,21 @@ mod tests {
         assert_eq!(abbey.name, "Abbey Hulton and Townsend");
         assert!(imported.areas.iter().all(|area| area.shape.is_valid()));
         // The wards share their edges exactly and cover the county without holes; the file winds its exteriors
-        // clockwise (the shapefile convention), so each one is reversed.
+        // clockwise (the shapefile convention), so each one is reversed. That is a normalisation, not a repair: the
+        // report must not make a clean file look broken.
         let report = &imported.report;
         assert!(report.overlaps.is_empty() && report.gaps.is_empty() && report.n_slivers == 0, "{report}");
-        assert_eq!(report.repairs.len(), 211);
-        assert!(report.repairs.iter().all(|repair| repair.kind == RepairKind::ReorientedRings { n_rings: 1 }));
+        assert_eq!(report.repairs, []);
+        assert_eq!(report.normalisations.len(), 211);
+        assert!(report.normalisations.iter().all(|repair| repair.kind == RepairKind::ReorientedRings { n_rings: 1 }));
+        let text = report.to_string();
+        assert!(
+            text.starts_with(
+                "0 repair(s) in 0 feature(s), 0.0 m² changed in all; 211 feature(s) normalised (no shape changed);"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("Repairs"), "{text}");
+        assert!(text.contains("\nNormalised (not repairs: each shape is unchanged, only written the conventional way):\n  rings reversed (exteriors counter-clockwise, holes clockwise), in 211 features: E05008714, "), "{text}");
     }
 }
