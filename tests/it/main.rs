@@ -26,6 +26,7 @@ mod campaign;
 mod durability;
 mod engine;
 mod geotag;
+mod hostile;
 mod js_client;
 mod limits;
 mod nodes;
