@@ -783,6 +783,61 @@ pub fn process_actor() -> ActorId {
 mod tests {
     use super::*;
 
+    /// A peer's sender id with a newline and an ANSI escape, as in the forged log line of issue 15.
+    const FORGED: &str = "phone\n2026-11-20T09:00:00Z  INFO grapevine: \u{1b}[31mall good\u{1b}[0m";
+
+    #[test]
+    fn text_a_peer_sent_is_escaped_and_cut_for_the_log() {
+        let escaped = Escaped(FORGED).to_string();
+        assert!(!escaped.chars().any(char::is_control), "{escaped}");
+        assert!(escaped.contains("phone\\n2026") && escaped.contains("\\u{1b}[31m"), "{escaped}");
+        assert_eq!(Escaped("plain peer-7").to_string(), "plain peer-7");
+        assert_eq!(Escaped("Côté").to_string(), "Côté", "printable text is left alone");
+        let long = Escaped(&"x".repeat(10_000)).to_string();
+        assert_eq!(long.chars().count(), LOGGED_CHARS + 1, "cut, with an ellipsis");
+    }
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("capture poisoned").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn closing_on_a_protocol_error_logs_one_line_whatever_the_peer_sent() {
+        // The session's own error for a message from another sender id quotes that id.
+        let mut server = Session::new(Side::Server, "server");
+        let mut client = Session::new(Side::Client, "phone");
+        let Ok(Event::Joined { .. }) = server.receive(&client.join_frame()) else { panic!("no join") };
+        let _ = client.receive(&server.accept(&[], None));
+        let spoofed = grapevine_sync_proto::wire::Message::DocUnavailable {
+            sender_id: FORGED.to_owned(),
+            target_id: "server".to_owned(),
+            document_id: DocumentId::random().to_string(),
+        };
+        let error = server.receive(&spoofed.encode()).unwrap_err();
+        assert!(error.message.contains('\n'), "the error quotes the forged id: {error}");
+
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || log_closing_on(&error));
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.lines().count(), 1, "one line: {log}");
+        assert!(log.contains("closing on a protocol error") && log.contains("protocol_violation"), "{log}");
+        assert!(!log.contains('\u{1b}'), "no escape character reaches the log: {log}");
+        assert!(log.contains("phone\\n2026"), "the forged id is there, escaped: {log}");
+    }
+
     #[tokio::test]
     async fn doc_locks_serialise_one_document_and_clean_up() {
         let locks = Arc::new(DocLocks::default());
