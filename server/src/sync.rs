@@ -533,14 +533,14 @@ async fn stored_withdrawn(state: &AppState, doc_id: DocumentId) -> anyhow::Resul
 
 /// A document message's document, loaded from storage (or new), checked against the limits, with the message
 /// applied. Runs on the blocking pool.
-struct Applied {
-    doc: AutoCommit,
-    heads_before: Vec<grapevine_sync_proto::automerge::ChangeHash>,
+pub(crate) struct Applied {
+    pub(crate) doc: AutoCommit,
+    pub(crate) heads_before: Vec<grapevine_sync_proto::automerge::ChangeHash>,
 }
 
 /// Checks the stored document and the message against the limits, then loads the document and applies the
 /// message. Nothing of a document over the limits is ever unpacked by Automerge.
-fn load_and_apply(
+pub(crate) fn load_and_apply(
     session: &mut Session,
     doc_id: DocumentId,
     stored: Option<&StoredDocument>,
@@ -594,7 +594,8 @@ async fn handle_sync(
             connection.session.forget(doc_id);
             return Ok(Answer::Frames(vec![connection.session.doc_unavailable_frame(doc_id)]));
         }
-        let (expected_version, n_chunks) = stored.as_ref().map_or((None, 0), |stored| (Some(stored.version), stored.n_chunks));
+        let (expected_version, n_chunks) =
+            stored.as_ref().map_or((None, 0), |stored| (Some(stored.version), stored.n_chunks));
         // Withdrawal is final: once stored withdrawn, no later change counts the insight again.
         let withdrawn_before = stored.is_some() && stored_withdrawn(state, doc_id).await?;
         if stored.is_some() {

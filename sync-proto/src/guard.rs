@@ -496,7 +496,10 @@ mod tests {
     fn the_budget_spans_the_stored_document_and_what_a_message_adds() {
         let mut budget = Budget::new(DocumentLimits::default());
         budget.spend_chunks(&bomb(MAX_DOCUMENT_BYTES * 3 / 4)).unwrap();
-        assert_eq!(budget.spend_chunks(&bomb(MAX_DOCUMENT_BYTES / 2)), Err(GuardError::TooLarge { limit: MAX_DOCUMENT_BYTES }));
+        assert_eq!(
+            budget.spend_chunks(&bomb(MAX_DOCUMENT_BYTES / 2)),
+            Err(GuardError::TooLarge { limit: MAX_DOCUMENT_BYTES })
+        );
     }
 
     #[test]

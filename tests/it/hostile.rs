@@ -92,7 +92,12 @@ fn bomb(n: usize) -> (DocumentId, AutoCommit) {
 }
 
 /// A `sync` message for one document carrying these chunks, as any peer may spell it.
-fn sync_frame(raw: &Raw, doc_id: DocumentId, heads: Vec<grapevine_sync_proto::automerge::ChangeHash>, chunks: Vec<Vec<u8>>) -> Vec<u8> {
+fn sync_frame(
+    raw: &Raw,
+    doc_id: DocumentId,
+    heads: Vec<grapevine_sync_proto::automerge::ChangeHash>,
+    chunks: Vec<Vec<u8>>,
+) -> Vec<u8> {
     let message = sync::Message {
         heads,
         need: Vec::new(),
@@ -302,7 +307,9 @@ async fn withdrawal_stays_final(app: &TestApp, tokens: &[String; 2], steps: &[St
     write_insight(&mut first, &insight).unwrap();
     let second = first.fork();
     let mut devices = [vec![(doc_id, first)], vec![(doc_id, second)]];
-    sync_documents(&app.sync_url(), &tokens[0], "device-0", &mut devices[0]).await.map_err(|error| error.to_string())?;
+    sync_documents(&app.sync_url(), &tokens[0], "device-0", &mut devices[0])
+        .await
+        .map_err(|error| error.to_string())?;
     let mut stored_withdrawn = false;
     for step in steps {
         match *step {
