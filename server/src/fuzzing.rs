@@ -67,7 +67,7 @@ fn handle_frames_with(mut session: Session, data: &[u8], mut seal: impl FnMut(&[
         }
         let doc = docs.entry(doc_id).or_default();
         let before = doc.get_heads();
-        if session.apply(doc_id, doc, message).is_err() {
+        if crate::sync::apply_caught(&mut session, doc_id, doc, message).is_err() {
             continue;
         }
         if doc.get_heads() != before {

@@ -507,7 +507,7 @@ async fn answer_published(
         }
         let mut doc = AutoCommit::load(&bytes).context("loading a published document")?;
         let heads = doc.get_heads();
-        let applied = session.apply(doc_id, &mut doc, message);
+        let applied = apply_caught(session, doc_id, &mut doc, message);
         if applied.is_err() || doc.get_heads() != heads {
             tracing::info!(%doc_id, "refused a change to a published document");
             session.forget(doc_id);
@@ -562,11 +562,32 @@ pub(crate) fn load_and_apply(
     };
     doc.set_actor(actor.clone());
     let heads_before = doc.get_heads();
-    if let Err(error) = session.apply(doc_id, &mut doc, message) {
+    if let Err(error) = apply_caught(session, doc_id, &mut doc, message) {
         session.forget(doc_id);
         return Ok(Err(error));
     }
     Ok(Ok(Applied { doc, heads_before }))
+}
+
+/// Applies a sync message, turning a panic inside Automerge into a refusal. Automerge 0.7.4 panics on some malformed
+/// changes (an actor it cannot look up in `import_ops`, found by the `sync_message` fuzz target); the document and
+/// the sync state it leaves are discarded, and the device hears `protocol_violation` like any change Automerge
+/// refuses.
+pub(crate) fn apply_caught(
+    session: &mut Session,
+    doc_id: DocumentId,
+    doc: &mut AutoCommit,
+    message: SyncMessage,
+) -> Result<(), ProtocolError> {
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.apply(doc_id, doc, message)));
+    applied.unwrap_or_else(|_| {
+        tracing::warn!(%doc_id, "Automerge panicked on a device's changes; refused");
+        session.forget(doc_id);
+        Err(ProtocolError {
+            code: ErrorCode::ProtocolViolation,
+            message: format!("document {doc_id}: sync message refused: Automerge could not read its changes"),
+        })
+    })
 }
 
 /// One document message: load, authorise, apply, decide, save, reply. Serialised per document on this node; the
