@@ -440,7 +440,7 @@ mod tests {
         for change in doc.get_changes(&[]) {
             spend(change.raw_bytes()).unwrap();
         }
-        assert_eq!(spend(&doc.save_nocompress()).unwrap() > 0, true);
+        assert!(spend(&doc.save_nocompress()).unwrap() > 0, "an uncompressed save is read too");
     }
 
     #[test]
