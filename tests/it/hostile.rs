@@ -186,9 +186,11 @@ async fn a_decompression_bomb_is_refused_with_its_code_and_nothing_is_stored(bac
     for n in 0..4 {
         let (doc_id, mut doc) = bomb(4 << 20);
         let mut raw = joined(&app, &token, &format!("bomber-{n}")).await;
+        // Made here, not in the task: the test's own Automerge work would hold the runtime's workers (which the
+        // in-process server shares) and slow `/healthz` for reasons of its own.
+        raw.session.offer_whole(doc_id, &mut doc);
+        let frame = raw.session.generate(doc_id, &mut doc).unwrap();
         bombers.push(tokio::spawn(async move {
-            raw.session.offer_whole(doc_id, &mut doc);
-            let frame = raw.session.generate(doc_id, &mut doc).unwrap();
             raw.socket.send(WsMessage::Binary(frame.into())).await.unwrap();
             refusal(&mut raw).await.0
         }));
