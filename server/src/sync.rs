@@ -3,10 +3,11 @@
 //! load → apply → decide → save (committed) → reply, so that a device only ever hears back about what is durable.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::Context;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -15,7 +16,8 @@ use axum::Router;
 use grapevine_sync_proto::automerge::sync::Message as SyncMessage;
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
 use grapevine_sync_proto::document::write_server_record;
-use grapevine_sync_proto::session::{Event, Session, Side, SyncKind};
+use grapevine_sync_proto::guard::{Budget, DocumentLimits};
+use grapevine_sync_proto::session::{Event, ProtocolError, Session, Side, SyncKind};
 use grapevine_sync_proto::{DocumentId, ErrorCode};
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -26,7 +28,9 @@ use crate::app::AppState;
 use crate::auth::{bearer_token, hash_token};
 use crate::http::error::ApiError;
 use crate::ingest;
-use crate::store::{normalise_postcode, DocumentBytes, DocumentChanged, DocumentWrite, Principal, SaveError};
+use crate::store::{
+    normalise_postcode, DocumentBytes, DocumentChanged, DocumentWrite, Outcome, Principal, SaveError, StoredDocument,
+};
 
 /// A document stored as this many chunks is compacted into one snapshot on its next write.
 pub const COMPACT_AT_CHUNKS: i64 = 16;
@@ -266,13 +270,13 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
         }
         let replies = match connection.session.receive(&frame) {
             Err(error) => {
-                tracing::info!(code = %error.code, %error, "closing on a protocol error");
+                log_closing_on(&error);
                 close_with(socket, &mut connection.session, error.code, &error.message).await;
                 return;
             }
             Ok(Event::Joined { peer_id, seen, campaign }) => {
                 let (reply, announced) = connection.accept(state, seen, campaign.as_deref()).await;
-                tracing::debug!(%peer_id, n_catch_up = announced.len(), "joined");
+                tracing::debug!(peer_id = %Escaped(&peer_id), n_catch_up = announced.len(), "joined");
                 if !send_within(socket, WsMessage::Binary(reply.into()), limits.send_timeout).await {
                     return;
                 }
@@ -286,7 +290,12 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
             }
             Ok(Event::Sync { doc_id, kind, message }) => {
                 match handle_sync(state, connection, doc_id, kind, message).await {
-                    Ok(replies) => replies,
+                    Ok(Answer::Frames(replies)) => replies,
+                    Ok(Answer::Refuse(error)) => {
+                        log_closing_on(&error);
+                        close_with(socket, &mut connection.session, error.code, &error.message).await;
+                        return;
+                    }
                     Err(error) => {
                         tracing::error!(%doc_id, error = format!("{error:#}"), "sync failed");
                         crate::metrics::sync_message(crate::metrics::SyncOutcome::Failed);
@@ -300,7 +309,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
                 Vec::new()
             }
             Ok(Event::RemoteError { code, message }) => {
-                tracing::info!(?code, %message, "peer reported an error");
+                tracing::info!(?code, message = %Escaped(&message), "peer reported an error");
                 return;
             }
             Ok(Event::Accepted { .. } | Event::Ignored) => Vec::new(),
@@ -327,11 +336,22 @@ async fn send_within(socket: &mut WebSocket, message: WsMessage, timeout: std::t
     }
 }
 
-/// Offers a stored document to the device (a push). Returns false if the socket is gone.
+/// Offers a stored document to the device (a push). Returns false if the connection is over.
 async fn offer(state: &AppState, connection: &mut Connection, socket: &mut WebSocket, doc_id: DocumentId) -> bool {
     match push(state, connection, doc_id).await {
-        Ok(Some(frame)) => send_within(socket, WsMessage::Binary(frame.into()), state.config.limits.send_timeout).await,
-        Ok(None) => true,
+        Ok(Answer::Frames(frames)) => {
+            for frame in frames {
+                if !send_within(socket, WsMessage::Binary(frame.into()), state.config.limits.send_timeout).await {
+                    return false;
+                }
+            }
+            true
+        }
+        Ok(Answer::Refuse(error)) => {
+            log_closing_on(&error);
+            close_with(socket, &mut connection.session, error.code, &error.message).await;
+            false
+        }
         Err(error) => {
             tracing::warn!(%doc_id, error = format!("{error:#}"), "push failed");
             true
@@ -339,23 +359,109 @@ async fn offer(state: &AppState, connection: &mut Connection, socket: &mut WebSo
     }
 }
 
-/// The frame that offers a changed document to this connection's device, if there is anything to say.
-async fn push(state: &AppState, connection: &mut Connection, doc_id: DocumentId) -> anyhow::Result<Option<Vec<u8>>> {
+/// The frame that offers a changed document to this connection's device, if there is anything to say. A stored
+/// document over the limits (stored before they were enforced) is not offered: loading it is what the limits
+/// prevent.
+async fn push(state: &AppState, connection: &mut Connection, doc_id: DocumentId) -> anyhow::Result<Answer> {
     let _guard = state.doc_locks.lock(doc_id).await;
-    let Some(stored) = state.store.load_document(doc_id).await? else { return Ok(None) };
+    let Some(stored) = state.store.load_document(doc_id).await? else { return Ok(Answer::Frames(Vec::new())) };
     if stored.collector_id != connection.device.collector_id {
-        return Ok(None);
+        return Ok(Answer::Frames(Vec::new()));
     }
-    let mut doc = AutoCommit::load(&stored.bytes).context("loading a stored document")?;
     connection.resume(state, doc_id).await?;
-    Ok(connection.session.generate(doc_id, &mut doc))
+    off_the_workers(&mut connection.session, move |session| {
+        if let Err(error) = Budget::new(DocumentLimits::default()).spend_chunks(&stored.bytes) {
+            tracing::warn!(%doc_id, %error, "not offering a stored document over the limits");
+            return Ok(Answer::Frames(Vec::new()));
+        }
+        let mut doc = AutoCommit::load(&stored.bytes).context("loading a stored document")?;
+        Ok(Answer::from_generated(session.generate_within_limit(doc_id, &mut doc)))
+    })
+    .await?
 }
 
-/// Tells the device why, then closes.
+/// What a document message comes to.
+enum Answer {
+    /// Frames to send, in order; the connection goes on.
+    Frames(Vec<Vec<u8>>),
+    /// The message is refused: the device hears the code, and the connection closes.
+    Refuse(ProtocolError),
+}
+
+impl Answer {
+    fn from_generated(generated: Result<Option<Vec<u8>>, ProtocolError>) -> Answer {
+        match generated {
+            Ok(frame) => Answer::Frames(frame.into_iter().collect()),
+            Err(error) => Answer::Refuse(error),
+        }
+    }
+}
+
+/// Loading, applying, deciding and saving an Automerge document is CPU work: it runs on the blocking pool, at most
+/// one per core at once, so the async workers keep serving other connections (and `/healthz`) whatever a device
+/// sends.
+static DOCUMENT_WORK: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+});
+
+/// Runs document work off the async workers, lending it the connection's session (moved there and back).
+async fn off_the_workers<T, F>(session: &mut Session, work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(&mut Session) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let _permit = DOCUMENT_WORK.acquire().await.context("the document work pool is closed")?;
+    let mut lent = std::mem::replace(session, Session::new(Side::Server, String::new()));
+    let span = tracing::Span::current();
+    let (lent, output) = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let output = work(&mut lent);
+        (lent, output)
+    })
+    .await
+    .context("document work failed")?;
+    *session = lent;
+    Ok(output)
+}
+
+/// Text a peer sent, made safe to log: control characters (newlines, ANSI escapes) are escaped, so a peer cannot
+/// forge log lines or drive the operator's terminal, and it is cut to [`LOGGED_CHARS`] characters.
+pub struct Escaped<'a>(pub &'a str);
+
+/// The most characters of peer-sent text written to the log.
+pub const LOGGED_CHARS: usize = 200;
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut chars = self.0.chars();
+        for character in chars.by_ref().take(LOGGED_CHARS) {
+            fmt::Display::fmt(&character.escape_debug(), f)?;
+        }
+        if chars.next().is_some() {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
+/// Logs why a connection is being closed. A protocol error's message quotes what the peer sent (its sender id,
+/// a document id that did not parse, Automerge's complaint), so it is escaped.
+fn log_closing_on(error: &ProtocolError) {
+    tracing::info!(code = %error.code, error = %Escaped(&error.message), "closing on a protocol error");
+}
+
+/// Tells the device why, then closes. A frame or document too large is closed with 1009 (message too big), as
+/// WebSocket clients that never read the `error` frame still learn; other errors close normally.
 async fn close_with(socket: &mut WebSocket, session: &mut Session, code: ErrorCode, message: &str) {
     let frame = session.error_frame(code, message);
     if send_within(socket, WsMessage::Binary(frame.into()), CLOSE_GRACE).await {
-        close(socket).await;
+        let close_frame = match code {
+            ErrorCode::FrameTooLarge | ErrorCode::DocumentTooLarge => {
+                Some(CloseFrame { code: close_code::SIZE, reason: code.as_str().into() })
+            }
+            _ => None,
+        };
+        close_framed(socket, close_frame).await;
     }
 }
 
@@ -367,7 +473,12 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// unread input makes the kernel reset the connection, and a reset can discard replies the device has received but
 /// not yet read: the decisions sent just before a `rate_limited`, for instance.
 async fn close(socket: &mut WebSocket) {
-    if !send_within(socket, WsMessage::Close(None), CLOSE_GRACE).await {
+    close_framed(socket, None).await;
+}
+
+/// As [`close`], with a close code and reason.
+async fn close_framed(socket: &mut WebSocket, close_frame: Option<CloseFrame>) {
+    if !send_within(socket, WsMessage::Close(close_frame), CLOSE_GRACE).await {
         return;
     }
     let drain = async {
@@ -387,21 +498,100 @@ async fn answer_published(
     connection: &mut Connection,
     doc_id: DocumentId,
     message: SyncMessage,
-) -> anyhow::Result<Vec<Vec<u8>>> {
+) -> anyhow::Result<Answer> {
     let Some((bytes, _)) = state.store.load_published(doc_id).await? else {
         connection.session.forget(doc_id);
-        return Ok(vec![connection.session.doc_unavailable_frame(doc_id)]);
+        return Ok(Answer::Frames(vec![connection.session.doc_unavailable_frame(doc_id)]));
     };
-    let mut doc = AutoCommit::load(&bytes).context("loading a published document")?;
-    let heads = doc.get_heads();
-    let applied = connection.session.apply(doc_id, &mut doc, message);
-    if applied.is_err() || doc.get_heads() != heads {
-        tracing::info!(%doc_id, "refused a change to a published document");
-        connection.session.forget(doc_id);
-        let refusal = format!("document {doc_id} is published by the server and read-only to devices");
-        return Ok(vec![connection.session.error_frame(ErrorCode::DocumentReadOnly, &refusal)]);
+    off_the_workers(&mut connection.session, move |session| {
+        // What the device sends is refused anyway, but it must not be unpacked past the limits to find that out.
+        if let Err(error) = Budget::new(DocumentLimits::default()).spend_message(&message) {
+            session.forget(doc_id);
+            return Ok(Answer::Refuse(refusal(doc_id, &error)));
+        }
+        let mut doc = AutoCommit::load(&bytes).context("loading a published document")?;
+        let heads = doc.get_heads();
+        let applied = apply_caught(session, doc_id, &mut doc, message);
+        if applied.is_err() || doc.get_heads() != heads {
+            tracing::info!(%doc_id, "refused a change to a published document");
+            session.forget(doc_id);
+            let message = format!("document {doc_id} is published by the server and read-only to devices");
+            return Ok(Answer::Refuse(ProtocolError { code: ErrorCode::DocumentReadOnly, message }));
+        }
+        Ok(Answer::from_generated(session.generate_within_limit(doc_id, &mut doc)))
+    })
+    .await?
+}
+
+/// The refusal of a message the guard stopped, naming the document.
+fn refusal(doc_id: DocumentId, error: &grapevine_sync_proto::guard::GuardError) -> ProtocolError {
+    ProtocolError { code: error.code(), message: format!("document {doc_id}: {error}; nothing was stored") }
+}
+
+/// Whether the server decided, when it last stored the insight, that it is withdrawn: the stored decision, not the
+/// stored document's flag, which a later change may have set back to false.
+async fn stored_withdrawn(state: &AppState, doc_id: DocumentId) -> anyhow::Result<bool> {
+    let row = state.store.insight(doc_id.as_uuid()).await?;
+    Ok(row.is_some_and(|row| row.outcome == Outcome::Withdrawn))
+}
+
+/// A document message's document, loaded from storage (or new), checked against the limits, with the message
+/// applied. Runs on the blocking pool.
+pub(crate) struct Applied {
+    pub(crate) doc: AutoCommit,
+    pub(crate) heads_before: Vec<grapevine_sync_proto::automerge::ChangeHash>,
+}
+
+/// Checks the stored document and the message against the limits, then loads the document and applies the
+/// message. Nothing of a document over the limits is ever unpacked by Automerge.
+pub(crate) fn load_and_apply(
+    session: &mut Session,
+    doc_id: DocumentId,
+    stored: Option<&StoredDocument>,
+    message: SyncMessage,
+    actor: &ActorId,
+) -> anyhow::Result<Result<Applied, ProtocolError>> {
+    let mut budget = Budget::new(DocumentLimits::default());
+    let checked = match stored {
+        Some(stored) => budget.spend_chunks(&stored.bytes),
+        None => Ok(()),
+    };
+    if let Err(error) = checked.and_then(|()| budget.spend_message(&message)) {
+        session.forget(doc_id);
+        return Ok(Err(refusal(doc_id, &error)));
     }
-    Ok(connection.session.generate(doc_id, &mut doc).into_iter().collect())
+    let mut doc = match stored {
+        Some(stored) => AutoCommit::load(&stored.bytes).context("loading a stored document")?,
+        None => AutoCommit::new(),
+    };
+    doc.set_actor(actor.clone());
+    let heads_before = doc.get_heads();
+    if let Err(error) = apply_caught(session, doc_id, &mut doc, message) {
+        session.forget(doc_id);
+        return Ok(Err(error));
+    }
+    Ok(Ok(Applied { doc, heads_before }))
+}
+
+/// Applies a sync message, turning a panic inside Automerge into a refusal. Automerge 0.7.4 panics on some malformed
+/// changes (an actor it cannot look up in `import_ops`, found by the `sync_message` fuzz target); the document and
+/// the sync state it leaves are discarded, and the device hears `protocol_violation` like any change Automerge
+/// refuses.
+pub(crate) fn apply_caught(
+    session: &mut Session,
+    doc_id: DocumentId,
+    doc: &mut AutoCommit,
+    message: SyncMessage,
+) -> Result<(), ProtocolError> {
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.apply(doc_id, doc, message)));
+    applied.unwrap_or_else(|_| {
+        tracing::warn!(%doc_id, "Automerge panicked on a device's changes; refused");
+        session.forget(doc_id);
+        Err(ProtocolError {
+            code: ErrorCode::ProtocolViolation,
+            message: format!("document {doc_id}: sync message refused: Automerge could not read its changes"),
+        })
+    })
 }
 
 /// One document message: load, authorise, apply, decide, save, reply. Serialised per document on this node; the
@@ -412,7 +602,7 @@ async fn handle_sync(
     doc_id: DocumentId,
     kind: SyncKind,
     message: SyncMessage,
-) -> anyhow::Result<Vec<Vec<u8>>> {
+) -> anyhow::Result<Answer> {
     let device = connection.device;
     if crate::campaign::is_published(doc_id) {
         return answer_published(state, connection, doc_id, message).await;
@@ -420,53 +610,64 @@ async fn handle_sync(
     let _guard = state.doc_locks.lock(doc_id).await;
     for _attempt in 0..5 {
         let stored = state.store.load_document(doc_id).await?;
-        // A document owned by someone else is answered exactly like one that does not exist.
-        let visible = stored.as_ref().is_none_or(|stored| stored.collector_id == device.collector_id);
-        if !visible || (stored.is_none() && kind == SyncKind::Request) {
+        // A document owned by someone else is answered exactly like one that does not exist: a `request` or a
+        // `sync` that brings no changes gets what an unknown id gets. Changes to it are refused, as a document that
+        // does not exist and cannot be created (docs/sync-protocol.md, "Who may write a document").
+        let foreign = stored.as_ref().is_some_and(|stored| stored.collector_id != device.collector_id);
+        let stored = stored.filter(|_| !foreign);
+        if stored.is_none() && (kind == SyncKind::Request || (foreign && !message.changes.is_empty())) {
             connection.session.forget(doc_id);
             crate::metrics::sync_message(crate::metrics::SyncOutcome::Unavailable);
-            return Ok(vec![connection.session.doc_unavailable_frame(doc_id)]);
+            return Ok(Answer::Frames(vec![connection.session.doc_unavailable_frame(doc_id)]));
         }
-        let (mut doc, expected_version, n_chunks) = match &stored {
-            Some(stored) => (
-                AutoCommit::load(&stored.bytes).context("loading a stored document")?,
-                Some(stored.version),
-                stored.n_chunks,
-            ),
-            None => (AutoCommit::new(), None, 0),
-        };
-        doc.set_actor(state.actor.clone());
+        let (expected_version, n_chunks) =
+            stored.as_ref().map_or((None, 0), |stored| (Some(stored.version), stored.n_chunks));
         // Withdrawal is final: once stored withdrawn, no later change counts the insight again.
-        let withdrawn_before = stored.is_some() && ingest::is_withdrawn(&doc);
+        let withdrawn_before = stored.is_some() && stored_withdrawn(state, doc_id).await?;
         if stored.is_some() {
             connection.resume(state, doc_id).await?;
         }
-        let heads_before = doc.get_heads();
-        if let Err(error) = connection.session.apply(doc_id, &mut doc, message.clone()) {
-            tracing::info!(%doc_id, %error, "refused changes");
-            crate::metrics::sync_message(crate::metrics::SyncOutcome::Refused);
-            connection.session.forget(doc_id);
-            return Ok(vec![connection.session.error_frame(error.code, &error.message)]);
-        }
+        let (actor, message_now) = (state.actor.clone(), message.clone());
+        let applied = off_the_workers(&mut connection.session, move |session| {
+            load_and_apply(session, doc_id, stored.as_ref(), message_now, &actor)
+        })
+        .await??;
+        let Applied { mut doc, heads_before } = match applied {
+            Ok(applied) => applied,
+            Err(refused) => {
+                tracing::info!(%doc_id, error = %Escaped(&refused.message), "refused changes");
+                crate::metrics::sync_message(crate::metrics::SyncOutcome::Refused);
+                return Ok(Answer::Refuse(refused));
+            }
+        };
         let changed = doc.get_heads() != heads_before;
-        if changed {
+        if changed && !foreign {
             let now = OffsetDateTime::now_utc();
-            let decision = if withdrawn_before {
-                ingest::withdrawn(doc_id, now)
-            } else {
-                let postcode_centroid = match ingest::postcode_of(&doc) {
-                    Some(postcode) => state.store.postcode_centroid(&normalise_postcode(&postcode)).await?,
-                    None => None,
+            let postcode_centroid = match ingest::postcode_of(&doc) {
+                Some(postcode) if !withdrawn_before => {
+                    state.store.postcode_centroid(&normalise_postcode(&postcode)).await?
+                }
+                _ => None,
+            };
+            let atlas = state.atlas.get();
+            let first_write = expected_version.is_none();
+            let (decided_doc, decision, bytes) = off_the_workers(&mut connection.session, move |_| {
+                let decision = if withdrawn_before {
+                    ingest::withdrawn(doc_id, now)
+                } else {
+                    ingest::decide(&doc, doc_id, &atlas, postcode_centroid, now)
                 };
-                ingest::decide(&doc, doc_id, &state.atlas.get(), postcode_centroid, now)
-            };
-            write_server_record(&mut doc, &decision.record)?;
-            // Append only the new changes; fold everything into one snapshot when the chunks pile up.
-            let bytes = if expected_version.is_none() || n_chunks + 1 >= COMPACT_AT_CHUNKS {
-                DocumentBytes::Snapshot(doc.save())
-            } else {
-                DocumentBytes::Changes(doc.save_after(&heads_before))
-            };
+                write_server_record(&mut doc, &decision.record)?;
+                // Append only the new changes; fold everything into one snapshot when the chunks pile up.
+                let bytes = if first_write || n_chunks + 1 >= COMPACT_AT_CHUNKS {
+                    DocumentBytes::Snapshot(doc.save())
+                } else {
+                    DocumentBytes::Changes(doc.save_after(&heads_before))
+                };
+                anyhow::Ok((doc, decision, bytes))
+            })
+            .await??;
+            doc = decided_doc;
             let write = DocumentWrite {
                 doc_id,
                 collector_id: device.collector_id,
@@ -490,16 +691,25 @@ async fn handle_sync(
                 Err(SaveError::Database(error)) => return Err(error),
             }
         }
-        crate::metrics::sync_message(if changed {
+        crate::metrics::sync_message(if changed && !foreign {
             crate::metrics::SyncOutcome::Stored
         } else {
             crate::metrics::SyncOutcome::Unchanged
         });
-        let reply = connection.session.generate(doc_id, &mut doc);
-        if stored.is_some() || changed {
+        let persist = !foreign && (expected_version.is_some() || changed);
+        let answer = off_the_workers(&mut connection.session, move |session| {
+            let answer = Answer::from_generated(session.generate_within_limit(doc_id, &mut doc));
+            if foreign {
+                // Nothing of another collector's document is kept for this device.
+                session.forget(doc_id);
+            }
+            answer
+        })
+        .await?;
+        if persist {
             connection.persist(state, doc_id).await?;
         }
-        return Ok(reply.into_iter().collect());
+        return Ok(answer);
     }
     anyhow::bail!("document {doc_id} kept changing under us")
 }
@@ -605,6 +815,61 @@ pub fn process_actor() -> ActorId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer's sender id with a newline and an ANSI escape, as in the forged log line of issue 15.
+    const FORGED: &str = "phone\n2026-11-20T09:00:00Z  INFO grapevine: \u{1b}[31mall good\u{1b}[0m";
+
+    #[test]
+    fn text_a_peer_sent_is_escaped_and_cut_for_the_log() {
+        let escaped = Escaped(FORGED).to_string();
+        assert!(!escaped.chars().any(char::is_control), "{escaped}");
+        assert!(escaped.contains("phone\\n2026") && escaped.contains("\\u{1b}[31m"), "{escaped}");
+        assert_eq!(Escaped("plain peer-7").to_string(), "plain peer-7");
+        assert_eq!(Escaped("Côté").to_string(), "Côté", "printable text is left alone");
+        let long = Escaped(&"x".repeat(10_000)).to_string();
+        assert_eq!(long.chars().count(), LOGGED_CHARS + 1, "cut, with an ellipsis");
+    }
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("capture poisoned").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn closing_on_a_protocol_error_logs_one_line_whatever_the_peer_sent() {
+        // The session's own error for a message from another sender id quotes that id.
+        let mut server = Session::new(Side::Server, "server");
+        let mut client = Session::new(Side::Client, "phone");
+        let Ok(Event::Joined { .. }) = server.receive(&client.join_frame()) else { panic!("no join") };
+        let _ = client.receive(&server.accept(&[], None));
+        let spoofed = grapevine_sync_proto::wire::Message::DocUnavailable {
+            sender_id: FORGED.to_owned(),
+            target_id: "server".to_owned(),
+            document_id: DocumentId::random().to_string(),
+        };
+        let error = server.receive(&spoofed.encode()).unwrap_err();
+        assert!(error.message.contains('\n'), "the error quotes the forged id: {error}");
+
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || log_closing_on(&error));
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.lines().count(), 1, "one line: {log}");
+        assert!(log.contains("closing on a protocol error") && log.contains("protocol_violation"), "{log}");
+        assert!(!log.contains('\u{1b}'), "no escape character reaches the log: {log}");
+        assert!(log.contains("phone\\n2026"), "the forged id is there, escaped: {log}");
+    }
 
     #[tokio::test]
     async fn doc_locks_serialise_one_document_and_clean_up() {

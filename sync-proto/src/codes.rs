@@ -44,6 +44,7 @@ pub enum ErrorCode {
     IdleTimeout,
     DocumentUnavailable,
     DocumentReadOnly,
+    DocumentTooLarge,
     // The HTTP API.
     InvalidQuery,
     InvalidRequest,
@@ -60,7 +61,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -90,6 +91,7 @@ impl ErrorCode {
         ErrorCode::IdleTimeout,
         ErrorCode::DocumentUnavailable,
         ErrorCode::DocumentReadOnly,
+        ErrorCode::DocumentTooLarge,
         ErrorCode::InvalidQuery,
         ErrorCode::InvalidRequest,
         ErrorCode::AreaNotFound,
@@ -135,6 +137,7 @@ impl ErrorCode {
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::DocumentUnavailable => "document_unavailable",
             ErrorCode::DocumentReadOnly => "document_read_only",
+            ErrorCode::DocumentTooLarge => "document_too_large",
             ErrorCode::InvalidQuery => "invalid_query",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::AreaNotFound => "area_not_found",
@@ -183,6 +186,7 @@ impl ErrorCode {
             ErrorCode::IdleTimeout => ("The connection went quiet; the phone will try again.", "Aeth y cysylltiad yn dawel; bydd y ffôn yn rhoi cynnig arall arni."),
             ErrorCode::DocumentUnavailable => ("The server does not hold this report for you.", "Nid yw'r gweinydd yn cadw'r adroddiad hwn i chi."),
             ErrorCode::DocumentReadOnly => ("Only the project team can change this.", "Dim ond tîm y prosiect all newid hyn."),
+            ErrorCode::DocumentTooLarge => ("This report has grown too large to send; shorten it or capture it again.", "Mae'r adroddiad hwn wedi mynd yn rhy fawr i'w anfon; byrhewch ef neu ei gofnodi eto."),
             ErrorCode::InvalidQuery => ("The request could not be understood.", "Nid oedd modd deall y cais."),
             ErrorCode::InvalidRequest => ("The request could not be understood.", "Nid oedd modd deall y cais."),
             ErrorCode::AreaNotFound => ("No area has that code.", "Nid oes gan unrhyw ardal y cod hwnnw."),

@@ -10,6 +10,7 @@
 //! - `doc_id`: document identifiers, base58check as automerge-repo spells them.
 //! - `document`: an insight's Automerge document layout, and the server's record written back into it.
 //! - `wire`: the protocol's CBOR messages.
+//! - `guard`: bounds on what a document may become, checked on its encoded bytes before Automerge unpacks them.
 //! - `compression`: the `deflate-1` coding of frames after the handshake, when both sides take it.
 //! - `session`: the per-connection engine (handshake, per-document sync state).
 //! - `simulation` (tests only): property tests on a simulated network with faults.
@@ -20,6 +21,7 @@ pub mod codes;
 pub mod compression;
 pub mod doc_id;
 pub mod document;
+pub mod guard;
 pub mod insight;
 pub mod session;
 #[cfg(test)]

@@ -133,7 +133,11 @@ impl Session {
 
     /// One outbound message as its frame: compressed once the coding is agreed.
     fn seal(&mut self, message: &Message) -> Vec<u8> {
-        let encoded = message.encode();
+        self.seal_encoded(message.encode())
+    }
+
+    /// An encoded message as its frame: compressed once the coding is agreed.
+    fn seal_encoded(&mut self, encoded: Vec<u8>) -> Vec<u8> {
         match &mut self.deflater {
             Some(deflater) => deflater.compress(&encoded),
             None => encoded,
@@ -389,6 +393,39 @@ impl Session {
 
     /// The next frame to send for this document, if there is anything to say.
     pub fn generate(&mut self, doc_id: DocumentId, doc: &mut AutoCommit) -> Option<Vec<u8>> {
+        let message = self.next_message(doc_id, doc)?;
+        Some(self.seal(&message))
+    }
+
+    /// As [`Session::generate`], but never a frame over the frame limit (once inflated, as the peer reads it).
+    ///
+    /// # Errors
+    /// The message would exceed the frame limit (`document_too_large`): the session forgets the document, since
+    /// its sync state now records changes as sent that never were, and nothing is compressed, so the frames before
+    /// and after still decode. The driver sends the error and closes.
+    pub fn generate_within_limit(
+        &mut self,
+        doc_id: DocumentId,
+        doc: &mut AutoCommit,
+    ) -> Result<Option<Vec<u8>>, ProtocolError> {
+        let Some(message) = self.next_message(doc_id, doc) else { return Ok(None) };
+        let encoded = message.encode();
+        if encoded.len() > self.max_frame_bytes {
+            self.forget(doc_id);
+            return Err(ProtocolError {
+                code: ErrorCode::DocumentTooLarge,
+                message: format!(
+                    "document {doc_id}: the reply would be a frame of {} bytes, over the limit of {} bytes",
+                    encoded.len(),
+                    self.max_frame_bytes
+                ),
+            });
+        }
+        Ok(Some(self.seal_encoded(encoded)))
+    }
+
+    /// The next message for this document, if there is anything to say; its frame is made by `seal`.
+    fn next_message(&mut self, doc_id: DocumentId, doc: &mut AutoCommit) -> Option<Message> {
         let their_peer_id = self.their_peer_id.clone()?;
         let state = self.sync_states.entry(doc_id).or_default();
         let is_empty = doc.get_heads().is_empty() && state.shared_heads.is_empty();
@@ -415,7 +452,7 @@ impl Session {
         } else {
             Message::Sync { sender_id, target_id, document_id, data }
         };
-        Some(self.seal(&message))
+        Some(message)
     }
 
     /// True once the other side has told us it holds exactly the heads we hold: nothing is left to exchange.
@@ -869,6 +906,39 @@ mod tests {
             peer_metadata: Some(PeerMetadata { compression: Some(vec!["zstd".into()]), ..PeerMetadata::default() }),
         };
         assert_eq!(client.receive(&peer.encode()).unwrap_err().code, ErrorCode::ProtocolViolation);
+    }
+
+    #[test]
+    fn a_reply_over_the_frame_limit_is_refused_before_it_is_made() {
+        let (client, server, _) = handshake_speaking(true, true);
+        let mut server = Session { max_frame_bytes: 4096, ..server };
+        let mut client = client;
+        let doc_id = DocumentId::random();
+        // Letters that do not compress much, so the whole document is over the limit even as Automerge saves it.
+        let mut state = 7_u64;
+        let text: String = (0..20_000)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                char::from(b'a' + u8::try_from(state >> 59).unwrap() % 26)
+            })
+            .collect();
+        let mut server_doc = AutoCommit::new();
+        automerge::transaction::Transactable::put(&mut server_doc, automerge::ROOT, "text", text).unwrap();
+        // The phone asks for the document, holding nothing of it: the server would send it whole.
+        let ask = client.generate(doc_id, &mut AutoCommit::new()).unwrap();
+        let Event::Sync { message, .. } = server.receive(&ask).unwrap() else { panic!("expected a request") };
+        server.apply(doc_id, &mut server_doc, message).unwrap();
+        let error = server.generate_within_limit(doc_id, &mut server_doc).unwrap_err();
+        assert_eq!(error.code, ErrorCode::DocumentTooLarge, "{error}");
+        assert!(!server.knows(doc_id), "the refused document's sync state is dropped");
+        // The compressed stream is untouched: the next frame still decodes.
+        let frame = server.error_frame(error.code, &error.message);
+        let Event::RemoteError { code, .. } = client.receive(&frame).unwrap() else { panic!("not an error") };
+        assert_eq!(code, Some(ErrorCode::DocumentTooLarge));
+        // A small document goes as before.
+        let mut small = AutoCommit::new();
+        automerge::transaction::Transactable::put(&mut small, automerge::ROOT, "text", "hello").unwrap();
+        assert!(server.generate_within_limit(doc_id, &mut small).unwrap().is_some());
     }
 
     #[test]

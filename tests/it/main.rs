@@ -32,6 +32,7 @@ mod durability;
 mod engine;
 mod filing_set;
 mod geotag;
+mod hostile;
 mod invitation_secret;
 mod js_client;
 mod limits;
