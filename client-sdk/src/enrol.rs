@@ -70,8 +70,9 @@ struct EnrolResponse {
 }
 
 /// Redeems an invitation `code` at the server (`server_http_url`, e.g. `http://127.0.0.1:8080`) for a new device
-/// with `label` (empty: the invitation's label), and keeps the token in the store. Enrolling again replaces the
-/// earlier enrolment; captured insights stay and sync under the new device.
+/// with `label` (empty: the invitation's label), and keeps the token in the store. The store's id key goes with the
+/// request, so the insights captured from now on have ids only this phone may create on the server. Enrolling again
+/// replaces the earlier enrolment; captured insights stay and sync under the new device.
 ///
 /// # Errors
 /// `SdkError::Server` with the server's code (`invitation_unknown`, `invitation_expired`, `invitation_used_up`,
@@ -80,7 +81,7 @@ pub async fn enrol(store: &Store, server_http_url: &str, code: &str, label: &str
     let url = format!("{}/api/v1/enrol", server_http_url.trim_end_matches('/'));
     let response = crate::tls::http_client()?
         .post(&url)
-        .json(&serde_json::json!({ "code": code, "label": label }))
+        .json(&serde_json::json!({ "code": code, "label": label, "id_key": store.id_key_hex() }))
         .timeout(crate::sync::IDLE_TIMEOUT)
         .send()
         .await

@@ -10,6 +10,7 @@ use std::time::Duration;
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
 use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN, DEFAULT_CAMPAIGN_SLUG};
 use grapevine_sync_proto::campaign_doc::{read_campaign, CampaignSheet};
+use grapevine_sync_proto::doc_id::{bound_insight_id, ID_KEY_BYTES};
 use grapevine_sync_proto::document::{
     format_time, is_withdrawn, read_insight, read_server_record, write_changes, write_insight, write_withdrawn,
     ServerStatus,
@@ -202,6 +203,9 @@ pub struct Store {
     pool: SqlitePool,
     actor: ActorId,
     peer_id: String,
+    /// Made once, kept across re-enrolments: the ids of insights captured while enrolled are made with it, and the
+    /// server lets only the device that registered it create documents under them (`bound_insight_id`).
+    id_key: [u8; ID_KEY_BYTES],
 }
 
 impl Store {
@@ -249,7 +253,10 @@ impl Store {
         let actor_hex = meta_value(&pool, "actor", || Uuid::new_v4().simple().to_string()).await?;
         let peer_id = meta_value(&pool, "peer_id", || format!("phone-{}", Uuid::new_v4())).await?;
         let actor = ActorId::from_str(&actor_hex).map_err(|error| SdkError::Storage(format!("actor id: {error}")))?;
-        Ok(Store { pool, actor, peer_id })
+        let id_key_hex = meta_value(&pool, "id_key", || to_hex(&rand::random::<[u8; ID_KEY_BYTES]>())).await?;
+        let id_key =
+            from_hex(&id_key_hex).ok_or_else(|| SdkError::Storage("the id key is not 64 hex digits".into()))?;
+        Ok(Store { pool, actor, peer_id, id_key })
     }
 
     /// This phone's peer id in the sync protocol (stable across restarts).
@@ -264,8 +271,11 @@ impl Store {
     /// `SdkError::Invalid` naming the field at fault (nothing is stored), or a storage failure.
     pub async fn capture(&self, draft: Draft) -> Result<Uuid, SdkError> {
         let now = now_local();
+        // Once the server holds this phone's id key (it was sent at enrolment), ids name the phone, so nobody who
+        // learns one can store a document under it first.
+        let id = if self.ids_bound().await? { bound_insight_id(&self.id_key, Uuid::new_v4()) } else { Uuid::new_v4() };
         let insight = Insight {
-            id: Uuid::new_v4(),
+            id,
             captured_at: draft.captured_at.unwrap_or(now),
             campaign: draft.campaign.unwrap_or_else(|| DEFAULT_CAMPAIGN_SLUG.to_owned()),
             category: draft.category,
@@ -505,8 +515,30 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM meta WHERE key = 'seen'").execute(&mut *tx).await?;
+        // The enrolment sent this store's id key, so the device holds it from now on.
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('ids_bound_to', ?1) ON CONFLICT (key) DO UPDATE SET value = ?1",
+        )
+        .bind(enrolment.device_id.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// This store's id key, as the enrolment request carries it (64 hex digits).
+    pub(crate) fn id_key_hex(&self) -> String {
+        to_hex(&self.id_key)
+    }
+
+    /// Whether the device this phone is enrolled as holds its id key (enrolled by this version of the SDK).
+    async fn ids_bound(&self) -> Result<bool, SdkError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM meta JOIN enrolment ON meta.value = enrolment.device_id
+             WHERE meta.key = 'ids_bound_to')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// How far this phone has durably seen the collector's writes (0 before its first catch-up).
@@ -818,6 +850,22 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<[u8; ID_KEY_BYTES]> {
+    let text = text.trim();
+    if text.len() != ID_KEY_BYTES * 2 || !text.is_ascii() {
+        return None;
+    }
+    let mut bytes = [0u8; ID_KEY_BYTES];
+    for (at, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[at * 2..at * 2 + 2], 16).ok()?;
+    }
+    Some(bytes)
 }
 
 async fn meta_value(pool: &SqlitePool, key: &str, make: impl FnOnce() -> String) -> Result<String, SdkError> {

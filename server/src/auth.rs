@@ -6,6 +6,7 @@
 
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use grapevine_sync_proto::doc_id::ID_KEY_BYTES;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -49,7 +50,7 @@ pub async fn issue_device(
 
 /// Enrols a phone with an invitation code (looked up by its hash under `secret`, or its legacy hash): a new
 /// collector and device, and the device's token (stored only as a hash). `label` names the device; empty, it takes
-/// the invitation's label.
+/// the invitation's label. `id_key` is the phone's id key, kept with the device.
 ///
 /// # Errors
 /// The code is unknown, expired, used up or revoked, or the store fails.
@@ -58,10 +59,11 @@ pub async fn redeem_invitation(
     secret: &InvitationSecret,
     code: &str,
     label: &str,
+    id_key: Option<&[u8; ID_KEY_BYTES]>,
     now: time::OffsetDateTime,
 ) -> Result<(NewDevice, String), RedeemError> {
     let token = new_token(TokenKind::Device);
-    let device = store.redeem_invitation(&secret.code_hashes(code), label, &hash_token(&token), now).await?;
+    let device = store.redeem_invitation(&secret.code_hashes(code), label, &hash_token(&token), id_key, now).await?;
     Ok((device, token))
 }
 

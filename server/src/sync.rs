@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use grapevine_sync_proto::automerge::sync::Message as SyncMessage;
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
+use grapevine_sync_proto::doc_id::{id_is_bound, id_made_with, ID_KEY_BYTES};
 use grapevine_sync_proto::document::write_server_record;
 use grapevine_sync_proto::guard::{Budget, DocumentLimits};
 use grapevine_sync_proto::session::{Event, ProtocolError, Session, Side, SyncKind};
@@ -96,12 +97,27 @@ struct Connection {
     /// States changed since the last flush. Sync states only save round trips, so they are written in batches (and
     /// at the end of the connection) rather than at the cost of a commit per message.
     dirty: HashMap<DocumentId, Vec<u8>>,
+    /// The id key the device's phone sent at enrolment, once read (`Connection::may_create`).
+    id_key: Option<Option<[u8; ID_KEY_BYTES]>>,
 }
 
 /// Flush sync states once this many are waiting.
 const SYNC_STATE_BATCH: usize = 256;
 
 impl Connection {
+    /// Whether this device may create a document under `doc_id`: any version 4 id (first come), and a version 8 id
+    /// only if the id key its phone registered at enrolment made it (docs/sync-protocol.md, "Who may write a
+    /// document"), so someone who learns an insight's id cannot store it before its owner does.
+    async fn may_create(&mut self, state: &AppState, doc_id: DocumentId) -> anyhow::Result<bool> {
+        if !id_is_bound(doc_id.as_uuid()) {
+            return Ok(true);
+        }
+        if self.id_key.is_none() {
+            self.id_key = Some(state.store.device_id_key(self.device.device_id).await?);
+        }
+        Ok(self.id_key.flatten().is_some_and(|key| id_made_with(doc_id.as_uuid(), &key)))
+    }
+
     /// Loads the persisted sync state for a document the session has not touched yet on this connection.
     async fn resume(&mut self, state: &AppState, doc_id: DocumentId) -> anyhow::Result<()> {
         if self.session.knows(doc_id) {
@@ -174,8 +190,14 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
         .with_compression()
         .with_storage_id(state.storage_id.clone())
         .with_max_frame_bytes(state.config.max_frame_bytes);
-    let mut connection =
-        Connection { id: Uuid::new_v4(), device, session, persisted: HashMap::new(), dirty: HashMap::new() };
+    let mut connection = Connection {
+        id: Uuid::new_v4(),
+        device,
+        session,
+        persisted: HashMap::new(),
+        dirty: HashMap::new(),
+        id_key: None,
+    };
     run_connection(&mut socket, &state, &mut connection).await;
     if let Err(error) = connection.flush(&state).await {
         tracing::warn!(error = format!("{error:#}"), "sync states not saved; the next sync costs a round trip more");
@@ -613,7 +635,11 @@ async fn handle_sync(
         // A document owned by someone else is answered exactly like one that does not exist: a `request` or a
         // `sync` that brings no changes gets what an unknown id gets. Changes to it are refused, as a document that
         // does not exist and cannot be created (docs/sync-protocol.md, "Who may write a document").
-        let foreign = stored.as_ref().is_some_and(|stored| stored.collector_id != device.collector_id);
+        // So is a new document under an id made for another phone: it is not this device's to create.
+        let foreign = match &stored {
+            Some(stored) => stored.collector_id != device.collector_id,
+            None => !connection.may_create(state, doc_id).await?,
+        };
         let stored = stored.filter(|_| !foreign);
         if stored.is_none() && (kind == SyncKind::Request || (foreign && !message.changes.is_empty())) {
             connection.session.forget(doc_id);

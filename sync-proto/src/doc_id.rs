@@ -4,6 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
 use uuid::Uuid;
 
 /// The identifier of one Automerge document.
@@ -38,6 +41,54 @@ impl DocumentId {
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
+}
+
+/// The key a phone's store makes once and keeps across re-enrolments, so the ids of its insights name it: an
+/// enrolled phone makes each insight id with [`bound_insight_id`], and the server lets a device create a document
+/// under such an id only if the key it registered at enrolment made it ([`id_made_with`]). Someone who learns an id
+/// before its owner syncs cannot store a document under it first (docs/sync-protocol.md, "Who may write a document").
+pub const ID_KEY_BYTES: usize = 32;
+
+/// How many of an id's 16 bytes are the keyed hash of the rest: 48 bits, so a squatter's chance that its own key
+/// verifies a given id is one in 2^48.
+const ID_TAG_BYTES: usize = 6;
+
+fn id_tag(key: &[u8; ID_KEY_BYTES], body: &[u8]) -> [u8; ID_TAG_BYTES] {
+    // HMAC takes a key of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(b"grapevine insight id v1");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let mut tag = [0u8; ID_TAG_BYTES];
+    tag.copy_from_slice(&digest[..ID_TAG_BYTES]);
+    tag
+}
+
+/// A new insight id made with a phone's id key: a version 8 UUID (RFC 9562) whose first 10 bytes come from `random`
+/// (a fresh version 4 UUID: 74 random bits) and whose last 6 are their keyed hash.
+#[must_use]
+pub fn bound_insight_id(key: &[u8; ID_KEY_BYTES], random: Uuid) -> Uuid {
+    let mut bytes = *random.as_bytes();
+    // Version 8 in the high nibble of byte 6; the RFC variant (0b10) in the top bits of byte 8.
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let tag = id_tag(key, &bytes[..16 - ID_TAG_BYTES]);
+    bytes[16 - ID_TAG_BYTES..].copy_from_slice(&tag);
+    Uuid::from_bytes(bytes)
+}
+
+/// Whether an id claims to name the phone that made it (version 8). Version 4 ids (the JavaScript peers, phones
+/// registered by token) claim nothing.
+#[must_use]
+pub fn id_is_bound(id: Uuid) -> bool {
+    id.get_version_num() == 8
+}
+
+/// Whether `key` made this version 8 id.
+#[must_use]
+pub fn id_made_with(id: Uuid, key: &[u8; ID_KEY_BYTES]) -> bool {
+    let bytes = id.as_bytes();
+    id_is_bound(id) && id_tag(key, &bytes[..16 - ID_TAG_BYTES]) == bytes[16 - ID_TAG_BYTES..]
 }
 
 impl fmt::Display for DocumentId {
@@ -79,6 +130,24 @@ mod tests {
         let eight_bytes = bs58::encode([1u8; 8]).with_check().into_string();
         assert!(eight_bytes.parse::<DocumentId>().is_err());
         assert!("not base58 0OIl".parse::<DocumentId>().is_err());
+    }
+
+    #[test]
+    fn a_bound_id_is_made_with_its_key_alone() {
+        let (ours, theirs) = ([7u8; ID_KEY_BYTES], [8u8; ID_KEY_BYTES]);
+        for _ in 0..100 {
+            let id = bound_insight_id(&ours, Uuid::new_v4());
+            assert_eq!(id.get_version_num(), 8);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+            assert!(id_is_bound(id));
+            assert!(id_made_with(id, &ours));
+            assert!(!id_made_with(id, &theirs), "another key does not verify it");
+            let mut tampered = *id.as_bytes();
+            tampered[0] ^= 1;
+            assert!(!id_made_with(Uuid::from_bytes(tampered), &ours), "the tag covers the random bytes");
+        }
+        let plain = Uuid::new_v4();
+        assert!(!id_is_bound(plain) && !id_made_with(plain, &ours), "a version 4 id claims nothing");
     }
 
     #[test]

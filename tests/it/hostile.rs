@@ -377,10 +377,57 @@ async fn withdrawal_is_final_whatever_either_device_writes_later(backend: Backen
     }
 }
 
+/// Someone who learns an insight's id before its owner syncs cannot store a document under it first: an enrolled
+/// phone makes its ids with its own id key, and only the device holding that key may create them. The owner then
+/// syncs as if nothing had happened, and keeps that right after it is revoked and enrolled again (the key belongs to
+/// the phone's store, not to the device).
+async fn a_learned_id_cannot_be_stored_before_its_owner_syncs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let code = app.create_invitation("Hanley barbers", 3, time::Duration::days(1)).await;
+    let mut owner = Phone::enrolled(&app, &code, "owner").await.unwrap();
+    let squatter = Phone::enrolled(&app, &code, "squatter").await.unwrap();
+    let id = owner.capture_at("asb", JOINERS_SQUARE.1, JOINERS_SQUARE.2, Some(2)).await;
+    assert_eq!(id.get_version_num(), 8, "an enrolled phone's ids name it");
+    let by_token = Phone::new(&app, "registered by token").await;
+    let plain = by_token.capture_at("asb", JOINERS_SQUARE.1, JOINERS_SQUARE.2, None).await;
+    assert_eq!(plain.get_version_num(), 4, "a phone the server holds no key for makes plain ids");
+
+    // The squatter sends a whole document under the owner's id, an insight of its own inside.
+    let doc_id = DocumentId::for_insight(id);
+    let mut forged = AutoCommit::new();
+    write_insight(&mut forged, &Insight { id, ..insight() }).unwrap();
+    let mut raw = joined(&app, &squatter.token, "squatter").await;
+    let frame = sync_frame(&raw, doc_id, forged.get_heads(), vec![forged.save()]);
+    raw.socket.send(WsMessage::Binary(frame.into())).await.unwrap();
+    let answer = next_binary(&mut raw.socket).await.expect("an answer");
+    assert!(
+        matches!(Message::decode(&answer).unwrap(), Message::DocUnavailable { .. }),
+        "the squatter hears what any unknown document gets"
+    );
+    assert_nothing_stored(&app, doc_id).await;
+
+    // The owner syncs as if nothing had happened.
+    owner.sync(&app).await.unwrap();
+    let row = app.store.insight(id).await.unwrap().expect("the owner's insight is stored");
+    assert!(matches!(row.outcome, Outcome::Filed { .. }), "{:?}", row.outcome);
+
+    // Revoked, then enrolled again with a new invitation: what it captured before still goes through.
+    let later = owner.capture_at("drugs", JOINERS_SQUARE.1, JOINERS_SQUARE.2, None).await;
+    let device_id = owner.store.enrolment().await.unwrap().expect("enrolled").device_id;
+    app.store.revoke_device(device_id).await.unwrap();
+    let again = app.create_invitation("Hanley barbers, again", 1, time::Duration::days(1)).await;
+    let enrolment = grapevine_client_sdk::enrol(&owner.store, &app.http_url(), &again, "owner").await.unwrap();
+    owner.token = enrolment.token().to_owned();
+    owner.sync(&app).await.unwrap();
+    let row = app.store.insight(later).await.unwrap().expect("captured before the re-enrolment, stored after it");
+    assert!(matches!(row.outcome, Outcome::Filed { .. }), "{:?}", row.outcome);
+}
+
 on_both_backends!(
     a_decompression_bomb_is_refused_with_its_code_and_nothing_is_stored,
     a_change_automerge_refuses_closes_the_connection,
     an_oversized_frame_is_closed_with_1009,
     another_collectors_document_is_answered_like_an_unknown_id,
+    a_learned_id_cannot_be_stored_before_its_owner_syncs,
     withdrawal_is_final_whatever_either_device_writes_later,
 );

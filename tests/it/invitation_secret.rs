@@ -121,7 +121,8 @@ async fn another_secret_or_none_is_refused_and_does_not_open_old_codes(backend: 
     let store = grapevine_server::store::open(&database_url).await.unwrap();
     let other_secret = InvitationSecret::read(&other).unwrap().unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let with_other = grapevine_server::auth::redeem_invitation(store.as_ref(), &other_secret, &code, "", now).await;
+    let with_other =
+        grapevine_server::auth::redeem_invitation(store.as_ref(), &other_secret, &code, "", None, now).await;
     assert!(matches!(with_other, Err(RedeemError::Unknown)), "{with_other:?}");
     let refused = stderr(&grapevine(&[
         "invite",
@@ -153,7 +154,7 @@ async fn another_secret_or_none_is_refused_and_does_not_open_old_codes(backend: 
     assert!(refused.contains("is missing"), "{refused}");
 
     // With the right secret the code still enrols.
-    let right = grapevine_server::auth::redeem_invitation(store.as_ref(), &first_secret, &code, "", now).await;
+    let right = grapevine_server::auth::redeem_invitation(store.as_ref(), &first_secret, &code, "", None, now).await;
     assert!(right.is_ok(), "{right:?}");
 
     // A new secret is refused while an invitation made with the old one is open, and made once none is.
@@ -198,7 +199,7 @@ async fn invitations_made_before_the_secret_enrol_until_they_end(backend: Backen
     // A legacy hash never opens a keyed invitation: someone with a database copy cannot search it with SHA-256.
     let by_sha256 = CodeHashes { keyed: "0".repeat(64), legacy: legacy_hash_code(&keyed) };
     let now = time::OffsetDateTime::now_utc();
-    let found = app.store.redeem_invitation(&by_sha256, "", "not-a-token-hash", now).await;
+    let found = app.store.redeem_invitation(&by_sha256, "", "not-a-token-hash", None, now).await;
     assert!(matches!(found, Err(RedeemError::Unknown)), "{found:?}");
     assert_eq!(enrol(&app, &keyed).await.0, 201);
 }

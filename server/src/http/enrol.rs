@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
+use grapevine_sync_proto::doc_id::ID_KEY_BYTES;
 use grapevine_sync_proto::ErrorCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -18,7 +19,7 @@ use crate::app::AppState;
 use crate::store::RedeemError;
 
 /// What the body must be, as refusals say it.
-const EXPECTED_BODY: &str = r#"{"code": "…", "label": "…"}"#;
+const EXPECTED_BODY: &str = r#"{"code": "…", "label": "…", "id_key": "64 hex digits"}"#;
 
 /// The longest device label accepted, in characters.
 pub const MAX_LABEL_CHARS: usize = 100;
@@ -34,6 +35,22 @@ struct EnrolRequest {
     /// A label for the device, e.g. "Sam's phone"; absent or empty, the invitation's label.
     #[serde(default)]
     label: String,
+    /// The phone's id key (64 hex digits), kept with the device: the insight ids the phone makes with it are the
+    /// device's alone to create (docs/sync-protocol.md, "Who may write a document"). Optional, for older phones.
+    #[serde(default)]
+    id_key: Option<String>,
+}
+
+/// An id key as the enrolment request spells it: 64 hex digits.
+fn parse_id_key(text: &str) -> Option<[u8; ID_KEY_BYTES]> {
+    if text.len() != ID_KEY_BYTES * 2 || !text.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; ID_KEY_BYTES];
+    for (at, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[at * 2..at * 2 + 2], 16).ok()?;
+    }
+    Some(key)
 }
 
 #[derive(Debug, Serialize)]
@@ -141,9 +158,20 @@ async fn redeem(
             format!("label: at most {MAX_LABEL_CHARS} characters on one line"),
         ));
     }
+    let id_key = match request.id_key.as_deref().map(|text| (text, parse_id_key(text))) {
+        None => None,
+        Some((_, Some(key))) => Some(key),
+        Some((text, None)) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidRequest,
+                format!("id_key: 64 hex digits expected, not '{}'", shown(text)),
+            ))
+        }
+    };
     let now = time::OffsetDateTime::now_utc();
-    match crate::auth::redeem_invitation(state.store.as_ref(), &state.invitation_secret, &request.code, label, now)
-        .await
+    let secret = &state.invitation_secret;
+    match crate::auth::redeem_invitation(state.store.as_ref(), secret, &request.code, label, id_key.as_ref(), now).await
     {
         Ok((device, token)) => {
             tracing::info!(device = %device.device_id, collector = %device.collector_id, "enrolled a device");

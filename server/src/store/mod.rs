@@ -14,6 +14,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use anyhow::Context;
+use grapevine_sync_proto::doc_id::ID_KEY_BYTES;
 use grapevine_sync_proto::DocumentId;
 use time::{Date, OffsetDateTime};
 
@@ -497,15 +498,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Redeems the invitation whose code hashes to `code_hashes` (the keyed hash, or the legacy one for an invitation
     /// stored that way) at `now`: takes one use and adds a new collector with one device (labelled `label`, or the
-    /// invitation's label if empty) whose token hashes to `token_hash`, all in one transaction. Redemptions of one
-    /// invitation serialise, so its last use goes to exactly one phone.
+    /// invitation's label if empty) whose token hashes to `token_hash`, and which keeps the phone's `id_key` if it
+    /// sent one, all in one transaction. Redemptions of one invitation serialise, so its last use goes to exactly one
+    /// phone.
     async fn redeem_invitation(
         &self,
         code_hashes: &CodeHashes,
         label: &str,
         token_hash: &str,
+        id_key: Option<&[u8; ID_KEY_BYTES]>,
         now: OffsetDateTime,
     ) -> Result<NewDevice, RedeemError>;
+
+    /// The id key a device's phone sent when it enrolled: the one key whose ids (version 8) the device may create
+    /// documents under (docs/sync-protocol.md, "Who may write a document"). `None` for a device registered by token.
+    async fn device_id_key(&self, device_id: Uuid) -> anyhow::Result<Option<[u8; ID_KEY_BYTES]>>;
 
     /// Adds an API token with a role.
     async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid>;

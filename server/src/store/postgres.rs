@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use grapevine_sync_proto::doc_id::ID_KEY_BYTES;
 use grapevine_sync_proto::DocumentId;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -902,6 +903,14 @@ impl Store for PostgresStore {
         revoke(&self.pool, "devices", device_id).await
     }
 
+    async fn device_id_key(&self, device_id: Uuid) -> anyhow::Result<Option<[u8; ID_KEY_BYTES]>> {
+        let key: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT id_key FROM devices WHERE id = $1")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(key.flatten().and_then(|key| key.try_into().ok()))
+    }
+
     async fn device_revoked(&self, device_id: Uuid) -> anyhow::Result<bool> {
         let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE id = $1 AND revoked_at IS NULL")
             .bind(device_id)
@@ -963,6 +972,7 @@ impl Store for PostgresStore {
         code_hashes: &CodeHashes,
         label: &str,
         token_hash: &str,
+        id_key: Option<&[u8; ID_KEY_BYTES]>,
         now: OffsetDateTime,
     ) -> Result<NewDevice, RedeemError> {
         let mut tx = self.pool.begin().await?;
@@ -998,13 +1008,14 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO devices (id, collector_id, label, token_hash, invitation_id) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO devices (id, collector_id, label, token_hash, invitation_id, id_key) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(new.device_id)
         .bind(new.collector_id)
         .bind(label)
         .bind(token_hash)
         .bind(invitation.id)
+        .bind(id_key.map(|key| key.to_vec()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
+use grapevine_sync_proto::doc_id::ID_KEY_BYTES;
 use grapevine_sync_proto::document::format_time;
 use grapevine_sync_proto::DocumentId;
 use sqlx::sqlite::SqliteRow;
@@ -818,6 +819,14 @@ impl Store for SqliteStore {
         revoke(&self.pool, "devices", device_id).await
     }
 
+    async fn device_id_key(&self, device_id: Uuid) -> anyhow::Result<Option<[u8; ID_KEY_BYTES]>> {
+        let key: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT id_key FROM devices WHERE id = ?1")
+            .bind(device_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(key.flatten().and_then(|key| key.try_into().ok()))
+    }
+
     async fn device_revoked(&self, device_id: Uuid) -> anyhow::Result<bool> {
         let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE id = ?1 AND revoked_at IS NULL")
             .bind(device_id.to_string())
@@ -882,6 +891,7 @@ impl Store for SqliteStore {
         code_hashes: &CodeHashes,
         label: &str,
         token_hash: &str,
+        id_key: Option<&[u8; ID_KEY_BYTES]>,
         now: OffsetDateTime,
     ) -> Result<NewDevice, RedeemError> {
         // The immediate transaction holds the database's write lock from the read on: redemptions serialise, and
@@ -920,8 +930,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO devices (id, collector_id, label, token_hash, created_at, invitation_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO devices (id, collector_id, label, token_hash, created_at, invitation_id, id_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .bind(new.device_id.to_string())
         .bind(new.collector_id.to_string())
@@ -929,6 +939,7 @@ impl Store for SqliteStore {
         .bind(token_hash)
         .bind(now_text())
         .bind(&id)
+        .bind(id_key.map(|key| key.to_vec()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1473,10 +1484,10 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let keyed_only = CodeHashes { keyed: legacy_hash_code(code), legacy: "0".repeat(64) };
         assert!(
-            matches!(store.redeem_invitation(&keyed_only, "", "token-1", now).await, Err(RedeemError::Unknown)),
+            matches!(store.redeem_invitation(&keyed_only, "", "token-1", None, now).await, Err(RedeemError::Unknown)),
             "a legacy row is not found as if keyed"
         );
-        store.redeem_invitation(&secret.code_hashes("hnly 7k4q px"), "", "token-2", now).await.unwrap();
+        store.redeem_invitation(&secret.code_hashes("hnly 7k4q px"), "", "token-2", None, now).await.unwrap();
         assert_eq!(store.invitations().await.unwrap()[0].uses_left, 1);
         assert_eq!(store.open_keyed_invitations(now).await.unwrap(), 0, "a legacy invitation needs no secret");
     }
