@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::command::grapevine;
 use grapevine_server::boundaries::Boundaries;
 use grapevine_server::boundary_files::{read_boundary_file, ReadOptions, RepairKind};
 use grapevine_tests::Backend;
@@ -91,10 +92,6 @@ fn points_in_the_repaired_districts_land_in_the_right_district() {
         assert_eq!(found, Some(code), "{what}");
     }
     assert!(boundaries.locate(-12.0, 55.0).is_none(), "the Atlantic is in no district");
-}
-
-fn grapevine(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_grapevine-under-test")).args(args).output().unwrap()
 }
 
 async fn the_ons_districts_import_whole_from_the_command_line(backend: Backend) {

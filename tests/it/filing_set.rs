@@ -1,6 +1,7 @@
 //! The filing set is configuration (`grapevine serve --filing-set`, `GRAPEVINE_FILING_SET`): its newest generation
 //! files insights and is the list phones pick from; a set with no boundaries is refused at start, saying so.
 
+use crate::command::GRAPEVINE;
 use geo::polygon;
 use grapevine_server::app::ServeConfig;
 use grapevine_server::atlas::{stored_area, tag_in, Whereabouts};
@@ -11,8 +12,6 @@ use grapevine_sync_proto::automerge::AutoCommit;
 use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN_SLUG};
 use grapevine_sync_proto::campaign_doc::read_campaign;
 use grapevine_tests::{fresh_database, Backend, DropDatabase};
-
-const GRAPEVINE: &str = env!("CARGO_BIN_EXE_grapevine-under-test");
 
 fn config(database_url: &str, dir: &std::path::Path, filing_set: &str) -> ServeConfig {
     let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), database_url);

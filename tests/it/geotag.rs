@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::command::grapevine;
 use geo::polygon;
 use grapevine_client_sdk::{Channel, Draft, Status};
 use grapevine_server::atlas::{stored_area, tag_in, Whereabouts};
@@ -262,10 +263,6 @@ fn rectangles_geojson(rectangles: &[(&str, f64, f64)]) -> String {
         })
         .collect();
     serde_json::json!({ "type": "FeatureCollection", "features": features }).to_string()
-}
-
-fn grapevine(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_grapevine-under-test")).args(args).output().unwrap()
 }
 
 async fn boundaries_import_from_the_command_line_whole_or_not_at_all(backend: Backend) {

@@ -5,22 +5,12 @@
 
 use std::path::Path;
 
+use crate::command::{grapevine, stdout};
 use grapevine_server::app::ServeConfig;
 use grapevine_server::invitations::{legacy_hash_code, InvitationSecret};
 use grapevine_server::store::{CodeHashes, RedeemError, Revoked};
 use grapevine_server::Application;
 use grapevine_tests::{fresh_database, Backend, DropDatabase, TestApp};
-
-const GRAPEVINE: &str = env!("CARGO_BIN_EXE_grapevine-under-test");
-
-fn grapevine(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(GRAPEVINE).args(args).output().unwrap()
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn stderr(output: &std::process::Output) -> String {
     assert!(!output.status.success(), "expected a refusal: {}", String::from_utf8_lossy(&output.stdout));

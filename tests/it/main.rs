@@ -26,6 +26,7 @@ mod boundary_files;
 mod campaign;
 mod captured_at;
 mod collect_cli;
+mod command;
 mod connections;
 mod db_lock;
 mod durability;

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::command::{grapevine, stdout};
 use grapevine_client_sdk::{sync_enrolled, ErrorCode, InsightChanges, Location, Status};
 use grapevine_server::store::{Outcome, Revoked};
 use grapevine_sync_proto::automerge::transaction::Transactable;
@@ -15,17 +16,6 @@ use grapevine_tests::points::{ABBEY_HULTON, JOINERS_SQUARE};
 use grapevine_tests::{Backend, Phone, TestApp};
 use serde_json::json;
 use time::Duration;
-
-const GRAPEVINE: &str = env!("CARGO_BIN_EXE_grapevine-under-test");
-
-fn grapevine(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(GRAPEVINE).args(args).output().unwrap()
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 async fn enrol_code(app: &TestApp, code: &str) -> (u16, serde_json::Value) {
     let response = enrol_as(app, code, "").await;

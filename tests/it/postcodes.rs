@@ -2,9 +2,8 @@
 //! given twice with different positions or a position outside WGS84 refuses the whole file with the line and a
 //! stable code, and the report tells new postcodes from replaced ones.
 
+use crate::command::GRAPEVINE;
 use grapevine_tests::{Backend, TestApp};
-
-const GRAPEVINE: &str = env!("CARGO_BIN_EXE_grapevine-under-test");
 
 fn import(database_url: &str, dir: &std::path::Path, name: &str, csv: &str) -> std::process::Output {
     let file = dir.join(name);

@@ -2,19 +2,9 @@
 //! never shows a token or its hash; a revoked token is refused by every node from its next request on, and devices
 //! are untouched by it.
 
+use crate::command::{grapevine, stdout, GRAPEVINE};
 use grapevine_tests::{fresh_database, Backend, ServerProcess, TestApp};
 use serde_json::Value;
-
-const GRAPEVINE: &str = env!("CARGO_BIN_EXE_grapevine-under-test");
-
-fn grapevine(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(GRAPEVINE).args(args).output().unwrap()
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// The token `token add` printed (its last line) and its id (from its first line, "Added … token <ID>. …").
 fn added(output: &str) -> (String, String) {
