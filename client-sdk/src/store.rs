@@ -10,7 +10,7 @@ use std::time::Duration;
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
 use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN, DEFAULT_CAMPAIGN_SLUG};
 use grapevine_sync_proto::campaign_doc::{read_campaign, CampaignSheet};
-use grapevine_sync_proto::doc_id::{bound_insight_id, ID_KEY_BYTES};
+use grapevine_sync_proto::doc_id::{bound_insight_id, id_key_from_hex, id_key_to_hex, ID_KEY_BYTES};
 use grapevine_sync_proto::document::{
     format_time, is_withdrawn, read_insight, read_server_record, write_changes, write_insight, write_withdrawn,
     ServerStatus,
@@ -253,9 +253,9 @@ impl Store {
         let actor_hex = meta_value(&pool, "actor", || Uuid::new_v4().simple().to_string()).await?;
         let peer_id = meta_value(&pool, "peer_id", || format!("phone-{}", Uuid::new_v4())).await?;
         let actor = ActorId::from_str(&actor_hex).map_err(|error| SdkError::Storage(format!("actor id: {error}")))?;
-        let id_key_hex = meta_value(&pool, "id_key", || to_hex(&rand::random::<[u8; ID_KEY_BYTES]>())).await?;
+        let id_key_hex = meta_value(&pool, "id_key", || id_key_to_hex(&rand::random::<[u8; ID_KEY_BYTES]>())).await?;
         let id_key =
-            from_hex(&id_key_hex).ok_or_else(|| SdkError::Storage("the id key is not 64 hex digits".into()))?;
+            id_key_from_hex(&id_key_hex).ok_or_else(|| SdkError::Storage("the id key is not 64 hex digits".into()))?;
         Ok(Store { pool, actor, peer_id, id_key })
     }
 
@@ -528,7 +528,7 @@ impl Store {
 
     /// This store's id key, as the enrolment request carries it (64 hex digits).
     pub(crate) fn id_key_hex(&self) -> String {
-        to_hex(&self.id_key)
+        id_key_to_hex(&self.id_key)
     }
 
     /// Whether the device this phone is enrolled as holds its id key (enrolled by this version of the SDK).
@@ -850,22 +850,6 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<[u8; ID_KEY_BYTES]> {
-    let text = text.trim();
-    if text.len() != ID_KEY_BYTES * 2 || !text.is_ascii() {
-        return None;
-    }
-    let mut bytes = [0u8; ID_KEY_BYTES];
-    for (at, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[at * 2..at * 2 + 2], 16).ok()?;
-    }
-    Some(bytes)
 }
 
 async fn meta_value(pool: &SqlitePool, key: &str, make: impl FnOnce() -> String) -> Result<String, SdkError> {

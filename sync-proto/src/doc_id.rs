@@ -77,6 +77,26 @@ pub fn bound_insight_id(key: &[u8; ID_KEY_BYTES], random: Uuid) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
+/// An id key as it travels and is kept on the phone: 64 lower-case hex digits.
+#[must_use]
+pub fn id_key_to_hex(key: &[u8; ID_KEY_BYTES]) -> String {
+    key.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// An id key from its 64 hex digits (either case); `None` for anything else.
+#[must_use]
+pub fn id_key_from_hex(text: &str) -> Option<[u8; ID_KEY_BYTES]> {
+    // Hex digits alone: `from_str_radix` would also take a sign ("+1").
+    if text.len() != ID_KEY_BYTES * 2 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut key = [0u8; ID_KEY_BYTES];
+    for (at, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[at * 2..at * 2 + 2], 16).ok()?;
+    }
+    Some(key)
+}
+
 /// Whether an id claims to name the phone that made it (version 8). Version 4 ids (the JavaScript peers, phones
 /// registered by token) claim nothing.
 #[must_use]
@@ -145,6 +165,11 @@ mod tests {
             let mut tampered = *id.as_bytes();
             tampered[0] ^= 1;
             assert!(!id_made_with(Uuid::from_bytes(tampered), &ours), "the tag covers the random bytes");
+        }
+        assert_eq!(id_key_from_hex(&id_key_to_hex(&ours)), Some(ours));
+        assert_eq!(id_key_from_hex(&"AB".repeat(ID_KEY_BYTES)), Some([0xab; ID_KEY_BYTES]));
+        for bad in ["", "ab", &"zz".repeat(ID_KEY_BYTES), &"é".repeat(ID_KEY_BYTES), &"+1".repeat(ID_KEY_BYTES)] {
+            assert_eq!(id_key_from_hex(bad), None, "{bad:?}");
         }
         let plain = Uuid::new_v4();
         assert!(!id_is_bound(plain) && !id_made_with(plain, &ours), "a version 4 id claims nothing");

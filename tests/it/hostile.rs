@@ -383,7 +383,11 @@ async fn withdrawal_is_final_whatever_either_device_writes_later(backend: Backen
 /// the phone's store, not to the device).
 async fn a_learned_id_cannot_be_stored_before_its_owner_syncs(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let code = app.create_invitation("Hanley barbers", 3, time::Duration::days(1)).await;
+    let code = app.create_invitation("Hanley barbers", 2, time::Duration::days(1)).await;
+    // A key that is not 64 hex digits is refused by name, and takes none of the invitation's uses.
+    let (status, body) = app.post_json("/api/v1/enrol", &format!(r#"{{"code": "{code}", "id_key": "not hex"}}"#)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_request")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("id_key"), "{body}");
     let mut owner = Phone::enrolled(&app, &code, "owner").await.unwrap();
     let squatter = Phone::enrolled(&app, &code, "squatter").await.unwrap();
     let id = owner.capture_at("asb", JOINERS_SQUARE.1, JOINERS_SQUARE.2, Some(2)).await;

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use grapevine_sync_proto::doc_id::ID_KEY_BYTES;
+use grapevine_sync_proto::doc_id::id_key_from_hex;
 use grapevine_sync_proto::ErrorCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -39,18 +39,6 @@ struct EnrolRequest {
     /// device's alone to create (docs/sync-protocol.md, "Who may write a document"). Optional, for older phones.
     #[serde(default)]
     id_key: Option<String>,
-}
-
-/// An id key as the enrolment request spells it: 64 hex digits.
-fn parse_id_key(text: &str) -> Option<[u8; ID_KEY_BYTES]> {
-    if text.len() != ID_KEY_BYTES * 2 || !text.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; ID_KEY_BYTES];
-    for (at, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[at * 2..at * 2 + 2], 16).ok()?;
-    }
-    Some(key)
 }
 
 #[derive(Debug, Serialize)]
@@ -158,7 +146,7 @@ async fn redeem(
             format!("label: at most {MAX_LABEL_CHARS} characters on one line"),
         ));
     }
-    let id_key = match request.id_key.as_deref().map(|text| (text, parse_id_key(text))) {
+    let id_key = match request.id_key.as_deref().map(|text| (text, id_key_from_hex(text))) {
         None => None,
         Some((_, Some(key))) => Some(key),
         Some((text, None)) => {
