@@ -6,7 +6,7 @@ use std::time::Duration;
 use geo::polygon;
 use grapevine_server::atlas::{stored_area, tag_in, Whereabouts};
 use grapevine_server::boundaries::{Area, Boundaries};
-use grapevine_server::store::TaggableInsight;
+use grapevine_server::store::{Store, TaggableInsight};
 use grapevine_sync_proto::automerge::transaction::Transactable;
 use grapevine_sync_proto::automerge::{AutoCommit, ROOT};
 use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN_SLUG};
@@ -86,6 +86,11 @@ async fn a_phone_keeps_the_campaign_and_syncs_it_only_when_it_changed(backend: B
 
 /// A boundary review: a second generation of the wards set, one neighbourhood over the whole county.
 async fn boundary_review(app: &TestApp) {
+    add_one_big_neighbourhood(app.store.as_ref(), "wards", "a boundary review").await;
+}
+
+/// Adds the next generation of `set`: one neighbourhood, N1, over the whole county.
+pub(crate) async fn add_one_big_neighbourhood(store: &dyn Store, set: &str, source: &str) {
     let areas = vec![Area {
         code: "N1".into(),
         name: "One big neighbourhood".into(),
@@ -96,7 +101,7 @@ async fn boundary_review(app: &TestApp) {
     let boundaries = Boundaries::new(areas.clone()).unwrap();
     let tagger = |insight: &TaggableInsight| tag_in(&boundaries, &Whereabouts::from(insight));
     let stored = areas.iter().map(stored_area).collect();
-    app.store.add_generation("wards", "a boundary review", stored, &tagger).await.unwrap();
+    store.add_generation(set, source, stored, &tagger).await.unwrap();
 }
 
 on_both_backends!(

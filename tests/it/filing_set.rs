@@ -2,11 +2,7 @@
 //! files insights and is the list phones pick from; a set with no boundaries is refused at start, saying so.
 
 use crate::command::GRAPEVINE;
-use geo::polygon;
 use grapevine_server::app::ServeConfig;
-use grapevine_server::atlas::{stored_area, tag_in, Whereabouts};
-use grapevine_server::boundaries::{Area, Boundaries};
-use grapevine_server::store::TaggableInsight;
 use grapevine_server::Application;
 use grapevine_sync_proto::automerge::AutoCommit;
 use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN_SLUG};
@@ -42,17 +38,7 @@ async fn serve_files_by_the_configured_set_and_refuses_one_without_boundaries(ba
     assert!(said.contains("the filing set 'nowhere' has no boundaries"), "{said}");
 
     let store = grapevine_server::store::open(&database_url).await.unwrap();
-    let areas = vec![Area {
-        code: "N1".into(),
-        name: "One big neighbourhood".into(),
-        shape: geo::MultiPolygon::new(vec![polygon![
-            (x: -2.6, y: 52.3), (x: -1.5, y: 52.3), (x: -1.5, y: 53.3), (x: -2.6, y: 53.3)
-        ]]),
-    }];
-    let boundaries = Boundaries::new(areas.clone()).unwrap();
-    let tagger = |insight: &TaggableInsight| tag_in(&boundaries, &Whereabouts::from(insight));
-    let stored = areas.iter().map(stored_area).collect();
-    store.add_generation("neighbourhoods", "a test file", stored, &tagger).await.unwrap();
+    crate::campaign::add_one_big_neighbourhood(store.as_ref(), "neighbourhoods", "a test file").await;
     let listed = std::process::Command::new(GRAPEVINE)
         .args(["boundaries", "list", "--filing-set", "neighbourhoods", "--database-url", &database_url])
         .output()

@@ -114,16 +114,20 @@ async fn another_secret_or_none_is_refused_and_does_not_open_old_codes(backend: 
     let with_other =
         grapevine_server::auth::redeem_invitation(store.as_ref(), &other_secret, &code, "", None, now).await;
     assert!(matches!(with_other, Err(RedeemError::Unknown)), "{with_other:?}");
-    let refused = stderr(&grapevine(&[
-        "invite",
-        "create",
-        "--label",
-        "x",
-        "--invitation-secret",
-        other.to_str().unwrap(),
-        "--database-url",
-        &database_url,
-    ]));
+    // `invite create` with a given secret file: the command line must refuse as the server does.
+    let invite_create_with = |secret: &std::path::Path| {
+        grapevine(&[
+            "invite",
+            "create",
+            "--label",
+            "x",
+            "--invitation-secret",
+            secret.to_str().unwrap(),
+            "--database-url",
+            &database_url,
+        ])
+    };
+    let refused = stderr(&invite_create_with(&other));
     assert!(refused.contains("is not the one this database's invitations are made with"), "{refused}");
 
     // A node whose secret file is missing: refused, saying how many invitations need it; no new secret is made.
@@ -131,16 +135,7 @@ async fn another_secret_or_none_is_refused_and_does_not_open_old_codes(backend: 
     let refused = Application::build(config(&database_url, &missing)).await.unwrap_err().to_string();
     assert!(refused.contains("is missing") && refused.contains("1 invitation(s)"), "{refused}");
     assert!(!missing.exists(), "a secret that would answer every code 'unknown' is not made");
-    let refused = stderr(&grapevine(&[
-        "invite",
-        "create",
-        "--label",
-        "x",
-        "--invitation-secret",
-        missing.to_str().unwrap(),
-        "--database-url",
-        &database_url,
-    ]));
+    let refused = stderr(&invite_create_with(&missing));
     assert!(refused.contains("is missing"), "{refused}");
 
     // With the right secret the code still enrols.
