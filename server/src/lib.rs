@@ -9,6 +9,7 @@
 //! - `database_url`: `DatabaseUrl`, a database URL whose `Debug` and `Display` redact its password.
 //! - `db_lock`: the lock file beside a SQLite database: one server per file, no restore under a running one.
 //! - `group_commit`: one writer task per node committing every connection's document writes in batches.
+//! - `domain`: the types above the store: `Principal`, `Role`, `Scope`, `Action` and which role may take which.
 //! - `ingest`: what a changed insight document means (extract, validate, geotag); pure.
 //! - `boundaries`: areas, the R-tree and point → area.
 //! - `atlas`: every boundary generation in memory, the tagging rule (`near_boundary`) and its reload.
@@ -36,6 +37,7 @@ pub mod campaign;
 pub mod cli;
 pub mod database_url;
 pub mod db_lock;
+pub mod domain;
 pub mod fuzzing;
 pub mod group_commit;
 pub mod http;

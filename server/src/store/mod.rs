@@ -41,33 +41,7 @@ pub enum Principal {
     Api { role: Role },
 }
 
-/// Roles of API tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The commissioner's office: full query access to counts.
-    Analyst,
-    /// A partnership board: suppressed summaries only.
-    Board,
-}
-
-impl Role {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Analyst => "analyst",
-            Role::Board => "board",
-        }
-    }
-
-    #[must_use]
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "analyst" => Some(Role::Analyst),
-            "board" => Some(Role::Board),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::Role;
 
 /// A new device, as created by `grapevine device add`.
 #[derive(Debug, Clone)]
