@@ -22,6 +22,7 @@ use crate::invitations::{open_secret, InvitationSecret};
 use crate::serve_loop::ConnectionLimits;
 use crate::store::{self, Store};
 use crate::sync::{process_actor, DocLocks, RateLimiter};
+use crate::usecase::UseCases;
 
 /// What `serve` needs to start.
 #[derive(Debug, Clone)]
@@ -110,6 +111,9 @@ impl ServeConfig {
 /// Shared by every request and connection.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// The one door: every action of the HTTP API goes through it.
+    pub usecases: UseCases,
+    /// The store, for the sync endpoint's document traffic alone (it moves behind the ingest service next).
     pub store: Arc<dyn Store>,
     /// Every boundary generation; reloaded when one is imported.
     pub atlas: SharedAtlas,
@@ -170,6 +174,7 @@ impl Application {
         let enrol_limiter = Arc::new(RateLimiter::new(config.enrol_limit.per_minute / 60.0, config.enrol_limit.burst));
         let writer = GroupCommit::start(store.clone());
         let state = AppState {
+            usecases: UseCases::new(store.clone()),
             store,
             atlas,
             config: Arc::new(config),

@@ -26,6 +26,8 @@
 //! - `readiness`: `GET /readyz`, each check named.
 //! - `serve_loop`: the accept loop: hyper's HTTP/1 with a header-read timeout, a per-address connection cap.
 //! - `telemetry`: log format, request ids and the per-request span and log line (the matched route, never the URI).
+//! - `usecase`: the one door: one method per action, taking the acting `Principal`, checking it, then calling the
+//!   store. HTTP, sync and the CLI are adapters around it.
 //! - `fuzzing`: entry points for `fuzz/` and the corpus replay.
 
 pub mod app;
@@ -51,5 +53,6 @@ pub mod serve_loop;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod usecase;
 
 pub use app::{Application, ServeConfig};

@@ -275,6 +275,43 @@ mod tests {
         assert_eq!(Scope::parse_list("wards:"), Err("wards:".into()));
     }
 
+    /// The rows of `docs/access.md`'s role × action table: (action, one cell per role in `Role::ALL`'s order).
+    fn documented_table() -> Vec<(String, Vec<String>)> {
+        let doc = include_str!("../../../docs/access.md");
+        let table =
+            doc.split("<!-- access-table -->").nth(1).and_then(|rest| rest.split("<!-- /access-table -->").next());
+        let rows =
+            table.expect("docs/access.md has the access-table markers").lines().filter(|line| line.starts_with('|'));
+        let cells =
+            |line: &str| line.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect::<Vec<_>>();
+        let mut rows = rows.map(cells);
+        let header = rows.next().expect("a header row");
+        let roles: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+        assert_eq!(header[1..], roles, "the table's columns are the roles, in order");
+        rows.filter(|row| !row[0].starts_with("---"))
+            .map(|row| (row[0].trim_matches('`').to_owned(), row[1..].to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn docs_access_md_says_what_permits_decides() {
+        let table = documented_table();
+        let documented: Vec<&str> = table.iter().map(|(action, _)| action.as_str()).collect();
+        let actions: Vec<&str> = Action::ALL.iter().map(|action| action.as_str()).collect();
+        assert_eq!(documented, actions, "every action, in Action::ALL's order");
+        for (action, cells) in &table {
+            let action = Action::parse(action).unwrap();
+            for (role, cell) in Role::ALL.into_iter().zip(cells) {
+                let documented = match cell.as_str() {
+                    "yes" | "in scope" => true,
+                    "–" => false,
+                    other => panic!("{}/{role}: '{other}' is not yes, in scope or –", action.as_str()),
+                };
+                assert_eq!(permits(role, action), documented, "{} by {role}", action.as_str());
+            }
+        }
+    }
+
     #[test]
     fn only_admins_manage_people_and_admins_do_not_read_rollups() {
         let managing_people: Vec<Role> =

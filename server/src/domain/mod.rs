@@ -5,3 +5,17 @@
 pub mod access;
 
 pub use access::{Action, Actor, AreaRef, Principal, RequestContext, Role, Scope};
+
+/// How much of a client's words (a name, a value, a path) a message repeats.
+const SHOWN_CHARS: usize = 40;
+
+/// A client's name, value or path as a message repeats it: control characters escaped, at most `SHOWN_CHARS`
+/// characters.
+#[must_use]
+pub fn shown(text: &str) -> String {
+    let mut shown: String = text.chars().take(SHOWN_CHARS).flat_map(char::escape_debug).collect();
+    if text.chars().nth(SHOWN_CHARS).is_some() {
+        shown.push('…');
+    }
+    shown
+}

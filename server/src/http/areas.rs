@@ -1,23 +1,22 @@
 //! `GET /api/v1/areas` and `GET /api/v1/areas/{code}`: the neighbourhood roll-ups on any boundary generation, read
 //! from the maintained roll-up cells, never by scanning insights (docs/geotagging.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
-use grapevine_sync_proto::{Channel, ErrorCode};
+use grapevine_sync_proto::Channel;
 use serde::Serialize;
 
-use super::error::{shown, ApiError};
+use super::error::ApiError;
 use super::query::RollupQuery;
-use super::Analyst;
+use super::Caller;
 use crate::app::AppState;
 use crate::atlas::Generation;
-use crate::store::{Sums, OUTSIDE_COVERAGE};
+use crate::store::Sums;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/areas", get(list_areas)).route("/api/v1/areas/{code}", get(one_area))
@@ -73,7 +72,8 @@ struct AreaTotal {
 struct AreasResponse {
     boundaries: GenerationRef,
     areas: Vec<AreaTotal>,
-    outside_coverage: i64,
+    /// Insights outside every area; `null` for a caller with a scope (they lie in nobody's).
+    outside_coverage: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,39 +110,38 @@ struct AreaResponse {
     series: Option<Vec<SeriesEntry>>,
 }
 
-/// Every area of the generation with its totals (zeros included, so a map can shade every area), busiest first.
+/// Every area of the generation (within the caller's scope) with its totals (zeros included, so a map can shade
+/// every area), busiest first.
 async fn list_areas(
     State(state): State<AppState>,
-    _analyst: Analyst,
+    Caller(principal): Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AreasResponse>, ApiError> {
     let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to"])?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
-    let rollups = state.store.rollup(generation.info.id, query.days, None, false, false).await?;
-    let by_code: HashMap<&str, _> = rollups.iter().map(|rollup| (rollup.area_code.as_str(), rollup)).collect();
-    let mut areas: Vec<AreaTotal> = generation
-        .boundaries
-        .areas()
+    let totals = state.usecases.area_totals(&principal, &atlas, generation, query.days).await?;
+    let mut areas: Vec<AreaTotal> = totals
+        .areas
         .iter()
-        .map(|area| {
-            let rollup = by_code.get(area.code.as_str());
-            AreaTotal {
-                code: area.code.clone(),
-                name: area.name.clone(),
-                contributors: rollup.map_or(Some(0), |rollup| rollup.contributors),
-                counts: Counts::from(&rollup.map(|rollup| rollup.all).unwrap_or_default()),
-            }
+        .map(|(area, rollup)| AreaTotal {
+            code: area.code.clone(),
+            name: area.name.clone(),
+            contributors: rollup.contributors,
+            counts: Counts::from(&rollup.all),
         })
         .collect();
     areas.sort_by(|a, b| b.counts.total.cmp(&a.counts.total).then_with(|| a.code.cmp(&b.code)));
-    let outside_coverage = by_code.get(OUTSIDE_COVERAGE).map_or(0, |rollup| rollup.all.n);
-    Ok(Json(AreasResponse { boundaries: GenerationRef::from(generation), areas, outside_coverage }))
+    Ok(Json(AreasResponse {
+        boundaries: GenerationRef::from(generation),
+        areas,
+        outside_coverage: totals.outside_coverage,
+    }))
 }
 
 async fn one_area(
     State(state): State<AppState>,
-    _analyst: Analyst,
+    Caller(principal): Caller,
     code: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AreaResponse>, ApiError> {
@@ -150,16 +149,8 @@ async fn one_area(
     let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "period"])?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
-    let area = generation.boundaries.area(&code).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::AreaNotFound,
-            format!("no area has the code '{}'", shown(&code)),
-        )
-    })?;
-    let id = generation.info.id;
-    let rollup =
-        state.store.rollup(id, query.days, Some(&area.code), true, true).await?.into_iter().next().unwrap_or_default();
+    let detail = state.usecases.area_detail(&principal, &atlas, generation, &code, query.days, query.period).await?;
+    let (area, rollup) = (detail.area, detail.rollup);
     let mut by_category: BTreeMap<String, i64> =
         DEFAULT_CAMPAIGN.categories.iter().map(|category| (category.slug.to_owned(), 0)).collect();
     let categories = DEFAULT_CAMPAIGN
@@ -177,22 +168,16 @@ async fn one_area(
             }
         })
         .collect();
-    let series = match query.period {
-        None => None,
-        Some(kind) => Some(
-            state
-                .store
-                .series(id, &area.code, kind, query.days)
-                .await?
-                .iter()
-                .map(|point| SeriesEntry {
-                    period_start: point.period_start.to_string(),
-                    contributors: point.contributors,
-                    counts: Counts::from(&point.sums),
-                })
-                .collect(),
-        ),
-    };
+    let series = detail.series.map(|points| {
+        points
+            .iter()
+            .map(|point| SeriesEntry {
+                period_start: point.period_start.to_string(),
+                contributors: point.contributors,
+                counts: Counts::from(&point.sums),
+            })
+            .collect()
+    });
     Ok(Json(AreaResponse {
         boundaries: GenerationRef::from(generation),
         code: area.code.clone(),

@@ -53,7 +53,7 @@ struct EnrolResponse {
 /// right-most address in `X-Forwarded-For` that is not itself a trusted proxy (the left part of the header is
 /// whatever the client wrote, and believing it would let a guesser pick a fresh address for every guess). An entry
 /// that is not an address ends the walk at the proxy.
-fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub(crate) fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     let is_trusted = |address: IpAddr| trusted.iter().any(|proxy| proxy.to_canonical() == address);
     let peer = peer.to_canonical();
     if !is_trusted(peer) {
@@ -159,8 +159,7 @@ async fn redeem(
     };
     let now = time::OffsetDateTime::now_utc();
     let secret = &state.invitation_secret;
-    match crate::auth::redeem_invitation(state.store.as_ref(), secret, &request.code, label, id_key.as_ref(), now).await
-    {
+    match state.usecases.enrol(secret, &request.code, label, id_key.as_ref(), now).await {
         Ok((device, token)) => {
             tracing::info!(device = %device.device_id, collector = %device.collector_id, "enrolled a device");
             Ok((

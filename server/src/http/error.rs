@@ -10,8 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use grapevine_sync_proto::ErrorCode;
 
-/// How much of a client's words (a name, a value, a path) a message repeats.
-const SHOWN_CHARS: usize = 40;
+pub(crate) use crate::domain::shown;
 
 /// How much of a plain-text error body from axum or a layer is read to become a JSON message.
 const PLAIN_BODY_LIMIT: usize = 1024;
@@ -71,6 +70,28 @@ impl ApiError {
     }
 }
 
+/// A use case's refusal, with the status its code calls for.
+impl From<crate::usecase::UseCaseError> for ApiError {
+    fn from(error: crate::usecase::UseCaseError) -> Self {
+        use crate::usecase::UseCaseError as E;
+        match error {
+            E::Internal(error) => ApiError::from(error),
+            E::Forbidden { role, action } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                format!("the role {role} may not {} (docs/access.md)", action.as_str().replace('_', " ")),
+            ),
+            E::Unauthenticated { code, message } => {
+                let status =
+                    if code == ErrorCode::DeviceRevoked { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+                ApiError::new(status, code, message)
+            }
+            E::NotFound { code, message } => ApiError::new(StatusCode::NOT_FOUND, code, message),
+            E::Invalid { code, message } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+        }
+    }
+}
+
 /// Internal failures become an opaque 500; the detail goes to the log, never to the client.
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
@@ -95,16 +116,6 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "code": self.code.as_str(), "message": self.message });
         (self.status, Json(body)).into_response()
     }
-}
-
-/// A client's name, value or path as a message repeats it: control characters escaped, at most `SHOWN_CHARS`
-/// characters.
-pub(crate) fn shown(text: &str) -> String {
-    let mut shown: String = text.chars().take(SHOWN_CHARS).flat_map(char::escape_debug).collect();
-    if text.chars().nth(SHOWN_CHARS).is_some() {
-        shown.push('…');
-    }
-    shown
 }
 
 /// The last error in a chain: axum's rejections wrap the words that say what was wrong (serde's, with the field's
@@ -193,7 +204,7 @@ mod tests {
     #[test]
     fn a_message_repeats_at_most_a_short_escaped_piece_of_what_was_sent() {
         assert_eq!(shown("wards"), "wards");
-        assert_eq!(shown(&"x".repeat(500)), format!("{}…", "x".repeat(SHOWN_CHARS)));
+        assert_eq!(shown(&"x".repeat(500)), format!("{}…", "x".repeat(40)));
         assert_eq!(shown("\u{1b}[31mred\nline"), "\\u{1b}[31mred\\nline");
     }
 }

@@ -17,8 +17,8 @@ use axum::Router;
 use grapevine_sync_proto::ErrorCode;
 
 use crate::app::AppState;
-use crate::auth::{bearer_token, hash_token};
-use crate::store::{Principal, Role};
+use crate::auth::bearer_token;
+use crate::domain::{Principal, RequestContext};
 use error::ApiError;
 
 /// Every route of the API, each refusing a token in its query string.
@@ -47,20 +47,26 @@ async fn refuse_token_in_query(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// An API caller holding an analyst token.
-#[derive(Debug, Clone, Copy)]
-pub struct Analyst;
+/// Whoever a request's bearer token stands for; what they may do is the use case's to decide.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
 
-impl FromRequestParts<AppState> for Analyst {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
-        match state.store.authenticate(&hash_token(&token)).await? {
-            Some(Principal::Api { role: Role::Analyst }) => Ok(Analyst),
-            Some(Principal::RevokedDevice { .. }) => Err(ApiError::device_revoked()),
-            Some(_) => Err(ApiError::forbidden("analyst")),
-            None => Err(ApiError::unauthorized()),
-        }
+        Ok(Caller(state.usecases.authenticate(&token, request_context(parts, &state.config.trusted_proxies)).await?))
+    }
+}
+
+/// The request id (from `telemetry`) and the client's address (as `X-Forwarded-For` says, from a trusted proxy), for
+/// the audit trail.
+#[must_use]
+pub fn request_context(parts: &Parts, trusted_proxies: &[std::net::IpAddr]) -> RequestContext {
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+    RequestContext {
+        request_id: parts.extensions.get::<crate::telemetry::RequestId>().map(ToString::to_string),
+        client_addr: peer.map(|peer| enrol::client_address(peer, &parts.headers, trusted_proxies)),
     }
 }

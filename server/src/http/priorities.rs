@@ -11,9 +11,9 @@ use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
 use serde::Serialize;
 
 use super::areas::GenerationRef;
-use super::error::{shown, ApiError};
+use super::error::ApiError;
 use super::query::RollupQuery;
-use super::Analyst;
+use super::Caller;
 use crate::app::AppState;
 use crate::store::CategoryCount;
 
@@ -72,7 +72,7 @@ impl Counts {
 
 async fn priorities(
     State(state): State<AppState>,
-    _analyst: Analyst,
+    Caller(principal): Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<PrioritiesResponse>, ApiError> {
     let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "area"])?;
@@ -85,29 +85,14 @@ async fn priorities(
     })?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
-    let area = match &query.area {
-        Some(code) => Some(generation.boundaries.area(code).ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                grapevine_sync_proto::ErrorCode::AreaNotFound,
-                format!("no area has the code '{}'", shown(code)),
-            )
-        })?),
-        None => None,
-    };
-    let code = area.map(|area| area.code.as_str());
-    let id = generation.info.id;
-    // Both periods at once, on two connections.
-    let (now, before) = tokio::try_join!(
-        state.store.category_counts(id, query.days, code),
-        state.store.category_counts(id, previous, code)
-    )?;
-    let (now, before) = (Counts::of(now), Counts::of(before));
-    let mut areas: Vec<AreaPriorities> = generation
-        .boundaries
-        .areas()
+    let counts = state
+        .usecases
+        .priority_counts(&principal, &atlas, generation, query.area.as_deref(), query.days, previous)
+        .await?;
+    let (now, before) = (Counts::of(counts.now), Counts::of(counts.before));
+    let mut areas: Vec<AreaPriorities> = counts
+        .areas
         .iter()
-        .filter(|candidate| code.is_none_or(|code| code == candidate.code))
         .filter_map(|area| {
             let (current, previous) = (now.area(&area.code), before.area(&area.code));
             if current.is_none() && previous.is_none() {

@@ -1,0 +1,85 @@
+//! The use cases: every action a person, a device or an operator can take is one method of `UseCases`. Each takes
+//! the acting `Principal` first, checks the action against `domain::access::permits` (the one table), narrows what it
+//! reads to the principal's scope, writes the audit entry, and only then calls the store. HTTP (`http/`), the sync
+//! endpoint (`sync`) and the command line (`cli`) are adapters around it: they parse, call and render, and never hold
+//! the store themselves (`tests/it/one_door.rs` proves it).
+
+pub mod access;
+pub mod rollups;
+
+use std::sync::Arc;
+
+use grapevine_sync_proto::ErrorCode;
+
+use crate::domain::{Action, Principal};
+use crate::store::Store;
+
+/// The door every action goes through.
+#[derive(Debug, Clone)]
+pub struct UseCases {
+    store: Arc<dyn Store>,
+}
+
+/// Why a use case did not do what was asked. Each maps onto the one code table; adapters choose only how to say it
+/// (an HTTP status, an exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum UseCaseError {
+    /// The principal's role does not allow the action at all. Used only where existence is no secret (an analyst
+    /// asking for the people page); anything scoped answers `NotFound`.
+    #[error("the role {role} may not {action}", action = action.as_str())]
+    Forbidden { role: crate::domain::Role, action: Action },
+    /// No credential, or one that is unknown, expired, revoked or whose holder is disabled; the code says which.
+    #[error("{message}")]
+    Unauthenticated { code: ErrorCode, message: String },
+    /// Absent, or outside the principal's scope: the two are answered alike, so existence does not leak.
+    #[error("{message}")]
+    NotFound { code: ErrorCode, message: String },
+    /// The input is wrong; the message names what.
+    #[error("{message}")]
+    Invalid { code: ErrorCode, message: String },
+    /// The store (or the audit trail) failed; the detail is for the log, never the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl UseCaseError {
+    /// The stable code an adapter reports.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            UseCaseError::Forbidden { .. } => ErrorCode::Forbidden,
+            UseCaseError::Unauthenticated { code, .. }
+            | UseCaseError::NotFound { code, .. }
+            | UseCaseError::Invalid { code, .. } => *code,
+            UseCaseError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// No credential was given, or none the server knows.
+    #[must_use]
+    pub fn unauthorized() -> UseCaseError {
+        UseCaseError::Unauthenticated {
+            code: ErrorCode::Unauthorized,
+            message: "a valid bearer token is required".into(),
+        }
+    }
+}
+
+impl UseCases {
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>) -> UseCases {
+        UseCases { store }
+    }
+
+    /// The first line of every use case: may this principal take this action at all?
+    ///
+    /// # Errors
+    /// `UseCaseError::Forbidden`.
+    fn authorize(principal: &Principal, action: Action) -> Result<(), UseCaseError> {
+        if crate::domain::access::permits(principal.role, action) {
+            Ok(())
+        } else {
+            Err(UseCaseError::Forbidden { role: principal.role, action })
+        }
+    }
+}
