@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use grapevine_server::audit::{self, AuditEntry, AuditFilter, AuditOutcome, BrokenLink, NewAuditEntry, Verified};
-use grapevine_server::store::{self, AuditStore, Store};
+use grapevine_server::store::{self, Store};
 use grapevine_tests::{fresh_database, Backend, DropDatabase};
 use serde_json::{json, Value};
 

@@ -141,7 +141,52 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::audit::ChainHead;
+
     use super::*;
+
+    /// A trail of `n` entries in memory, read through `paged` as the backends read theirs: every entry once, in
+    /// order, over as many pages as it takes, and a full last page followed by one empty read.
+    async fn read_paged(n: usize) -> (Vec<i64>, usize) {
+        let mut trail: Vec<AuditEntry> = Vec::new();
+        for _ in 0..n {
+            let head = trail.last().map(|last| ChainHead { seq: last.seq, at: last.at, hash: last.hash });
+            let new = NewAuditEntry {
+                actor: "a".into(),
+                role: "admin".into(),
+                action: "x".into(),
+                target: String::new(),
+                outcome: AuditOutcome::Allowed,
+                client_addr: None,
+                request_id: None,
+                detail: serde_json::Value::Null,
+            };
+            trail.push(AuditEntry::next(new, head, OffsetDateTime::UNIX_EPOCH).unwrap());
+        }
+        let reads = AtomicUsize::new(0);
+        let seqs: Vec<i64> = paged(|after| {
+            reads.fetch_add(1, Ordering::Relaxed);
+            let page: Vec<AuditEntry> =
+                trail.iter().filter(|entry| entry.seq > after).take(PAGE_SIZE).cloned().collect();
+            async move { Ok(page) }
+        })
+        .map_ok(|entry| entry.seq)
+        .try_collect()
+        .await
+        .unwrap();
+        (seqs, reads.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_trail_is_read_a_page_at_a_time_to_its_end() {
+        for (n, n_reads) in [(0, 1), (1, 1), (PAGE_SIZE, 2), (2 * PAGE_SIZE + 500, 3)] {
+            let (seqs, reads) = read_paged(n).await;
+            assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>(), "{n} entries");
+            assert_eq!(reads, n_reads, "{n} entries");
+        }
+    }
 
     #[test]
     fn a_page_query_numbers_the_conditions_it_has_in_a_fixed_order() {
