@@ -520,27 +520,26 @@ mod tests {
     fn every_field_is_in_the_hash_and_no_two_encodings_run_together() {
         let base = chain(1).remove(0);
         let original = base.compute_hash().unwrap();
-        let changes: Vec<(&str, Box<dyn Fn(&mut AuditEntry)>)> = vec![
-            ("seq", Box::new(|entry| entry.seq = 2)),
-            ("at", Box::new(|entry| entry.at += time::Duration::microseconds(1))),
-            ("actor", Box::new(|entry| entry.actor.push('x'))),
-            ("role", Box::new(|entry| entry.role = "analyst".into())),
-            ("action", Box::new(|entry| entry.action = "insights.export".into())),
-            ("target", Box::new(|entry| entry.target = String::new())),
-            ("outcome", Box::new(|entry| entry.outcome = AuditOutcome::Failed)),
-            ("client_addr", Box::new(|entry| entry.client_addr = None)),
-            ("client_addr empty", Box::new(|entry| entry.client_addr = Some(String::new()))),
-            ("request_id", Box::new(|entry| entry.request_id = None)),
-            ("detail", Box::new(|entry| entry.detail["rows"] = json!(13))),
-            ("prev_hash", Box::new(|entry| entry.prev_hash[31] ^= 1)),
+        /// One field changed, as a tamperer would.
+        type Change = fn(&mut AuditEntry);
+        let changes: Vec<(&str, Change)> = vec![
+            ("seq", |entry| entry.seq = 2),
+            ("at", |entry| entry.at += time::Duration::microseconds(1)),
+            ("actor", |entry| entry.actor.push('x')),
+            ("role", |entry| entry.role = "analyst".into()),
+            ("action", |entry| entry.action = "insights.export".into()),
+            ("target", |entry| entry.target = String::new()),
+            ("outcome", |entry| entry.outcome = AuditOutcome::Failed),
+            ("client_addr", |entry| entry.client_addr = None),
+            ("client_addr empty", |entry| entry.client_addr = Some(String::new())),
+            ("request_id", |entry| entry.request_id = None),
+            ("detail", |entry| entry.detail["rows"] = json!(13)),
+            ("prev_hash", |entry| entry.prev_hash[31] ^= 1),
             // Bytes moved from one field into the next keep the concatenation the same; the lengths do not.
-            (
-                "a byte moved from role to action",
-                Box::new(|entry| {
-                    entry.role = "admi".into();
-                    entry.action = format!("n{}", entry.action);
-                }),
-            ),
+            ("a byte moved from role to action", |entry| {
+                entry.role = "admi".into();
+                entry.action = format!("n{}", entry.action);
+            }),
         ];
         for (name, change) in changes {
             let mut changed = base.clone();
