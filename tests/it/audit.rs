@@ -311,3 +311,17 @@ async fn audit_list_refuses_an_unreadable_or_empty_time_range(backend: Backend) 
 }
 
 on_both_backends!(audit_list_refuses_an_unreadable_or_empty_time_range);
+
+/// A row changed into something no entry can be (its detail no JSON at all) stops `verify` with an error naming it.
+async fn an_entry_that_cannot_be_read_stops_verify_naming_it(backend: Backend) {
+    let trail = Trail::new(backend).await;
+    for i in 0..3 {
+        trail.append(&format!("person{i}@example.org"), "insights.read").await;
+    }
+    trail.drop_triggers().await;
+    trail.execute_raw("UPDATE audit_log SET detail = 'rows: 42' WHERE seq = 2").await.unwrap();
+    let refusal = stderr(&trail.audit(&["verify"]));
+    assert!(refusal.contains("audit entry 2: its detail is not JSON"), "{refusal}");
+}
+
+on_both_backends!(an_entry_that_cannot_be_read_stops_verify_naming_it);
