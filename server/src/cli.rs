@@ -1,6 +1,8 @@
 //! The `grapevine` command line: one clap struct, every flag with its environment twin and a doc comment, so
 //! `--help` documents a deployment.
 
+pub mod audit;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -72,6 +74,10 @@ pub enum Command {
     /// Postcode centroids, for insights located by postcode.
     #[command(subcommand)]
     Postcodes(PostcodesCommand),
+    /// The audit trail: who did what, when, and whether it was allowed; list it, or verify its hash chain
+    /// (docs/audit.md).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -364,6 +370,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Boundaries(command) => run_boundaries(command).await,
         Command::Postcodes(command) => run_postcodes(command).await,
         Command::Token(command) => run_tokens(command).await,
+        Command::Audit(command) => audit::run(command).await,
     }
 }
 

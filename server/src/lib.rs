@@ -18,6 +18,7 @@
 //! - `postcodes`: reading an ONS Postcode Directory CSV.
 //! - `store`: the `Store` trait, its SQLite and PostgreSQL backends and the roll-up arithmetic (`store::rollup`);
 //!   the only module that knows SQL.
+//! - `audit`: the audit trail's entries, their hash chain and its verification (docs/audit.md).
 //! - `auth`: bearer tokens, made and hashed; enrolling a phone with an invitation.
 //! - `invitations`: invitation codes (made, normalised, hashed), validities and the enrol link.
 //! - `qr`: QR codes for invitation cards, as SVG and PNG.
@@ -32,6 +33,7 @@
 
 pub mod app;
 pub mod atlas;
+pub mod audit;
 pub mod auth;
 pub mod boundaries;
 pub mod boundary_files;

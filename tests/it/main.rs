@@ -21,6 +21,7 @@ macro_rules! on_both_backends {
 }
 
 mod access;
+mod audit;
 mod bad_input;
 mod boundary_files;
 mod campaign;

@@ -7,6 +7,7 @@
 //!   ever lost between nodes;
 //! - the insight row and the roll-up delta commit in the same transaction as the document.
 
+mod audit;
 mod postgres;
 pub mod rollup;
 mod sqlite;
@@ -21,6 +22,7 @@ use time::{Date, OffsetDateTime};
 use rollup::{Contribution, PeriodKind};
 use uuid::Uuid;
 
+pub use audit::AuditStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -428,7 +430,7 @@ fn latest_of(migrator: &sqlx::migrate::Migrator) -> i64 {
 
 /// Everything the server stores.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: AuditStore + Send + Sync + std::fmt::Debug {
     /// Adds a device whose bearer token hashes to `token_hash`: to `collector` if given (which must exist), else to a
     /// new collector.
     async fn add_device(&self, label: &str, token_hash: &str, collector: Option<Uuid>) -> anyhow::Result<NewDevice>;

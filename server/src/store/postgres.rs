@@ -32,7 +32,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// Fed by one `LISTEN` connection, started on the first subscription, so every node hears every node's writes.
     changes: tokio::sync::broadcast::Sender<DocumentChanged>,
     listening: Arc<AtomicBool>,

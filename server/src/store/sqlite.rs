@@ -35,7 +35,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     /// One process owns a SQLite database, so the change feed is in memory.
     changes: tokio::sync::broadcast::Sender<DocumentChanged>,
 }

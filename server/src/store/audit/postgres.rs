@@ -1,0 +1,105 @@
+//! `AuditStore` on PostgreSQL: appenders on every node serialise on one transaction-level advisory lock,
+//! `AUDIT_CHAIN_LOCK`, taken before the head is read.
+
+use anyhow::Context;
+use futures_util::stream::BoxStream;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use time::OffsetDateTime;
+
+use super::{page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
+use crate::audit::{canonical_json, AuditEntry, AuditFilter, ChainHead, NewAuditEntry};
+use crate::store::PostgresStore;
+
+/// The advisory lock key of the audit chain: the ASCII bytes of `gv-audit` as a big-endian integer. Only appending to
+/// the audit trail takes it.
+pub(crate) const AUDIT_CHAIN_LOCK: i64 = i64::from_be_bytes(*b"gv-audit");
+
+/// Appends an entry inside the caller's transaction, so an action and its entry commit together or not at all. Takes
+/// `AUDIT_CHAIN_LOCK` (held to the transaction's end) before it reads the head: in READ COMMITTED the read that
+/// follows sees every append committed before the lock was granted, on any node.
+///
+/// # Errors
+/// The detail holds a fractional number, or the database refused.
+pub(crate) async fn append_in_transaction(
+    connection: &mut PgConnection,
+    new: NewAuditEntry,
+) -> anyhow::Result<AuditEntry> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(&mut *connection).await?;
+    let head = sqlx::query(HEAD)
+        .fetch_optional(&mut *connection)
+        .await?
+        .map(|row| -> anyhow::Result<ChainHead> {
+            let seq: i64 = row.try_get("seq")?;
+            let hash = <[u8; 32]>::try_from(row.try_get::<Vec<u8>, _>("hash")?)
+                .map_err(|_| anyhow::anyhow!("audit entry {seq}: its hash is not 32 bytes"))?;
+            Ok(ChainHead { seq, at: row.try_get("at")?, hash })
+        })
+        .transpose()?;
+    let entry = AuditEntry::next(new, head, OffsetDateTime::now_utc())?;
+    sqlx::query(INSERT)
+        .bind(entry.seq)
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.role)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.outcome.as_str())
+        .bind(&entry.client_addr)
+        .bind(&entry.request_id)
+        .bind(canonical_json(&entry.detail)?)
+        .bind(&entry.prev_hash[..])
+        .bind(&entry.hash[..])
+        .execute(&mut *connection)
+        .await?;
+    Ok(entry)
+}
+
+fn audit_row(row: &PgRow) -> anyhow::Result<AuditRow> {
+    Ok(AuditRow {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        role: row.try_get("role")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: row.try_get("outcome")?,
+        client_addr: row.try_get("client_addr")?,
+        request_id: row.try_get("request_id")?,
+        detail: row.try_get("detail")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl AuditStore for PostgresStore {
+    async fn append_audit(&self, entry: NewAuditEntry) -> anyhow::Result<AuditEntry> {
+        let mut tx = self.pool.begin().await.context("appending to the audit trail")?;
+        let entry = append_in_transaction(&mut tx, entry).await.context("appending to the audit trail")?;
+        tx.commit().await.context("appending to the audit trail")?;
+        Ok(entry)
+    }
+
+    fn audit_entries(&self, filter: AuditFilter) -> BoxStream<'_, anyhow::Result<AuditEntry>> {
+        let pool = &self.pool;
+        let sql = page_query(&filter);
+        paged(move |after| {
+            let (sql, filter) = (sql.clone(), filter.clone());
+            async move {
+                let mut query = sqlx::query(&sql).bind(after);
+                if let Some(actor) = filter.actor {
+                    query = query.bind(actor);
+                }
+                if let Some(action) = filter.action {
+                    query = query.bind(action);
+                }
+                for at in [filter.since, filter.until].into_iter().flatten() {
+                    query = query.bind(at);
+                }
+                let rows = query.fetch_all(pool).await.context("reading the audit trail")?;
+                rows.iter().map(|row| audit_row(row)?.into_entry()).collect()
+            }
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! `AuditStore` on SQLite: `at` is stored as `audit::canonical_time` text (fixed width, so text order is time order),
+//! and the write lock, taken at `BEGIN IMMEDIATE`, serialises appenders.
+
+use anyhow::Context;
+use futures_util::stream::BoxStream;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+use time::OffsetDateTime;
+
+use super::{page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
+use crate::audit::NewAuditEntry;
+use crate::audit::{canonical_json, canonical_time, parse_canonical_time, AuditEntry, AuditFilter, ChainHead};
+use crate::store::SqliteStore;
+
+/// Appends an entry inside the caller's transaction, so an action and its entry commit together or not at all.
+/// The transaction must have been begun with `BEGIN IMMEDIATE`: it then holds the write lock from its first statement,
+/// and no other connection can read the same head.
+///
+/// # Errors
+/// The detail holds a fractional number, or the database refused.
+pub(crate) async fn append_in_transaction(
+    connection: &mut SqliteConnection,
+    new: NewAuditEntry,
+) -> anyhow::Result<AuditEntry> {
+    let head = sqlx::query(HEAD)
+        .fetch_optional(&mut *connection)
+        .await?
+        .map(|row| -> anyhow::Result<ChainHead> {
+            let seq: i64 = row.try_get("seq")?;
+            let at = parse_canonical_time(row.try_get("at")?)
+                .with_context(|| format!("audit entry {seq}: its time is not in canonical form"))?;
+            let hash = <[u8; 32]>::try_from(row.try_get::<Vec<u8>, _>("hash")?)
+                .map_err(|_| anyhow::anyhow!("audit entry {seq}: its hash is not 32 bytes"))?;
+            Ok(ChainHead { seq, at, hash })
+        })
+        .transpose()?;
+    let entry = AuditEntry::next(new, head, OffsetDateTime::now_utc())?;
+    sqlx::query(INSERT)
+        .bind(entry.seq)
+        .bind(canonical_time(entry.at))
+        .bind(&entry.actor)
+        .bind(&entry.role)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.outcome.as_str())
+        .bind(&entry.client_addr)
+        .bind(&entry.request_id)
+        .bind(canonical_json(&entry.detail)?)
+        .bind(&entry.prev_hash[..])
+        .bind(&entry.hash[..])
+        .execute(&mut *connection)
+        .await?;
+    Ok(entry)
+}
+
+fn audit_row(row: &SqliteRow) -> anyhow::Result<AuditRow> {
+    let seq: i64 = row.try_get("seq")?;
+    Ok(AuditRow {
+        seq,
+        at: parse_canonical_time(row.try_get("at")?)
+            .with_context(|| format!("audit entry {seq}: its time is not in canonical form"))?,
+        actor: row.try_get("actor")?,
+        role: row.try_get("role")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: row.try_get("outcome")?,
+        client_addr: row.try_get("client_addr")?,
+        request_id: row.try_get("request_id")?,
+        detail: row.try_get("detail")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, entry: NewAuditEntry) -> anyhow::Result<AuditEntry> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.context("appending to the audit trail")?;
+        let entry = append_in_transaction(&mut tx, entry).await.context("appending to the audit trail")?;
+        tx.commit().await.context("appending to the audit trail")?;
+        Ok(entry)
+    }
+
+    fn audit_entries(&self, filter: AuditFilter) -> BoxStream<'_, anyhow::Result<AuditEntry>> {
+        let pool = &self.pool;
+        let sql = page_query(&filter);
+        paged(move |after| {
+            let (sql, filter) = (sql.clone(), filter.clone());
+            async move {
+                let mut query = sqlx::query(&sql).bind(after);
+                if let Some(actor) = filter.actor {
+                    query = query.bind(actor);
+                }
+                if let Some(action) = filter.action {
+                    query = query.bind(action);
+                }
+                for at in [filter.since, filter.until].into_iter().flatten() {
+                    query = query.bind(canonical_time(at));
+                }
+                let rows = query.fetch_all(pool).await.context("reading the audit trail")?;
+                rows.iter().map(|row| audit_row(row)?.into_entry()).collect()
+            }
+        })
+    }
+}
