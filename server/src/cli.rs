@@ -12,15 +12,18 @@ use anyhow::Context;
 
 use crate::app::{Application, ServeConfig};
 use crate::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
-use crate::auth::{issue_api_token, issue_device};
+use crate::auth::issue_api_token;
 use crate::boundaries::Boundaries;
 use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
 use crate::database_url::DatabaseUrl;
 use crate::db_lock::DatabaseLock;
+use crate::domain::Principal;
 use crate::invitations;
 use crate::postcodes::read_postcodes;
 use crate::store::{self, ApiTokenInfo, Revoked, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
 use crate::telemetry::LogFormat;
+use crate::usecase::cohorts::NewInvitation;
+use crate::usecase::UseCases;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
@@ -438,8 +441,8 @@ fn api_tokens_json(tokens: &[ApiTokenInfo]) -> anyhow::Result<serde_json::Value>
 async fn run_devices(command: DeviceCommand) -> anyhow::Result<()> {
     match command {
         DeviceCommand::Add { label, collector, database } => {
-            let store = store::open(&database.database_url).await?;
-            let (device, token) = issue_device(store.as_ref(), &label, collector).await?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let (device, token) = usecases.add_device(&Principal::operator(), &label, collector).await?;
             println!(
                 "Added device {} for collector {} ({label}). Its token, shown only now:",
                 device.device_id, device.collector_id
@@ -447,9 +450,10 @@ async fn run_devices(command: DeviceCommand) -> anyhow::Result<()> {
             println!("{token}");
         }
         DeviceCommand::List { collector, database } => {
-            let store = store::open(&database.database_url).await?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let devices = usecases.devices(&Principal::operator(), collector).await?;
             println!("{:<36}  {:<36}  {:<20}  {:<20}  label", "device", "collector", "created", "revoked");
-            for device in store.devices(collector).await? {
+            for device in devices {
                 println!(
                     "{:<36}  {:<36}  {:<20}  {:<20}  {}",
                     device.device_id,
@@ -461,14 +465,14 @@ async fn run_devices(command: DeviceCommand) -> anyhow::Result<()> {
             }
         }
         DeviceCommand::Revoke { id, database } => {
-            let store = store::open(&database.database_url).await?;
-            match store.revoke_device(id).await? {
-                Revoked::Now => println!(
+            let usecases = UseCases::open(&database.database_url).await?;
+            if usecases.revoke_device(&Principal::operator(), id).await? {
+                println!(
                     "Revoked device {id}. Its next sync is refused (device_revoked); what it sent stays, and what it \
                      has not sent stays on the phone."
-                ),
-                Revoked::Already => println!("Device {id} was revoked already; nothing changed."),
-                Revoked::Unknown => anyhow::bail!("no device has the id {id} (see `grapevine device list`)"),
+                );
+            } else {
+                println!("Device {id} was revoked already; nothing changed.");
             }
         }
     }
@@ -479,12 +483,10 @@ async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
     match command {
         InviteCommand::Create { label, uses, expires, qr_out, server_url, secret, database } => {
             anyhow::ensure!(!label.trim().is_empty(), "an invitation needs a --label saying who it is for");
-            let store = store::open(&database.database_url).await?;
-            let secret =
-                invitations::open_secret(secret.path.as_deref(), &database.database_url, store.as_ref()).await?;
-            let code = invitations::new_code();
-            let expires_at = time::OffsetDateTime::now_utc() + expires;
-            let id = store.add_invitation(label.trim(), &secret.hash_code(&code), uses, expires_at).await?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let secret = usecases.invitation_secret(secret.path.as_deref(), &database.database_url).await?;
+            let NewInvitation { id, code, expires_at } =
+                usecases.create_invitation(&Principal::operator(), &secret, &label, uses, expires).await?;
             let (content, holds) = match &server_url {
                 Some(url) => (invitations::enrol_link(url, &code), "the enrol link for this server"),
                 None => (code.clone(), "the code alone"),
@@ -501,13 +503,14 @@ async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
             println!("{code}");
         }
         InviteCommand::List { database } => {
-            let store = store::open(&database.database_url).await?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let invitations = usecases.invitations(&Principal::operator()).await?;
             let now = time::OffsetDateTime::now_utc();
             println!(
                 "{:<36}  {:>9}  {:<20}  {:<9}  {:<6}  label",
                 "invitation", "uses left", "expires", "state", "hash"
             );
-            for invitation in store.invitations().await? {
+            for invitation in invitations {
                 let state = if invitation.revoked_at.is_some() {
                     "revoked"
                 } else if now >= invitation.expires_at {
@@ -529,17 +532,18 @@ async fn run_invitations(command: InviteCommand) -> anyhow::Result<()> {
             }
         }
         InviteCommand::Revoke { id, database } => {
-            let store = store::open(&database.database_url).await?;
-            match store.revoke_invitation(id).await? {
-                Revoked::Now => println!("Revoked invitation {id}; its code enrols no one now."),
-                Revoked::Already => println!("Invitation {id} was revoked already; nothing changed."),
-                Revoked::Unknown => anyhow::bail!("no invitation has the id {id} (see `grapevine invite list`)"),
+            let usecases = UseCases::open(&database.database_url).await?;
+            if usecases.revoke_invitation(&Principal::operator(), id).await? {
+                println!("Revoked invitation {id}; its code enrols no one now.");
+            } else {
+                println!("Invitation {id} was revoked already; nothing changed.");
             }
         }
         InviteCommand::NewSecret { secret, database } => {
-            let store = store::open(&database.database_url).await?;
-            let (path, secret) =
-                invitations::new_secret(secret.path.as_deref(), &database.database_url, store.as_ref()).await?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let (path, secret) = usecases
+                .new_invitation_secret(&Principal::operator(), secret.path.as_deref(), &database.database_url)
+                .await?;
             println!(
                 "Wrote a new invitation secret (fingerprint {}) to {}. Copy it to every node (same path, mode 0600), \
                  restart them, and back it up; invitations are made with it from now on.",

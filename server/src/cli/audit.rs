@@ -7,15 +7,16 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
 use super::DatabaseArgs;
-use crate::audit::{self, canonical_json, canonical_time, hex, AuditEntry, AuditFilter, Verified};
-use crate::store;
+use crate::audit::{canonical_json, canonical_time, hex, AuditEntry, AuditFilter, Verified};
+use crate::domain::Principal;
+use crate::usecase::UseCases;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// List audit entries, oldest first: a line each (after a header), or with --json one JSON object a line (JSON
     /// Lines). Filters combine; times are UTC.
     List {
-        /// Only entries of this actor (a person's email, a device id, `operator`).
+        /// Only entries of this actor: `person:EMAIL`, `device:ID`, `token:ID` (a service account) or `operator:USER`.
         #[arg(long)]
         actor: Option<String>,
         /// Only entries of this action, e.g. `token.add`.
@@ -46,9 +47,9 @@ pub enum AuditCommand {
 pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::List { actor, action, since, until, json, database } => {
-            let store = store::open(&database.database_url).await?;
+            let usecases = UseCases::open(&database.database_url).await?;
             let filter = AuditFilter { actor, action, since, until };
-            let mut entries = audit::list(store.as_ref(), filter)?;
+            let mut entries = usecases.audit_entries(&Principal::operator(), filter).await?;
             if !json {
                 println!(
                     "{:>8}  {:<27}  {:<7}  {:<24}  {:<11}  {:<20}  {:<36}  detail",
@@ -75,8 +76,8 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
             }
         }
         AuditCommand::Verify { database } => {
-            let store = store::open(&database.database_url).await?;
-            match audit::verify_store(store.as_ref()).await? {
+            let usecases = UseCases::open(&database.database_url).await?;
+            match usecases.verify_audit(&Principal::operator()).await? {
                 Verified::Intact { n, head } => println!("intact: {n} entries; head hash {}", hex(&head)),
                 Verified::Broken { seq, reason } => {
                     anyhow::bail!("the audit trail is broken at entry {seq}: {reason}")

@@ -187,11 +187,13 @@ pub enum Action {
     ImportPostcodes,
     /// Read the audit trail.
     ReadAudit,
+    /// Back up or restore the database (the operator, on the server).
+    Backup,
 }
 
 impl Action {
     /// Every action, in the order `docs/access.md` lists them.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::SyncOwnDocuments,
         Action::ReadRollups,
         Action::ReadPriorities,
@@ -202,6 +204,7 @@ impl Action {
         Action::ImportBoundaries,
         Action::ImportPostcodes,
         Action::ReadAudit,
+        Action::Backup,
     ];
 
     /// The action's name in the audit trail and in `docs/access.md`.
@@ -218,6 +221,7 @@ impl Action {
             Action::ImportBoundaries => "import_boundaries",
             Action::ImportPostcodes => "import_postcodes",
             Action::ReadAudit => "read_audit",
+            Action::Backup => "backup",
         }
     }
 
@@ -246,6 +250,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | A::ImportBoundaries
                 | A::ImportPostcodes
                 | A::ReadAudit
+                | A::Backup
         ),
     }
 }

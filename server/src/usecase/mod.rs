@@ -5,6 +5,9 @@
 //! the store themselves (`tests/it/one_door.rs` proves it).
 
 pub mod access;
+pub mod audit;
+pub mod cohorts;
+pub mod reference;
 pub mod rollups;
 
 use std::sync::Arc;
@@ -69,6 +72,14 @@ impl UseCases {
     #[must_use]
     pub fn new(store: Arc<dyn Store>) -> UseCases {
         UseCases { store }
+    }
+
+    /// Opens (creating and migrating) the database at `database_url`, for the command line.
+    ///
+    /// # Errors
+    /// The database cannot be opened or migrated.
+    pub async fn open(database_url: &str) -> anyhow::Result<UseCases> {
+        Ok(UseCases::new(crate::store::open(database_url).await?))
     }
 
     /// The first line of every use case: may this principal take this action at all?

@@ -76,7 +76,7 @@ impl UseCases {
         generation: &'g Generation,
         days: DayRange,
     ) -> Result<AreaTotals<'g>, UseCaseError> {
-        Self::authorize(principal, Action::ReadRollups)?;
+        self.authorize_audited(principal, Action::ReadRollups, "rollups.read", "areas").await?;
         let visible = Visible::of(principal, atlas, generation);
         let mut rollups = self.store.rollup(generation.info.id, days, None, false, false).await?;
         let outside =
@@ -113,7 +113,7 @@ impl UseCases {
         days: DayRange,
         period: Option<PeriodKind>,
     ) -> Result<AreaDetail<'g>, UseCaseError> {
-        Self::authorize(principal, Action::ReadRollups)?;
+        self.authorize_audited(principal, Action::ReadRollups, "rollups.read", &shown(code)).await?;
         let area = visible_area(principal, atlas, generation, code)?;
         let id = generation.info.id;
         let rollup =
@@ -138,7 +138,13 @@ impl UseCases {
         days: DayRange,
         previous: DayRange,
     ) -> Result<PriorityCounts<'g>, UseCaseError> {
-        Self::authorize(principal, Action::ReadPriorities)?;
+        self.authorize_audited(
+            principal,
+            Action::ReadPriorities,
+            "priorities.read",
+            &area.map_or_else(|| "areas".to_owned(), shown),
+        )
+        .await?;
         let areas: Vec<&Area> = match area {
             Some(code) => vec![visible_area(principal, atlas, generation, code)?],
             None => {

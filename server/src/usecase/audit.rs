@@ -1,0 +1,129 @@
+//! Writing the audit trail from the use cases, and reading it (`grapevine audit`, `GET /api/v1/audit`).
+//!
+//! An action and its entry: the entry (outcome `allowed`) is appended BEFORE the action runs, so an action whose entry
+//! cannot be written does not happen; if the action then fails, a second entry (outcome `failed`, with the error's
+//! code) follows. A refusal by the permission check is an entry (`refused`) of its own. Entries name ids and counts,
+//! never content (`docs/audit.md`).
+
+use std::future::Future;
+
+use futures_util::stream::BoxStream;
+use serde_json::Value;
+
+use super::{UseCaseError, UseCases};
+use crate::audit::{AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry, Verified};
+use crate::domain::{Action, Principal};
+
+impl UseCases {
+    /// Appends one entry for `principal`.
+    ///
+    /// # Errors
+    /// The entry cannot be written (then the action must not happen).
+    pub(crate) async fn record(
+        &self,
+        principal: &Principal,
+        verb: &str,
+        target: &str,
+        outcome: AuditOutcome,
+        detail: Value,
+    ) -> Result<(), UseCaseError> {
+        let entry = NewAuditEntry {
+            actor: principal.actor.audit_name(),
+            role: principal.role.as_str().to_owned(),
+            action: verb.to_owned(),
+            target: target.to_owned(),
+            outcome,
+            client_addr: principal.context.client_addr.map(|address| address.to_string()),
+            request_id: principal.context.request_id.clone(),
+            detail,
+        };
+        self.store.append_audit(entry).await?;
+        Ok(())
+    }
+
+    /// The permission check, with the refusal in the trail.
+    ///
+    /// # Errors
+    /// `Forbidden` (recorded), or the refusal cannot be recorded.
+    pub(crate) async fn authorize_audited(
+        &self,
+        principal: &Principal,
+        action: Action,
+        verb: &str,
+        target: &str,
+    ) -> Result<(), UseCaseError> {
+        match Self::authorize(principal, action) {
+            Ok(()) => Ok(()),
+            Err(refusal) => {
+                self.record(principal, verb, target, AuditOutcome::Refused, serde_json::json!({})).await?;
+                Err(refusal)
+            }
+        }
+    }
+
+    /// Runs `act` as `verb` on `target`: checked, recorded before it runs, and its failure recorded after.
+    ///
+    /// # Errors
+    /// Refused, the entry cannot be written (nothing was done), or `act` failed.
+    pub(crate) async fn audited<T>(
+        &self,
+        principal: &Principal,
+        action: Action,
+        verb: &str,
+        target: &str,
+        detail: Value,
+        act: impl Future<Output = Result<T, UseCaseError>>,
+    ) -> Result<T, UseCaseError> {
+        self.authorize_audited(principal, action, verb, target).await?;
+        self.record(principal, verb, target, AuditOutcome::Allowed, detail).await?;
+        match act.await {
+            Ok(done) => Ok(done),
+            Err(error) => {
+                let failed = serde_json::json!({ "code": error.code().as_str() });
+                if let Err(not_recorded) = self.record(principal, verb, target, AuditOutcome::Failed, failed).await {
+                    tracing::error!(error = %not_recorded, verb, "cannot record a failed action in the audit trail");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The entries `filter` lets through, oldest first. Reading the trail is itself recorded.
+    ///
+    /// # Errors
+    /// Refused; `since` not before `until`; the entry cannot be written.
+    pub async fn audit_entries(
+        &self,
+        principal: &Principal,
+        filter: AuditFilter,
+    ) -> Result<BoxStream<'_, anyhow::Result<AuditEntry>>, UseCaseError> {
+        let detail = serde_json::json!({
+            "actor": filter.actor,
+            "action": filter.action,
+            "since": filter.since.map(crate::audit::canonical_time),
+            "until": filter.until.map(crate::audit::canonical_time),
+        });
+        self.authorize_audited(principal, Action::ReadAudit, "audit.list", "audit_log").await?;
+        let entries = crate::audit::list(self.store.as_ref(), filter).map_err(|error| UseCaseError::Invalid {
+            code: grapevine_sync_proto::ErrorCode::InvalidQuery,
+            message: error.to_string(),
+        })?;
+        self.record(principal, "audit.list", "audit_log", AuditOutcome::Allowed, detail).await?;
+        Ok(entries)
+    }
+
+    /// Recomputes the whole chain. Recorded after the walk, so the walk does not race its own entry.
+    ///
+    /// # Errors
+    /// Refused; the store cannot be read; the entry cannot be written.
+    pub async fn verify_audit(&self, principal: &Principal) -> Result<Verified, UseCaseError> {
+        self.authorize_audited(principal, Action::ReadAudit, "audit.verify", "audit_log").await?;
+        let verified = crate::audit::verify_store(self.store.as_ref()).await?;
+        let detail = match &verified {
+            Verified::Intact { n, .. } => serde_json::json!({ "intact": n }),
+            Verified::Broken { seq, .. } => serde_json::json!({ "broken_at": seq }),
+        };
+        self.record(principal, "audit.verify", "audit_log", AuditOutcome::Allowed, detail).await?;
+        Ok(verified)
+    }
+}
