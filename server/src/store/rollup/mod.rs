@@ -1,11 +1,52 @@
-//! Roll-up arithmetic both backends share (docs/geotagging.md): which cells an insight counts in, the deltas a
-//! transaction adds to them, and how any period is tiled by the fewest aligned periods.
+//! Roll-ups (docs/geotagging.md): the `RollupStore` trait the analyst reads go through, and the arithmetic both
+//! backends share: which cells an insight counts in, the deltas a transaction adds to them, how any period is tiled
+//! by the fewest aligned periods, and the statements that read the cells.
+
+pub(super) mod postgres;
+pub(super) mod sqlite;
 
 use std::collections::BTreeMap;
 
 use grapevine_sync_proto::Channel;
 use time::{Date, Duration, Month, Weekday};
 use uuid::Uuid;
+
+use super::{AreaRollup, CategoryCount, DayRange, SeriesPoint};
+
+/// The analyst reads: counts per area, category and period, from the roll-up cells.
+#[async_trait::async_trait]
+pub trait RollupStore: Send + Sync {
+    /// Every area's roll-up over a period on one generation (areas with nothing are absent), or one area's; with
+    /// `by_category`, each area's categories too. Distinct contributors come free when the period is one calendar
+    /// period (one cell); over several cells they are the union of the cells' contributor sets, read only when
+    /// `distinct_contributors` is set (a set per cell read: about 20 bytes per collector in each).
+    async fn rollup(
+        &self,
+        generation_id: i64,
+        days: DayRange,
+        area_code: Option<&str>,
+        by_category: bool,
+        distinct_contributors: bool,
+    ) -> anyhow::Result<Vec<AreaRollup>>;
+
+    /// Each area's insight count per category over a period on one generation (or one area's), categories with none
+    /// absent: the priorities table's one number per cell, read from a covering index alone.
+    async fn category_counts(
+        &self,
+        generation_id: i64,
+        days: DayRange,
+        area_code: Option<&str>,
+    ) -> anyhow::Result<Vec<CategoryCount>>;
+
+    /// One area's all-categories counts per period of a kind, for the periods that start inside `days`.
+    async fn series(
+        &self,
+        generation_id: i64,
+        area_code: &str,
+        kind: PeriodKind,
+        days: DayRange,
+    ) -> anyhow::Result<Vec<SeriesPoint>>;
+}
 
 /// The roll-up category under which every insight also counts, whatever its category.
 pub(crate) const ALL_CATEGORIES: &str = "*";
