@@ -10,6 +10,47 @@ use uuid::Uuid;
 
 use super::{ApiTokenInfo, CodeHashes, DeviceInfo, InvitationInfo, NewDevice, Principal, RedeemError, Revoked, Role};
 
+// The statements both backends run as they are (`$n` parameters; see `store::sqlite`'s test of how SQLite binds them).
+
+/// A collector's id if it exists (`$1` the id).
+const COLLECTOR_BY_ID: &str = "SELECT id FROM collectors WHERE id = $1";
+
+/// 1 if the device `$1` exists and is not revoked, else 0.
+const LIVE_DEVICE_COUNT: &str = "SELECT COUNT(*) FROM devices WHERE id = $1 AND revoked_at IS NULL";
+
+/// The id key the device `$1` enrolled with, if any.
+const DEVICE_ID_KEY: &str = "SELECT id_key FROM devices WHERE id = $1";
+
+/// Every invitation, newest first.
+const INVITATIONS: &str = "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at, code_hash_scheme
+    FROM invitations ORDER BY created_at DESC, id";
+
+/// The invitation whose code hashes to `$1` under the invitation secret, or to `$2` as a plain SHA-256 when it was
+/// stored that way: a legacy hash matches only an invitation stored that way, so a keyed hash can never be found by
+/// it. A `WHERE` condition.
+const BY_CODE_HASHES: &str =
+    "(code_hash = $1 AND code_hash_scheme = 'hmac-sha256') OR (code_hash = $2 AND code_hash_scheme = 'sha256')";
+
+/// Takes one use of the invitation `$1`.
+const TAKE_INVITATION_USE: &str = "UPDATE invitations SET uses_left = uses_left - 1 WHERE id = $1";
+
+/// The invitation secret's fingerprint, once recorded.
+const INVITATION_SECRET_FINGERPRINT: &str = "SELECT value FROM meta WHERE key = 'invitation_secret_fingerprint'";
+
+/// Records `$1` as the invitation secret's fingerprint unless one is recorded.
+const CLAIM_INVITATION_SECRET: &str =
+    "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', $1) ON CONFLICT (key) DO NOTHING";
+
+/// Records `$1` as the invitation secret's fingerprint, replacing any.
+const REPLACE_INVITATION_SECRET: &str = "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', $1)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+/// Every API token, oldest first.
+const API_TOKENS: &str = "SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id";
+
+/// The role of the live API token whose hash is `$1`.
+const API_TOKEN_ROLE: &str = "SELECT role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL";
+
 /// Devices, invitations, the invitation secret and API tokens: who may sync, enrol and query.
 #[async_trait::async_trait]
 pub trait AccessStore: Send + Sync {

@@ -33,10 +33,8 @@ impl AccessStore for PostgresStore {
         let new = NewDevice { device_id: Uuid::new_v4(), collector_id: collector.unwrap_or_else(Uuid::new_v4) };
         let mut tx = self.pool.begin().await?;
         if collector.is_some() {
-            let known: Option<Uuid> = sqlx::query_scalar("SELECT id FROM collectors WHERE id = $1")
-                .bind(new.collector_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let known: Option<Uuid> =
+                sqlx::query_scalar(super::COLLECTOR_BY_ID).bind(new.collector_id).fetch_optional(&mut *tx).await?;
             anyhow::ensure!(known.is_some(), "no collector has the id {}", new.collector_id);
         } else {
             sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, $2)")
@@ -82,10 +80,7 @@ impl AccessStore for PostgresStore {
     }
 
     async fn device_revoked(&self, device_id: Uuid) -> anyhow::Result<bool> {
-        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE id = $1 AND revoked_at IS NULL")
-            .bind(device_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let live: i64 = sqlx::query_scalar(super::LIVE_DEVICE_COUNT).bind(device_id).fetch_one(&self.pool).await?;
         Ok(live == 0)
     }
 
@@ -112,12 +107,7 @@ impl AccessStore for PostgresStore {
     }
 
     async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>> {
-        let rows = sqlx::query(
-            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at, code_hash_scheme FROM invitations
-             ORDER BY created_at DESC, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(super::INVITATIONS).fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
             .map(|row| InvitationInfo {
@@ -147,12 +137,11 @@ impl AccessStore for PostgresStore {
     ) -> Result<NewDevice, RedeemError> {
         let mut tx = self.pool.begin().await?;
         // The row lock serialises redemptions of one invitation across nodes: a second phone waits here and then
-        // reads the use the first one took. A legacy hash matches only an invitation stored that way.
-        let row = sqlx::query(
-            "SELECT id, label, uses_left, expires_at, revoked_at IS NOT NULL AS revoked FROM invitations
-             WHERE (code_hash = $1 AND code_hash_scheme = 'hmac-sha256') OR (code_hash = $2 AND code_hash_scheme = 'sha256')
-             FOR UPDATE",
-        )
+        // reads the use the first one took.
+        let row = sqlx::query(&format!(
+            "SELECT id, label, uses_left, expires_at, revoked_at IS NOT NULL AS revoked FROM invitations WHERE {} FOR UPDATE",
+            super::BY_CODE_HASHES
+        ))
         .bind(&code_hashes.keyed)
         .bind(&code_hashes.legacy)
         .fetch_optional(&mut *tx)
@@ -166,10 +155,7 @@ impl AccessStore for PostgresStore {
             revoked: row.get("revoked"),
         };
         invitation.check(now)?;
-        sqlx::query("UPDATE invitations SET uses_left = uses_left - 1 WHERE id = $1")
-            .bind(invitation.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(super::TAKE_INVITATION_USE).bind(invitation.id).execute(&mut *tx).await?;
         let label = if label.is_empty() { invitation.label.as_str() } else { label };
         let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
         sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, $2)")
@@ -193,10 +179,8 @@ impl AccessStore for PostgresStore {
     }
 
     async fn device_id_key(&self, device_id: Uuid) -> anyhow::Result<Option<[u8; ID_KEY_BYTES]>> {
-        let key: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT id_key FROM devices WHERE id = $1")
-            .bind(device_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let key: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar(super::DEVICE_ID_KEY).bind(device_id).fetch_optional(&self.pool).await?;
         Ok(key.flatten().and_then(|key| key.try_into().ok()))
     }
 
@@ -213,29 +197,16 @@ impl AccessStore for PostgresStore {
     }
 
     async fn invitation_secret_fingerprint(&self) -> anyhow::Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'invitation_secret_fingerprint'")
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(super::INVITATION_SECRET_FINGERPRINT).fetch_optional(&self.pool).await?)
     }
 
     async fn claim_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<String> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', $1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(fingerprint)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(super::CLAIM_INVITATION_SECRET).bind(fingerprint).execute(&self.pool).await?;
         self.invitation_secret_fingerprint().await?.context("the invitation secret's fingerprint was just recorded")
     }
 
     async fn replace_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', $1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(fingerprint)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(super::REPLACE_INVITATION_SECRET).bind(fingerprint).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -250,10 +221,7 @@ impl AccessStore for PostgresStore {
     }
 
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
-        let rows =
-            sqlx::query("SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(super::API_TOKENS).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let id: Uuid = row.get("id");
@@ -287,10 +255,7 @@ impl AccessStore for PostgresStore {
             return Ok(Some(Principal::Device { device_id: row.get("id"), collector_id: row.get("collector_id") }));
         }
         let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
+            sqlx::query_scalar(super::API_TOKEN_ROLE).bind(token_hash).fetch_optional(&self.pool).await?;
         Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
     }
 }

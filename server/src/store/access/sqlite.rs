@@ -38,7 +38,7 @@ impl AccessStore for SqliteStore {
         let new = NewDevice { device_id: Uuid::new_v4(), collector_id: collector.unwrap_or_else(Uuid::new_v4) };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if collector.is_some() {
-            let known: Option<String> = sqlx::query_scalar("SELECT id FROM collectors WHERE id = ?1")
+            let known: Option<String> = sqlx::query_scalar(super::COLLECTOR_BY_ID)
                 .bind(new.collector_id.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -96,10 +96,8 @@ impl AccessStore for SqliteStore {
     }
 
     async fn device_revoked(&self, device_id: Uuid) -> anyhow::Result<bool> {
-        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE id = ?1 AND revoked_at IS NULL")
-            .bind(device_id.to_string())
-            .fetch_one(&self.pool)
-            .await?;
+        let live: i64 =
+            sqlx::query_scalar(super::LIVE_DEVICE_COUNT).bind(device_id.to_string()).fetch_one(&self.pool).await?;
         Ok(live == 0)
     }
 
@@ -127,12 +125,7 @@ impl AccessStore for SqliteStore {
     }
 
     async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>> {
-        let rows = sqlx::query(
-            "SELECT id, label, uses, uses_left, expires_at, created_at, revoked_at, code_hash_scheme FROM invitations
-             ORDER BY created_at DESC, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(super::INVITATIONS).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.get("id");
@@ -165,11 +158,10 @@ impl AccessStore for SqliteStore {
         // The immediate transaction holds the database's write lock from the read on: redemptions serialise, and
         // the use counted is the use checked.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // A legacy hash matches only an invitation stored that way, so a keyed hash can never be found by it.
-        let row = sqlx::query(
-            "SELECT id, label, uses_left, expires_at, revoked_at FROM invitations
-             WHERE (code_hash = ?1 AND code_hash_scheme = 'hmac-sha256') OR (code_hash = ?2 AND code_hash_scheme = 'sha256')",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT id, label, uses_left, expires_at, revoked_at FROM invitations WHERE {}",
+            super::BY_CODE_HASHES
+        ))
         .bind(&code_hashes.keyed)
         .bind(&code_hashes.legacy)
         .fetch_optional(&mut *tx)
@@ -185,10 +177,7 @@ impl AccessStore for SqliteStore {
             revoked: revoked_at.is_some(),
         };
         invitation.check(now)?;
-        sqlx::query("UPDATE invitations SET uses_left = uses_left - 1 WHERE id = ?1")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(super::TAKE_INVITATION_USE).bind(&id).execute(&mut *tx).await?;
         let label = if label.is_empty() { invitation.label.as_str() } else { label };
         let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
         sqlx::query("INSERT INTO collectors (id, label, created_at) VALUES (?1, ?2, ?3)")
@@ -215,10 +204,8 @@ impl AccessStore for SqliteStore {
     }
 
     async fn device_id_key(&self, device_id: Uuid) -> anyhow::Result<Option<[u8; ID_KEY_BYTES]>> {
-        let key: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT id_key FROM devices WHERE id = ?1")
-            .bind(device_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let key: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar(super::DEVICE_ID_KEY).bind(device_id.to_string()).fetch_optional(&self.pool).await?;
         Ok(key.flatten().and_then(|key| key.try_into().ok()))
     }
 
@@ -236,29 +223,16 @@ impl AccessStore for SqliteStore {
     }
 
     async fn invitation_secret_fingerprint(&self) -> anyhow::Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'invitation_secret_fingerprint'")
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(super::INVITATION_SECRET_FINGERPRINT).fetch_optional(&self.pool).await?)
     }
 
     async fn claim_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<String> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', ?1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(fingerprint)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(super::CLAIM_INVITATION_SECRET).bind(fingerprint).execute(&self.pool).await?;
         self.invitation_secret_fingerprint().await?.context("the invitation secret's fingerprint was just recorded")
     }
 
     async fn replace_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(fingerprint)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(super::REPLACE_INVITATION_SECRET).bind(fingerprint).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -275,10 +249,7 @@ impl AccessStore for SqliteStore {
     }
 
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
-        let rows =
-            sqlx::query("SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(super::API_TOKENS).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.get("id");
@@ -317,10 +288,7 @@ impl AccessStore for SqliteStore {
             }));
         }
         let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
+            sqlx::query_scalar(super::API_TOKEN_ROLE).bind(token_hash).fetch_optional(&self.pool).await?;
         Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
     }
 }
