@@ -13,8 +13,8 @@ use crate::store::rollup::sqlite::apply_deltas;
 use crate::store::rollup::{Contribution, RollupDeltas};
 use crate::store::sqlite::{now_text, parse_time};
 use crate::store::{
-    ensure_distinct, tagged_up_to, AreaTag, DocumentBytes, DocumentChanged, DocumentWrite, InsightRow, Outcome,
-    SaveError, SqliteStore, StoredDocument,
+    ensure_distinct, tagged_up_to, DocumentBytes, DocumentChanged, DocumentWrite, InsightRow, Outcome, SaveError,
+    SqliteStore, StoredDocument,
 };
 
 /// One document write inside a caller's transaction: claim the version, store the chunk, note how the roll-ups move
@@ -193,18 +193,10 @@ impl DocumentStore for SqliteStore {
     async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>> {
         let doc_id = doc_id.to_string();
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query("SELECT collector_id, version FROM documents WHERE doc_id = ?1")
-            .bind(&doc_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
+        let Some(row) = sqlx::query(super::DOCUMENT_HEAD).bind(&doc_id).fetch_optional(&mut *tx).await? else {
             return Ok(None);
         };
-        let chunks: Vec<Vec<u8>> =
-            sqlx::query_scalar("SELECT bytes FROM document_chunks WHERE doc_id = ?1 ORDER BY seq")
-                .bind(&doc_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let chunks: Vec<Vec<u8>> = sqlx::query_scalar(super::DOCUMENT_CHUNKS).bind(&doc_id).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let collector_id: String = row.get("collector_id");
         Ok(Some(StoredDocument {
@@ -224,7 +216,7 @@ impl DocumentStore for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(anyhow::Error::from)?;
         // Tags must cover every generation; a re-tag holds the write lock until it commits, so this sees it whole.
         if let Some(tagged_up_to) = tagged_up_to(&writes) {
-            let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM boundary_generations")
+            let newest: Option<i64> = sqlx::query_scalar(crate::store::generations::NEWEST_GENERATION_ID)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(anyhow::Error::from)?;
@@ -250,7 +242,7 @@ impl DocumentStore for SqliteStore {
     }
 
     async fn load_sync_state(&self, device_id: Uuid, doc_id: DocumentId) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar("SELECT state FROM sync_states WHERE device_id = ?1 AND doc_id = ?2")
+        Ok(sqlx::query_scalar(super::SYNC_STATE)
             .bind(device_id.to_string())
             .bind(doc_id.to_string())
             .fetch_optional(&self.pool)
@@ -263,15 +255,12 @@ impl DocumentStore for SqliteStore {
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for (doc_id, state) in states {
-            sqlx::query(
-                "INSERT INTO sync_states (device_id, doc_id, state) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (device_id, doc_id) DO UPDATE SET state = excluded.state",
-            )
-            .bind(device_id.to_string())
-            .bind(doc_id.to_string())
-            .bind(state)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(super::SAVE_SYNC_STATE)
+                .bind(device_id.to_string())
+                .bind(doc_id.to_string())
+                .bind(state)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -284,18 +273,13 @@ impl DocumentStore for SqliteStore {
         since: i64,
         limit: i64,
     ) -> anyhow::Result<Vec<(DocumentId, i64)>> {
-        let rows = sqlx::query(
-            "SELECT doc_id, change_seq FROM documents
-             WHERE collector_id = ?1 AND change_seq > ?3
-               AND (last_device_id IS NULL OR last_device_id <> ?2)
-             ORDER BY change_seq LIMIT ?4",
-        )
-        .bind(collector_id.to_string())
-        .bind(device_id.to_string())
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(super::CATCH_UP)
+            .bind(collector_id.to_string())
+            .bind(device_id.to_string())
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(|row| {
                 let doc_id: String = row.get("doc_id");
@@ -309,65 +293,18 @@ impl DocumentStore for SqliteStore {
     }
 
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
-        let row = sqlx::query(
-            "SELECT captured_at, campaign, category, text, feeling_safe, channel, lat, lon, accuracy_m,
-                    picked_area_code, status, area_code, reject_code, reject_message, processed_at, postcode,
-                    tag_lat, tag_lon
-             FROM insights WHERE id = ?1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(super::INSIGHT).bind(id.to_string()).fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
-        let tags = sqlx::query(
-            "SELECT generation_id, area_code, near_boundary FROM insight_areas WHERE insight_id = ?1
-             ORDER BY generation_id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|tag| AreaTag {
-            generation_id: tag.get("generation_id"),
-            area_code: tag.get("area_code"),
-            near_boundary: tag.get("near_boundary"),
-        })
-        .collect();
-        let lat: Option<f64> = row.get("lat");
-        let lon: Option<f64> = row.get("lon");
-        let accuracy: Option<f64> = row.get("accuracy_m");
-        let tag_lat: Option<f64> = row.get("tag_lat");
-        let tag_lon: Option<f64> = row.get("tag_lon");
-        let status: String = row.get("status");
+        let tag_rows = sqlx::query(super::INSIGHT_TAGS).bind(id.to_string()).fetch_all(&self.pool).await?;
+        let tags = tag_rows.iter().map(super::area_tag).collect();
         let feeling_safe: Option<i64> = row.get("feeling_safe");
-        Ok(Some(InsightRow {
-            id,
-            captured_at: parse_time(row.get("captured_at")),
-            campaign: row.get("campaign"),
-            category: row.get("category"),
-            text: row.get("text"),
-            feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
-            channel: row.get("channel"),
-            gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
-            picked_area_code: row.get("picked_area_code"),
-            postcode: row.get("postcode"),
-            tag_point: tag_lat.zip(tag_lon),
-            outcome: Outcome::from_columns(
-                &status,
-                row.get("area_code"),
-                row.get("reject_code"),
-                row.get("reject_message"),
-            ),
-            processed_at: parse_time(row.get("processed_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            tags,
-        }))
+        let captured_at = parse_time(row.get("captured_at"));
+        let processed_at = parse_time(row.get("processed_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Ok(Some(super::insight_row(id, &row, captured_at, feeling_safe, processed_at, tags)))
     }
 
     async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>> {
-        let row = sqlx::query("SELECT bytes, version FROM published_documents WHERE doc_id = ?1")
-            .bind(doc_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(super::PUBLISHED).bind(doc_id.to_string()).fetch_optional(&self.pool).await?;
         Ok(row.map(|row| (row.get("bytes"), row.get("version"))))
     }
 
@@ -378,21 +315,15 @@ impl DocumentStore for SqliteStore {
         expected_version: Option<i64>,
     ) -> Result<(), SaveError> {
         let written = match expected_version {
-            None => sqlx::query(
-                "INSERT INTO published_documents (doc_id, version, bytes) VALUES (?1, 1, ?2) ON CONFLICT (doc_id) DO NOTHING",
-            )
-            .bind(doc_id.to_string())
-            .bind(bytes)
-            .execute(&self.pool)
-            .await,
-            Some(version) => sqlx::query(
-                "UPDATE published_documents SET version = version + 1, bytes = ?2 WHERE doc_id = ?1 AND version = ?3",
-            )
-            .bind(doc_id.to_string())
-            .bind(bytes)
-            .bind(version)
-            .execute(&self.pool)
-            .await,
+            None => sqlx::query(super::PUBLISH_FIRST).bind(doc_id.to_string()).bind(bytes).execute(&self.pool).await,
+            Some(version) => {
+                sqlx::query(super::PUBLISH_NEXT)
+                    .bind(doc_id.to_string())
+                    .bind(bytes)
+                    .bind(version)
+                    .execute(&self.pool)
+                    .await
+            }
         }
         .map_err(anyhow::Error::from)?;
         if written.rows_affected() == 1 {

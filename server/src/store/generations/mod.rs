@@ -6,6 +6,9 @@ pub(super) mod sqlite;
 
 use super::{GenerationInfo, StoredArea, Tagger};
 
+/// The id of the newest generation of any set, if any: what a write's tags are checked against.
+pub(super) const NEWEST_GENERATION_ID: &str = "SELECT MAX(id) FROM boundary_generations";
+
 /// Boundary generations and their areas.
 #[async_trait::async_trait]
 pub trait GenerationStore: Send + Sync {
