@@ -467,6 +467,12 @@ fn latest_of(migrator: &sqlx::migrate::Migrator) -> i64 {
     migrator.iter().map(|migration| migration.version).max().unwrap_or(0)
 }
 
+/// The id of this database's lineage.
+const STORAGE_ID: &str = "SELECT value FROM meta WHERE key = 'storage_id'";
+
+/// The newest migration applied.
+const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations";
+
 /// The database itself: its lineage, its schema and its connection pool.
 #[async_trait::async_trait]
 pub trait DatabaseStore: Send + Sync {

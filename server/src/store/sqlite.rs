@@ -126,11 +126,11 @@ pub(super) fn parse_time(text: Option<String>) -> Option<OffsetDateTime> {
 #[async_trait::async_trait]
 impl DatabaseStore for SqliteStore {
     async fn storage_id(&self) -> anyhow::Result<String> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = 'storage_id'").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar(super::STORAGE_ID).fetch_one(&self.pool).await?)
     }
 
     async fn schema_version(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar(super::SCHEMA_VERSION).fetch_one(&self.pool).await?)
     }
 
     fn latest_migration(&self) -> i64 {

@@ -19,9 +19,7 @@ pub(in crate::store) async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::
         let mut tx = pool.begin().await?;
         sqlx::query("LOCK TABLE boundary_generations IN EXCLUSIVE MODE").execute(&mut *tx).await?;
         let Some(generation_id) =
-            sqlx::query_scalar::<_, i64>("SELECT generation_id FROM rollups_pending ORDER BY generation_id LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?
+            sqlx::query_scalar::<_, i64>(super::NEXT_PENDING_ROLLUP).fetch_optional(&mut *tx).await?
         else {
             return Ok(());
         };
@@ -54,10 +52,7 @@ pub(in crate::store) async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::
         }
         phases.mark("insights read and summed");
         load_generation(&mut tx, generation_id, None, built, &mut phases).await?;
-        sqlx::query("DELETE FROM rollups_pending WHERE generation_id = $1")
-            .bind(generation_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(super::PENDING_ROLLUP_DONE).bind(generation_id).execute(&mut *tx).await?;
         tx.commit().await?;
         phases.mark("committed");
         phases.log(generation_id, n_insights);
@@ -247,7 +242,7 @@ impl<'c> BinaryCopy<'c> {
 #[async_trait::async_trait]
 impl GenerationStore for PostgresStore {
     async fn newest_generation_id(&self) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MAX(id) FROM boundary_generations").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar(super::NEWEST_GENERATION_ID).fetch_one(&self.pool).await?)
     }
 
     async fn generations(&self) -> anyhow::Result<Vec<GenerationInfo>> {
@@ -259,29 +254,12 @@ impl GenerationStore for PostgresStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| GenerationInfo {
-                id: row.get("id"),
-                set_name: row.get("set_name"),
-                generation: row.get("generation"),
-                source: row.get("source"),
-                imported_at: row.get("imported_at"),
-                n_areas: row.get("n_areas"),
-            })
-            .collect())
+        Ok(rows.into_iter().map(|row| super::generation_info(&row)).collect())
     }
 
     async fn generation_areas(&self, generation_id: i64) -> anyhow::Result<Vec<StoredArea>> {
-        let rows =
-            sqlx::query("SELECT code, name, geometry FROM boundary_areas WHERE generation_id = $1 ORDER BY code")
-                .bind(generation_id)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| StoredArea { code: row.get("code"), name: row.get("name"), geometry: row.get("geometry") })
-            .collect())
+        let rows = sqlx::query(super::GENERATION_AREAS).bind(generation_id).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|row| super::stored_area(&row)).collect())
     }
 
     async fn add_generation(
@@ -319,11 +297,7 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         // One import at a time per database: the next generation number must not be taken twice.
         sqlx::query("LOCK TABLE boundary_generations IN EXCLUSIVE MODE").execute(&mut *tx).await?;
-        let generation: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(generation), 0) + 1 FROM boundary_generations WHERE set_name = $1")
-                .bind(set_name)
-                .fetch_one(&mut *tx)
-                .await?;
+        let generation: i64 = sqlx::query_scalar(super::NEXT_GENERATION).bind(set_name).fetch_one(&mut *tx).await?;
         if first_only && generation > 1 {
             let existing = self.generations().await?.into_iter().find(|info| info.set_name == set_name);
             return Ok((existing.context("the set has a generation")?, false));

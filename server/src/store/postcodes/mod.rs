@@ -5,6 +5,14 @@ mod sqlite;
 
 use super::ImportedPostcodes;
 
+// The statements both backends run as they are (`$n` parameters; see `store::sqlite`'s test of how SQLite binds them).
+
+/// The centroid of postcode `$1`.
+const POSTCODE_CENTROID: &str = "SELECT lat, lon FROM postcodes WHERE postcode = $1";
+
+/// How many postcodes are stored: counted before and after an import, inside its transaction.
+const POSTCODE_COUNT: &str = "SELECT COUNT(*) FROM postcodes";
+
 /// Postcode centroids, for insights located by postcode.
 #[async_trait::async_trait]
 pub trait PostcodeStore: Send + Sync {

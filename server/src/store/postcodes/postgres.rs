@@ -8,17 +8,14 @@ use crate::store::{ImportedPostcodes, PostgresStore};
 #[async_trait::async_trait]
 impl PostcodeStore for PostgresStore {
     async fn postcode_centroid(&self, postcode: &str) -> anyhow::Result<Option<(f64, f64)>> {
-        let row = sqlx::query("SELECT lat, lon FROM postcodes WHERE postcode = $1")
-            .bind(postcode)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(super::POSTCODE_CENTROID).bind(postcode).fetch_optional(&self.pool).await?;
         Ok(row.map(|row| (row.get("lat"), row.get("lon"))))
     }
 
     async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<ImportedPostcodes> {
         let mut tx = self.pool.begin().await?;
         // Counted inside the transaction, so the difference is this import's alone.
-        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postcodes").fetch_one(&mut *tx).await?;
+        let before: i64 = sqlx::query_scalar(super::POSTCODE_COUNT).fetch_one(&mut *tx).await?;
         for slice in rows.chunks(50_000) {
             sqlx::query(
                 "INSERT INTO postcodes (postcode, lat, lon)
@@ -31,7 +28,7 @@ impl PostcodeStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
-        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM postcodes").fetch_one(&mut *tx).await?;
+        let after: i64 = sqlx::query_scalar(super::POSTCODE_COUNT).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         Ok(ImportedPostcodes::from_counts(before, after, rows.len()))
     }

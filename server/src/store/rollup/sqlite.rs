@@ -1,15 +1,12 @@
 //! `RollupStore` on SQLite, and how a transaction writes roll-up cells there.
 
 use anyhow::Context;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
+use super::{rollup_reads, rollups_from_rows, series_point, series_statement};
 use crate::store::prelude::*;
-use crate::store::rollup::{
-    assemble_rollups, category_counts_query, is_one_cell, push_cells, tile, union_of_contributor_sets, CellWrite,
-    ContributorSet, PeriodKind, RollupDeltas, CELL_COLUMNS,
-};
-use crate::store::{AreaRollup, CategoryCount, DayRange, SeriesPoint, SqliteStore, Sums};
+use crate::store::rollup::{category_counts_query, tile, CellWrite, ContributorSet, PeriodKind, RollupDeltas};
+use crate::store::{AreaRollup, CategoryCount, DayRange, SeriesPoint, SqliteStore};
 
 /// The columns of a roll-up row, in the order `push_cell_values` binds them.
 pub(in crate::store) const CELL_ROW: &str =
@@ -108,32 +105,13 @@ impl RollupStore for SqliteStore {
         by_category: bool,
         distinct_contributors: bool,
     ) -> anyhow::Result<Vec<AreaRollup>> {
-        let (from, to) = days.bounds();
-        let runs = tile(from, to);
-        let one_cell = is_one_cell(&runs);
-        let mut sums = QueryBuilder::<Sqlite>::new(SUMS_SELECT);
-        push_cells(&mut sums, CELL_COLUMNS, "rollups", generation_id, area_code, by_category, &runs);
-        sums.push(") AS cells GROUP BY area_code, category");
-        let sum_rows = sums.build().fetch_all(&self.pool).await?;
-        // Distinct collectors over several cells: the union of the tiling cells' contributor sets, when asked.
-        let contributors = if distinct_contributors && !one_cell {
-            let mut sets = QueryBuilder::<Sqlite>::new("");
-            let columns = "area_code, category, contributors";
-            push_cells(&mut sets, columns, "rollups", generation_id, area_code, by_category, &runs);
-            let rows = sets.build().fetch_all(&self.pool).await?;
-            union_of_contributor_sets(
-                rows.into_iter().map(|row| (row.get("area_code"), row.get("category"), row.get("contributors"))),
-            )?
-        } else {
-            Vec::new()
+        let mut reads = rollup_reads::<Sqlite>(generation_id, days, area_code, by_category, distinct_contributors);
+        let sums = reads.sums.build().fetch_all(&self.pool).await?;
+        let sets = match reads.sets.as_mut() {
+            Some(sets) => sets.build().fetch_all(&self.pool).await?,
+            None => Vec::new(),
         };
-        Ok(assemble_rollups(
-            sum_rows
-                .iter()
-                .map(|row| (row.get("area_code"), row.get("category"), sums_of(row), row.get("n_contributors"))),
-            contributors.into_iter(),
-            one_cell,
-        ))
+        rollups_from_rows(&sums, &sets, reads.one_cell)
     }
 
     async fn category_counts(
@@ -165,41 +143,14 @@ impl RollupStore for SqliteStore {
         days: DayRange,
     ) -> anyhow::Result<Vec<SeriesPoint>> {
         let (from, to) = days.bounds();
-        let rows = sqlx::query(&format!(
-            "{SUMS_SELECT} SELECT {CELL_COLUMNS} FROM rollups WHERE generation_id = ?1 AND area_code = ?2
-               AND category = '*' AND period = ?3 AND period_start >= ?4 AND period_start < ?5) AS cells
-             GROUP BY period_start ORDER BY period_start"
-        ))
-        .bind(generation_id)
-        .bind(area_code)
-        .bind(kind.as_str())
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| SeriesPoint {
-                period_start: row.get("period_start"),
-                sums: sums_of(row),
-                contributors: row.get("n_contributors"),
-            })
-            .collect())
-    }
-}
-
-/// The sums of roll-up cells, for a subquery selecting `CELL_COLUMNS` to follow, then `) AS cells GROUP BY …`.
-const SUMS_SELECT: &str = "SELECT area_code, category, MIN(period_start) AS period_start, SUM(n_insights) AS n,
-        SUM(n_contributors) AS n_contributors, SUM(feeling_safe_sum) AS fs_sum, SUM(feeling_safe_n) AS fs_n,
-        SUM(n_staff) AS c0, SUM(n_barber_hairdresser) AS c1, SUM(n_pupil) AS c2, SUM(n_youth_worker) AS c3,
-        SUM(n_other_channel) AS c4
-    FROM (";
-
-fn sums_of(row: &SqliteRow) -> Sums {
-    Sums {
-        n: row.get("n"),
-        feeling_safe_sum: row.get("fs_sum"),
-        feeling_safe_n: row.get("fs_n"),
-        channels: [row.get("c0"), row.get("c1"), row.get("c2"), row.get("c3"), row.get("c4")],
+        let rows = sqlx::query(&series_statement())
+            .bind(generation_id)
+            .bind(area_code)
+            .bind(kind.as_str())
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(series_point).collect())
     }
 }
