@@ -358,7 +358,7 @@ pub struct CategoryRollup {
 pub struct AreaRollup {
     pub area_code: String,
     pub all: Sums,
-    /// Distinct collectors: exact when counted (see `Store::rollup`), `None` when not.
+    /// Distinct collectors: exact when counted (see `RollupStore::rollup`), `None` when not.
     pub contributors: Option<i64>,
     pub by_category: Vec<CategoryRollup>,
 }

@@ -2,6 +2,10 @@
 //!
 //! Conflicts between nodes surface as `SaveError::Conflict` (a version check failed, or PostgreSQL aborted a
 //! transaction as a deadlock or serialization failure); the sync handler reloads, merges and tries again.
+//!
+//! Here: `PostgresStore`, opening and migrating it (`DatabaseStore`), the `LISTEN` connection behind the change feed,
+//! and `classify`, which the aggregates' PostgreSQL implementations share; those are in each aggregate's
+//! `postgres.rs`.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //!
 //! Writers take the database lock up front (`BEGIN IMMEDIATE`) so a read-then-write transaction never fails half-way
 //! on a lock upgrade; `busy_timeout` queues them.
+//!
+//! Here: `SqliteStore`, opening and migrating it (`DatabaseStore`), backup and restore, and the helpers the
+//! aggregates' SQLite implementations share (`now_text`, `parse_time`); those are in each aggregate's `sqlite.rs`.
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,5 +1,5 @@
-//! `DocumentStore` on SQLite: one document write at a time, each under the database's write lock, and an
-//! in-memory change feed (one process owns a SQLite database).
+//! `DocumentStore` on SQLite: a transaction's documents are written one by one under the database's write lock
+//! (`BEGIN IMMEDIATE`), and the change feed is in memory (one process owns a SQLite database).
 
 use anyhow::Context;
 use grapevine_sync_proto::document::format_time;

@@ -284,7 +284,7 @@ impl GenerationStore for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Adds a generation (see `Store::add_generation`); with `first_only`, only if the set has none yet, checked
+    /// Adds a generation (see `GenerationStore::add_generation`); with `first_only`, only if the set has none yet, checked
     /// under the same lock as the insert, so nodes starting together seed the bundled set once.
     async fn import_generation(
         &self,

@@ -1,4 +1,5 @@
-//! `RollupStore` on SQLite, and how a transaction writes roll-up cells there.
+//! `RollupStore` on SQLite, and how a transaction writes roll-up cells there (each cell read, then written: SQLite
+//! has one writer at a time).
 
 use anyhow::Context;
 use sqlx::{QueryBuilder, Sqlite};
