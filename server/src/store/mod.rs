@@ -1,13 +1,24 @@
-//! Storage: the one `Store` trait the rest of the server talks to. Only this module knows SQL.
+//! Storage: the `Store` trait the rest of the server talks to, and the types it speaks in. Only this module knows SQL.
 //!
-//! Backends: `sqlite` (the embedded default) and `postgres` (production, several nodes). Each owns its migrations under
+//! `Store` is the sum of one trait per aggregate, each in a directory of its own with the trait and the statements
+//! both backends run alike in its `mod.rs` and each backend's implementation beside it: `access` (`AccessStore`),
+//! `documents` (`DocumentStore`), `generations` (`GenerationStore`), `rollup` (`RollupStore`, and the roll-up
+//! arithmetic) and `postcodes` (`PostcodeStore`); `DatabaseStore` (lineage, schema, pool) is here. Callers bring the
+//! traits' methods into scope with `use crate::store::prelude::*;`.
+//!
+//! Backends: `sqlite` (the embedded default) and `postgres` (production, several nodes); their files here hold the
+//! store, opening and migrating, and (SQLite) backup and restore. Each owns its migrations under
 //! `server/migrations/<backend>/`; both keep the same invariants:
 //! - a document is stored as chunks (a snapshot plus appended changes) with a version counter; a write names the version
 //!   it loaded and fails with `SaveError::Conflict` if another writer got there first, so no change and no decision is
 //!   ever lost between nodes;
 //! - the insight row and the roll-up delta commit in the same transaction as the document.
 
+mod access;
 mod audit;
+mod documents;
+mod generations;
+mod postcodes;
 mod postgres;
 pub mod rollup;
 mod sqlite;
@@ -15,15 +26,19 @@ mod sqlite;
 use std::sync::Arc;
 
 use anyhow::Context;
-use grapevine_sync_proto::doc_id::ID_KEY_BYTES;
 use grapevine_sync_proto::DocumentId;
 use time::{Date, OffsetDateTime};
 
-use rollup::{Contribution, PeriodKind};
+use rollup::Contribution;
 use uuid::Uuid;
 
+pub use access::AccessStore;
 pub use audit::AuditStore;
+pub use documents::DocumentStore;
+pub use generations::GenerationStore;
+pub use postcodes::PostcodeStore;
 pub use postgres::PostgresStore;
+pub use rollup::RollupStore;
 pub use sqlite::SqliteStore;
 
 /// The database an unconfigured server uses: a SQLite file in `./grapevine-data/`.
@@ -319,7 +334,7 @@ pub struct CategoryRollup {
 pub struct AreaRollup {
     pub area_code: String,
     pub all: Sums,
-    /// Distinct collectors: exact when counted (see `Store::rollup`), `None` when not.
+    /// Distinct collectors: exact when counted (see `RollupStore::rollup`), `None` when not.
     pub contributors: Option<i64>,
     pub by_category: Vec<CategoryRollup>,
 }
@@ -428,13 +443,15 @@ fn latest_of(migrator: &sqlx::migrate::Migrator) -> i64 {
     migrator.iter().map(|migration| migration.version).max().unwrap_or(0)
 }
 
-/// Everything the server stores.
-#[async_trait::async_trait]
-pub trait Store: AuditStore + Send + Sync + std::fmt::Debug {
-    /// Adds a device whose bearer token hashes to `token_hash`: to `collector` if given (which must exist), else to a
-    /// new collector.
-    async fn add_device(&self, label: &str, token_hash: &str, collector: Option<Uuid>) -> anyhow::Result<NewDevice>;
+/// The id of this database's lineage.
+const STORAGE_ID: &str = "SELECT value FROM meta WHERE key = 'storage_id'";
 
+/// The newest migration applied.
+const SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations";
+
+/// The database itself: its lineage, its schema and its connection pool.
+#[async_trait::async_trait]
+pub trait DatabaseStore: Send + Sync {
     /// The id of this database's lineage (new after every restore from backup).
     async fn storage_id(&self) -> anyhow::Result<String>;
 
@@ -446,184 +463,47 @@ pub trait Store: AuditStore + Send + Sync + std::fmt::Debug {
 
     /// How the connection pool is used now (for `/metrics`).
     fn pool_usage(&self) -> PoolUsage;
+}
 
-    /// Every device (of one collector, if given), oldest first.
-    async fn devices(&self, collector: Option<Uuid>) -> anyhow::Result<Vec<DeviceInfo>>;
+/// Everything the server stores: the sum of the aggregates' traits, each implemented by both backends. Anything that
+/// implements them all is a `Store`.
+pub trait Store:
+    DatabaseStore
+    + AccessStore
+    + AuditStore
+    + DocumentStore
+    + GenerationStore
+    + RollupStore
+    + PostcodeStore
+    + std::fmt::Debug
+    + Send
+    + Sync
+{
+}
 
-    /// Revokes a device: its token is refused from now on (`device_revoked`). Its documents stay.
-    async fn revoke_device(&self, device_id: Uuid) -> anyhow::Result<Revoked>;
+impl<T> Store for T where
+    T: DatabaseStore
+        + AccessStore
+        + AuditStore
+        + DocumentStore
+        + GenerationStore
+        + RollupStore
+        + PostcodeStore
+        + std::fmt::Debug
+        + Send
+        + Sync
+{
+}
 
-    /// Whether a device has been revoked (an unknown device counts as revoked): what an open connection re-checks.
-    async fn device_revoked(&self, device_id: Uuid) -> anyhow::Result<bool>;
-
-    /// Adds an invitation whose code hashes to `code_hash` under the invitation secret, good for `uses` enrolments
-    /// until `expires_at`.
-    async fn add_invitation(
-        &self,
-        label: &str,
-        code_hash: &str,
-        uses: i64,
-        expires_at: OffsetDateTime,
-    ) -> anyhow::Result<Uuid>;
-
-    /// Every invitation, newest first.
-    async fn invitations(&self) -> anyhow::Result<Vec<InvitationInfo>>;
-
-    /// Revokes an invitation: its code enrols no one from now on. Devices it enrolled stay.
-    async fn revoke_invitation(&self, id: Uuid) -> anyhow::Result<Revoked>;
-
-    /// Redeems the invitation whose code hashes to `code_hashes` (the keyed hash, or the legacy one for an invitation
-    /// stored that way) at `now`: takes one use and adds a new collector with one device (labelled `label`, or the
-    /// invitation's label if empty) whose token hashes to `token_hash`, and which keeps the phone's `id_key` if it
-    /// sent one, all in one transaction. Redemptions of one invitation serialise, so its last use goes to exactly one
-    /// phone.
-    async fn redeem_invitation(
-        &self,
-        code_hashes: &CodeHashes,
-        label: &str,
-        token_hash: &str,
-        id_key: Option<&[u8; ID_KEY_BYTES]>,
-        now: OffsetDateTime,
-    ) -> Result<NewDevice, RedeemError>;
-
-    /// The id key a device's phone sent when it enrolled: the one key whose ids (version 8) the device may create
-    /// documents under (docs/sync-protocol.md, "Who may write a document"). `None` for a device registered by token.
-    async fn device_id_key(&self, device_id: Uuid) -> anyhow::Result<Option<[u8; ID_KEY_BYTES]>>;
-
-    /// Adds an API token with a role.
-    async fn add_api_token(&self, role: Role, label: &str, token_hash: &str) -> anyhow::Result<Uuid>;
-
-    /// The fingerprint of the invitation secret this database's invitations are hashed with, once one is recorded.
-    async fn invitation_secret_fingerprint(&self) -> anyhow::Result<Option<String>>;
-
-    /// Records `fingerprint` as the invitation secret's unless one is recorded already; returns the one recorded.
-    async fn claim_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<String>;
-
-    /// Records `fingerprint` as the invitation secret's, replacing any (`grapevine invite new-secret`).
-    async fn replace_invitation_secret(&self, fingerprint: &str) -> anyhow::Result<()>;
-
-    /// How many invitations hashed with the invitation secret could still enrol a phone at `now` (not revoked, not
-    /// expired, a use left).
-    async fn open_keyed_invitations(&self, now: OffsetDateTime) -> anyhow::Result<i64>;
-
-    /// Every API token, oldest first.
-    async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>>;
-
-    /// Revokes an API token: every node refuses it from its next request on (each request looks the token up).
-    async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked>;
-
-    /// Who holds the token with this hash, if anyone (revoked tokens hold nothing).
-    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>>;
-
-    /// Loads a document, if it exists.
-    async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>>;
-
-    /// Saves a document, its insight row and the roll-up delta in one transaction.
-    async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError>;
-
-    /// Saves several documents in one transaction (an import): all of them, or none. Each document at most once.
-    async fn save_documents(&self, writes: Vec<DocumentWrite>) -> Result<(), SaveError>;
-
-    /// The persisted sync state of a device for a document, if any.
-    async fn load_sync_state(&self, device_id: Uuid, doc_id: DocumentId) -> anyhow::Result<Option<Vec<u8>>>;
-
-    /// Persists a device's sync states for several documents, in one transaction.
-    async fn save_sync_states(&self, device_id: Uuid, states: &[(DocumentId, Vec<u8>)]) -> anyhow::Result<()>;
-
-    /// The collector's documents last written by another device after sequence number `since`, oldest first, with
-    /// the sequence number of their latest write; at most `limit`.
-    async fn catch_up(
-        &self,
-        collector_id: Uuid,
-        device_id: Uuid,
-        since: i64,
-        limit: i64,
-    ) -> anyhow::Result<Vec<(DocumentId, i64)>>;
-
-    /// Follows every document saved, by any node over this database, from now on.
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged>;
-
-    /// The insight row of a document, if it has one.
-    async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>>;
-
-    /// The id of the newest generation of any set (`None` before the first): what a node polls to learn of an
-    /// import elsewhere.
-    async fn newest_generation_id(&self) -> anyhow::Result<Option<i64>>;
-
-    /// The boundary generations, oldest first.
-    async fn generations(&self) -> anyhow::Result<Vec<GenerationInfo>>;
-
-    /// The areas of a generation, by code.
-    async fn generation_areas(&self, generation_id: i64) -> anyhow::Result<Vec<StoredArea>>;
-
-    /// Adds the next generation of a boundary set and tags every stored insight in it (with `tagger`), building its
-    /// roll-ups, in one transaction: the import happens whole or not at all.
-    async fn add_generation(
-        &self,
-        set_name: &str,
-        source: &str,
-        areas: Vec<StoredArea>,
-        tagger: Tagger<'_>,
-    ) -> anyhow::Result<GenerationInfo>;
-
-    /// Adds generation 1 of a set if the set has no generation yet (the bundled wards on a new database); whether it
-    /// did.
-    async fn add_first_generation(
-        &self,
-        set_name: &str,
-        source: &str,
-        areas: Vec<StoredArea>,
-        tagger: Tagger<'_>,
-    ) -> anyhow::Result<bool>;
-
-    /// Every area's roll-up over a period on one generation (areas with nothing are absent), or one area's; with
-    /// `by_category`, each area's categories too. Distinct contributors come free when the period is one calendar
-    /// period (one cell); over several cells they are the union of the cells' contributor sets, read only when
-    /// `distinct_contributors` is set (a set per cell read: about 20 bytes per collector in each).
-    async fn rollup(
-        &self,
-        generation_id: i64,
-        days: DayRange,
-        area_code: Option<&str>,
-        by_category: bool,
-        distinct_contributors: bool,
-    ) -> anyhow::Result<Vec<AreaRollup>>;
-
-    /// Each area's insight count per category over a period on one generation (or one area's), categories with none
-    /// absent: the priorities table's one number per cell, read from a covering index alone.
-    async fn category_counts(
-        &self,
-        generation_id: i64,
-        days: DayRange,
-        area_code: Option<&str>,
-    ) -> anyhow::Result<Vec<CategoryCount>>;
-
-    /// One area's all-categories counts per period of a kind, for the periods that start inside `days`.
-    async fn series(
-        &self,
-        generation_id: i64,
-        area_code: &str,
-        kind: PeriodKind,
-        days: DayRange,
-    ) -> anyhow::Result<Vec<SeriesPoint>>;
-
-    /// A document the server publishes to every device (the campaign), with its version.
-    async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>>;
-
-    /// Stores a published document whole; fails with `SaveError::Conflict` unless the stored version is still
-    /// `expected_version` (`None`: not stored yet).
-    async fn save_published(
-        &self,
-        doc_id: DocumentId,
-        bytes: Vec<u8>,
-        expected_version: Option<i64>,
-    ) -> Result<(), SaveError>;
-
-    /// The centroid (latitude, longitude) of a postcode, in the normalised form `normalise_postcode` gives.
-    async fn postcode_centroid(&self, postcode: &str) -> anyhow::Result<Option<(f64, f64)>>;
-
-    /// Adds or replaces postcode centroids, in one transaction. Each postcode at most once in `rows`.
-    async fn import_postcodes(&self, rows: &[(String, f64, f64)]) -> anyhow::Result<ImportedPostcodes>;
+/// The store's traits, for calling its methods: `use crate::store::prelude::*;`.
+pub mod prelude {
+    pub use super::access::AccessStore;
+    pub use super::audit::AuditStore;
+    pub use super::documents::DocumentStore;
+    pub use super::generations::GenerationStore;
+    pub use super::postcodes::PostcodeStore;
+    pub use super::rollup::RollupStore;
+    pub use super::{DatabaseStore, Store};
 }
 
 /// What an import of postcode centroids did.

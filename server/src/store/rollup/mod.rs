@@ -1,11 +1,54 @@
-//! Roll-up arithmetic both backends share (docs/geotagging.md): which cells an insight counts in, the deltas a
-//! transaction adds to them, and how any period is tiled by the fewest aligned periods.
+//! Roll-ups (docs/geotagging.md): the `RollupStore` trait the analyst reads go through, and the arithmetic both
+//! backends share: which cells an insight counts in, the deltas a transaction adds to them, how any period is tiled
+//! by the fewest aligned periods, and the statements that read the cells.
+
+pub(super) mod postgres;
+pub(super) mod sqlite;
 
 use std::collections::BTreeMap;
 
 use grapevine_sync_proto::Channel;
 use time::{Date, Duration, Month, Weekday};
 use uuid::Uuid;
+
+use sqlx::{ColumnIndex, Decode, Encode, QueryBuilder, Row, Type};
+
+use super::{AreaRollup, CategoryCount, DayRange, SeriesPoint, Sums};
+
+/// The analyst reads: counts per area, category and period, from the roll-up cells.
+#[async_trait::async_trait]
+pub trait RollupStore: Send + Sync {
+    /// Every area's roll-up over a period on one generation (areas with nothing are absent), or one area's; with
+    /// `by_category`, each area's categories too. Distinct contributors come free when the period is one calendar
+    /// period (one cell); over several cells they are the union of the cells' contributor sets, read only when
+    /// `distinct_contributors` is set (a set per cell read: about 20 bytes per collector in each).
+    async fn rollup(
+        &self,
+        generation_id: i64,
+        days: DayRange,
+        area_code: Option<&str>,
+        by_category: bool,
+        distinct_contributors: bool,
+    ) -> anyhow::Result<Vec<AreaRollup>>;
+
+    /// Each area's insight count per category over a period on one generation (or one area's), categories with none
+    /// absent: the priorities table's one number per cell, read from a covering index alone.
+    async fn category_counts(
+        &self,
+        generation_id: i64,
+        days: DayRange,
+        area_code: Option<&str>,
+    ) -> anyhow::Result<Vec<CategoryCount>>;
+
+    /// One area's all-categories counts per period of a kind, for the periods that start inside `days`.
+    async fn series(
+        &self,
+        generation_id: i64,
+        area_code: &str,
+        kind: PeriodKind,
+        days: DayRange,
+    ) -> anyhow::Result<Vec<SeriesPoint>>;
+}
 
 /// The roll-up category under which every insight also counts, whatever its category.
 pub(crate) const ALL_CATEGORIES: &str = "*";
@@ -650,6 +693,113 @@ pub(crate) fn assemble_rollups(
         entry.by_category.sort_by(|a, b| a.category.cmp(&b.category));
     }
     areas.into_values().collect()
+}
+
+// The statements both backends run as they are (`$n` parameters; see `store::sqlite`'s test of how SQLite binds them).
+
+/// The sums of roll-up cells, for a subquery selecting `CELL_COLUMNS` to follow, then `) AS cells GROUP BY …` (read
+/// by `sums_of`).
+pub(super) const SUMS_SELECT: &str = "SELECT area_code, category, MIN(period_start) AS period_start,
+        CAST(SUM(n_insights) AS BIGINT) AS n, CAST(SUM(n_contributors) AS BIGINT) AS n_contributors,
+        CAST(SUM(feeling_safe_sum) AS BIGINT) AS fs_sum, CAST(SUM(feeling_safe_n) AS BIGINT) AS fs_n,
+        CAST(SUM(n_staff) AS BIGINT) AS c0, CAST(SUM(n_barber_hairdresser) AS BIGINT) AS c1,
+        CAST(SUM(n_pupil) AS BIGINT) AS c2, CAST(SUM(n_youth_worker) AS BIGINT) AS c3,
+        CAST(SUM(n_other_channel) AS BIGINT) AS c4
+    FROM (";
+
+/// The summed counters of a row that `SUMS_SELECT` begins.
+fn sums_of<R>(row: &R) -> Sums
+where
+    R: Row,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    &'static str: ColumnIndex<R>,
+{
+    Sums {
+        n: row.get("n"),
+        feeling_safe_sum: row.get("fs_sum"),
+        feeling_safe_n: row.get("fs_n"),
+        channels: [row.get("c0"), row.get("c1"), row.get("c2"), row.get("c3"), row.get("c4")],
+    }
+}
+
+/// The statements `RollupStore::rollup` runs, built alike for either backend.
+struct RollupReads<'args, DB: sqlx::Database> {
+    /// Each area's (and category's) sums over the cells tiling the period.
+    sums: QueryBuilder<'args, DB>,
+    /// The tiling cells' contributor sets, when distinct contributors are asked for over several cells.
+    sets: Option<QueryBuilder<'args, DB>>,
+    /// The period is one calendar period (one cell), whose contributor count is exact.
+    one_cell: bool,
+}
+
+/// Builds the reads of `RollupStore::rollup` (which see).
+fn rollup_reads<'args, DB>(
+    generation_id: i64,
+    days: DayRange,
+    area_code: Option<&str>,
+    by_category: bool,
+    distinct_contributors: bool,
+) -> RollupReads<'args, DB>
+where
+    DB: sqlx::Database,
+    i64: Encode<'args, DB> + Type<DB>,
+    String: Encode<'args, DB> + Type<DB>,
+    Date: Encode<'args, DB> + Type<DB>,
+{
+    let (from, to) = days.bounds();
+    let runs = tile(from, to);
+    let one_cell = is_one_cell(&runs);
+    let mut sums = QueryBuilder::new(SUMS_SELECT);
+    push_cells(&mut sums, CELL_COLUMNS, "rollups", generation_id, area_code, by_category, &runs);
+    sums.push(") AS cells GROUP BY area_code, category");
+    // Distinct collectors over several cells: the union of the tiling cells' contributor sets, when asked.
+    let sets = (distinct_contributors && !one_cell).then(|| {
+        let mut sets = QueryBuilder::new("");
+        let columns = "area_code, category, contributors";
+        push_cells(&mut sets, columns, "rollups", generation_id, area_code, by_category, &runs);
+        sets
+    });
+    RollupReads { sums, sets, one_cell }
+}
+
+/// What `RollupStore::rollup` returns, from the rows its reads (`rollup_reads`) gave.
+fn rollups_from_rows<R>(sums: &[R], sets: &[R], one_cell: bool) -> anyhow::Result<Vec<AreaRollup>>
+where
+    R: Row,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    &'static str: ColumnIndex<R>,
+{
+    let contributors = union_of_contributor_sets(
+        sets.iter().map(|row| (row.get("area_code"), row.get("category"), row.get("contributors"))),
+    )?;
+    Ok(assemble_rollups(
+        sums.iter().map(|row| (row.get("area_code"), row.get("category"), sums_of(row), row.get("n_contributors"))),
+        contributors.into_iter(),
+        one_cell,
+    ))
+}
+
+/// One area's all-categories sums per period: generation `$1`, area `$2`, period kind `$3`, the periods starting
+/// from `$4` up to (not including) `$5` (read by `series_point`).
+fn series_statement() -> String {
+    format!(
+        "{SUMS_SELECT} SELECT {CELL_COLUMNS} FROM rollups WHERE generation_id = $1 AND area_code = $2
+           AND category = '*' AND period = $3 AND period_start >= $4 AND period_start < $5) AS cells
+         GROUP BY area_code, category, period_start ORDER BY period_start"
+    )
+}
+
+/// One period of a series, from a row of `series_statement`.
+fn series_point<R>(row: &R) -> SeriesPoint
+where
+    R: Row,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Date: Decode<'r, R::Database> + Type<R::Database>,
+    &'static str: ColumnIndex<R>,
+{
+    SeriesPoint { period_start: row.get("period_start"), sums: sums_of(row), contributors: row.get("n_contributors") }
 }
 
 #[cfg(test)]
