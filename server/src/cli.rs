@@ -11,19 +11,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use anyhow::Context;
 
 use crate::app::{Application, ServeConfig};
-use crate::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
+use crate::atlas::DEFAULT_SET;
 use crate::auth::issue_api_token;
-use crate::boundaries::Boundaries;
 use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
 use crate::database_url::DatabaseUrl;
 use crate::db_lock::DatabaseLock;
 use crate::domain::Principal;
 use crate::invitations;
 use crate::postcodes::read_postcodes;
-use crate::store::{self, ApiTokenInfo, Revoked, Role, SqliteStore, TaggableInsight, DEFAULT_DATABASE_URL};
+use crate::store::{self, ApiTokenInfo, Revoked, Role, DEFAULT_DATABASE_URL};
 use crate::telemetry::LogFormat;
 use crate::usecase::cohorts::NewInvitation;
-use crate::usecase::UseCases;
+use crate::usecase::{reference, UseCases};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
@@ -351,20 +350,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { database } => {
             // A server migrates at start; a migration under a running one would change the schema it is using.
             let _lock = DatabaseLock::acquire(&database.database_url, "migrate", None)?;
-            let store = store::open(&database.database_url).await?;
-            println!("The database is at schema version {}.", store.schema_version().await?);
+            let usecases = UseCases::open(&database.database_url).await?;
+            println!("The database is at schema version {}.", usecases.schema_version().await?);
             Ok(())
         }
         Command::Backup { to, database } => {
-            let store = SqliteStore::open(sqlite_url(&database.database_url)?).await?;
-            store.backup_to(&to).await?;
+            reference::backup(&Principal::operator(), sqlite_url(&database.database_url)?, &to).await?;
             println!("Backed up to {}.", to.display());
             Ok(())
         }
         Command::Restore { from, database } => {
             // Held while the files are replaced, so no server starts on a half-restored database either.
             let _lock = DatabaseLock::acquire(sqlite_url(&database.database_url)?, "restore", None)?;
-            SqliteStore::restore(&from, sqlite_url(&database.database_url)?).await?;
+            reference::restore(&Principal::operator(), &from, sqlite_url(&database.database_url)?).await?;
             println!("Restored {} from {}.", database.database_url, from.display());
             Ok(())
         }
@@ -574,14 +572,10 @@ async fn run_boundaries(command: BoundariesCommand) -> anyhow::Result<()> {
                 println!("Checked only: nothing imported.");
                 return Ok(());
             }
-            let store = store::open(&database.database_url).await?;
-            let _ = Atlas::load(store.as_ref(), DEFAULT_SET).await?;
-            let stored: Vec<_> = imported.areas.iter().map(stored_area).collect();
-            let boundaries = Boundaries::new(imported.areas)?;
-            let tagger = |insight: &TaggableInsight| tag_in(&boundaries, &Whereabouts::from(insight));
+            let usecases = UseCases::open(&database.database_url).await?;
             let source =
                 file.file_name().map_or_else(|| file.display().to_string(), |name| name.to_string_lossy().into());
-            let info = store.add_generation(&set, &source, stored, &tagger).await?;
+            let info = usecases.import_boundaries(&Principal::operator(), &set, &source, imported.areas).await?;
             println!(
                 "Imported generation {} of '{}' ({} areas); every stored insight is tagged in it. Running servers \
                  pick it up within {} seconds.",
@@ -593,10 +587,8 @@ async fn run_boundaries(command: BoundariesCommand) -> anyhow::Result<()> {
             Ok(())
         }
         BoundariesCommand::List { filing, database } => {
-            let store = store::open(&database.database_url).await?;
-            // A new database gets the bundled wards on first use, as the server would.
-            let _ = Atlas::load(store.as_ref(), DEFAULT_SET).await?;
-            let generations = store.generations().await?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let generations = usecases.boundary_generations(&Principal::operator()).await?;
             println!("{:<20} {:>10} {:>6}  {:<20}  source", "set", "generation", "areas", "imported");
             for info in &generations {
                 let set = if info.set_name == filing.filing_set {
@@ -627,8 +619,9 @@ async fn run_postcodes(command: PostcodesCommand) -> anyhow::Result<()> {
             let input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
             let read = read_postcodes(std::io::BufReader::new(input))
                 .map_err(|error| anyhow::anyhow!("{} ({}): {error}", file.display(), error.code()))?;
-            let store = store::open(&database.database_url).await?;
-            let imported = store.import_postcodes(&read.rows).await?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let source = file.display().to_string();
+            let imported = usecases.import_postcodes(&Principal::operator(), &source, &read.rows).await?;
             println!(
                 "Imported {} postcodes from {}: {} new, {} replaced; {} without a position left out, {} repeated \
                  rows counted once.",
