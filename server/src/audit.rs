@@ -239,6 +239,26 @@ impl AuditEntry {
     ///
     /// # Errors
     /// The detail cannot be encoded canonically (`DetailError`).
+    /// The entry as `audit list --json` and `GET /api/v1/audit` give it: every field, hashes in hex, the time as it
+    /// is hashed.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "seq": self.seq,
+            "at": canonical_time(self.at),
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "target": self.target,
+            "outcome": self.outcome.as_str(),
+            "client_addr": self.client_addr,
+            "request_id": self.request_id,
+            "detail": self.detail,
+            "prev_hash": hex(&self.prev_hash),
+            "hash": hex(&self.hash),
+        })
+    }
+
     pub fn compute_hash(&self) -> Result<[u8; 32], DetailError> {
         let mut encoding = Encoding(Vec::with_capacity(256));
         encoding.field(ENCODING_VERSION.as_bytes());

@@ -7,7 +7,7 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
 use super::DatabaseArgs;
-use crate::audit::{canonical_json, canonical_time, hex, AuditEntry, AuditFilter, Verified};
+use crate::audit::{canonical_json, canonical_time, hex, AuditFilter, Verified};
 use crate::domain::Principal;
 use crate::usecase::UseCases;
 
@@ -59,7 +59,7 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
             while let Some(entry) = entries.next().await {
                 let entry = entry?;
                 if json {
-                    println!("{}", serde_json::to_string(&entry_json(&entry))?);
+                    println!("{}", serde_json::to_string(&entry.to_json())?);
                 } else {
                     println!(
                         "{:>8}  {:<27}  {:<7}  {:<24}  {:<11}  {:<20}  {:<36}  {}",
@@ -86,24 +86,6 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `audit list --json`: one entry as an object.
-fn entry_json(entry: &AuditEntry) -> serde_json::Value {
-    serde_json::json!({
-        "seq": entry.seq,
-        "at": canonical_time(entry.at),
-        "actor": entry.actor,
-        "role": entry.role,
-        "action": entry.action,
-        "target": entry.target,
-        "outcome": entry.outcome.as_str(),
-        "client_addr": entry.client_addr,
-        "request_id": entry.request_id,
-        "detail": entry.detail,
-        "prev_hash": hex(&entry.prev_hash),
-        "hash": hex(&entry.hash),
-    })
 }
 
 /// A field for the text listing, its control characters escaped, so no stored value can start a line of its own.

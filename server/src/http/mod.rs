@@ -3,6 +3,7 @@
 //! JSON answers for unknown routes and refused bodies.
 
 pub mod areas;
+pub mod audit;
 pub mod enrol;
 pub mod error;
 pub mod priorities;
@@ -25,6 +26,7 @@ use error::ApiError;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(areas::router())
+        .merge(audit::router())
         .merge(priorities::router())
         .merge(enrol::router())
         .route_layer(middleware::from_fn(refuse_token_in_query))

@@ -21,7 +21,7 @@ pub(crate) const EARLIEST_DAY: Date = FIRST_DAY;
 /// to it would take its last day in).
 pub(crate) const LATEST_DAY: Date = LAST_DAY;
 
-/// The query parameters of the roll-up endpoints.
+/// The query parameters of the analyst API (each endpoint allows its own).
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct RollupQuery {
     pub set: Option<String>,
@@ -30,6 +30,9 @@ pub(crate) struct RollupQuery {
     pub days: DayRange,
     pub period: Option<PeriodKind>,
     pub area: Option<String>,
+    /// The audit trail's filters: who acted, and what they did.
+    pub actor: Option<String>,
+    pub action: Option<String>,
 }
 
 impl RollupQuery {
@@ -61,6 +64,8 @@ impl RollupQuery {
                 "to" => parsed.days.to = Some(parse_day(key, &value)?),
                 "set" => parsed.set = Some(value.into_owned()),
                 "area" => parsed.area = Some(value.into_owned()),
+                "actor" => parsed.actor = Some(value.into_owned()),
+                "action" => parsed.action = Some(value.into_owned()),
                 "generation" => {
                     let number = value
                         .bytes()

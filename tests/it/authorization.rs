@@ -1,0 +1,157 @@
+//! Every route, with a token of every role, in and out of scope, on both backends, against what `docs/access.md`
+//! says: the route table names each route's action, the role table whether each role may take it. The docs and the
+//! code cannot drift apart: a route the server has and the table lacks fails too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use grapevine_server::domain::{Action, Principal, Role};
+use grapevine_server::usecase::UseCases;
+use grapevine_tests::{Backend, TestApp};
+
+const ACCESS_MD: &str = include_str!("../../docs/access.md");
+
+/// The rows of the table between `<!-- NAME -->` and `<!-- /NAME -->`, header and rule left out, cells trimmed.
+fn table(name: &str) -> Vec<Vec<String>> {
+    let start = format!("<!-- {name} -->");
+    let end = format!("<!-- /{name} -->");
+    let body = ACCESS_MD.split(&start).nth(1).and_then(|rest| rest.split(&end).next()).expect("the table's markers");
+    body.lines()
+        .filter(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|line| line.trim_matches('|').split('|').map(|cell| cell.trim().trim_matches('`').to_owned()).collect())
+        .collect()
+}
+
+/// What `docs/access.md` says a role may do with an action: "yes", "in scope" or "–".
+fn documented(action: Action, role: Role) -> String {
+    let roles: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+    let column = 1 + roles.iter().position(|name| *name == role.as_str()).unwrap();
+    let row = table("access-table").into_iter().find(|row| row[0] == action.as_str());
+    row.unwrap_or_else(|| panic!("docs/access.md has no row for {}", action.as_str()))[column].clone()
+}
+
+/// The documented routes: (method, path) → the action, or `None` for a route anyone may call.
+fn documented_routes() -> BTreeMap<(String, String), Option<Action>> {
+    let mut routes = BTreeMap::new();
+    for row in table("route-table") {
+        let action = Action::parse(&row[1]);
+        for route in row[0].split(',') {
+            let route = route.trim().trim_matches('`');
+            let (method, path) = route.split_once(' ').unwrap_or_else(|| panic!("'{route}' is not METHOD PATH"));
+            routes.insert((method.to_owned(), path.to_owned()), action);
+        }
+    }
+    routes
+}
+
+/// Every path the server routes, read from its source (`.route("PATH"`), so a new route without a row fails.
+fn routed_paths() -> BTreeSet<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src");
+    let mut paths = BTreeSet::new();
+    let mut pending = vec![root];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for piece in text.split(".route(\"").skip(1) {
+                paths.insert(piece.split('"').next().unwrap().to_owned());
+            }
+        }
+    }
+    paths
+}
+
+#[test]
+fn every_route_the_server_has_is_in_the_table() {
+    let documented: BTreeSet<String> = documented_routes().into_keys().map(|(_, path)| path).collect();
+    assert_eq!(routed_paths(), documented, "docs/access.md's route table and the server's routes");
+}
+
+/// A token for each role: unscoped, and (for people) scoped to the one area `inside`.
+struct Tokens {
+    unscoped: BTreeMap<Role, String>,
+    scoped: BTreeMap<Role, String>,
+}
+
+async fn tokens(app: &TestApp, usecases: &UseCases, scope: &str) -> Tokens {
+    let operator = Principal::operator();
+    let (mut unscoped, mut scoped) = (BTreeMap::new(), BTreeMap::new());
+    unscoped.insert(Role::Collector, app.add_device("a collector's phone").await);
+    for role in [Role::Coordinator, Role::Analyst, Role::Board, Role::Admin] {
+        for (tokens, areas) in [(&mut unscoped, None), (&mut scoped, Some(scope))] {
+            let email = format!("{}-{}@example.org", role.as_str(), if areas.is_some() { "scoped" } else { "all" });
+            usecases.add_person(&operator, &email, role.as_str(), areas).await.unwrap();
+            let issued = usecases.issue_person_token(&operator, &email, "authorisation test", None).await.unwrap();
+            tokens.insert(role, issued.token);
+        }
+    }
+    Tokens { unscoped, scoped }
+}
+
+/// The status a route answers a token with, and the error code if any.
+async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (u16, Option<String>) {
+    assert_eq!(method, "GET", "only GET routes take a role; POST /api/v1/enrol takes an invitation code");
+    let (status, body) = app.get(path, token).await;
+    (status, body["code"].as_str().map(str::to_owned))
+}
+
+async fn every_route_with_every_role_in_and_out_of_scope(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let usecases = UseCases::new(app.store.clone());
+    let listed = app.areas("").await;
+    let codes: Vec<String> =
+        listed["areas"].as_array().unwrap().iter().map(|area| area["code"].as_str().unwrap().to_owned()).collect();
+    let set = listed["boundaries"]["set"].as_str().unwrap().to_owned();
+    let (inside, outside) = (codes[0].clone(), codes[1].clone());
+    let tokens = tokens(&app, &usecases, &format!("{set}:{inside}")).await;
+    let period = "from=2026-01-01&to=2026-02-01";
+
+    for ((method, path), action) in documented_routes() {
+        let Some(action) = action else { continue };
+        // The concrete requests for a route: (path and query, the area it names if any).
+        let requests: Vec<(String, Option<&str>)> = match path.as_str() {
+            "/api/v1/areas/{code}" => {
+                vec![(format!("/api/v1/areas/{inside}"), Some(&inside)), (format!("/api/v1/areas/{outside}"), Some(&outside))]
+            }
+            "/api/v1/priorities" => vec![
+                (format!("/api/v1/priorities?{period}"), None),
+                (format!("/api/v1/priorities?{period}&area={inside}"), Some(&inside)),
+                (format!("/api/v1/priorities?{period}&area={outside}"), Some(&outside)),
+            ],
+            other => vec![(other.to_owned(), None)],
+        };
+        for (request, area) in &requests {
+            let (status, code) = call(&app, &method, request, None).await;
+            assert_eq!((status, code.as_deref()), (401, Some("unauthorized")), "{request} without a token");
+            for role in Role::ALL {
+                let said = documented(action, role);
+                for (token, scoped) in [(tokens.unscoped.get(&role), false), (tokens.scoped.get(&role), true)] {
+                    let Some(token) = token else { continue };
+                    let (status, code) = call(&app, &method, request, Some(token)).await;
+                    let seen = format!("{method} {request} as {role}{}: {status} {code:?}", if scoped { " (scoped)" } else { "" });
+                    match said.as_str() {
+                        "–" => assert_eq!((status, code.as_deref()), (403, Some("forbidden")), "{seen}"),
+                        _ if scoped && area.is_some_and(|area| *area == outside) => {
+                            assert_eq!((status, code.as_deref()), (404, Some("area_not_found")), "{seen}: as if absent");
+                        }
+                        // The sync endpoint lets a device through to the WebSocket upgrade, which a plain GET lacks.
+                        _ if path == "/sync" => assert!(![401, 403].contains(&status), "{seen}"),
+                        _ => assert_eq!(status, 200, "{seen}"),
+                    }
+                }
+            }
+        }
+    }
+
+    // A scoped analyst's list of areas holds its scope and nothing else, and no count from outside every area.
+    let (status, body) = app.get("/api/v1/areas", Some(&tokens.scoped[&Role::Analyst])).await;
+    assert_eq!(status, 200);
+    let seen: Vec<&str> = body["areas"].as_array().unwrap().iter().map(|area| area["code"].as_str().unwrap()).collect();
+    assert_eq!(seen, [inside.as_str()]);
+    assert!(body["outside_coverage"].is_null(), "{body}");
+    let (_, body) = app.get(&format!("/api/v1/priorities?{period}"), Some(&tokens.scoped[&Role::Analyst])).await;
+    assert!(body["areas"].as_array().unwrap().iter().all(|area| area["code"] == inside.as_str()), "{body}");
+}
+
+on_both_backends!(every_route_with_every_role_in_and_out_of_scope);
