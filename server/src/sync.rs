@@ -27,10 +27,11 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{bearer_token, hash_token};
+use crate::domain::{Actor, Authenticated, Principal};
 use crate::http::error::ApiError;
 use crate::ingest;
 use crate::store::{
-    normalise_postcode, DocumentBytes, DocumentChanged, DocumentWrite, Outcome, Principal, SaveError, StoredDocument,
+    normalise_postcode, DocumentBytes, DocumentChanged, DocumentWrite, Outcome, SaveError, StoredDocument,
 };
 
 /// A document stored as this many chunks is compacted into one snapshot on its next write.
@@ -53,12 +54,16 @@ impl FromRequestParts<AppState> for Device {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
         match state.store.authenticate(&hash_token(&token)).await? {
-            Some(Principal::Device { device_id, collector_id }) => Ok(Device { device_id, collector_id }),
-            Some(Principal::RevokedDevice { device_id }) => {
+            Some(Authenticated::Principal(Principal { actor: Actor::Device { device_id, collector_id }, .. })) => {
+                Ok(Device { device_id, collector_id })
+            }
+            Some(Authenticated::RevokedDevice { device_id }) => {
                 tracing::info!(%device_id, "refused a revoked device");
                 Err(ApiError::device_revoked())
             }
-            Some(Principal::Api { .. }) => Err(ApiError::forbidden("device")),
+            Some(Authenticated::Principal(_)) => Err(ApiError::forbidden("device")),
+            Some(Authenticated::Expired) => Err(ApiError::token_expired()),
+            Some(Authenticated::Disabled) => Err(ApiError::person_disabled()),
             None => Err(ApiError::unauthorized()),
         }
     }

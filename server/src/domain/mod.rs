@@ -4,4 +4,4 @@
 
 pub mod access;
 
-pub use access::{Action, Actor, AreaRef, Principal, RequestContext, Role, Scope};
+pub use access::{permits, Action, Actor, AreaRef, Authenticated, Principal, RequestContext, Role, Scope};

@@ -45,6 +45,24 @@ impl ApiError {
         )
     }
 
+    /// An API token past its expiry (401: the credential is no longer good; a new token is needed).
+    pub fn token_expired() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::TokenExpired,
+            "this API token has expired; ask for a new one",
+        )
+    }
+
+    /// A token of a person who was disabled.
+    pub fn person_disabled() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::PersonDisabled,
+            "the person this API token belongs to was disabled; their tokens are refused",
+        )
+    }
+
     pub fn invalid_query(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidQuery, message)
     }

@@ -18,7 +18,7 @@ use grapevine_sync_proto::ErrorCode;
 
 use crate::app::AppState;
 use crate::auth::{bearer_token, hash_token};
-use crate::store::{Principal, Role};
+use crate::domain::{permits, Action, Authenticated};
 use error::ApiError;
 
 /// Every route of the API, each refusing a token in its query string.
@@ -47,7 +47,7 @@ async fn refuse_token_in_query(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// An API caller holding an analyst token.
+/// An API caller whose role may read roll-ups (an analyst's, a person's or a service account's token).
 #[derive(Debug, Clone, Copy)]
 pub struct Analyst;
 
@@ -57,9 +57,11 @@ impl FromRequestParts<AppState> for Analyst {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
         match state.store.authenticate(&hash_token(&token)).await? {
-            Some(Principal::Api { role: Role::Analyst }) => Ok(Analyst),
-            Some(Principal::RevokedDevice { .. }) => Err(ApiError::device_revoked()),
-            Some(_) => Err(ApiError::forbidden("analyst")),
+            Some(Authenticated::Principal(principal)) if permits(principal.role, Action::ReadRollups) => Ok(Analyst),
+            Some(Authenticated::Principal(_)) => Err(ApiError::forbidden("analyst")),
+            Some(Authenticated::RevokedDevice { .. }) => Err(ApiError::device_revoked()),
+            Some(Authenticated::Expired) => Err(ApiError::token_expired()),
+            Some(Authenticated::Disabled) => Err(ApiError::person_disabled()),
             None => Err(ApiError::unauthorized()),
         }
     }

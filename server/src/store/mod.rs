@@ -7,6 +7,7 @@
 //!   ever lost between nodes;
 //! - the insight row and the roll-up delta commit in the same transaction as the document.
 
+mod people;
 mod postgres;
 pub mod rollup;
 mod sqlite;
@@ -21,6 +22,7 @@ use time::{Date, OffsetDateTime};
 use rollup::{Contribution, PeriodKind};
 use uuid::Uuid;
 
+pub use people::{AddPersonError, PeopleStore, PersonInfo};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -30,18 +32,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://grapevine-data/grapevine.db";
 /// The roll-up key for insights that lie outside every area (or have no location).
 pub const OUTSIDE_COVERAGE: &str = "";
 
-/// Who a bearer token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// A collector's phone: may sync that collector's documents.
-    Device { device_id: Uuid, collector_id: Uuid },
-    /// A phone whose device was revoked: refused everywhere, with its own code so it can tell the person.
-    RevokedDevice { device_id: Uuid },
-    /// A person using the HTTP API.
-    Api { role: Role },
-}
-
-pub use crate::domain::Role;
+pub use crate::domain::{Authenticated, Role};
 
 /// A new device, as created by `grapevine device add`.
 #[derive(Debug, Clone)]
@@ -89,10 +80,15 @@ pub struct CodeHashes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiTokenInfo {
     pub id: Uuid,
+    /// A service account's own role, or the person's role now.
     pub role: Role,
     pub label: String,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Refused from then on; `None` never expires.
+    pub expires_at: Option<OffsetDateTime>,
+    /// The email of the person whose token it is; `None` for a service account's.
+    pub person_email: Option<String>,
 }
 
 /// What revoking a device, an invitation or an API token did.
@@ -428,7 +424,7 @@ fn latest_of(migrator: &sqlx::migrate::Migrator) -> i64 {
 
 /// Everything the server stores.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: PeopleStore + Send + Sync + std::fmt::Debug {
     /// Adds a device whose bearer token hashes to `token_hash`: to `collector` if given (which must exist), else to a
     /// new collector.
     async fn add_device(&self, label: &str, token_hash: &str, collector: Option<Uuid>) -> anyhow::Result<NewDevice>;
@@ -504,14 +500,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// expired, a use left).
     async fn open_keyed_invitations(&self, now: OffsetDateTime) -> anyhow::Result<i64>;
 
-    /// Every API token, oldest first.
+    /// Every API token, oldest first, with whose it is.
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>>;
 
     /// Revokes an API token: every node refuses it from its next request on (each request looks the token up).
     async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked>;
 
-    /// Who holds the token with this hash, if anyone (revoked tokens hold nothing).
-    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>>;
+    /// Who holds the token with this hash, if anyone (revoked API tokens hold nothing): a person's token with the
+    /// person's role and scope as they are now, or why it is refused (a revoked device, an expired token, a disabled
+    /// person).
+    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Authenticated>>;
 
     /// Loads a document, if it exists.
     async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>>;

@@ -21,10 +21,10 @@ use super::rollup::{
     CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, CodeHashes,
-    DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, ImportedPostcodes, InsightRow,
-    InvitationInfo, InvitationState, NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint,
-    Store, StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, Authenticated, CategoryCount,
+    CodeHashes, DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, ImportedPostcodes,
+    InsightRow, InvitationInfo, InvitationState, NewDevice, Outcome, RedeemError, Revoked, Role, SaveError,
+    SeriesPoint, Store, StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -32,7 +32,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// Fed by one `LISTEN` connection, started on the first subscription, so every node hears every node's writes.
     changes: tokio::sync::broadcast::Sender<DocumentChanged>,
     listening: Arc<AtomicBool>,
@@ -834,30 +834,14 @@ impl Store for PostgresStore {
     }
 
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
-        let rows =
-            sqlx::query("SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                let id: Uuid = row.get("id");
-                let role: String = row.get("role");
-                Ok(ApiTokenInfo {
-                    id,
-                    role: Role::parse(&role).with_context(|| format!("API token {id} has the unknown role {role}"))?,
-                    label: row.get("label"),
-                    created_at: row.get("created_at"),
-                    revoked_at: row.get("revoked_at"),
-                })
-            })
-            .collect()
+        super::people::postgres::api_tokens(&self.pool).await
     }
 
     async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked> {
         revoke(&self.pool, "api_tokens", id).await
     }
 
-    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
+    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Authenticated>> {
         let device = sqlx::query(
             "SELECT id, collector_id, revoked_at IS NOT NULL AS revoked FROM devices WHERE token_hash = $1",
         )
@@ -866,16 +850,11 @@ impl Store for PostgresStore {
         .await?;
         if let Some(row) = device {
             if row.get::<bool, _>("revoked") {
-                return Ok(Some(Principal::RevokedDevice { device_id: row.get("id") }));
+                return Ok(Some(Authenticated::RevokedDevice { device_id: row.get("id") }));
             }
-            return Ok(Some(Principal::Device { device_id: row.get("id"), collector_id: row.get("collector_id") }));
+            return Ok(Some(super::people::device_principal(row.get("id"), row.get("collector_id"))));
         }
-        let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
+        super::people::postgres::authenticate_token(&self.pool, token_hash, OffsetDateTime::now_utc()).await
     }
 
     async fn devices(&self, collector: Option<Uuid>) -> anyhow::Result<Vec<DeviceInfo>> {

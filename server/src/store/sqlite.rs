@@ -24,10 +24,10 @@ use super::rollup::{
     Contribution, ContributorSet, Counted, GenerationRollups, PeriodKind, Phases, RollupDeltas, CELL_COLUMNS,
 };
 use super::{
-    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, CategoryCount, CodeHashes,
-    DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, ImportedPostcodes, InsightRow,
-    InvitationInfo, InvitationState, NewDevice, Outcome, Principal, RedeemError, Revoked, Role, SaveError, SeriesPoint,
-    Store, StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
+    check_not_newer, ensure_distinct, tagged_up_to, ApiTokenInfo, AreaRollup, AreaTag, Authenticated, CategoryCount,
+    CodeHashes, DayRange, DeviceInfo, DocumentBytes, DocumentChanged, DocumentWrite, GenerationInfo, ImportedPostcodes,
+    InsightRow, InvitationInfo, InvitationState, NewDevice, Outcome, RedeemError, Revoked, Role, SaveError,
+    SeriesPoint, Store, StoredArea, StoredDocument, Sums, TaggableInsight, Tagger, CHANGE_FEED_CAPACITY,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -35,7 +35,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     /// One process owns a SQLite database, so the change feed is in memory.
     changes: tokio::sync::broadcast::Sender<DocumentChanged>,
 }
@@ -740,30 +740,14 @@ impl Store for SqliteStore {
     }
 
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
-        let rows =
-            sqlx::query("SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.get("id");
-                let role: String = row.get("role");
-                Ok(ApiTokenInfo {
-                    id: id.parse().context("API token id")?,
-                    role: Role::parse(&role).with_context(|| format!("API token {id} has the unknown role {role}"))?,
-                    label: row.get("label"),
-                    created_at: parse_time(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                    revoked_at: parse_time(row.get("revoked_at")),
-                })
-            })
-            .collect()
+        super::people::sqlite::api_tokens(&self.pool).await
     }
 
     async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked> {
         revoke(&self.pool, "api_tokens", id).await
     }
 
-    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
+    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Authenticated>> {
         let device = sqlx::query("SELECT id, collector_id, revoked_at FROM devices WHERE token_hash = ?1")
             .bind(token_hash)
             .fetch_optional(&self.pool)
@@ -773,20 +757,12 @@ impl Store for SqliteStore {
             let device_id = device_id.parse().context("device id")?;
             let revoked_at: Option<String> = row.get("revoked_at");
             if revoked_at.is_some() {
-                return Ok(Some(Principal::RevokedDevice { device_id }));
+                return Ok(Some(Authenticated::RevokedDevice { device_id }));
             }
             let collector_id: String = row.get("collector_id");
-            return Ok(Some(Principal::Device {
-                device_id,
-                collector_id: collector_id.parse().context("collector id")?,
-            }));
+            return Ok(Some(super::people::device_principal(device_id, collector_id.parse().context("collector id")?)));
         }
-        let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
+        super::people::sqlite::authenticate_token(&self.pool, token_hash, OffsetDateTime::now_utc()).await
     }
 
     async fn devices(&self, collector: Option<Uuid>) -> anyhow::Result<Vec<DeviceInfo>> {
