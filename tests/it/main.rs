@@ -39,6 +39,7 @@ mod js_client;
 mod limits;
 mod nodes;
 mod onboarding;
+mod people;
 mod phone_crash;
 mod postcodes;
 mod python_sdk;
