@@ -552,7 +552,7 @@ async fn run_tokens(command: TokenCommand) -> anyhow::Result<()> {
                         token.role.as_str(),
                         token.person_email.as_deref().unwrap_or("service account"),
                         minutes(token.created_at),
-                        token.expires_at.map_or_else(|| "-".to_owned(), minutes),
+                        token.expires_at.map_or_else(|| "never".to_owned(), minutes),
                         token.revoked_at.map_or_else(|| "-".to_owned(), minutes),
                         token.label
                     );
