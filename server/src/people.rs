@@ -191,7 +191,7 @@ pub async fn set_role(
     if !store.set_person_role(&email, role, scope.as_ref()).await? {
         return Err(PeopleError::PersonUnknown(email));
     }
-    Ok(store.person_by_email(&email).await?.ok_or(PeopleError::PersonUnknown(email))?)
+    store.person_by_email(&email).await?.ok_or(PeopleError::PersonUnknown(email))
 }
 
 /// Disables a person: their tokens are refused from the next request on every node.
