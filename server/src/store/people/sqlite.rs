@@ -160,3 +160,63 @@ pub(crate) async fn api_tokens(pool: &SqlitePool) -> anyhow::Result<Vec<ApiToken
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use super::*;
+    use crate::domain::{Actor, Principal};
+    use crate::store::Store;
+
+    /// 0012 rebuilds `api_tokens` to loosen its role: a token made before people existed keeps its id, role, label
+    /// and hash, authenticates as a service account and is listed as one.
+    #[tokio::test]
+    async fn a_token_made_before_people_existed_is_a_service_accounts_after_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        let released = dir.path().join("migrations");
+        std::fs::create_dir(&released).unwrap();
+        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.get(..4).and_then(|number| number.parse::<i64>().ok()).is_some_and(|number| number <= 10) {
+                std::fs::copy(&path, released.join(name)).unwrap();
+            }
+        }
+        sqlx::migrate::Migrator::new(released.as_path()).await.unwrap().run(&pool).await.unwrap();
+        let id = "00000000-0000-0000-0000-0000000000b1";
+        sqlx::query(
+            "INSERT INTO api_tokens (id, role, label, token_hash, created_at)
+             VALUES (?1, 'analyst', 'Old dashboards', 'old-hash', '2026-01-02T03:04:05Z')",
+        )
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let Some(Authenticated::Principal(Principal {
+            actor: Actor::ServiceAccount { token_id, label },
+            role,
+            scope,
+            ..
+        })) = store.authenticate("old-hash").await.unwrap()
+        else {
+            panic!("a service account's token")
+        };
+        assert_eq!(
+            (token_id.to_string(), label.as_str(), role, scope),
+            (id.to_owned(), "Old dashboards", Role::Analyst, Scope::Everything)
+        );
+        let listed = store.api_tokens().await.unwrap();
+        assert_eq!((listed.len(), listed[0].person_email.as_ref(), listed[0].expires_at), (1, None, None));
+        assert_eq!(listed[0].created_at, OffsetDateTime::parse("2026-01-02T03:04:05Z", &Rfc3339).unwrap());
+    }
+}
