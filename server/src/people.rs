@@ -278,4 +278,11 @@ mod tests {
         assert_eq!(error.code(), ErrorCode::RoleUnknown);
         assert!(error.to_string().contains("'superuser' is not a role"), "{error}");
     }
+
+    #[test]
+    fn an_issued_tokens_debug_shows_no_token() {
+        let issued = IssuedToken { id: Uuid::nil(), token: "gva_secret".into(), expires_at: None };
+        let shown = format!("{issued:?}");
+        assert!(!shown.contains("gva_secret") && shown.contains("[redacted]"), "{shown}");
+    }
 }
