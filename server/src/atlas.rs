@@ -4,13 +4,15 @@
 //! The filing set (`wards` by default) is what a phone hears back: its newest generation files the insight. Every
 //! other generation tags it too, so any period can be rolled up on any generation.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use geo::{Coord, MultiPolygon};
+use geo::{Coord, InteriorPoint, MultiPolygon};
 
 use crate::boundaries::{Area, Boundaries};
+use crate::domain::Scope;
 use crate::store::{AreaTag, GenerationInfo, Store, StoredArea, TaggableInsight, OUTSIDE_COVERAGE};
 
 /// The set the bundled wards are generation 1 of, and the default filing set.
@@ -226,6 +228,62 @@ impl Atlas {
             .collect()
     }
 
+    /// The codes of the areas of generation `target_generation_id` that lie within `scope` (docs/access.md, "Scopes:
+    /// what within means"): every area for a scope of everything; an area of the scope's own set is itself (by code);
+    /// an area of another set lies within a scope area when its interior point (`InteriorPoint`, the point a picked
+    /// area is filed by elsewhere) is located in that scope area, in the generation it was granted in, under the
+    /// border rule of `Boundaries::locate`. Deterministic and cheap: a ward straddling a district border belongs to
+    /// the one district holding its interior point. An unknown target generation has no areas.
+    #[must_use]
+    pub fn areas_within(&self, scope: &Scope, target_generation_id: i64) -> BTreeSet<String> {
+        let Some(target) = self.generation_by_id(target_generation_id) else {
+            return BTreeSet::new();
+        };
+        let areas = match scope {
+            Scope::Everything => return target.boundaries.areas().iter().map(|area| area.code.clone()).collect(),
+            Scope::Areas(areas) => areas,
+        };
+        let mut within = BTreeSet::new();
+        // Scope areas of other sets, by the generation they were granted in (the newest, if never granted).
+        let mut elsewhere: BTreeMap<i64, (&Generation, BTreeSet<&str>)> = BTreeMap::new();
+        for area in areas {
+            let granted = match area.generation_id {
+                Some(id) => self.generation_by_id(id),
+                None => self.newest_of(&area.set),
+            };
+            let Some(granted) = granted.filter(|granted| granted.info.set_name == area.set) else { continue };
+            if granted.info.set_name == target.info.set_name {
+                if target.boundaries.area(&area.code).is_some() {
+                    within.insert(area.code.clone());
+                }
+            } else {
+                elsewhere.entry(granted.info.id).or_insert_with(|| (granted, BTreeSet::new())).1.insert(&area.code);
+            }
+        }
+        if elsewhere.is_empty() {
+            return within;
+        }
+        for candidate in target.boundaries.areas() {
+            let Some(point) = candidate.shape.interior_point() else { continue };
+            let inside = elsewhere.values().any(|(granted, codes)| {
+                granted
+                    .boundaries
+                    .locate(point.x(), point.y())
+                    .is_some_and(|holder| codes.contains(holder.code.as_str()))
+            });
+            if inside {
+                within.insert(candidate.code.clone());
+            }
+        }
+        within
+    }
+
+    /// A generation by its id.
+    #[must_use]
+    pub fn generation_by_id(&self, generation_id: i64) -> Option<&Generation> {
+        self.generations.iter().find(|generation| generation.info.id == generation_id)
+    }
+
     fn newest_id(&self) -> i64 {
         self.generations.last().map_or(0, |generation| generation.info.id)
     }
@@ -308,5 +366,104 @@ mod tests {
         assert!(near, "an approximate point is always near a boundary");
         let nowhere = Whereabouts { point: None, accuracy_m: None, picked_area_code: None, approximate: false };
         assert_eq!(tag_in(&wards, &nowhere), (OUTSIDE_COVERAGE.to_owned(), false));
+    }
+
+    fn generation(id: i64, set_name: &str, boundaries: Boundaries) -> Generation {
+        let info = GenerationInfo {
+            id,
+            set_name: set_name.into(),
+            generation: 1,
+            source: String::new(),
+            imported_at: String::new(),
+            n_areas: 0,
+        };
+        Generation { info, boundaries }
+    }
+
+    /// The bundled wards (generation 1, `wards`) and the ONS districts of 2022 (generation 2, `districts`).
+    fn wards_and_districts() -> Atlas {
+        let districts_file =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/boundaries/uk-local-authority-districts-2022.geojson");
+        let districts = std::fs::read_to_string(districts_file).unwrap();
+        let districts = Boundaries::from_geojson(&districts, "LAD22CD", "LAD22NM").unwrap();
+        Atlas {
+            generations: vec![generation(1, DEFAULT_SET, Boundaries::bundled()), generation(2, "districts", districts)],
+            filing_set: DEFAULT_SET.into(),
+        }
+    }
+
+    /// Each bundled ward's district, as the ward file itself records it (`LADCD`).
+    fn ward_districts() -> BTreeMap<String, String> {
+        let text = include_str!("../data/boundaries/staffordshire-wards-2013.geojson");
+        let wards: serde_json::Value = serde_json::from_str(text).unwrap();
+        wards["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|feature| {
+                let properties = &feature["properties"];
+                (properties["WD13CD"].as_str().unwrap().to_owned(), properties["LADCD"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    }
+
+    fn granted(text: &str, generation_id: i64) -> Scope {
+        let Scope::Areas(areas) = Scope::parse_list(text).unwrap() else { unreachable!() };
+        Scope::Areas(
+            areas
+                .into_iter()
+                .map(|area| crate::domain::AreaRef { generation_id: Some(generation_id), ..area })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_district_scope_covers_the_wards_inside_it_and_not_its_neighbours() {
+        let atlas = wards_and_districts();
+        let ward_districts = ward_districts();
+        // Stafford, Newcastle-under-Lyme and Stoke-on-Trent share borders.
+        for district in ["E07000197", "E07000195", "E06000021"] {
+            let within = atlas.areas_within(&granted(&format!("districts:{district}"), 2), 1);
+            let recorded: BTreeSet<String> = ward_districts
+                .iter()
+                .filter(|(_, lad)| lad.as_str() == district)
+                .map(|(ward, _)| ward.clone())
+                .collect();
+            assert!(!within.is_empty(), "{district}");
+            assert_eq!(within, recorded, "{district}: the wards the ward file places in it, no more and no fewer");
+        }
+        let stafford = atlas.areas_within(&granted("districts:E07000197", 2), 1);
+        let newcastle = atlas.areas_within(&granted("districts:E07000195", 2), 1);
+        assert!(stafford.is_disjoint(&newcastle), "a ward lies within one district");
+        let both = atlas.areas_within(&granted("districts:E07000197,districts:E07000195", 2), 1);
+        assert_eq!(both, stafford.union(&newcastle).cloned().collect());
+    }
+
+    #[test]
+    fn every_bundled_ward_lies_within_exactly_the_district_its_file_names() {
+        let atlas = wards_and_districts();
+        let ward_districts = ward_districts();
+        let districts: BTreeSet<&String> = ward_districts.values().collect();
+        let mut seen = BTreeSet::new();
+        for district in districts {
+            for ward in atlas.areas_within(&granted(&format!("districts:{district}"), 2), 1) {
+                assert_eq!(&ward_districts[&ward], district, "{ward}");
+                assert!(seen.insert(ward), "a ward in two districts");
+            }
+        }
+        assert_eq!(seen.len(), 211, "every ward lies within some district");
+    }
+
+    #[test]
+    fn a_scope_of_its_own_set_is_itself_and_everything_is_every_area() {
+        let atlas = wards_and_districts();
+        let one_ward = atlas.areas_within(&granted("wards:E05008714", 1), 1);
+        assert_eq!(one_ward, BTreeSet::from(["E05008714".to_owned()]));
+        assert!(atlas.areas_within(&granted("wards:NOPE", 1), 1).is_empty());
+        assert_eq!(atlas.areas_within(&Scope::Everything, 1).len(), 211);
+        assert!(atlas.areas_within(&Scope::Everything, 99).is_empty(), "an unknown generation has no areas");
+        // A ward scope seen on the districts: a district is within a ward only if its interior point is, and no
+        // Staffordshire district fits inside one ward.
+        assert!(atlas.areas_within(&granted("wards:E05008714", 1), 2).is_empty());
     }
 }

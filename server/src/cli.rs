@@ -12,17 +12,18 @@ use anyhow::Context;
 
 use crate::app::{Application, ServeConfig};
 use crate::atlas::DEFAULT_SET;
-use crate::auth::issue_api_token;
 use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
 use crate::database_url::DatabaseUrl;
 use crate::db_lock::DatabaseLock;
 use crate::domain::Principal;
+use crate::domain::Scope;
 use crate::invitations;
+use crate::people;
 use crate::postcodes::read_postcodes;
-use crate::store::{self, ApiTokenInfo, Revoked, Role, DEFAULT_DATABASE_URL};
+use crate::store::{self, ApiTokenInfo, Role, DEFAULT_DATABASE_URL};
 use crate::telemetry::LogFormat;
 use crate::usecase::cohorts::NewInvitation;
-use crate::usecase::{reference, UseCases};
+use crate::usecase::{reference, UseCaseError, UseCases};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
@@ -67,7 +68,10 @@ pub enum Command {
     /// Invitations: codes (and QR codes) a cohort's phones enrol with.
     #[command(subcommand)]
     Invite(InviteCommand),
-    /// Manage API tokens for analysts and boards.
+    /// People: accounts with a role and a scope of areas (docs/access.md).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens: a person's, or an unscoped service account's.
     #[command(subcommand)]
     Token(TokenCommand),
     /// Boundary sets and their generations (docs/geotagging.md).
@@ -290,19 +294,75 @@ pub enum RoleArg {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Create an API token and print it (last line).
+pub enum UserCommand {
+    /// Add a person with a role (collector, coordinator, analyst, board, admin) and, optionally, a scope.
     Add {
-        /// What the token may read.
+        /// Their email address (stored trimmed and lower-cased; unique).
+        #[arg(long)]
+        email: String,
+        /// collector, coordinator, analyst, board or admin.
+        #[arg(long)]
+        role: String,
+        /// The areas they may act in, SET:CODE separated by commas (e.g. districts:E07000197), each in the newest
+        /// generation of its set; without it, everywhere.
+        #[arg(long)]
+        areas: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List people: email, role, scope, when added, when disabled.
+    List {
+        /// Print a JSON array instead of a table, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Change a person's role and, with --areas, their scope: their tokens carry it from their next request.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        /// collector, coordinator, analyst, board or admin.
+        #[arg(long)]
+        role: String,
+        /// A new scope, SET:CODE separated by commas; without it, the scope stays as it is.
+        #[arg(long)]
+        areas: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Disable a person: every one of their tokens is refused (401 person_disabled) from its next request on.
+    Disable {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it (last line): a person's (--user), carrying their role and scope, or an
+    /// unscoped service account's (--role).
+    Add {
+        /// The email of the person whose token it is.
+        #[arg(long, conflicts_with = "role", required_unless_present = "role")]
+        user: Option<String>,
+        /// A service account's role: what the token may read, everywhere.
         #[arg(long, value_enum)]
-        role: RoleArg,
+        role: Option<RoleArg>,
+        /// A person's token expires after this long: Nd (1d to 1825d) or Nh (1h to 43800h). Without it, it does not
+        /// expire.
+        #[arg(long, requires = "user")]
+        expires: Option<String>,
         /// Who holds it.
         #[arg(long, default_value = "")]
         label: String,
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// List API tokens: id, role, label, when created, when revoked. Tokens themselves are never shown again.
+    /// List API tokens: id, role, whose, label, when created, when it expires, when revoked. Tokens themselves are
+    /// never shown again.
     List {
         /// Print a JSON array instead of a table, for scripts.
         #[arg(long)]
@@ -372,34 +432,127 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Postcodes(command) => run_postcodes(command).await,
         Command::Token(command) => run_tokens(command).await,
         Command::Audit(command) => audit::run(command).await,
+        Command::User(command) => run_people(command).await,
     }
+}
+
+async fn run_people(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add { email, role, areas, database } => {
+            let usecases = UseCases::open(&database.database_url).await?;
+            let person = usecases.add_person(&Principal::operator(), &email, &role, areas.as_deref()).await?;
+            println!("Added {} as {}, scope {}.", person.email, person.role, person.scope.describe());
+        }
+        UserCommand::List { json, database } => {
+            let usecases = UseCases::open(&database.database_url).await?;
+            let everyone = usecases.people(&Principal::operator()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&people_json(&everyone)?)?);
+            } else {
+                println!("{:<32}  {:<11}  {:<20}  {:<20}  scope", "email", "role", "added", "disabled");
+                for person in everyone {
+                    println!(
+                        "{:<32}  {:<11}  {:<20}  {:<20}  {}",
+                        person.email,
+                        person.role.as_str(),
+                        minutes(person.created_at),
+                        person.disabled_at.map_or_else(|| "-".to_owned(), minutes),
+                        person.scope.describe()
+                    );
+                }
+            }
+        }
+        UserCommand::SetRole { email, role, areas, database } => {
+            let usecases = UseCases::open(&database.database_url).await?;
+            let person = usecases.set_role(&Principal::operator(), &email, &role, areas.as_deref()).await?;
+            println!(
+                "{} is now {}, scope {}; their tokens carry it from their next request.",
+                person.email,
+                person.role,
+                person.scope.describe()
+            );
+        }
+        UserCommand::Disable { email, database } => {
+            let usecases = UseCases::open(&database.database_url).await?;
+            if usecases.disable_person(&Principal::operator(), &email).await? {
+                println!("Disabled {}; every node refuses their tokens from the next request on.", email.trim());
+            } else {
+                println!("{} was disabled already; nothing changed.", email.trim());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `user list --json`: one object per person, times in RFC 3339 (UTC); `scope` null for everything, else a list of
+/// `{set, code, generation}` (the id of the generation it was granted in).
+fn people_json(everyone: &[store::PersonInfo]) -> anyhow::Result<serde_json::Value> {
+    let entries = everyone
+        .iter()
+        .map(|person| {
+            let scope = match &person.scope {
+                Scope::Everything => serde_json::Value::Null,
+                Scope::Areas(areas) => areas
+                    .iter()
+                    .map(|area| serde_json::json!({"set": area.set, "code": area.code, "generation": area.generation_id}))
+                    .collect(),
+            };
+            Ok(serde_json::json!({
+                "id": person.id,
+                "email": person.email,
+                "role": person.role.as_str(),
+                "scope": scope,
+                "created_at": rfc3339(person.created_at)?,
+                "disabled_at": person.disabled_at.map(rfc3339).transpose()?,
+            }))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(serde_json::Value::Array(entries))
 }
 
 async fn run_tokens(command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Add { role, label, database } => {
-            let store = store::open(&database.database_url).await?;
-            let role = match role {
+        TokenCommand::Add { user: Some(email), expires, label, database, .. } => {
+            let expires = expires.as_deref().map(people::parse_expiry).transpose().map_err(UseCaseError::from)?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let issued = usecases.issue_person_token(&Principal::operator(), &email, &label, expires).await?;
+            let until =
+                issued.expires_at.map_or_else(|| "does not expire".to_owned(), |at| format!("expires {}", minutes(at)));
+            println!(
+                "Added a token {} of {} ({until}). The token, shown only now:",
+                issued.id,
+                email.trim().to_lowercase()
+            );
+            println!("{}", issued.token);
+        }
+        TokenCommand::Add { role, label, database, .. } => {
+            let role = match role.context("a token needs --user EMAIL or --role ROLE")? {
                 RoleArg::Analyst => Role::Analyst,
                 RoleArg::Board => Role::Board,
             };
-            let (id, token) = issue_api_token(store.as_ref(), role, &label).await?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let (id, token) = usecases.issue_service_token(&Principal::operator(), role, &label).await?;
             println!("Added {} token {id}. The token, shown only now:", role.as_str());
             println!("{token}");
         }
         TokenCommand::List { json, database } => {
-            let store = store::open(&database.database_url).await?;
-            let tokens = store.api_tokens().await?;
+            let usecases = UseCases::open(&database.database_url).await?;
+            let tokens = usecases.api_tokens(&Principal::operator()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&api_tokens_json(&tokens)?)?);
             } else {
-                println!("{:<36}  {:<8}  {:<20}  {:<20}  label", "token", "role", "created", "revoked");
+                println!(
+                    "{:<36}  {:<11}  {:<24}  {:<20}  {:<20}  {:<20}  label",
+                    "token", "role", "whose", "created", "expires", "revoked"
+                );
                 for token in tokens {
                     println!(
-                        "{:<36}  {:<8}  {:<20}  {:<20}  {}",
+                        "{:<36}  {:<11}  {:<24}  {:<20}  {:<20}  {:<20}  {}",
                         token.id,
                         token.role.as_str(),
+                        token.person_email.as_deref().unwrap_or("service account"),
                         minutes(token.created_at),
+                        token.expires_at.map_or_else(|| "never".to_owned(), minutes),
                         token.revoked_at.map_or_else(|| "-".to_owned(), minutes),
                         token.label
                     );
@@ -407,28 +560,35 @@ async fn run_tokens(command: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Revoke { id, database } => {
-            let store = store::open(&database.database_url).await?;
-            match store.revoke_api_token(id).await? {
-                Revoked::Now => println!("Revoked API token {id}; every node refuses it from its next request on."),
-                Revoked::Already => println!("API token {id} was revoked already; nothing changed."),
-                Revoked::Unknown => anyhow::bail!("no API token has the id {id} (see `grapevine token list`)"),
+            let usecases = UseCases::open(&database.database_url).await?;
+            if usecases.revoke_api_token(&Principal::operator(), id).await? {
+                println!("Revoked API token {id}; every node refuses it from its next request on.");
+            } else {
+                println!("API token {id} was revoked already; nothing changed.");
             }
         }
     }
     Ok(())
 }
 
-/// `token list --json`: one object per token, times in RFC 3339 (UTC), `revoked_at` null while it is live.
+fn rfc3339(at: time::OffsetDateTime) -> Result<String, time::error::Format> {
+    at.to_offset(time::UtcOffset::UTC).format(&Rfc3339)
+}
+
+/// `token list --json`: one object per token, times in RFC 3339 (UTC), `revoked_at` null while it is live,
+/// `expires_at` null for a token that does not expire, `person` the email of the person whose token it is (null for
+/// a service account's).
 fn api_tokens_json(tokens: &[ApiTokenInfo]) -> anyhow::Result<serde_json::Value> {
-    let rfc3339 = |at: time::OffsetDateTime| at.to_offset(time::UtcOffset::UTC).format(&Rfc3339);
     let entries = tokens
         .iter()
         .map(|token| {
             Ok(serde_json::json!({
                 "id": token.id,
                 "role": token.role.as_str(),
+                "person": token.person_email,
                 "label": token.label,
                 "created_at": rfc3339(token.created_at)?,
+                "expires_at": token.expires_at.map(rfc3339).transpose()?,
                 "revoked_at": token.revoked_at.map(rfc3339).transpose()?,
             }))
         })

@@ -2,7 +2,7 @@
 //! insight, geotags it into an area, keeps the neighbourhood roll-up current, and answers analysts over HTTP.
 //!
 //! # Layout
-//! - `cli`: the `grapevine` command line (`serve`, `migrate`, `backup`, `restore`, `device`, `invite`, `token`,
+//! - `cli`: the `grapevine` command line (`serve`, `migrate`, `backup`, `restore`, `device`, `invite`, `user`, `token`,
 //!   `boundaries`, `postcodes`).
 //! - `app`: state, router, listener and graceful shutdown; `Application::build` binds port 0 for tests.
 //! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
@@ -20,6 +20,8 @@
 //!   the only module that knows SQL.
 //! - `audit`: the audit trail's entries, their hash chain and its verification (docs/audit.md).
 //! - `auth`: bearer tokens, made and hashed; enrolling a phone with an invitation.
+//! - `people`: people and their API tokens as an operator manages them (add, set a role and scope, disable,
+//!   issue a token); the command line is its adapter.
 //! - `invitations`: invitation codes (made, normalised, hashed), validities and the enrol link.
 //! - `qr`: QR codes for invitation cards, as SVG and PNG.
 //! - `http`: the analyst API, the enrolment endpoint and the one error type.
@@ -48,6 +50,7 @@ pub mod http;
 pub mod ingest;
 pub mod invitations;
 pub mod metrics;
+pub mod people;
 pub mod postcodes;
 pub mod qr;
 pub mod readiness;

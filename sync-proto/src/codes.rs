@@ -57,11 +57,30 @@ pub enum ErrorCode {
     InsightWithdrawn,
     NotEnrolled,
     StoreDamaged,
+    // People and their API tokens.
+    /// A role that is not one of collector, coordinator, analyst, board, admin.
+    RoleUnknown,
+    /// A scope list with a part that is not `SET:CODE`.
+    ScopeInvalid,
+    /// A scope naming a boundary set, or an area of its newest generation, that does not exist.
+    ScopeAreaUnknown,
+    /// An email address that is empty, has no `@` or holds spaces.
+    PersonEmailInvalid,
+    /// An email address another person already has.
+    PersonEmailTaken,
+    /// No person has that email address.
+    PersonUnknown,
+    /// The person was disabled: their tokens are refused.
+    PersonDisabled,
+    /// The API token is past its expiry.
+    TokenExpired,
+    /// An expiry that is not `Nd` or `Nh` within the bounds.
+    TokenExpiryInvalid,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 49] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -102,6 +121,15 @@ impl ErrorCode {
         ErrorCode::InsightWithdrawn,
         ErrorCode::NotEnrolled,
         ErrorCode::StoreDamaged,
+        ErrorCode::RoleUnknown,
+        ErrorCode::ScopeInvalid,
+        ErrorCode::ScopeAreaUnknown,
+        ErrorCode::PersonEmailInvalid,
+        ErrorCode::PersonEmailTaken,
+        ErrorCode::PersonUnknown,
+        ErrorCode::PersonDisabled,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenExpiryInvalid,
     ];
 
     /// The wire spelling, `snake_case`.
@@ -148,6 +176,15 @@ impl ErrorCode {
             ErrorCode::InsightWithdrawn => "insight_withdrawn",
             ErrorCode::NotEnrolled => "not_enrolled",
             ErrorCode::StoreDamaged => "store_damaged",
+            ErrorCode::RoleUnknown => "role_unknown",
+            ErrorCode::ScopeInvalid => "scope_invalid",
+            ErrorCode::ScopeAreaUnknown => "scope_area_unknown",
+            ErrorCode::PersonEmailInvalid => "person_email_invalid",
+            ErrorCode::PersonEmailTaken => "person_email_taken",
+            ErrorCode::PersonUnknown => "person_unknown",
+            ErrorCode::PersonDisabled => "person_disabled",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenExpiryInvalid => "token_expiry_invalid",
         }
     }
 
@@ -197,6 +234,15 @@ impl ErrorCode {
             ErrorCode::InsightWithdrawn => ("This report was withdrawn and can no longer be changed.", "Tynnwyd yr adroddiad hwn yn ôl ac ni ellir ei newid mwyach."),
             ErrorCode::NotEnrolled => ("This phone is not enrolled yet; enter your invitation code.", "Nid yw'r ffôn hwn wedi'i gofrestru eto; rhowch eich cod gwahoddiad."),
             ErrorCode::StoreDamaged => ("The reports kept on this phone cannot be read; nothing was changed. Restore them from a backup, or ask for help before starting again.", "Nid oes modd darllen yr adroddiadau a gedwir ar y ffôn hwn; ni newidiwyd dim. Adferwch nhw o gopi wrth gefn, neu gofynnwch am help cyn dechrau eto."),
+            ErrorCode::RoleUnknown => ("That role does not exist; choose collector, coordinator, analyst, board or admin.", "Nid yw'r rôl honno'n bodoli; dewiswch casglwr, cydlynydd, dadansoddwr, bwrdd neu weinyddwr."),
+            ErrorCode::ScopeInvalid => ("Each area must be written as SET:CODE, separated by commas.", "Rhaid ysgrifennu pob ardal fel SET:COD, wedi'u gwahanu gan atalnodau."),
+            ErrorCode::ScopeAreaUnknown => ("An area in the scope is not in the newest boundaries of its set.", "Nid yw ardal yn y cwmpas yn ffiniau mwyaf newydd ei set."),
+            ErrorCode::PersonEmailInvalid => ("That email address cannot be right; check it.", "Ni all y cyfeiriad e-bost hwnnw fod yn gywir; gwiriwch ef."),
+            ErrorCode::PersonEmailTaken => ("Someone already has that email address.", "Mae gan rywun y cyfeiriad e-bost hwnnw eisoes."),
+            ErrorCode::PersonUnknown => ("Nobody has that email address.", "Nid oes gan neb y cyfeiriad e-bost hwnnw."),
+            ErrorCode::PersonDisabled => ("This account was disabled; ask an administrator.", "Analluogwyd y cyfrif hwn; gofynnwch i weinyddwr."),
+            ErrorCode::TokenExpired => ("This token has expired; ask for a new one.", "Mae'r tocyn hwn wedi dod i ben; gofynnwch am un newydd."),
+            ErrorCode::TokenExpiryInvalid => ("A token's expiry is a number of days or hours, such as 90d or 12h.", "Mae dyddiad dod i ben tocyn yn nifer o ddyddiau neu oriau, fel 90d neu 12h."),
         };
         Bilingual { en, cy }
     }

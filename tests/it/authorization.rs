@@ -112,7 +112,10 @@ async fn every_route_with_every_role_in_and_out_of_scope(backend: Backend) {
         // The concrete requests for a route: (path and query, the area it names if any).
         let requests: Vec<(String, Option<&str>)> = match path.as_str() {
             "/api/v1/areas/{code}" => {
-                vec![(format!("/api/v1/areas/{inside}"), Some(&inside)), (format!("/api/v1/areas/{outside}"), Some(&outside))]
+                vec![
+                    (format!("/api/v1/areas/{inside}"), Some(&inside)),
+                    (format!("/api/v1/areas/{outside}"), Some(&outside)),
+                ]
             }
             "/api/v1/priorities" => vec![
                 (format!("/api/v1/priorities?{period}"), None),
@@ -129,11 +132,18 @@ async fn every_route_with_every_role_in_and_out_of_scope(backend: Backend) {
                 for (token, scoped) in [(tokens.unscoped.get(&role), false), (tokens.scoped.get(&role), true)] {
                     let Some(token) = token else { continue };
                     let (status, code) = call(&app, &method, request, Some(token)).await;
-                    let seen = format!("{method} {request} as {role}{}: {status} {code:?}", if scoped { " (scoped)" } else { "" });
+                    let seen = format!(
+                        "{method} {request} as {role}{}: {status} {code:?}",
+                        if scoped { " (scoped)" } else { "" }
+                    );
                     match said.as_str() {
                         "–" => assert_eq!((status, code.as_deref()), (403, Some("forbidden")), "{seen}"),
                         _ if scoped && area.is_some_and(|area| *area == outside) => {
-                            assert_eq!((status, code.as_deref()), (404, Some("area_not_found")), "{seen}: as if absent");
+                            assert_eq!(
+                                (status, code.as_deref()),
+                                (404, Some("area_not_found")),
+                                "{seen}: as if absent"
+                            );
                         }
                         // The sync endpoint lets a device through to the WebSocket upgrade, which a plain GET lacks.
                         _ if path == "/sync" => assert!(![401, 403].contains(&status), "{seen}"),

@@ -135,7 +135,10 @@ async fn failures_back_off_until_the_network_returns_and_a_revoked_device_is_not
 
     // A revoked device: the failure says so and is not retried.
     let device_id = app.store.authenticate(&grapevine_server::auth::hash_token(&phone.token)).await.unwrap();
-    let Some(grapevine_server::store::Principal::Device { device_id, .. }) = device_id else { panic!("a device") };
+    use grapevine_server::domain::{Actor, Authenticated, Principal};
+    let Some(Authenticated::Principal(Principal { actor: Actor::Device { device_id, .. }, .. })) = device_id else {
+        panic!("a device")
+    };
     app.store.revoke_device(device_id).await.unwrap();
     let engine = SyncEngine::start(phone.store.clone(), config(app.sync_url(), phone.token.clone()));
     let mut events = engine.subscribe();

@@ -5,7 +5,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use grapevine_client_sdk::Status;
 use grapevine_server::app::SyncLimits;
-use grapevine_server::store::{Principal, Revoked};
+use grapevine_server::domain::{Actor, Authenticated, Principal};
+use grapevine_server::store::Revoked;
 use grapevine_sync_proto::session::{Event, Session, Side};
 use grapevine_sync_proto::ErrorCode;
 use grapevine_tests::points::JOINERS_SQUARE;
@@ -107,7 +108,9 @@ async fn a_device_revoked_while_connected_is_told_and_closed(backend: Backend) {
     let app = TestApp::spawn_with_limits(backend, limits).await;
     let token = app.add_device("Lost phone").await;
     let principal = app.store.authenticate(&grapevine_server::auth::hash_token(&token)).await.unwrap();
-    let Some(Principal::Device { device_id, .. }) = principal else { panic!("a device token: {principal:?}") };
+    let Some(Authenticated::Principal(Principal { actor: Actor::Device { device_id, .. }, .. })) = principal else {
+        panic!("a device token: {principal:?}")
+    };
     let mut socket = connect(&app, &token).await;
 
     // Connected and answering pings: the connection stays up while the device is valid.

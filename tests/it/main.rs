@@ -42,6 +42,7 @@ mod limits;
 mod nodes;
 mod onboarding;
 mod one_door;
+mod people;
 mod phone_crash;
 mod postcodes;
 mod python_sdk;

@@ -4,17 +4,15 @@
 use std::path::{Path, PathBuf};
 
 /// The adapters' source, relative to the workspace.
-const ADAPTERS: &[&str] = &["server/src/http", "server/src/sync.rs", "server/src/cli.rs"];
+const ADAPTERS: &[&str] = &["server/src/http", "server/src/sync.rs", "server/src/cli.rs", "server/src/cli"];
 
 /// What reaching the store looks like in source: holding it, opening it, or calling it through the state.
 const REACHING_THE_STORE: &[&str] = &["state.store", "dyn Store", "store::open(", ".store.as_ref()", "store.as_ref()"];
 
 /// Adapters not moved behind the use cases yet, each with what still reaches the store. This list only shrinks: an
 /// entry whose file no longer reaches the store fails the test until it is removed.
-const NOT_YET: &[(&str, &str)] = &[
-    ("server/src/sync.rs", "document traffic (load, save, sync states, the change feed), until the ingest service"),
-    ("server/src/cli.rs", "operator commands (devices, invitations, tokens, boundaries, postcodes, backup)"),
-];
+const NOT_YET: &[(&str, &str)] =
+    &[("server/src/sync.rs", "document traffic (load, save, sync states, the change feed), until the ingest service")];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

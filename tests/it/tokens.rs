@@ -51,7 +51,8 @@ async fn tokens_are_listed_without_secrets_and_revoked_at_once(backend: Backend)
     assert!(analyst["created_at"].as_str().unwrap().ends_with('Z'), "{analyst}");
     assert_eq!(analyst["revoked_at"], Value::Null);
     let keys: Vec<&String> = analyst.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 5, "id, role, label, created_at, revoked_at and nothing else: {keys:?}");
+    assert_eq!(keys.len(), 7, "id, role, person, label, created_at, expires_at, revoked_at and nothing else: {keys:?}");
+    assert_eq!((&analyst["person"], &analyst["expires_at"]), (&Value::Null, &Value::Null), "a service account's");
     let table = stdout(&grapevine(&["token", "list", "--database-url", &database_url]));
     assert!(table.lines().any(|line| line.starts_with(&board_id) && line.contains("board")), "{table}");
     for secret in [&board_token, &analyst_token, &app.analyst_token] {

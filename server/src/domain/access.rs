@@ -56,6 +56,9 @@ impl fmt::Display for Role {
 pub struct AreaRef {
     pub set: String,
     pub code: String,
+    /// The id of the set's generation the area was granted in (its newest then), so a later generation neither
+    /// widens nor narrows the grant; `None` for an area as typed, before it is checked and granted.
+    pub generation_id: Option<i64>,
 }
 
 impl AreaRef {
@@ -64,7 +67,11 @@ impl AreaRef {
     pub fn parse(text: &str) -> Option<AreaRef> {
         let (set, code) = text.trim().split_once(':')?;
         let (set, code) = (set.trim(), code.trim());
-        (!set.is_empty() && !code.is_empty()).then(|| AreaRef { set: set.to_owned(), code: code.to_owned() })
+        (!set.is_empty() && !code.is_empty()).then(|| AreaRef {
+            set: set.to_owned(),
+            code: code.to_owned(),
+            generation_id: None,
+        })
     }
 }
 
@@ -162,6 +169,20 @@ impl Principal {
             context: RequestContext::default(),
         }
     }
+}
+
+/// What a presented credential turned out to be, as authentication (`Store::authenticate`) answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authenticated {
+    /// A live credential: who acts, with their role and scope as they are now (a person's are read at every request,
+    /// so a change of role or a disabling takes effect at once on every node).
+    Principal(Principal),
+    /// A phone whose device was revoked: refused everywhere, with its own code so it can tell the person.
+    RevokedDevice { device_id: Uuid },
+    /// An API token past its `expires_at`.
+    Expired,
+    /// A token of a person who has been disabled.
+    Disabled,
 }
 
 /// Every action a principal can take. `docs/access.md` lists each with the roles that may take it.

@@ -4,7 +4,7 @@
 
 pub mod access;
 
-pub use access::{Action, Actor, AreaRef, Principal, RequestContext, Role, Scope};
+pub use access::{permits, Action, Actor, AreaRef, Authenticated, Principal, RequestContext, Role, Scope};
 
 /// How much of a client's words (a name, a value, a path) a message repeats.
 const SHOWN_CHARS: usize = 40;

@@ -70,7 +70,11 @@ async fn audit_trail(
         }
     });
     allowed.await.map_err(|_| ApiError::from(anyhow::anyhow!("the audit reader stopped before it started")))??;
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(futures_util::stream::unfold(body, |mut body| async move {
-        body.recv().await.map(|line| (line, body))
-    }))).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(futures_util::stream::unfold(body, |mut body| async move {
+            body.recv().await.map(|line| (line, body))
+        })),
+    )
+        .into_response())
 }

@@ -36,14 +36,6 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, format!("this needs a token with the role {needed}"))
     }
 
-    pub fn device_revoked() -> Self {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::DeviceRevoked,
-            "this device was revoked; its insights stay on the phone, and it needs a new invitation to sync again",
-        )
-    }
-
     pub fn invalid_query(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidQuery, message)
     }

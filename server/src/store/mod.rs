@@ -18,6 +18,7 @@ mod access;
 mod audit;
 mod documents;
 mod generations;
+mod people;
 mod postcodes;
 mod postgres;
 pub mod rollup;
@@ -36,6 +37,7 @@ pub use access::AccessStore;
 pub use audit::AuditStore;
 pub use documents::DocumentStore;
 pub use generations::GenerationStore;
+pub use people::{AddPersonError, PeopleStore, PersonInfo};
 pub use postcodes::PostcodeStore;
 pub use postgres::PostgresStore;
 pub use rollup::RollupStore;
@@ -47,18 +49,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://grapevine-data/grapevine.db";
 /// The roll-up key for insights that lie outside every area (or have no location).
 pub const OUTSIDE_COVERAGE: &str = "";
 
-/// Who a bearer token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// A collector's phone: may sync that collector's documents.
-    Device { device_id: Uuid, collector_id: Uuid },
-    /// A phone whose device was revoked: refused everywhere, with its own code so it can tell the person.
-    RevokedDevice { device_id: Uuid },
-    /// A person using the HTTP API.
-    Api { role: Role },
-}
-
-pub use crate::domain::Role;
+pub use crate::domain::{Authenticated, Role};
 
 /// A new device, as created by `grapevine device add`.
 #[derive(Debug, Clone)]
@@ -106,10 +97,15 @@ pub struct CodeHashes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiTokenInfo {
     pub id: Uuid,
+    /// A service account's own role, or the person's role now.
     pub role: Role,
     pub label: String,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Refused from then on; `None` never expires.
+    pub expires_at: Option<OffsetDateTime>,
+    /// The email of the person whose token it is; `None` for a service account's.
+    pub person_email: Option<String>,
 }
 
 /// What revoking a device, an invitation or an API token did.
@@ -471,6 +467,7 @@ pub trait Store:
     DatabaseStore
     + AccessStore
     + AuditStore
+    + PeopleStore
     + DocumentStore
     + GenerationStore
     + RollupStore
@@ -485,6 +482,7 @@ impl<T> Store for T where
     T: DatabaseStore
         + AccessStore
         + AuditStore
+        + PeopleStore
         + DocumentStore
         + GenerationStore
         + RollupStore
@@ -501,6 +499,7 @@ pub mod prelude {
     pub use super::audit::AuditStore;
     pub use super::documents::DocumentStore;
     pub use super::generations::GenerationStore;
+    pub use super::people::PeopleStore;
     pub use super::postcodes::PostcodeStore;
     pub use super::rollup::RollupStore;
     pub use super::{DatabaseStore, Store};

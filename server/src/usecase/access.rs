@@ -3,41 +3,62 @@
 use grapevine_sync_proto::doc_id::ID_KEY_BYTES;
 use grapevine_sync_proto::ErrorCode;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{UseCaseError, UseCases};
 use crate::auth::hash_token;
-use crate::domain::{Actor, Principal, RequestContext, Role, Scope};
+use crate::domain::{Authenticated, Principal, RequestContext};
 use crate::invitations::InvitationSecret;
 use crate::store::{NewDevice, RedeemError};
 
 impl UseCases {
-    /// The principal a bearer token stands for.
+    /// The principal a bearer token stands for, with the request's context. A refused credential is recorded in the
+    /// audit trail (which token is never said: only that one was refused, and why).
     ///
     /// # Errors
-    /// `Unauthenticated` (`unauthorized`) for no such token; (`device_revoked`) for a revoked device's; the store
-    /// fails.
+    /// `Unauthenticated` with `unauthorized` (no such token), `token_expired`, `person_disabled`, or
+    /// `device_revoked`; the store fails.
     pub async fn authenticate(&self, token: &str, context: RequestContext) -> Result<Principal, UseCaseError> {
-        use crate::store::Principal as Found;
-        let principal = |actor, role| Principal { actor, role, scope: Scope::Everything, context: context.clone() };
-        match self.store.authenticate(&hash_token(token)).await? {
-            Some(Found::Device { device_id, collector_id }) => {
-                Ok(principal(Actor::Device { device_id, collector_id }, Role::Collector))
-            }
-            Some(Found::Api { role }) => {
-                Ok(principal(Actor::ServiceAccount { token_id: Uuid::nil(), label: String::new() }, role))
-            }
-            Some(Found::RevokedDevice { device_id }) => {
+        let refused = |code: ErrorCode, message: &str| UseCaseError::Unauthenticated { code, message: message.into() };
+        let refusal = match self.store.authenticate(&hash_token(token)).await? {
+            Some(Authenticated::Principal(principal)) => return Ok(Principal { context, ..principal }),
+            Some(Authenticated::RevokedDevice { device_id }) => {
                 tracing::info!(%device_id, "refused a revoked device");
-                Err(UseCaseError::Unauthenticated {
-                    code: ErrorCode::DeviceRevoked,
-                    message: "this device was revoked; its insights stay on the phone, and it needs a new invitation \
-                              to sync again"
-                        .into(),
-                })
+                refused(
+                    ErrorCode::DeviceRevoked,
+                    "this device was revoked; its insights stay on the phone, and it needs a new invitation to sync \
+                     again",
+                )
             }
-            None => Err(UseCaseError::unauthorized()),
-        }
+            Some(Authenticated::Expired) => {
+                refused(ErrorCode::TokenExpired, "this token has expired; ask an admin for a new one")
+            }
+            Some(Authenticated::Disabled) => {
+                refused(ErrorCode::PersonDisabled, "the person this token belongs to has been disabled")
+            }
+            None => UseCaseError::unauthorized(),
+        };
+        self.record_refused_credential(&refusal, &context).await?;
+        Err(refusal)
+    }
+
+    /// A refused credential in the audit trail: nobody is known to act, so the actor is `anonymous`.
+    async fn record_refused_credential(
+        &self,
+        refusal: &UseCaseError,
+        context: &RequestContext,
+    ) -> Result<(), UseCaseError> {
+        let entry = crate::audit::NewAuditEntry {
+            actor: "anonymous".into(),
+            role: String::new(),
+            action: "credential.refused".into(),
+            target: "bearer token".into(),
+            outcome: crate::audit::AuditOutcome::Refused,
+            client_addr: context.client_addr.map(|address| address.to_string()),
+            request_id: context.request_id.clone(),
+            detail: serde_json::json!({ "code": refusal.code().as_str() }),
+        };
+        self.store.append_audit(entry).await?;
+        Ok(())
     }
 }
 

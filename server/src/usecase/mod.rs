@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod cohorts;
+pub mod people;
 pub mod reference;
 pub mod rollups;
 
@@ -29,16 +30,16 @@ pub struct UseCases {
 pub enum UseCaseError {
     /// The principal's role does not allow the action at all. Used only where existence is no secret (an analyst
     /// asking for the people page); anything scoped answers `NotFound`.
-    #[error("the role {role} may not {action}", action = action.as_str())]
+    #[error("refused (forbidden): the role {role} may not {action}", action = action.as_str())]
     Forbidden { role: crate::domain::Role, action: Action },
     /// No credential, or one that is unknown, expired, revoked or whose holder is disabled; the code says which.
-    #[error("{message}")]
+    #[error("refused ({code}): {message}")]
     Unauthenticated { code: ErrorCode, message: String },
     /// Absent, or outside the principal's scope: the two are answered alike, so existence does not leak.
-    #[error("{message}")]
+    #[error("refused ({code}): {message}")]
     NotFound { code: ErrorCode, message: String },
     /// The input is wrong; the message names what.
-    #[error("{message}")]
+    #[error("refused ({code}): {message}")]
     Invalid { code: ErrorCode, message: String },
     /// The store (or the audit trail) failed; the detail is for the log, never the client.
     #[error(transparent)]

@@ -25,7 +25,7 @@ impl Visible {
     pub fn of(principal: &Principal, atlas: &Atlas, generation: &Generation) -> Visible {
         match &principal.scope {
             Scope::Everything => Visible::All,
-            scope @ Scope::Areas(_) => Visible::Only(pending_areas_within(atlas, scope, generation)),
+            scope @ Scope::Areas(_) => Visible::Only(atlas.areas_within(scope, generation.info.id)),
         }
     }
 
@@ -179,10 +179,4 @@ fn visible_area<'g>(
             code: ErrorCode::AreaNotFound,
             message: format!("no area has the code '{}'", shown(code)),
         })
-}
-
-/// MERGE: replaced by the people branch's `Atlas::areas_within`; no principal has a scope before it lands, and an
-/// empty set denies.
-fn pending_areas_within(_atlas: &Atlas, _scope: &Scope, _generation: &Generation) -> BTreeSet<String> {
-    BTreeSet::new()
 }

@@ -8,7 +8,9 @@ use grapevine_sync_proto::doc_id::ID_KEY_BYTES;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ApiTokenInfo, CodeHashes, DeviceInfo, InvitationInfo, NewDevice, Principal, RedeemError, Revoked, Role};
+use super::{
+    ApiTokenInfo, Authenticated, CodeHashes, DeviceInfo, InvitationInfo, NewDevice, RedeemError, Revoked, Role,
+};
 
 // The statements both backends run as they are (`$n` parameters; see `store::sqlite`'s test of how SQLite binds them).
 
@@ -44,12 +46,6 @@ const CLAIM_INVITATION_SECRET: &str =
 /// Records `$1` as the invitation secret's fingerprint, replacing any.
 const REPLACE_INVITATION_SECRET: &str = "INSERT INTO meta (key, value) VALUES ('invitation_secret_fingerprint', $1)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
-
-/// Every API token, oldest first.
-const API_TOKENS: &str = "SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id";
-
-/// The role of the live API token whose hash is `$1`.
-const API_TOKEN_ROLE: &str = "SELECT role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL";
 
 /// Devices, invitations, the invitation secret and API tokens: who may sync, enrol and query.
 #[async_trait::async_trait]
@@ -117,12 +113,14 @@ pub trait AccessStore: Send + Sync {
     /// expired, a use left).
     async fn open_keyed_invitations(&self, now: OffsetDateTime) -> anyhow::Result<i64>;
 
-    /// Every API token, oldest first.
+    /// Every API token, oldest first, with whose it is.
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>>;
 
     /// Revokes an API token: every node refuses it from its next request on (each request looks the token up).
     async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked>;
 
-    /// Who holds the token with this hash, if anyone (revoked tokens hold nothing).
-    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>>;
+    /// Who holds the token with this hash, if anyone (revoked API tokens hold nothing): a person's token with the
+    /// person's role and scope as they are now, or why it is refused (a revoked device, an expired token, a disabled
+    /// person).
+    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Authenticated>>;
 }

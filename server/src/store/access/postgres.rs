@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::store::prelude::*;
 use crate::store::{
-    ApiTokenInfo, CodeHashes, DeviceInfo, InvitationInfo, InvitationState, NewDevice, PostgresStore, Principal,
+    ApiTokenInfo, Authenticated, CodeHashes, DeviceInfo, InvitationInfo, InvitationState, NewDevice, PostgresStore,
     RedeemError, Revoked, Role,
 };
 
@@ -221,27 +221,14 @@ impl AccessStore for PostgresStore {
     }
 
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
-        let rows = sqlx::query(super::API_TOKENS).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let id: Uuid = row.get("id");
-                let role: String = row.get("role");
-                Ok(ApiTokenInfo {
-                    id,
-                    role: Role::parse(&role).with_context(|| format!("API token {id} has the unknown role {role}"))?,
-                    label: row.get("label"),
-                    created_at: row.get("created_at"),
-                    revoked_at: row.get("revoked_at"),
-                })
-            })
-            .collect()
+        crate::store::people::postgres::api_tokens(&self.pool).await
     }
 
     async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked> {
         revoke(&self.pool, "api_tokens", id).await
     }
 
-    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
+    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Authenticated>> {
         let device = sqlx::query(
             "SELECT id, collector_id, revoked_at IS NOT NULL AS revoked FROM devices WHERE token_hash = $1",
         )
@@ -250,12 +237,10 @@ impl AccessStore for PostgresStore {
         .await?;
         if let Some(row) = device {
             if row.get::<bool, _>("revoked") {
-                return Ok(Some(Principal::RevokedDevice { device_id: row.get("id") }));
+                return Ok(Some(Authenticated::RevokedDevice { device_id: row.get("id") }));
             }
-            return Ok(Some(Principal::Device { device_id: row.get("id"), collector_id: row.get("collector_id") }));
+            return Ok(Some(crate::store::people::device_principal(row.get("id"), row.get("collector_id"))));
         }
-        let role: Option<String> =
-            sqlx::query_scalar(super::API_TOKEN_ROLE).bind(token_hash).fetch_optional(&self.pool).await?;
-        Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
+        crate::store::people::postgres::authenticate_token(&self.pool, token_hash, OffsetDateTime::now_utc()).await
     }
 }

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use crate::store::prelude::*;
 use crate::store::sqlite::{now_text, parse_time};
 use crate::store::{
-    ApiTokenInfo, CodeHashes, DeviceInfo, InvitationInfo, InvitationState, NewDevice, Principal, RedeemError, Revoked,
-    Role, SqliteStore,
+    ApiTokenInfo, Authenticated, CodeHashes, DeviceInfo, InvitationInfo, InvitationState, NewDevice, RedeemError,
+    Revoked, Role, SqliteStore,
 };
 
 /// Sets `revoked_at` on one row of `table` (`devices` or `invitations`, never input) unless it is set already.
@@ -249,27 +249,14 @@ impl AccessStore for SqliteStore {
     }
 
     async fn api_tokens(&self) -> anyhow::Result<Vec<ApiTokenInfo>> {
-        let rows = sqlx::query(super::API_TOKENS).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.get("id");
-                let role: String = row.get("role");
-                Ok(ApiTokenInfo {
-                    id: id.parse().context("API token id")?,
-                    role: Role::parse(&role).with_context(|| format!("API token {id} has the unknown role {role}"))?,
-                    label: row.get("label"),
-                    created_at: parse_time(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                    revoked_at: parse_time(row.get("revoked_at")),
-                })
-            })
-            .collect()
+        crate::store::people::sqlite::api_tokens(&self.pool).await
     }
 
     async fn revoke_api_token(&self, id: Uuid) -> anyhow::Result<Revoked> {
         revoke(&self.pool, "api_tokens", id).await
     }
 
-    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Principal>> {
+    async fn authenticate(&self, token_hash: &str) -> anyhow::Result<Option<Authenticated>> {
         let device = sqlx::query("SELECT id, collector_id, revoked_at FROM devices WHERE token_hash = ?1")
             .bind(token_hash)
             .fetch_optional(&self.pool)
@@ -279,16 +266,12 @@ impl AccessStore for SqliteStore {
             let device_id = device_id.parse().context("device id")?;
             let revoked_at: Option<String> = row.get("revoked_at");
             if revoked_at.is_some() {
-                return Ok(Some(Principal::RevokedDevice { device_id }));
+                return Ok(Some(Authenticated::RevokedDevice { device_id }));
             }
             let collector_id: String = row.get("collector_id");
-            return Ok(Some(Principal::Device {
-                device_id,
-                collector_id: collector_id.parse().context("collector id")?,
-            }));
+            let collector_id = collector_id.parse().context("collector id")?;
+            return Ok(Some(crate::store::people::device_principal(device_id, collector_id)));
         }
-        let role: Option<String> =
-            sqlx::query_scalar(super::API_TOKEN_ROLE).bind(token_hash).fetch_optional(&self.pool).await?;
-        Ok(role.and_then(|role| Role::parse(&role)).map(|role| Principal::Api { role }))
+        crate::store::people::sqlite::authenticate_token(&self.pool, token_hash, OffsetDateTime::now_utc()).await
     }
 }
