@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - `cli`: the `grapevine` command line (`serve`, `migrate`, `backup`, `restore`, `device`, `invite`, `user`, `token`,
-//!   `boundaries`, `postcodes`).
+//!   `boundaries`, `postcodes`, `audit`), acting as the operator through `usecase`.
 //! - `app`: state, router, listener and graceful shutdown; `Application::build` binds port 0 for tests.
 //! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
 //! - `database_url`: `DatabaseUrl`, a database URL whose `Debug` and `Display` redact its password.
@@ -16,12 +16,12 @@
 //! - `boundary_files`: reading GeoJSON, KML/KMZ and police.uk boundary files; repairs, overlaps and gaps.
 //! - `campaign`: publishing the campaign (categories, prompts, areas) as a read-only document phones sync down.
 //! - `postcodes`: reading an ONS Postcode Directory CSV.
-//! - `store`: the `Store` trait, its SQLite and PostgreSQL backends and the roll-up arithmetic (`store::rollup`);
-//!   the only module that knows SQL.
+//! - `store`: `Store`, the sum of one trait per aggregate (access, audit, documents, generations, people, postcodes,
+//!   roll-ups), each with its SQLite and PostgreSQL implementation side by side; the only module that knows SQL.
 //! - `audit`: the audit trail's entries, their hash chain and its verification (docs/audit.md).
 //! - `auth`: bearer tokens, made and hashed; enrolling a phone with an invitation.
-//! - `people`: people and their API tokens as an operator manages them (add, set a role and scope, disable,
-//!   issue a token); the command line is its adapter.
+//! - `people`: the rules for people and their API tokens (an email, a role, a scope granted, an expiry), which the
+//!   use cases apply.
 //! - `invitations`: invitation codes (made, normalised, hashed), validities and the enrol link.
 //! - `qr`: QR codes for invitation cards, as SVG and PNG.
 //! - `http`: the analyst API, the enrolment endpoint and the one error type.

@@ -109,5 +109,8 @@ async fn the_readme_tour_runs_as_written() {
     expect("unauthorized", "a bad token refused");
     expect("device_revoked", "a revoked device refused");
     expect("grapevine_insights_decided_total", "the server's metrics");
+    expect("area_not_found", "a ward outside the officer's scope answered as absent");
+    expect("ward.officer@example.org", "the person added, in the list and the audit trail");
+    expect("intact: ", "the audit trail verified");
     server.kill().await.expect("the server stops");
 }

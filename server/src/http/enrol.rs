@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::error::{shown, ApiError};
 use crate::app::AppState;
+use crate::domain::RequestContext;
 use crate::store::RedeemError;
 
 /// What the body must be, as refusals say it.
@@ -97,6 +98,7 @@ pub(crate) fn budget_key(address: Option<IpAddr>) -> IpAddr {
 async fn enrol(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request_id: Option<Extension<crate::telemetry::RequestId>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     request: Result<Json<EnrolRequest>, JsonRejection>,
@@ -111,7 +113,10 @@ async fn enrol(
         .into_response();
     }
     let trusted = &state.config.trusted_proxies;
-    let key = budget_key(peer.map(|Extension(ConnectInfo(peer))| client_address(peer.ip(), &headers, trusted)));
+    let client_addr = peer.map(|Extension(ConnectInfo(peer))| client_address(peer.ip(), &headers, trusted));
+    let key = budget_key(client_addr);
+    let context =
+        RequestContext { request_id: request_id.map(|Extension(request_id)| request_id.to_string()), client_addr };
     let limiter = &state.enrol_limiter;
     if !limiter.allow(key) {
         // Whole seconds, rounded up: a client that waits this long finds a token.
@@ -123,7 +128,7 @@ async fn enrol(
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return response;
     }
-    let outcome = redeem(&state, request).await;
+    let outcome = redeem(&state, request, context).await;
     if !matches!(&outcome, Err(error) if error.code == ErrorCode::InvitationUnknown) {
         limiter.refund(&key);
     } else if !limiter.wait(&key).is_zero() {
@@ -136,6 +141,7 @@ async fn enrol(
 async fn redeem(
     state: &AppState,
     request: Result<Json<EnrolRequest>, JsonRejection>,
+    context: RequestContext,
 ) -> Result<(StatusCode, Json<EnrolResponse>), ApiError> {
     let Json(request) = request.map_err(|rejection| ApiError::json_body(&rejection, EXPECTED_BODY))?;
     let label = request.label.trim();
@@ -159,7 +165,7 @@ async fn redeem(
     };
     let now = time::OffsetDateTime::now_utc();
     let secret = &state.invitation_secret;
-    match state.usecases.enrol(secret, &request.code, label, id_key.as_ref(), now).await {
+    match state.usecases.enrol(secret, &request.code, label, id_key.as_ref(), now, context).await {
         Ok((device, token)) => {
             tracing::info!(device = %device.device_id, collector = %device.collector_id, "enrolled a device");
             Ok((

@@ -133,6 +133,21 @@ pub enum RedeemError {
     Database(#[from] anyhow::Error),
 }
 
+impl RedeemError {
+    /// The stable code of a refusal (`internal` for a database failure).
+    #[must_use]
+    pub fn code(&self) -> grapevine_sync_proto::ErrorCode {
+        use grapevine_sync_proto::ErrorCode;
+        match self {
+            RedeemError::Unknown => ErrorCode::InvitationUnknown,
+            RedeemError::Expired => ErrorCode::InvitationExpired,
+            RedeemError::UsedUp => ErrorCode::InvitationUsedUp,
+            RedeemError::Revoked => ErrorCode::InvitationRevoked,
+            RedeemError::Database(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 impl From<sqlx::Error> for RedeemError {
     fn from(error: sqlx::Error) -> Self {
         RedeemError::Database(error.into())

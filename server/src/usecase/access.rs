@@ -5,6 +5,7 @@ use grapevine_sync_proto::ErrorCode;
 use time::OffsetDateTime;
 
 use super::{UseCaseError, UseCases};
+use crate::audit::{AuditOutcome, NewAuditEntry};
 use crate::auth::hash_token;
 use crate::domain::{Authenticated, Principal, RequestContext};
 use crate::invitations::InvitationSecret;
@@ -47,12 +48,12 @@ impl UseCases {
         refusal: &UseCaseError,
         context: &RequestContext,
     ) -> Result<(), UseCaseError> {
-        let entry = crate::audit::NewAuditEntry {
+        let entry = NewAuditEntry {
             actor: "anonymous".into(),
             role: String::new(),
             action: "credential.refused".into(),
             target: "bearer token".into(),
-            outcome: crate::audit::AuditOutcome::Refused,
+            outcome: AuditOutcome::Refused,
             client_addr: context.client_addr.map(|address| address.to_string()),
             request_id: context.request_id.clone(),
             detail: serde_json::json!({ "code": refusal.code().as_str() }),
@@ -75,7 +76,40 @@ impl UseCases {
         label: &str,
         id_key: Option<&[u8; ID_KEY_BYTES]>,
         now: OffsetDateTime,
+        context: RequestContext,
     ) -> Result<(NewDevice, String), RedeemError> {
-        crate::auth::redeem_invitation(self.store.as_ref(), secret, code, label, id_key, now).await
+        let redeemed = crate::auth::redeem_invitation(self.store.as_ref(), secret, code, label, id_key, now).await;
+        // Recorded once the outcome is known (the new device is the actor); the code itself never is.
+        let (actor, role, verb, target, outcome, detail) = match &redeemed {
+            Ok((device, _)) => (
+                format!("device:{}", device.device_id),
+                "collector",
+                "device.enrol",
+                format!("collector:{}", device.collector_id),
+                AuditOutcome::Allowed,
+                serde_json::json!({}),
+            ),
+            Err(RedeemError::Database(_)) => return redeemed,
+            Err(refusal) => (
+                "anonymous".to_owned(),
+                "",
+                "enrol.refused",
+                "invitation code".to_owned(),
+                AuditOutcome::Refused,
+                serde_json::json!({ "code": refusal.code().as_str() }),
+            ),
+        };
+        let entry = NewAuditEntry {
+            actor,
+            role: role.to_owned(),
+            action: verb.to_owned(),
+            target,
+            outcome,
+            client_addr: context.client_addr.map(|address| address.to_string()),
+            request_id: context.request_id,
+            detail,
+        };
+        self.store.append_audit(entry).await.map_err(RedeemError::Database)?;
+        redeemed
     }
 }
