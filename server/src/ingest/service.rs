@@ -409,7 +409,141 @@ pub fn process_actor() -> ActorId {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
+    use grapevine_sync_proto::automerge::transaction::Transactable;
+    use grapevine_sync_proto::automerge::ReadDoc;
+    use grapevine_sync_proto::document::{write_insight, write_withdrawn};
+    use grapevine_sync_proto::{Channel, Insight, Location};
+
     use super::*;
+    use crate::atlas::{Atlas, DEFAULT_SET};
+
+    /// A change made on the server, with no sync session: what erasure or re-processing would bring. The service
+    /// needs nothing of the transport.
+    struct Edit<F>(F);
+
+    impl<F: FnMut(&mut AutoCommit) + Send> Change for Edit<F> {
+        type Refusal = Infallible;
+
+        fn may_create(&self) -> bool {
+            true
+        }
+
+        fn brings_changes(&self) -> bool {
+            true
+        }
+
+        async fn prepare(&mut self, _doc_id: DocumentId) -> anyhow::Result<()> {
+            Ok(())
+        }
+
+        async fn apply(
+            &mut self,
+            _doc_id: DocumentId,
+            stored: Option<StoredDocument>,
+            actor: ActorId,
+        ) -> anyhow::Result<Result<Changed, Infallible>> {
+            let mut doc = match stored {
+                Some(stored) => AutoCommit::load(&stored.bytes)?,
+                None => AutoCommit::new(),
+            };
+            doc.set_actor(actor);
+            let heads_before = doc.get_heads();
+            (self.0)(&mut doc);
+            Ok(Ok(Changed { doc, heads_before }))
+        }
+    }
+
+    /// What the service settled on, without the document.
+    fn summary<R>(settled: &Settled<R>) -> Option<(Access, bool)> {
+        match settled {
+            Settled::Applied { access, saved, .. } => Some((*access, *saved)),
+            Settled::Unavailable | Settled::Refused(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_from_outside_the_sync_is_authorised_decided_and_kept_withdrawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("sqlite://{}", dir.path().join("g.db").display())).await.unwrap();
+        let atlas = SharedAtlas::new(Atlas::load(store.as_ref(), DEFAULT_SET).await.unwrap());
+        let writer = GroupCommit::start(store.clone());
+        let service = Service::new(store.clone(), atlas, writer, Arc::default(), process_actor());
+        let owner = store.add_device("owner", "owner-token-hash", None).await.unwrap();
+        let other = store.add_device("other", "other-token-hash", None).await.unwrap();
+        let (mut owner, mut other) =
+            (Author::device(owner.device_id, owner.collector_id), Author::device(other.device_id, other.collector_id));
+        let insight = Insight {
+            id: Uuid::new_v4(),
+            captured_at: OffsetDateTime::now_utc() - time::Duration::hours(1),
+            campaign: "community-safety".into(),
+            category: "asb".into(),
+            text: "Fireworks thrown at the bus shelter".into(),
+            feeling_safe: Some(2),
+            location: Location::Area { code: "E05008714".into() },
+            channel: Channel::YouthWorker,
+        };
+        let doc_id = DocumentId::for_insight(insight.id);
+        let outcome = || async { store.insight(insight.id).await.unwrap().map(|row| row.outcome) };
+
+        let write = |doc: &mut AutoCommit| write_insight(doc, &insight).unwrap();
+        let (settled, _) = service.apply(&mut owner, doc_id, &mut Edit(write)).await.unwrap();
+        assert_eq!(summary(&settled), Some((Access::New, true)));
+        assert_eq!(outcome().await, Some(Outcome::Filed { area_code: "E05008714".into() }));
+
+        // Another collector's author is answered as if the document did not exist, and changes nothing.
+        let (settled, _) = service.apply(&mut other, doc_id, &mut Edit(write_withdrawn_now)).await.unwrap();
+        assert!(matches!(settled, Settled::Unavailable));
+        assert_eq!(outcome().await, Some(Outcome::Filed { area_code: "E05008714".into() }));
+
+        // Nothing changed, nothing saved.
+        let (settled, _) = service.apply(&mut owner, doc_id, &mut Edit(|_: &mut AutoCommit| {})).await.unwrap();
+        assert_eq!(summary(&settled), Some((Access::Own, false)));
+
+        // Withdrawal is final: the stored decision counts, not the document's flag set back.
+        let (settled, _) = service.apply(&mut owner, doc_id, &mut Edit(write_withdrawn_now)).await.unwrap();
+        assert_eq!(summary(&settled), Some((Access::Own, true)));
+        assert_eq!(outcome().await, Some(Outcome::Withdrawn));
+        let take_back = |doc: &mut AutoCommit| {
+            doc.put(grapevine_sync_proto::automerge::ROOT, "withdrawn", false).unwrap();
+        };
+        let (settled, _) = service.apply(&mut owner, doc_id, &mut Edit(take_back)).await.unwrap();
+        assert_eq!(summary(&settled), Some((Access::Own, true)));
+        assert_eq!(outcome().await, Some(Outcome::Withdrawn));
+    }
+
+    fn write_withdrawn_now(doc: &mut AutoCommit) {
+        write_withdrawn(doc).unwrap();
+    }
+
+    #[tokio::test]
+    async fn publishing_writes_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("sqlite://{}", dir.path().join("g.db").display())).await.unwrap();
+        let atlas = SharedAtlas::new(Atlas::load(store.as_ref(), DEFAULT_SET).await.unwrap());
+        let service =
+            Service::new(store.clone(), atlas, GroupCommit::start(store.clone()), Arc::default(), process_actor());
+        let doc_id = DocumentId::random();
+        let say = |text: &'static str| {
+            move |doc: &mut AutoCommit| {
+                let root = grapevine_sync_proto::automerge::ROOT;
+                let same =
+                    matches!(doc.get(root.clone(), "says"), Ok(Some((value, _))) if value.to_str() == Some(text));
+                if !same {
+                    doc.put(root, "says", text)?;
+                }
+                Ok(!same)
+            }
+        };
+        assert!(service.publish(doc_id, say("hello")).await.unwrap());
+        assert!(!service.publish(doc_id, say("hello")).await.unwrap(), "the same again writes nothing");
+        assert!(service.publish(doc_id, say("goodbye")).await.unwrap());
+        let (bytes, _) = store.load_published(doc_id).await.unwrap().unwrap();
+        let published = AutoCommit::load(&bytes).unwrap();
+        let says = published.get(grapevine_sync_proto::automerge::ROOT, "says").unwrap().unwrap().0;
+        assert_eq!(says.to_str(), Some("goodbye"));
+    }
 
     #[tokio::test]
     async fn doc_locks_serialise_one_document_and_clean_up() {
