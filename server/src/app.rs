@@ -18,10 +18,11 @@ use crate::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
 use crate::database_url::DatabaseUrl;
 use crate::db_lock::DatabaseLock;
 use crate::group_commit::GroupCommit;
+use crate::ingest::{self, process_actor, DocLocks};
 use crate::invitations::{open_secret, InvitationSecret};
 use crate::serve_loop::ConnectionLimits;
 use crate::store::{self, Store};
-use crate::sync::{process_actor, DocLocks, RateLimiter};
+use crate::sync::RateLimiter;
 use crate::usecase::UseCases;
 
 /// What `serve` needs to start.
@@ -127,6 +128,9 @@ pub struct AppState {
     pub doc_locks: Arc<DocLocks>,
     /// Every document write goes through here, committed in batches (`group_commit`).
     pub writer: GroupCommit,
+    /// The one loop a stored document changes through (`ingest::Service`), over the store, atlas, writer, document
+    /// locks and actor above.
+    pub ingest: Arc<ingest::Service>,
     /// Per-device message budgets.
     pub rate_limiter: Arc<RateLimiter>,
     /// Per-address budgets of unknown invitation codes (IPv6 addresses by their /64 network).
@@ -164,15 +168,23 @@ impl Application {
             open_secret(config.invitation_secret.as_deref(), &config.database_url, store.as_ref()).await?;
         let atlas = Atlas::load(store.as_ref(), &config.filing_set).await?;
         let actor = process_actor();
-        crate::campaign::publish(store.as_ref(), &atlas, &actor).await?;
         let atlas = SharedAtlas::new(atlas);
+        let doc_locks = Arc::new(DocLocks::default());
+        let writer = GroupCommit::start(store.clone());
+        let ingest = Arc::new(ingest::Service::new(
+            store.clone(),
+            atlas.clone(),
+            writer.clone(),
+            doc_locks.clone(),
+            actor.clone(),
+        ));
+        crate::campaign::publish(&ingest).await?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         if let Some(lock) = database_lock.as_mut() {
             lock.set_listen(listener.local_addr()?)?;
         }
         let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
         let enrol_limiter = Arc::new(RateLimiter::new(config.enrol_limit.per_minute / 60.0, config.enrol_limit.burst));
-        let writer = GroupCommit::start(store.clone());
         let state = AppState {
             usecases: UseCases::new(store.clone()),
             store,
@@ -181,8 +193,9 @@ impl Application {
             peer_id: format!("grapevine-server-{}", uuid::Uuid::new_v4()),
             storage_id,
             actor,
-            doc_locks: Arc::new(DocLocks::default()),
+            doc_locks,
             writer,
+            ingest,
             rate_limiter,
             enrol_limiter,
             shutdown: CancellationToken::new(),
@@ -207,8 +220,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state.clone();
         // Pick up generations imported through another node or the command line.
-        let (atlas, store, stopping, actor) =
-            (state.atlas.clone(), state.store.clone(), state.shutdown.clone(), state.actor.clone());
+        let (atlas, store, stopping, ingest) =
+            (state.atlas.clone(), state.store.clone(), state.shutdown.clone(), state.ingest.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(RELOAD_EVERY);
             loop {
@@ -218,7 +231,7 @@ impl Application {
                         match atlas.refresh(store.as_ref()).await {
                             // The campaign's list of areas follows the filing generation.
                             Ok(true) => {
-                                if let Err(error) = crate::campaign::publish(store.as_ref(), &atlas.get(), &actor).await {
+                                if let Err(error) = crate::campaign::publish(&ingest).await {
                                     tracing::warn!(%error, "cannot republish the campaign");
                                 }
                             }

@@ -4,13 +4,14 @@
 //! publishing at once take turns instead of forking it.
 
 use anyhow::Context;
-use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
+use grapevine_sync_proto::automerge::AutoCommit;
 use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN};
 use grapevine_sync_proto::campaign_doc::{fingerprint, write_campaign, AreaEntry, CampaignSheet};
 use grapevine_sync_proto::DocumentId;
 
 use crate::atlas::Atlas;
-use crate::store::{SaveError, Store};
+use crate::ingest::Service;
+use crate::store::Store;
 
 /// The documents every device may read and none may write.
 #[must_use]
@@ -32,33 +33,15 @@ pub fn sheet(atlas: &Atlas) -> CampaignSheet {
     CampaignSheet::new(&DEFAULT_CAMPAIGN, areas, boundaries)
 }
 
-/// Writes the campaign document if it is missing or says something else; whether it wrote.
+/// Writes the campaign document if it is missing or says something else, through the ingest service's loop (two
+/// nodes publishing at once take turns); whether it wrote. The campaign follows the service's atlas.
 ///
 /// # Errors
 /// The store fails, or the stored document cannot be loaded.
-pub async fn publish(store: &dyn Store, atlas: &Atlas, actor: &ActorId) -> anyhow::Result<bool> {
+pub async fn publish(ingest: &Service) -> anyhow::Result<bool> {
     let doc_id = campaign_document(DEFAULT_CAMPAIGN.slug).context("the default campaign has a document")?;
-    let sheet = sheet(atlas);
-    for _attempt in 0..5 {
-        let stored = store.load_published(doc_id).await?;
-        let (mut doc, version) = match &stored {
-            Some((bytes, version)) => {
-                (AutoCommit::load(bytes).context("loading the campaign document")?, Some(*version))
-            }
-            None => (AutoCommit::new(), None),
-        };
-        doc.set_actor(actor.clone());
-        if !write_campaign(&mut doc, &sheet)? {
-            return Ok(false);
-        }
-        match store.save_published(doc_id, doc.save(), version).await {
-            Ok(()) => return Ok(true),
-            // Another node published meanwhile: look again. (The campaign carries no tags, so never stale.)
-            Err(SaveError::Conflict | SaveError::StaleBoundaries) => {}
-            Err(SaveError::Database(error)) => return Err(error),
-        }
-    }
-    anyhow::bail!("the campaign document kept changing under us")
+    let sheet = sheet(&ingest.atlas().get());
+    ingest.publish(doc_id, |doc| Ok(write_campaign(doc, &sheet)?)).await
 }
 
 /// The campaign document, if a phone holding a copy with fingerprint `held` should sync it (it is published and the

@@ -141,7 +141,7 @@ fn sync_message_applied(data: &[u8]) -> Option<Vec<grapevine_sync_proto::automer
     let mut session = joined_server(false);
     let Ok(Event::Sync { doc_id, message, .. }) = session.receive(&frame) else { return None };
     let actor = grapevine_sync_proto::automerge::ActorId::from(&[7_u8; 16][..]);
-    let Ok(Ok(crate::sync::Applied { mut doc, heads_before })) =
+    let Ok(Ok(crate::ingest::Changed { mut doc, heads_before })) =
         crate::sync::load_and_apply(&mut session, doc_id, None, message, &actor)
     else {
         return None;

@@ -5,16 +5,20 @@
 //! - `cli`: the `grapevine` command line (`serve`, `migrate`, `backup`, `restore`, `device`, `invite`, `user`, `token`,
 //!   `boundaries`, `postcodes`, `audit`), acting as the operator through `usecase`.
 //! - `app`: state, router, listener and graceful shutdown; `Application::build` binds port 0 for tests.
-//! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`.
+//! - `sync`: the `/sync` WebSocket driver around the sans-IO session from `grapevine-sync-proto`: frames, the session,
+//!   rate limits, the change feed and timeouts; each document message goes to `ingest::Service`.
 //! - `database_url`: `DatabaseUrl`, a database URL whose `Debug` and `Display` redact its password.
 //! - `db_lock`: the lock file beside a SQLite database: one server per file, no restore under a running one.
 //! - `group_commit`: one writer task per node committing every connection's document writes in batches.
 //! - `domain`: the types above the store: `Principal`, `Role`, `Scope`, `Action` and which role may take which.
-//! - `ingest`: what a changed insight document means (extract, validate, geotag); pure.
+//! - `ingest`: how a stored document changes: `ingest::decide`, what a changed insight document means (extract,
+//!   validate, geotag; pure), and `ingest::Service`, the one load → authorise → apply → decide → save → retry loop
+//!   the sync, the campaign and (later) erasure and re-processing go through.
 //! - `boundaries`: areas, the R-tree and point → area.
 //! - `atlas`: every boundary generation in memory, the tagging rule (`near_boundary`) and its reload.
 //! - `boundary_files`: reading GeoJSON, KML/KMZ and police.uk boundary files; repairs, overlaps and gaps.
-//! - `campaign`: publishing the campaign (categories, prompts, areas) as a read-only document phones sync down.
+//! - `campaign`: publishing the campaign (categories, prompts, areas) as a read-only document phones sync down,
+//!   through `ingest::Service::publish`.
 //! - `postcodes`: reading an ONS Postcode Directory CSV.
 //! - `store`: `Store`, the sum of one trait per aggregate (access, audit, documents, generations, people, postcodes,
 //!   roll-ups), each with its SQLite and PostgreSQL implementation side by side; the only module that knows SQL.

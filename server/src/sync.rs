@@ -1,10 +1,12 @@
 //! `/sync`: the WebSocket endpoint devices sync through. This is the driver around `grapevine_sync_proto::session`:
-//! it authenticates the upgrade, feeds frames to the session, and runs each document message through
-//! load → apply → decide → save (committed) → reply, so that a device only ever hears back about what is durable.
+//! it authenticates the upgrade, feeds frames to the session, hands each document message to the ingest service
+//! (`ingest::Service`: load → authorise → apply → decide → save, committed) and replies, so that a device only ever
+//! hears back about what is durable. What stays here is the transport: frames, the session and its sync states, rate
+//! limits, the change feed and timeouts.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Mutex;
 
 use anyhow::Context;
 use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -15,12 +17,9 @@ use axum::routing::get;
 use axum::Router;
 use grapevine_sync_proto::automerge::sync::Message as SyncMessage;
 use grapevine_sync_proto::automerge::{ActorId, AutoCommit};
-use grapevine_sync_proto::doc_id::{id_is_bound, id_made_with, ID_KEY_BYTES};
-use grapevine_sync_proto::document::write_server_record;
 use grapevine_sync_proto::guard::{Budget, DocumentLimits};
 use grapevine_sync_proto::session::{Event, ProtocolError, Session, Side, SyncKind};
 use grapevine_sync_proto::{DocumentId, ErrorCode};
-use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -29,13 +28,8 @@ use crate::app::AppState;
 use crate::auth::bearer_token;
 use crate::domain::Actor;
 use crate::http::error::ApiError;
-use crate::ingest;
-use crate::store::{
-    normalise_postcode, DocumentBytes, DocumentChanged, DocumentWrite, Outcome, SaveError, StoredDocument,
-};
-
-/// A document stored as this many chunks is compacted into one snapshot on its next write.
-pub const COMPACT_AT_CHUNKS: i64 = 16;
+use crate::ingest::{self, Access, Author, Change, Changed, Settled};
+use crate::store::{DocumentChanged, Store, StoredDocument};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/sync", get(upgrade))
@@ -87,46 +81,24 @@ pub const MAX_CATCH_UP: i64 = 5_000;
 
 /// One device's connection: its protocol session and what it must persist.
 struct Connection {
-    id: Uuid,
     device: Device,
+    /// The device as the author of its changes (`ingest::Service::apply`).
+    author: Author,
     session: Session,
     /// The sync state last persisted per document, so unchanged states are not written again.
     persisted: HashMap<DocumentId, Vec<u8>>,
     /// States changed since the last flush. Sync states only save round trips, so they are written in batches (and
     /// at the end of the connection) rather than at the cost of a commit per message.
     dirty: HashMap<DocumentId, Vec<u8>>,
-    /// The id key the device's phone sent at enrolment, once read (`Connection::may_create`).
-    id_key: Option<Option<[u8; ID_KEY_BYTES]>>,
 }
 
 /// Flush sync states once this many are waiting.
 const SYNC_STATE_BATCH: usize = 256;
 
 impl Connection {
-    /// Whether this device may create a document under `doc_id`: any version 4 id (first come), and a version 8 id
-    /// only if the id key its phone registered at enrolment made it (docs/sync-protocol.md, "Who may write a
-    /// document"), so someone who learns an insight's id cannot store it before its owner does.
-    async fn may_create(&mut self, state: &AppState, doc_id: DocumentId) -> anyhow::Result<bool> {
-        if !id_is_bound(doc_id.as_uuid()) {
-            return Ok(true);
-        }
-        if self.id_key.is_none() {
-            self.id_key = Some(state.store.device_id_key(self.device.device_id).await?);
-        }
-        Ok(self.id_key.flatten().is_some_and(|key| id_made_with(doc_id.as_uuid(), &key)))
-    }
-
     /// Loads the persisted sync state for a document the session has not touched yet on this connection.
     async fn resume(&mut self, state: &AppState, doc_id: DocumentId) -> anyhow::Result<()> {
-        if self.session.knows(doc_id) {
-            return Ok(());
-        }
-        if let Some(persisted) = state.store.load_sync_state(self.device.device_id, doc_id).await? {
-            if self.session.resume(doc_id, &persisted).is_ok() {
-                self.persisted.insert(doc_id, persisted);
-            }
-        }
-        Ok(())
+        resume(state.store.as_ref(), self.device.device_id, &mut self.session, &mut self.persisted, doc_id).await
     }
 
     /// Queues the document's sync state to be persisted, if it changed. Only stored documents keep a state.
@@ -189,12 +161,11 @@ async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device
         .with_storage_id(state.storage_id.clone())
         .with_max_frame_bytes(state.config.max_frame_bytes);
     let mut connection = Connection {
-        id: Uuid::new_v4(),
         device,
+        author: Author::device(device.device_id, device.collector_id),
         session,
         persisted: HashMap::new(),
         dirty: HashMap::new(),
-        id_key: None,
     };
     run_connection(&mut socket, &state, &mut connection).await;
     if let Err(error) = connection.flush(&state).await {
@@ -252,7 +223,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
             }
             Wake::Changed(change) => {
                 // Another device of this collector, on any node, saved a document: offer it to this device.
-                if change.collector_id != device.collector_id || change.writer == connection.id {
+                if change.collector_id != device.collector_id || change.writer == connection.author.writer {
                     continue;
                 }
                 if !offer(state, connection, socket, change.doc_id).await {
@@ -417,29 +388,19 @@ impl Answer {
     }
 }
 
-/// Loading, applying, deciding and saving an Automerge document is CPU work: it runs on the blocking pool, at most
-/// one per core at once, so the async workers keep serving other connections (and `/healthz`) whatever a device
-/// sends.
-static DOCUMENT_WORK: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
-    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
-});
-
-/// Runs document work off the async workers, lending it the connection's session (moved there and back).
+/// Runs document work off the async workers (`ingest::document_work`), lending it the connection's session (moved
+/// there and back).
 async fn off_the_workers<T, F>(session: &mut Session, work: F) -> anyhow::Result<T>
 where
     F: FnOnce(&mut Session) -> T + Send + 'static,
     T: Send + 'static,
 {
-    let _permit = DOCUMENT_WORK.acquire().await.context("the document work pool is closed")?;
     let mut lent = std::mem::replace(session, Session::new(Side::Server, String::new()));
-    let span = tracing::Span::current();
-    let (lent, output) = tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
+    let (lent, output) = ingest::document_work(move || {
         let output = work(&mut lent);
         (lent, output)
     })
-    .await
-    .context("document work failed")?;
+    .await?;
     *session = lent;
     Ok(output)
 }
@@ -548,29 +509,15 @@ fn refusal(doc_id: DocumentId, error: &grapevine_sync_proto::guard::GuardError) 
     ProtocolError { code: error.code(), message: format!("document {doc_id}: {error}; nothing was stored") }
 }
 
-/// Whether the server decided, when it last stored the insight, that it is withdrawn: the stored decision, not the
-/// stored document's flag, which a later change may have set back to false.
-async fn stored_withdrawn(state: &AppState, doc_id: DocumentId) -> anyhow::Result<bool> {
-    let row = state.store.insight(doc_id.as_uuid()).await?;
-    Ok(row.is_some_and(|row| row.outcome == Outcome::Withdrawn))
-}
-
-/// A document message's document, loaded from storage (or new), checked against the limits, with the message
-/// applied. Runs on the blocking pool.
-pub(crate) struct Applied {
-    pub(crate) doc: AutoCommit,
-    pub(crate) heads_before: Vec<grapevine_sync_proto::automerge::ChangeHash>,
-}
-
 /// Checks the stored document and the message against the limits, then loads the document and applies the
-/// message. Nothing of a document over the limits is ever unpacked by Automerge.
+/// message. Nothing of a document over the limits is ever unpacked by Automerge. Runs on the blocking pool.
 pub(crate) fn load_and_apply(
     session: &mut Session,
     doc_id: DocumentId,
     stored: Option<&StoredDocument>,
     message: SyncMessage,
     actor: &ActorId,
-) -> anyhow::Result<Result<Applied, ProtocolError>> {
+) -> anyhow::Result<Result<Changed, ProtocolError>> {
     let mut budget = Budget::new(DocumentLimits::default());
     let checked = match stored {
         Some(stored) => budget.spend_chunks(&stored.bytes),
@@ -590,7 +537,7 @@ pub(crate) fn load_and_apply(
         session.forget(doc_id);
         return Ok(Err(error));
     }
-    Ok(Ok(Applied { doc, heads_before }))
+    Ok(Ok(Changed { doc, heads_before }))
 }
 
 /// Applies a sync message, turning a panic inside Automerge into a refusal. Automerge 0.7.4 panics on some malformed
@@ -614,8 +561,66 @@ pub(crate) fn apply_caught(
     })
 }
 
-/// One document message: load, authorise, apply, decide, save, reply. Serialised per document on this node; the
-/// store's version check catches a writer on another node, and the loop merges its changes and tries again.
+/// Loads the persisted sync state for a document the session has not touched yet on this connection.
+async fn resume(
+    store: &dyn Store,
+    device_id: Uuid,
+    session: &mut Session,
+    persisted: &mut HashMap<DocumentId, Vec<u8>>,
+    doc_id: DocumentId,
+) -> anyhow::Result<()> {
+    if session.knows(doc_id) {
+        return Ok(());
+    }
+    if let Some(state) = store.load_sync_state(device_id, doc_id).await? {
+        if session.resume(doc_id, &state).is_ok() {
+            persisted.insert(doc_id, state);
+        }
+    }
+    Ok(())
+}
+
+/// A device's sync message, as a change to one of its collector's documents (`ingest::Change`): applied through the
+/// connection's session, on the blocking pool.
+struct SyncMessageChange<'a> {
+    store: &'a dyn Store,
+    device_id: Uuid,
+    session: &'a mut Session,
+    persisted: &'a mut HashMap<DocumentId, Vec<u8>>,
+    kind: SyncKind,
+    message: SyncMessage,
+}
+
+impl Change for SyncMessageChange<'_> {
+    type Refusal = ProtocolError;
+
+    /// A `request` asks for a document; only a `sync` may start one.
+    fn may_create(&self) -> bool {
+        self.kind != SyncKind::Request
+    }
+
+    fn brings_changes(&self) -> bool {
+        !self.message.changes.is_empty()
+    }
+
+    async fn prepare(&mut self, doc_id: DocumentId) -> anyhow::Result<()> {
+        resume(self.store, self.device_id, self.session, self.persisted, doc_id).await
+    }
+
+    async fn apply(
+        &mut self,
+        doc_id: DocumentId,
+        stored: Option<StoredDocument>,
+        actor: ActorId,
+    ) -> anyhow::Result<Result<Changed, ProtocolError>> {
+        let message = self.message.clone();
+        off_the_workers(self.session, move |session| load_and_apply(session, doc_id, stored.as_ref(), message, &actor))
+            .await?
+    }
+}
+
+/// One document message: the ingest service applies it (load, authorise, apply, decide, save), then the reply,
+/// generated under the document's lock.
 async fn handle_sync(
     state: &AppState,
     connection: &mut Connection,
@@ -623,119 +628,52 @@ async fn handle_sync(
     kind: SyncKind,
     message: SyncMessage,
 ) -> anyhow::Result<Answer> {
-    let device = connection.device;
     if crate::campaign::is_published(doc_id) {
         return answer_published(state, connection, doc_id, message).await;
     }
-    let _guard = state.doc_locks.lock(doc_id).await;
-    for _attempt in 0..5 {
-        let stored = state.store.load_document(doc_id).await?;
-        // A document owned by someone else is answered exactly like one that does not exist: a `request` or a
-        // `sync` that brings no changes gets what an unknown id gets. Changes to it are refused, as a document that
-        // does not exist and cannot be created (docs/sync-protocol.md, "Who may write a document").
-        // So is a new document under an id made for another phone: it is not this device's to create.
-        let foreign = match &stored {
-            Some(stored) => stored.collector_id != device.collector_id,
-            None => !connection.may_create(state, doc_id).await?,
-        };
-        let stored = stored.filter(|_| !foreign);
-        if stored.is_none() && (kind == SyncKind::Request || (foreign && !message.changes.is_empty())) {
+    let Connection { device, author, session, persisted, .. } = connection;
+    let mut change = SyncMessageChange {
+        store: state.store.as_ref(),
+        device_id: device.device_id,
+        session,
+        persisted,
+        kind,
+        message,
+    };
+    let (settled, _lock) = state.ingest.apply(author, doc_id, &mut change).await?;
+    let (mut doc, access, saved) = match settled {
+        Settled::Unavailable => {
             connection.session.forget(doc_id);
             crate::metrics::sync_message(crate::metrics::SyncOutcome::Unavailable);
             return Ok(Answer::Frames(vec![connection.session.doc_unavailable_frame(doc_id)]));
         }
-        let (expected_version, n_chunks) =
-            stored.as_ref().map_or((None, 0), |stored| (Some(stored.version), stored.n_chunks));
-        // Withdrawal is final: once stored withdrawn, no later change counts the insight again.
-        let withdrawn_before = stored.is_some() && stored_withdrawn(state, doc_id).await?;
-        if stored.is_some() {
-            connection.resume(state, doc_id).await?;
+        Settled::Refused(refused) => {
+            tracing::info!(%doc_id, error = %Escaped(&refused.message), "refused changes");
+            crate::metrics::sync_message(crate::metrics::SyncOutcome::Refused);
+            return Ok(Answer::Refuse(refused));
         }
-        let (actor, message_now) = (state.actor.clone(), message.clone());
-        let applied = off_the_workers(&mut connection.session, move |session| {
-            load_and_apply(session, doc_id, stored.as_ref(), message_now, &actor)
-        })
-        .await??;
-        let Applied { mut doc, heads_before } = match applied {
-            Ok(applied) => applied,
-            Err(refused) => {
-                tracing::info!(%doc_id, error = %Escaped(&refused.message), "refused changes");
-                crate::metrics::sync_message(crate::metrics::SyncOutcome::Refused);
-                return Ok(Answer::Refuse(refused));
-            }
-        };
-        let changed = doc.get_heads() != heads_before;
-        if changed && !foreign {
-            let now = OffsetDateTime::now_utc();
-            let postcode_centroid = match ingest::postcode_of(&doc) {
-                Some(postcode) if !withdrawn_before => {
-                    state.store.postcode_centroid(&normalise_postcode(&postcode)).await?
-                }
-                _ => None,
-            };
-            let atlas = state.atlas.get();
-            let first_write = expected_version.is_none();
-            let (decided_doc, decision, bytes) = off_the_workers(&mut connection.session, move |_| {
-                let decision = if withdrawn_before {
-                    ingest::withdrawn(doc_id, now)
-                } else {
-                    ingest::decide(&doc, doc_id, &atlas, postcode_centroid, now)
-                };
-                write_server_record(&mut doc, &decision.record)?;
-                // Append only the new changes; fold everything into one snapshot when the chunks pile up.
-                let bytes = if first_write || n_chunks + 1 >= COMPACT_AT_CHUNKS {
-                    DocumentBytes::Snapshot(doc.save())
-                } else {
-                    DocumentBytes::Changes(doc.save_after(&heads_before))
-                };
-                anyhow::Ok((doc, decision, bytes))
-            })
-            .await??;
-            doc = decided_doc;
-            let write = DocumentWrite {
-                doc_id,
-                collector_id: device.collector_id,
-                device_id: device.device_id,
-                writer: connection.id,
-                bytes,
-                expected_version,
-                insight: decision.row,
-            };
-            match state.writer.save(write).await {
-                Ok(()) => {}
-                Err(SaveError::Conflict) => {
-                    tracing::debug!(%doc_id, "another writer saved first; merging and trying again");
-                    continue;
-                }
-                Err(SaveError::StaleBoundaries) => {
-                    tracing::info!(%doc_id, "a boundary generation was added; reloading and tagging again");
-                    state.atlas.refresh(state.store.as_ref()).await?;
-                    continue;
-                }
-                Err(SaveError::Database(error)) => return Err(error),
-            }
+        Settled::Applied { doc, access, saved } => (doc, access, saved),
+    };
+    crate::metrics::sync_message(if saved {
+        crate::metrics::SyncOutcome::Stored
+    } else {
+        crate::metrics::SyncOutcome::Unchanged
+    });
+    let foreign = access == Access::Foreign;
+    let answer = off_the_workers(&mut connection.session, move |session| {
+        let answer = Answer::from_generated(session.generate_within_limit(doc_id, &mut doc));
+        if foreign {
+            // Nothing of another collector's document is kept for this device.
+            session.forget(doc_id);
         }
-        crate::metrics::sync_message(if changed && !foreign {
-            crate::metrics::SyncOutcome::Stored
-        } else {
-            crate::metrics::SyncOutcome::Unchanged
-        });
-        let persist = !foreign && (expected_version.is_some() || changed);
-        let answer = off_the_workers(&mut connection.session, move |session| {
-            let answer = Answer::from_generated(session.generate_within_limit(doc_id, &mut doc));
-            if foreign {
-                // Nothing of another collector's document is kept for this device.
-                session.forget(doc_id);
-            }
-            answer
-        })
-        .await?;
-        if persist {
-            connection.persist(state, doc_id).await?;
-        }
-        return Ok(answer);
+        answer
+    })
+    .await?;
+    // Only stored documents keep a sync state.
+    if access == Access::Own || saved {
+        connection.persist(state, doc_id).await?;
     }
-    anyhow::bail!("document {doc_id} kept changing under us")
+    Ok(answer)
 }
 
 /// Token buckets per key: a key (a device's messages, an address's enrolment attempts) may spend `burst` tokens at
@@ -790,54 +728,10 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
     }
 }
 
-/// Per-document locks, so two connections of one collector never interleave a load and a save of one document.
-/// Entries are dropped as soon as nobody holds them, so the map stays as small as the work in flight.
-#[derive(Debug, Default)]
-pub struct DocLocks {
-    locks: Mutex<HashMap<DocumentId, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Held while a document is being processed.
-pub struct DocGuard<'a> {
-    locks: &'a DocLocks,
-    doc_id: DocumentId,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl DocLocks {
-    pub async fn lock(&self, doc_id: DocumentId) -> DocGuard<'_> {
-        let lock = {
-            let mut locks = self.locks.lock().expect("doc lock map poisoned");
-            locks.entry(doc_id).or_default().clone()
-        };
-        let guard = lock.lock_owned().await;
-        DocGuard { locks: self, doc_id, guard: Some(guard) }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.locks.lock().expect("doc lock map poisoned").len()
-    }
-}
-
-impl Drop for DocGuard<'_> {
-    fn drop(&mut self) {
-        let mut locks = self.locks.locks.lock().expect("doc lock map poisoned");
-        drop(self.guard.take());
-        if locks.get(&self.doc_id).is_some_and(|lock| Arc::strong_count(lock) == 1) {
-            locks.remove(&self.doc_id);
-        }
-    }
-}
-
-/// The actor this server process writes its records as. One per process: two nodes never share an actor.
-#[must_use]
-pub fn process_actor() -> ActorId {
-    ActorId::from(Uuid::new_v4().as_bytes().as_slice())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     /// A peer's sender id with a newline and an ANSI escape, as in the forged log line of issue 15.
@@ -893,25 +787,5 @@ mod tests {
         assert!(log.contains("closing on a protocol error") && log.contains("protocol_violation"), "{log}");
         assert!(!log.contains('\u{1b}'), "no escape character reaches the log: {log}");
         assert!(log.contains("phone\\n2026"), "the forged id is there, escaped: {log}");
-    }
-
-    #[tokio::test]
-    async fn doc_locks_serialise_one_document_and_clean_up() {
-        let locks = Arc::new(DocLocks::default());
-        let doc_id = DocumentId::random();
-        let first = locks.lock(doc_id).await;
-        let waiter = {
-            let locks = locks.clone();
-            tokio::spawn(async move {
-                let _second = locks.lock(doc_id).await;
-            })
-        };
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished(), "the second holder waits for the first");
-        let _other = locks.lock(DocumentId::random()).await;
-        drop(first);
-        waiter.await.unwrap();
-        drop(_other);
-        assert_eq!(locks.len(), 0);
     }
 }

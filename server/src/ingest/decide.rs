@@ -1,5 +1,6 @@
 //! What the server makes of an insight document that changed: extract, validate, geotag, decide. Pure: no I/O, so the
-//! sync handler can run it inside its load–apply–save cycle and tests can run it on a bare document.
+//! ingest service (`ingest::service`) can run it inside its load–apply–save cycle and tests can run it on a bare
+//! document.
 
 use grapevine_sync_proto::automerge::AutoCommit;
 pub use grapevine_sync_proto::document::is_withdrawn;
@@ -18,7 +19,7 @@ pub struct Decision {
     pub record: ServerRecord,
 }
 
-/// The postcode an insight document is located by, if any: the sync handler looks its centroid up before `decide`.
+/// The postcode an insight document is located by, if any: the ingest service looks its centroid up before `decide`.
 #[must_use]
 pub fn postcode_of(doc: &AutoCommit) -> Option<String> {
     match grapevine_sync_proto::document::read_location(doc).ok()? {
@@ -29,7 +30,7 @@ pub fn postcode_of(doc: &AutoCommit) -> Option<String> {
 
 /// The decision for a withdrawn insight: it counts nowhere, whatever it says, and its row keeps no content, so the
 /// analysts' tables hold nothing the person took back (the document keeps it, on their phone and here, until it is
-/// erased). Withdrawal is final: the sync handler keeps this decision for a document that was withdrawn when stored,
+/// erased). Withdrawal is final: the ingest service keeps this decision for a document that was withdrawn when stored,
 /// even if a later change writes `withdrawn: false`.
 #[must_use]
 pub fn withdrawn(doc_id: DocumentId, now: OffsetDateTime) -> Decision {
