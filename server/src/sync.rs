@@ -26,21 +26,18 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::bearer_token;
-use crate::domain::Actor;
 use crate::http::error::ApiError;
 use crate::ingest::{self, Access, Author, Change, Changed, Settled};
-use crate::store::{DocumentChanged, Store, StoredDocument};
+use crate::store::{DocumentChanged, StoredDocument};
+use crate::usecase::sync::DeviceSession;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/sync", get(upgrade))
 }
 
-/// The device a connection belongs to, decided by its token alone.
-#[derive(Debug, Clone, Copy)]
-struct Device {
-    device_id: Uuid,
-    collector_id: Uuid,
-}
+/// The device a connection belongs to, decided by its token alone, and what it may reach.
+#[derive(Debug, Clone)]
+struct Device(DeviceSession);
 
 impl FromRequestParts<AppState> for Device {
     type Rejection = ApiError;
@@ -49,14 +46,11 @@ impl FromRequestParts<AppState> for Device {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
         let context = crate::http::request_context(parts, &state.config.trusted_proxies);
         let principal = state.usecases.authenticate(&token, context).await?;
-        match principal.actor {
-            Actor::Device { device_id, collector_id } => Ok(Device { device_id, collector_id }),
-            _ => Err(ApiError::forbidden("device")),
-        }
+        Ok(Device(state.usecases.sync_session(&principal).await?))
     }
 }
 
-async fn upgrade(State(state): State<AppState>, device: Device, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(State(state): State<AppState>, Device(device): Device, ws: WebSocketUpgrade) -> Response {
     // The transport's own cap is well above the protocol's, so an oversized frame still gets a coded `error`.
     let hard_cap = state.config.max_frame_bytes.saturating_mul(4);
     let tracker = state.tracker.clone();
@@ -81,7 +75,7 @@ pub const MAX_CATCH_UP: i64 = 5_000;
 
 /// One device's connection: its protocol session and what it must persist.
 struct Connection {
-    device: Device,
+    device: DeviceSession,
     /// The device as the author of its changes (`ingest::Service::apply`).
     author: Author,
     session: Session,
@@ -97,55 +91,46 @@ const SYNC_STATE_BATCH: usize = 256;
 
 impl Connection {
     /// Loads the persisted sync state for a document the session has not touched yet on this connection.
-    async fn resume(&mut self, state: &AppState, doc_id: DocumentId) -> anyhow::Result<()> {
-        resume(state.store.as_ref(), self.device.device_id, &mut self.session, &mut self.persisted, doc_id).await
+    async fn resume(&mut self, doc_id: DocumentId) -> anyhow::Result<()> {
+        resume(&self.device, &mut self.session, &mut self.persisted, doc_id).await
     }
 
     /// Queues the document's sync state to be persisted, if it changed. Only stored documents keep a state.
-    async fn persist(&mut self, state: &AppState, doc_id: DocumentId) -> anyhow::Result<()> {
+    async fn persist(&mut self, doc_id: DocumentId) -> anyhow::Result<()> {
         if let Some(current) = self.session.sync_state(doc_id) {
             if self.persisted.get(&doc_id) != Some(&current) {
                 self.dirty.insert(doc_id, current);
             }
         }
         if self.dirty.len() >= SYNC_STATE_BATCH {
-            self.flush(state).await?;
+            self.flush().await?;
         }
         Ok(())
     }
 
     /// Writes the queued sync states in one transaction.
-    async fn flush(&mut self, state: &AppState) -> anyhow::Result<()> {
+    async fn flush(&mut self) -> anyhow::Result<()> {
         let states: Vec<(DocumentId, Vec<u8>)> = self.dirty.drain().collect();
-        state.store.save_sync_states(self.device.device_id, &states).await?;
+        self.device.save_sync_states(&states).await?;
         self.persisted.extend(states);
         Ok(())
     }
 
     /// Answers a join: the `peer` frame, announcing what the collector's other devices wrote since the phone last
     /// caught up (Grapevine's SDK says how far that is; other peers get live changes only).
-    async fn accept(
-        &mut self,
-        state: &AppState,
-        seen: Option<i64>,
-        campaign: Option<&str>,
-    ) -> (Vec<u8>, Vec<DocumentId>) {
+    async fn accept(&mut self, seen: Option<i64>, campaign: Option<&str>) -> (Vec<u8>, Vec<DocumentId>) {
         let catch_up = match seen {
             None => Vec::new(),
-            Some(seen) => state
-                .store
-                .catch_up(self.device.collector_id, self.device.device_id, seen, MAX_CATCH_UP)
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::warn!(error = format!("{error:#}"), "no catch-up list; the phone catches up next time");
-                    Vec::new()
-                }),
+            Some(seen) => self.device.catch_up(seen, MAX_CATCH_UP).await.unwrap_or_else(|error| {
+                tracing::warn!(error = format!("{error:#}"), "no catch-up list; the phone catches up next time");
+                Vec::new()
+            }),
         };
         let catch_up_to = catch_up.iter().map(|(_, seq)| *seq).max().or(seen);
         let mut doc_ids: Vec<DocumentId> = catch_up.into_iter().map(|(doc_id, _)| doc_id).collect();
         // The campaign too, when the phone's copy (its fingerprint) is not the published one.
         if let Some(held) = campaign {
-            match crate::campaign::stale_for(state.store.as_ref(), held).await {
+            match self.device.stale_campaign(held).await {
                 Ok(Some(doc_id)) => doc_ids.push(doc_id),
                 Ok(None) => {}
                 Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot read the campaign document"),
@@ -155,28 +140,28 @@ impl Connection {
     }
 }
 
-async fn serve_connection(mut socket: WebSocket, state: AppState, device: Device) {
+async fn serve_connection(mut socket: WebSocket, state: AppState, device: DeviceSession) {
     let session = Session::new(Side::Server, state.peer_id.clone())
         .with_compression()
         .with_storage_id(state.storage_id.clone())
         .with_max_frame_bytes(state.config.max_frame_bytes);
     let mut connection = Connection {
-        device,
         author: Author::device(device.device_id, device.collector_id),
+        device,
         session,
         persisted: HashMap::new(),
         dirty: HashMap::new(),
     };
     run_connection(&mut socket, &state, &mut connection).await;
-    if let Err(error) = connection.flush(&state).await {
+    if let Err(error) = connection.flush().await {
         tracing::warn!(error = format!("{error:#}"), "sync states not saved; the next sync costs a round trip more");
     }
 }
 
 /// The connection's loop; returns when the connection is over, whatever the reason.
 async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &mut Connection) {
-    let device = connection.device;
-    let mut changes = state.store.subscribe();
+    let device = connection.device.clone();
+    let mut changes = device.changes();
     let limits = state.config.limits;
     let mut keepalive = tokio::time::interval_at(Instant::now() + limits.keepalive_interval, limits.keepalive_interval);
     let idle = tokio::time::sleep(limits.idle_timeout);
@@ -205,7 +190,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
             Wake::Keepalive => {
                 // A device revoked while connected (by `grapevine device revoke`, from any process) is told and
                 // closed within one keep-alive interval; a failed check keeps the connection, as the handshake did.
-                if let Ok(true) = state.store.device_revoked(device.device_id).await {
+                if let Ok(true) = device.revoked().await {
                     tracing::info!(device_id = %device.device_id, "closing the connection of a revoked device");
                     let message = "this device was revoked; its insights stay on the phone";
                     close_with(socket, &mut connection.session, ErrorCode::DeviceRevoked, message).await;
@@ -266,7 +251,7 @@ async fn run_connection(socket: &mut WebSocket, state: &AppState, connection: &m
                 return;
             }
             Ok(Event::Joined { peer_id, seen, campaign }) => {
-                let (reply, announced) = connection.accept(state, seen, campaign.as_deref()).await;
+                let (reply, announced) = connection.accept(seen, campaign.as_deref()).await;
                 tracing::debug!(peer_id = %Escaped(&peer_id), n_catch_up = announced.len(), "joined");
                 if !send_within(socket, WsMessage::Binary(reply.into()), limits.send_timeout).await {
                     return;
@@ -355,11 +340,8 @@ async fn offer(state: &AppState, connection: &mut Connection, socket: &mut WebSo
 /// prevent.
 async fn push(state: &AppState, connection: &mut Connection, doc_id: DocumentId) -> anyhow::Result<Answer> {
     let _guard = state.doc_locks.lock(doc_id).await;
-    let Some(stored) = state.store.load_document(doc_id).await? else { return Ok(Answer::Frames(Vec::new())) };
-    if stored.collector_id != connection.device.collector_id {
-        return Ok(Answer::Frames(Vec::new()));
-    }
-    connection.resume(state, doc_id).await?;
+    let Some(stored) = connection.device.own_document(doc_id).await? else { return Ok(Answer::Frames(Vec::new())) };
+    connection.resume(doc_id).await?;
     off_the_workers(&mut connection.session, move |session| {
         if let Err(error) = Budget::new(DocumentLimits::default()).spend_chunks(&stored.bytes) {
             tracing::warn!(%doc_id, %error, "not offering a stored document over the limits");
@@ -475,12 +457,11 @@ async fn close_framed(socket: &mut WebSocket, close_frame: Option<CloseFrame>) {
 /// A message about a published document (the campaign): every device may read it, none may change it. Its sync
 /// state is not kept: the document is small and a phone syncs it afresh.
 async fn answer_published(
-    state: &AppState,
     connection: &mut Connection,
     doc_id: DocumentId,
     message: SyncMessage,
 ) -> anyhow::Result<Answer> {
-    let Some((bytes, _)) = state.store.load_published(doc_id).await? else {
+    let Some(bytes) = connection.device.published(doc_id).await? else {
         connection.session.forget(doc_id);
         return Ok(Answer::Frames(vec![connection.session.doc_unavailable_frame(doc_id)]));
     };
@@ -563,8 +544,7 @@ pub(crate) fn apply_caught(
 
 /// Loads the persisted sync state for a document the session has not touched yet on this connection.
 async fn resume(
-    store: &dyn Store,
-    device_id: Uuid,
+    device: &DeviceSession,
     session: &mut Session,
     persisted: &mut HashMap<DocumentId, Vec<u8>>,
     doc_id: DocumentId,
@@ -572,7 +552,7 @@ async fn resume(
     if session.knows(doc_id) {
         return Ok(());
     }
-    if let Some(state) = store.load_sync_state(device_id, doc_id).await? {
+    if let Some(state) = device.sync_state(doc_id).await? {
         if session.resume(doc_id, &state).is_ok() {
             persisted.insert(doc_id, state);
         }
@@ -583,8 +563,7 @@ async fn resume(
 /// A device's sync message, as a change to one of its collector's documents (`ingest::Change`): applied through the
 /// connection's session, on the blocking pool.
 struct SyncMessageChange<'a> {
-    store: &'a dyn Store,
-    device_id: Uuid,
+    device: &'a DeviceSession,
     session: &'a mut Session,
     persisted: &'a mut HashMap<DocumentId, Vec<u8>>,
     kind: SyncKind,
@@ -604,7 +583,7 @@ impl Change for SyncMessageChange<'_> {
     }
 
     async fn prepare(&mut self, doc_id: DocumentId) -> anyhow::Result<()> {
-        resume(self.store, self.device_id, self.session, self.persisted, doc_id).await
+        resume(self.device, self.session, self.persisted, doc_id).await
     }
 
     async fn apply(
@@ -629,17 +608,10 @@ async fn handle_sync(
     message: SyncMessage,
 ) -> anyhow::Result<Answer> {
     if crate::campaign::is_published(doc_id) {
-        return answer_published(state, connection, doc_id, message).await;
+        return answer_published(connection, doc_id, message).await;
     }
     let Connection { device, author, session, persisted, .. } = connection;
-    let mut change = SyncMessageChange {
-        store: state.store.as_ref(),
-        device_id: device.device_id,
-        session,
-        persisted,
-        kind,
-        message,
-    };
+    let mut change = SyncMessageChange { device, session, persisted, kind, message };
     let (settled, _lock) = state.ingest.apply(author, doc_id, &mut change).await?;
     let (mut doc, access, saved) = match settled {
         Settled::Unavailable => {
@@ -671,7 +643,7 @@ async fn handle_sync(
     .await?;
     // Only stored documents keep a sync state.
     if access == Access::Own || saved {
-        connection.persist(state, doc_id).await?;
+        connection.persist(doc_id).await?;
     }
     Ok(answer)
 }

@@ -10,6 +10,7 @@ pub mod cohorts;
 pub mod people;
 pub mod reference;
 pub mod rollups;
+pub mod sync;
 
 use std::sync::Arc;
 
