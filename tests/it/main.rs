@@ -22,6 +22,7 @@ macro_rules! on_both_backends {
 
 mod access;
 mod audit;
+mod audit_actions;
 mod authorization;
 mod bad_input;
 mod boundary_files;

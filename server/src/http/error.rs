@@ -32,10 +32,6 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a valid bearer token is required")
     }
 
-    pub fn forbidden(needed: &str) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, format!("this needs a token with the role {needed}"))
-    }
-
     pub fn invalid_query(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidQuery, message)
     }
