@@ -8,11 +8,13 @@
 use std::future::Future;
 
 use futures_util::stream::BoxStream;
-use serde_json::Value;
+use futures_util::{StreamExt, TryStreamExt};
+use grapevine_sync_proto::ErrorCode;
+use serde_json::{json, Value};
 
 use super::{UseCaseError, UseCases};
 use crate::audit::{AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry, Verified};
-use crate::domain::{Action, Principal};
+use crate::domain::{Action, Actor, Principal};
 
 impl UseCases {
     /// Appends one entry for `principal`.
@@ -27,6 +29,18 @@ impl UseCases {
         outcome: AuditOutcome,
         detail: Value,
     ) -> Result<(), UseCaseError> {
+        self.append(principal, verb, target, outcome, detail).await.map(drop)
+    }
+
+    /// Appends one entry for `principal` and returns it as stored.
+    async fn append(
+        &self,
+        principal: &Principal,
+        verb: &str,
+        target: &str,
+        outcome: AuditOutcome,
+        detail: Value,
+    ) -> Result<AuditEntry, UseCaseError> {
         let entry = NewAuditEntry {
             actor: principal.actor.audit_name(),
             role: principal.role.as_str().to_owned(),
@@ -37,8 +51,7 @@ impl UseCases {
             request_id: principal.context.request_id.clone(),
             detail,
         };
-        self.store.append_audit(entry).await?;
-        Ok(())
+        Ok(self.store.append_audit(entry).await?)
     }
 
     /// The permission check, with the refusal in the trail.
@@ -88,7 +101,9 @@ impl UseCases {
         }
     }
 
-    /// The entries `filter` lets through, oldest first. Reading the trail is itself recorded.
+    /// The entries `filter` lets through, oldest first, as the trail stood when asked. A person's read of the trail
+    /// (over the API) is itself an entry, which the read does not list; the operator at the server's command line,
+    /// who holds the database itself, is not recorded reading it.
     ///
     /// # Errors
     /// Refused; `since` not before `until`; the entry cannot be written.
@@ -97,33 +112,33 @@ impl UseCases {
         principal: &Principal,
         filter: AuditFilter,
     ) -> Result<BoxStream<'_, anyhow::Result<AuditEntry>>, UseCaseError> {
-        let detail = serde_json::json!({
+        self.authorize_audited(principal, Action::ReadAudit, "audit.list", "audit_log").await?;
+        let detail = json!({
             "actor": filter.actor,
             "action": filter.action,
             "since": filter.since.map(crate::audit::canonical_time),
             "until": filter.until.map(crate::audit::canonical_time),
         });
-        self.authorize_audited(principal, Action::ReadAudit, "audit.list", "audit_log").await?;
-        let entries = crate::audit::list(self.store.as_ref(), filter).map_err(|error| UseCaseError::Invalid {
-            code: grapevine_sync_proto::ErrorCode::InvalidQuery,
-            message: error.to_string(),
-        })?;
-        self.record(principal, "audit.list", "audit_log", AuditOutcome::Allowed, detail).await?;
-        Ok(entries)
+        // Lazy: nothing is read before the entry below is written.
+        let entries = crate::audit::list(self.store.as_ref(), filter)
+            .map_err(|error| UseCaseError::Invalid { code: ErrorCode::InvalidQuery, message: error.to_string() })?;
+        let own_entry = if matches!(principal.actor, Actor::Operator { .. }) {
+            None
+        } else {
+            Some(self.append(principal, "audit.list", "audit_log", AuditOutcome::Allowed, detail).await?.seq)
+        };
+        Ok(match own_entry {
+            Some(own) => entries.try_take_while(move |entry| std::future::ready(Ok(entry.seq < own))).boxed(),
+            None => entries,
+        })
     }
 
-    /// Recomputes the whole chain. Recorded after the walk, so the walk does not race its own entry.
+    /// Recomputes the whole chain (a check of the hashes, which names no one; not itself recorded).
     ///
     /// # Errors
-    /// Refused; the store cannot be read; the entry cannot be written.
+    /// Refused; the store cannot be read.
     pub async fn verify_audit(&self, principal: &Principal) -> Result<Verified, UseCaseError> {
         self.authorize_audited(principal, Action::ReadAudit, "audit.verify", "audit_log").await?;
-        let verified = crate::audit::verify_store(self.store.as_ref()).await?;
-        let detail = match &verified {
-            Verified::Intact { n, .. } => serde_json::json!({ "intact": n }),
-            Verified::Broken { seq, .. } => serde_json::json!({ "broken_at": seq }),
-        };
-        self.record(principal, "audit.verify", "audit_log", AuditOutcome::Allowed, detail).await?;
-        Ok(verified)
+        Ok(crate::audit::verify_store(self.store.as_ref()).await?)
     }
 }
