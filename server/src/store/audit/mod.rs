@@ -20,7 +20,7 @@ use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry};
+use crate::audit::{AuditEntry, AuditFilter, AuditOutcome, ChainHead, NewAuditEntry};
 
 /// Storage of the audit trail: append an entry, read entries in seq order.
 #[async_trait::async_trait]
@@ -76,10 +76,11 @@ fn page_query(filter: &AuditFilter) -> String {
     sql
 }
 
-/// An audit row as read, before it is checked into an `AuditEntry`.
+/// An audit row as read, but for its time (which the backends store as different types), before it is checked into
+/// an `AuditEntry`.
+#[derive(sqlx::FromRow)]
 struct AuditRow {
     seq: i64,
-    at: OffsetDateTime,
     actor: String,
     role: String,
     action: String,
@@ -93,7 +94,7 @@ struct AuditRow {
 }
 
 impl AuditRow {
-    fn into_entry(self) -> anyhow::Result<AuditEntry> {
+    fn into_entry(self, at: OffsetDateTime) -> anyhow::Result<AuditEntry> {
         let seq = self.seq;
         let hash_of = |bytes: Vec<u8>, column: &str| -> anyhow::Result<[u8; 32]> {
             let n = bytes.len();
@@ -102,7 +103,7 @@ impl AuditRow {
         };
         Ok(AuditEntry {
             seq,
-            at: self.at,
+            at,
             outcome: AuditOutcome::parse(&self.outcome)
                 .with_context(|| format!("audit entry {seq}: '{}' is not an outcome", self.outcome))?,
             detail: serde_json::from_str(&self.detail)
@@ -117,6 +118,13 @@ impl AuditRow {
             request_id: self.request_id,
         })
     }
+}
+
+/// The chain's head from a row of `HEAD`, its time already read.
+fn chain_head(seq: i64, at: OffsetDateTime, hash: Vec<u8>) -> anyhow::Result<ChainHead> {
+    let hash =
+        <[u8; 32]>::try_from(hash).map_err(|_| anyhow::anyhow!("audit entry {seq}: its hash is not 32 bytes"))?;
+    Ok(ChainHead { seq, at, hash })
 }
 
 /// The entries of every page `fetch_page(after_seq)` gives, from seq 0 on, until a page comes back short.
@@ -142,8 +150,6 @@ where
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use crate::audit::ChainHead;
 
     use super::*;
 

@@ -5,6 +5,7 @@
 mod postgres;
 mod sqlite;
 
+use anyhow::Context;
 use grapevine_sync_proto::DocumentId;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use time::OffsetDateTime;
@@ -52,6 +53,35 @@ const PUBLISH_FIRST: &str =
 /// Replaces published document `$1` by `$2` if its version is still `$3`.
 const PUBLISH_NEXT: &str =
     "UPDATE published_documents SET version = version + 1, bytes = $2 WHERE doc_id = $1 AND version = $3";
+
+/// Publishes document `$1` as `$2`: the first version, or (`expected_version` given) the next if the stored one is
+/// still `expected_version`, which is bound as `$3`.
+fn publish_statement(expected_version: Option<i64>) -> &'static str {
+    if expected_version.is_some() {
+        PUBLISH_NEXT
+    } else {
+        PUBLISH_FIRST
+    }
+}
+
+/// A write that claims one row: `SaveError::Conflict` unless it did (another writer got there first).
+fn claimed_one(rows_affected: u64) -> Result<(), SaveError> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(SaveError::Conflict)
+    }
+}
+
+/// A stored document from its owner, its chunks in order and its version.
+fn stored_document(collector_id: Uuid, chunks: Vec<Vec<u8>>, version: i64) -> anyhow::Result<StoredDocument> {
+    Ok(StoredDocument { collector_id, n_chunks: i64::try_from(chunks.len())?, bytes: chunks.concat(), version })
+}
+
+/// The catch-up list from the rows of `CATCH_UP` (document id, sequence number).
+fn catch_up_list(rows: Vec<(String, i64)>) -> anyhow::Result<Vec<(DocumentId, i64)>> {
+    rows.into_iter().map(|(doc_id, change_seq)| Ok((doc_id.parse().context("document id")?, change_seq))).collect()
+}
 
 /// An insight's tag in one generation, from a row of `INSIGHT_TAGS`.
 fn area_tag<R>(tag: &R) -> AreaTag

@@ -1,7 +1,6 @@
 //! `DocumentStore` on PostgreSQL: set-based writes (a fixed number of statements however many documents) and a
 //! change feed over `LISTEN/NOTIFY`, so every node hears every node's writes.
 
-use anyhow::Context;
 use grapevine_sync_proto::DocumentId;
 use sqlx::Row;
 use time::{Date, OffsetDateTime};
@@ -267,17 +266,12 @@ impl DocumentStore for PostgresStore {
         // One snapshot of both tables: REPEATABLE READ, so the version matches the chunks read.
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-        let Some(row) = sqlx::query(super::DOCUMENT_HEAD).bind(&doc_id).fetch_optional(&mut *tx).await? else {
-            return Ok(None);
-        };
+        let head: Option<(Uuid, i64)> =
+            sqlx::query_as(super::DOCUMENT_HEAD).bind(&doc_id).fetch_optional(&mut *tx).await?;
+        let Some((collector_id, version)) = head else { return Ok(None) };
         let chunks: Vec<Vec<u8>> = sqlx::query_scalar(super::DOCUMENT_CHUNKS).bind(&doc_id).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Some(StoredDocument {
-            collector_id: row.get("collector_id"),
-            n_chunks: i64::try_from(chunks.len())?,
-            bytes: chunks.concat(),
-            version: row.get("version"),
-        }))
+        Ok(Some(super::stored_document(collector_id, chunks, version)?))
     }
 
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
@@ -326,19 +320,14 @@ impl DocumentStore for PostgresStore {
         since: i64,
         limit: i64,
     ) -> anyhow::Result<Vec<(DocumentId, i64)>> {
-        let rows = sqlx::query(super::CATCH_UP)
+        let rows = sqlx::query_as(super::CATCH_UP)
             .bind(collector_id)
             .bind(device_id)
             .bind(since)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                let doc_id: String = row.get("doc_id");
-                Ok((doc_id.parse().context("document id")?, row.get("change_seq")))
-            })
-            .collect()
+        super::catch_up_list(rows)
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged> {
@@ -361,8 +350,7 @@ impl DocumentStore for PostgresStore {
     }
 
     async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>> {
-        let row = sqlx::query(super::PUBLISHED).bind(doc_id.to_string()).fetch_optional(&self.pool).await?;
-        Ok(row.map(|row| (row.get("bytes"), row.get("version"))))
+        Ok(sqlx::query_as(super::PUBLISHED).bind(doc_id.to_string()).fetch_optional(&self.pool).await?)
     }
 
     async fn save_published(
@@ -371,22 +359,11 @@ impl DocumentStore for PostgresStore {
         bytes: Vec<u8>,
         expected_version: Option<i64>,
     ) -> Result<(), SaveError> {
-        let written = match expected_version {
-            None => sqlx::query(super::PUBLISH_FIRST).bind(doc_id.to_string()).bind(bytes).execute(&self.pool).await,
-            Some(version) => {
-                sqlx::query(super::PUBLISH_NEXT)
-                    .bind(doc_id.to_string())
-                    .bind(bytes)
-                    .bind(version)
-                    .execute(&self.pool)
-                    .await
-            }
-        }
-        .map_err(classify)?;
-        if written.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(SaveError::Conflict)
-        }
+        let publish = sqlx::query(super::publish_statement(expected_version)).bind(doc_id.to_string()).bind(bytes);
+        let publish = match expected_version {
+            Some(version) => publish.bind(version),
+            None => publish,
+        };
+        super::claimed_one(publish.execute(&self.pool).await.map_err(classify)?.rows_affected())
     }
 }

@@ -50,9 +50,7 @@ async fn write_document(
         }
     }
     .map_err(anyhow::Error::from)?;
-    if claimed.rows_affected() != 1 {
-        return Err(SaveError::Conflict);
-    }
+    super::claimed_one(claimed.rows_affected())?;
     let new_version = write.expected_version.unwrap_or(0) + 1;
     let chunk = match &write.bytes {
         DocumentBytes::Snapshot(bytes) => {
@@ -193,18 +191,12 @@ impl DocumentStore for SqliteStore {
     async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>> {
         let doc_id = doc_id.to_string();
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query(super::DOCUMENT_HEAD).bind(&doc_id).fetch_optional(&mut *tx).await? else {
-            return Ok(None);
-        };
+        let head: Option<(String, i64)> =
+            sqlx::query_as(super::DOCUMENT_HEAD).bind(&doc_id).fetch_optional(&mut *tx).await?;
+        let Some((collector_id, version)) = head else { return Ok(None) };
         let chunks: Vec<Vec<u8>> = sqlx::query_scalar(super::DOCUMENT_CHUNKS).bind(&doc_id).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        let collector_id: String = row.get("collector_id");
-        Ok(Some(StoredDocument {
-            collector_id: collector_id.parse().context("collector id")?,
-            n_chunks: i64::try_from(chunks.len())?,
-            bytes: chunks.concat(),
-            version: row.get("version"),
-        }))
+        Ok(Some(super::stored_document(collector_id.parse().context("collector id")?, chunks, version)?))
     }
 
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
@@ -273,19 +265,14 @@ impl DocumentStore for SqliteStore {
         since: i64,
         limit: i64,
     ) -> anyhow::Result<Vec<(DocumentId, i64)>> {
-        let rows = sqlx::query(super::CATCH_UP)
+        let rows = sqlx::query_as(super::CATCH_UP)
             .bind(collector_id.to_string())
             .bind(device_id.to_string())
             .bind(since)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                let doc_id: String = row.get("doc_id");
-                Ok((doc_id.parse().context("document id")?, row.get("change_seq")))
-            })
-            .collect()
+        super::catch_up_list(rows)
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged> {
@@ -304,8 +291,7 @@ impl DocumentStore for SqliteStore {
     }
 
     async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>> {
-        let row = sqlx::query(super::PUBLISHED).bind(doc_id.to_string()).fetch_optional(&self.pool).await?;
-        Ok(row.map(|row| (row.get("bytes"), row.get("version"))))
+        Ok(sqlx::query_as(super::PUBLISHED).bind(doc_id.to_string()).fetch_optional(&self.pool).await?)
     }
 
     async fn save_published(
@@ -314,22 +300,11 @@ impl DocumentStore for SqliteStore {
         bytes: Vec<u8>,
         expected_version: Option<i64>,
     ) -> Result<(), SaveError> {
-        let written = match expected_version {
-            None => sqlx::query(super::PUBLISH_FIRST).bind(doc_id.to_string()).bind(bytes).execute(&self.pool).await,
-            Some(version) => {
-                sqlx::query(super::PUBLISH_NEXT)
-                    .bind(doc_id.to_string())
-                    .bind(bytes)
-                    .bind(version)
-                    .execute(&self.pool)
-                    .await
-            }
-        }
-        .map_err(anyhow::Error::from)?;
-        if written.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(SaveError::Conflict)
-        }
+        let publish = sqlx::query(super::publish_statement(expected_version)).bind(doc_id.to_string()).bind(bytes);
+        let publish = match expected_version {
+            Some(version) => publish.bind(version),
+            None => publish,
+        };
+        super::claimed_one(publish.execute(&self.pool).await.map_err(anyhow::Error::from)?.rows_affected())
     }
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    is_unique_violation, role_of, scope_column, AddPersonError, PeopleStore, PersonInfo, PersonRow, TokenRow,
+    person_added, scope_column, AddPersonError, ApiTokenRow, PeopleStore, PersonInfo, PersonRow, TokenRow,
     AUTHENTICATE_TOKEN, DISABLE, INSERT_PERSON, INSERT_PERSON_TOKEN, LIST_TOKENS, PERSON_EXISTS, SET_ROLE, SET_SCOPE,
 };
 use crate::domain::{Authenticated, Role, Scope};
@@ -48,10 +48,7 @@ impl PeopleStore for SqliteStore {
             .bind(format_time(OffsetDateTime::now_utc()))
             .execute(&self.pool)
             .await;
-        match inserted {
-            Err(error) if is_unique_violation(&error) => return Err(AddPersonError::EmailTaken(email.to_owned())),
-            other => other.context("adding a person")?,
-        };
+        person_added(inserted, email)?;
         self.person_by_email(email).await?.context("the person just added").map_err(AddPersonError::Database)
     }
 
@@ -147,16 +144,16 @@ pub(crate) async fn api_tokens(pool: &SqlitePool) -> anyhow::Result<Vec<ApiToken
     rows.iter()
         .map(|row| {
             let id: String = row.get("id");
-            let role: String = row.get("role");
-            Ok(ApiTokenInfo {
+            ApiTokenRow {
                 id: uuid_of(&id)?,
-                role: role_of(&role).with_context(|| format!("API token {id}"))?,
+                role: row.get("role"),
                 label: row.get("label"),
                 created_at: time_of(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
                 revoked_at: time_of(row.get("revoked_at")),
                 expires_at: time_of(row.get("expires_at")),
                 person_email: row.get("email"),
-            })
+            }
+            .into_info()
         })
         .collect()
 }
