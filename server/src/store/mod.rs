@@ -266,7 +266,7 @@ impl InsightRow {
 }
 
 /// Where an insight lies in one boundary generation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AreaTag {
     pub generation_id: i64,
     /// `OUTSIDE_COVERAGE` when in no area of the generation.
@@ -288,7 +288,7 @@ pub struct TaggableInsight {
 pub type Tagger<'a> = &'a (dyn Fn(&TaggableInsight) -> (String, bool) + Send + Sync);
 
 /// A boundary generation as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GenerationInfo {
     pub id: i64,
     pub set_name: String,
@@ -299,7 +299,7 @@ pub struct GenerationInfo {
 }
 
 /// An area as stored: its geometry is a GeoJSON geometry (WGS84).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredArea {
     pub code: String,
     pub name: String,

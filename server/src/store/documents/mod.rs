@@ -39,7 +39,7 @@ const INSIGHT: &str = "SELECT captured_at, campaign, category, text, feeling_saf
         picked_area_code, status, area_code, reject_code, reject_message, processed_at, postcode, tag_lat, tag_lon
     FROM insights WHERE id = $1";
 
-/// Where insight `$1` lies in each generation, oldest generation first (read by `area_tag`).
+/// Where insight `$1` lies in each generation, oldest generation first (read as `AreaTag`s).
 const INSIGHT_TAGS: &str =
     "SELECT generation_id, area_code, near_boundary FROM insight_areas WHERE insight_id = $1 ORDER BY generation_id";
 
@@ -81,22 +81,6 @@ fn stored_document(collector_id: Uuid, chunks: Vec<Vec<u8>>, version: i64) -> an
 /// The catch-up list from the rows of `CATCH_UP` (document id, sequence number).
 fn catch_up_list(rows: Vec<(String, i64)>) -> anyhow::Result<Vec<(DocumentId, i64)>> {
     rows.into_iter().map(|(doc_id, change_seq)| Ok((doc_id.parse().context("document id")?, change_seq))).collect()
-}
-
-/// An insight's tag in one generation, from a row of `INSIGHT_TAGS`.
-fn area_tag<R>(tag: &R) -> AreaTag
-where
-    R: Row,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-    &'static str: ColumnIndex<R>,
-{
-    AreaTag {
-        generation_id: tag.get("generation_id"),
-        area_code: tag.get("area_code"),
-        near_boundary: tag.get("near_boundary"),
-    }
 }
 
 /// An insight row from a row of `INSIGHT` and the insight's tags. The times and the score, which the backends store

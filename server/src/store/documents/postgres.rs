@@ -341,8 +341,7 @@ impl DocumentStore for PostgresStore {
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
         let row = sqlx::query(super::INSIGHT).bind(id).fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
-        let tag_rows = sqlx::query(super::INSIGHT_TAGS).bind(id).fetch_all(&self.pool).await?;
-        let tags = tag_rows.iter().map(super::area_tag).collect();
+        let tags = sqlx::query_as(super::INSIGHT_TAGS).bind(id).fetch_all(&self.pool).await?;
         let feeling_safe: Option<i16> = row.get("feeling_safe");
         let feeling_safe = feeling_safe.map(i64::from);
         let (captured_at, processed_at) = (row.get("captured_at"), row.get("processed_at"));

@@ -282,8 +282,7 @@ impl DocumentStore for SqliteStore {
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
         let row = sqlx::query(super::INSIGHT).bind(id.to_string()).fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
-        let tag_rows = sqlx::query(super::INSIGHT_TAGS).bind(id.to_string()).fetch_all(&self.pool).await?;
-        let tags = tag_rows.iter().map(super::area_tag).collect();
+        let tags = sqlx::query_as(super::INSIGHT_TAGS).bind(id.to_string()).fetch_all(&self.pool).await?;
         let feeling_safe: Option<i64> = row.get("feeling_safe");
         let captured_at = parse_time(row.get("captured_at"));
         let processed_at = parse_time(row.get("processed_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH);
