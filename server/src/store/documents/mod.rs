@@ -43,6 +43,22 @@ const INSIGHT: &str = "SELECT captured_at, campaign, category, text, feeling_saf
 const INSIGHT_TAGS: &str =
     "SELECT generation_id, area_code, near_boundary FROM insight_areas WHERE insight_id = $1 ORDER BY generation_id";
 
+/// The columns an insight row is written to, in the order both backends bind them (`$1` to `$23`).
+const INSIGHT_COLUMNS: &str =
+    "id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category, text,
+    feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code, reject_message,
+    processed_at, postcode, tag_lat, tag_lon";
+
+/// What writing an insight row that exists already changes: every column but its id, document and collector.
+const INSIGHT_UPSERT: &str = "ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id,
+    captured_at = excluded.captured_at, captured_day = excluded.captured_day, campaign = excluded.campaign,
+    category = excluded.category, text = excluded.text, feeling_safe = excluded.feeling_safe,
+    channel = excluded.channel, lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
+    picked_area_code = excluded.picked_area_code, status = excluded.status, area_code = excluded.area_code,
+    reject_code = excluded.reject_code, reject_message = excluded.reject_message,
+    processed_at = excluded.processed_at, postcode = excluded.postcode, tag_lat = excluded.tag_lat,
+    tag_lon = excluded.tag_lon";
+
 /// A published document `$1` and its version.
 const PUBLISHED: &str = "SELECT bytes, version FROM published_documents WHERE doc_id = $1";
 

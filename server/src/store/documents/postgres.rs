@@ -179,23 +179,16 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
     let rows: Vec<&InsightRow> = writes.iter().map(|write| &write.insight).collect();
     let captured_days: Vec<Option<Date>> = rows.iter().map(|row| row.captured_at.map(OffsetDateTime::date)).collect();
     let columns: Vec<_> = rows.iter().map(|row| row.outcome.columns()).collect();
-    sqlx::query(
-        "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
-             text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
-             reject_message, processed_at, postcode, tag_lat, tag_lon)
+    sqlx::query(&format!(
+        "INSERT INTO insights ({})
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::date[],
              $7::text[], $8::text[], $9::text[], $10::smallint[], $11::text[], $12::float8[], $13::float8[],
              $14::float8[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[],
              $21::text[], $22::float8[], $23::float8[])
-         ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
-             captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
-             text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
-             lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
-             picked_area_code = excluded.picked_area_code, status = excluded.status,
-             area_code = excluded.area_code, reject_code = excluded.reject_code,
-             reject_message = excluded.reject_message, processed_at = excluded.processed_at,
-             postcode = excluded.postcode, tag_lat = excluded.tag_lat, tag_lon = excluded.tag_lon",
-    )
+         {}",
+        super::INSIGHT_COLUMNS,
+        super::INSIGHT_UPSERT
+    ))
     .bind(&ids)
     .bind(&doc_ids)
     .bind(writes.iter().map(|write| write.collector_id).collect::<Vec<_>>())

@@ -127,21 +127,14 @@ async fn write_document(
     let row = &write.insight;
     let captured_day = row.captured_at.map(OffsetDateTime::date);
     let (status, area_code, reject_code, reject_message) = row.outcome.columns();
-    sqlx::query(
-        "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
-             text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
-             reject_message, processed_at, postcode, tag_lat, tag_lon)
+    sqlx::query(&format!(
+        "INSERT INTO insights ({})
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
              ?23)
-         ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
-             captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
-             text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
-             lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
-             picked_area_code = excluded.picked_area_code, status = excluded.status,
-             area_code = excluded.area_code, reject_code = excluded.reject_code,
-             reject_message = excluded.reject_message, processed_at = excluded.processed_at,
-             postcode = excluded.postcode, tag_lat = excluded.tag_lat, tag_lon = excluded.tag_lon",
-    )
+         {}",
+        super::INSIGHT_COLUMNS,
+        super::INSIGHT_UPSERT
+    ))
     .bind(row.id.to_string())
     .bind(&doc_id)
     .bind(write.collector_id.to_string())

@@ -160,33 +160,16 @@ pub(crate) async fn api_tokens(pool: &SqlitePool) -> anyhow::Result<Vec<ApiToken
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::str::FromStr;
-
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-
     use super::*;
     use crate::domain::{Actor, Principal};
     use crate::store::prelude::*;
+    use crate::store::sqlite::tests::database_at;
 
     /// 0012 rebuilds `api_tokens` to loosen its role: a token made before people existed keeps its id, role, label
     /// and hash, authenticates as a service account and is listed as one.
     #[tokio::test]
     async fn a_token_made_before_people_existed_is_a_service_accounts_after_the_migration() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-        let released = dir.path().join("migrations");
-        std::fs::create_dir(&released).unwrap();
-        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite")).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.get(..4).and_then(|number| number.parse::<i64>().ok()).is_some_and(|number| number <= 10) {
-                std::fs::copy(&path, released.join(name)).unwrap();
-            }
-        }
-        sqlx::migrate::Migrator::new(released.as_path()).await.unwrap().run(&pool).await.unwrap();
+        let (_dir, url, pool) = database_at(10).await;
         let id = "00000000-0000-0000-0000-0000000000b1";
         sqlx::query(
             "INSERT INTO api_tokens (id, role, label, token_hash, created_at)
