@@ -118,6 +118,17 @@ pub enum Revoked {
     Unknown,
 }
 
+impl Revoked {
+    /// What a revocation that changed no row did: whether something has that id tells `Already` from `Unknown`.
+    fn not_now(exists: bool) -> Self {
+        if exists {
+            Revoked::Already
+        } else {
+            Revoked::Unknown
+        }
+    }
+}
+
 /// Why an invitation code was not redeemed; each has its stable code.
 #[derive(Debug, thiserror::Error)]
 pub enum RedeemError {

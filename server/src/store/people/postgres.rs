@@ -71,7 +71,7 @@ impl PeopleStore for PostgresStore {
             return Ok(Revoked::Now);
         }
         let exists = sqlx::query(PERSON_EXISTS).bind(email).fetch_optional(&self.pool).await?.is_some();
-        Ok(if exists { Revoked::Already } else { Revoked::Unknown })
+        Ok(Revoked::not_now(exists))
     }
 
     async fn add_person_token(
