@@ -76,6 +76,13 @@ fn page_query(filter: &AuditFilter) -> String {
     sql
 }
 
+/// The values `page_query` binds after `$1`, in its order: the texts (actor, action), then the times (since, until),
+/// each only if the filter sets it.
+fn page_parameters(filter: &AuditFilter) -> (Vec<String>, Vec<OffsetDateTime>) {
+    let texts = [&filter.actor, &filter.action].into_iter().flatten().cloned().collect();
+    (texts, [filter.since, filter.until].into_iter().flatten().collect())
+}
+
 /// An audit row as read, but for its time (which the backends store as different types), before it is checked into
 /// an `AuditEntry`.
 #[derive(sqlx::FromRow)]
@@ -205,12 +212,18 @@ mod tests {
             until: Some(OffsetDateTime::UNIX_EPOCH),
         });
         assert!(some.ends_with("WHERE seq > $1 AND action = $2 AND at < $3 ORDER BY seq LIMIT 1000"), "{some}");
-        let every = page_query(&AuditFilter {
+        let until = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        let filter = AuditFilter {
             actor: Some("a".into()),
             action: Some("b".into()),
             since: Some(OffsetDateTime::UNIX_EPOCH),
-            until: Some(OffsetDateTime::UNIX_EPOCH),
-        });
+            until: Some(until),
+        };
+        let every = page_query(&filter);
         assert!(every.contains("actor = $2 AND action = $3 AND at >= $4 AND at < $5 ORDER"), "{every}");
+        let parameters = (vec!["a".to_owned(), "b".to_owned()], vec![OffsetDateTime::UNIX_EPOCH, until]);
+        assert_eq!(page_parameters(&filter), parameters, "bound in the order the query numbers them");
+        let action_only = AuditFilter { actor: None, action: Some("b".into()), since: None, until: Some(until) };
+        assert_eq!(page_parameters(&action_only), (vec!["b".to_owned()], vec![until]));
     }
 }

@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, Row};
 use time::OffsetDateTime;
 
-use super::{chain_head, page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
+use super::{chain_head, page_parameters, page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
 use crate::audit::{canonical_json, AuditEntry, AuditFilter, NewAuditEntry};
 use crate::store::PostgresStore;
 
@@ -63,18 +63,15 @@ impl AuditStore for PostgresStore {
 
     fn audit_entries(&self, filter: AuditFilter) -> BoxStream<'_, anyhow::Result<AuditEntry>> {
         let pool = &self.pool;
-        let sql = page_query(&filter);
+        let (sql, (texts, times)) = (page_query(&filter), page_parameters(&filter));
         paged(move |after| {
-            let (sql, filter) = (sql.clone(), filter.clone());
+            let (sql, texts, times) = (sql.clone(), texts.clone(), times.clone());
             async move {
                 let mut query = sqlx::query(&sql).bind(after);
-                if let Some(actor) = filter.actor {
-                    query = query.bind(actor);
+                for text in texts {
+                    query = query.bind(text);
                 }
-                if let Some(action) = filter.action {
-                    query = query.bind(action);
-                }
-                for at in [filter.since, filter.until].into_iter().flatten() {
+                for at in times {
                     query = query.bind(at);
                 }
                 let rows = query.fetch_all(pool).await.context("reading the audit trail")?;

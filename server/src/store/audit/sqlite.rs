@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row, SqliteConnection};
 use time::OffsetDateTime;
 
-use super::{chain_head, page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
+use super::{chain_head, page_parameters, page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
 use crate::audit::NewAuditEntry;
 use crate::audit::{canonical_json, canonical_time, parse_canonical_time, AuditEntry, AuditFilter};
 use crate::store::SqliteStore;
@@ -66,18 +66,15 @@ impl AuditStore for SqliteStore {
 
     fn audit_entries(&self, filter: AuditFilter) -> BoxStream<'_, anyhow::Result<AuditEntry>> {
         let pool = &self.pool;
-        let sql = page_query(&filter);
+        let (sql, (texts, times)) = (page_query(&filter), page_parameters(&filter));
         paged(move |after| {
-            let (sql, filter) = (sql.clone(), filter.clone());
+            let (sql, texts, times) = (sql.clone(), texts.clone(), times.clone());
             async move {
                 let mut query = sqlx::query(&sql).bind(after);
-                if let Some(actor) = filter.actor {
-                    query = query.bind(actor);
+                for text in texts {
+                    query = query.bind(text);
                 }
-                if let Some(action) = filter.action {
-                    query = query.bind(action);
-                }
-                for at in [filter.since, filter.until].into_iter().flatten() {
+                for at in times {
                     query = query.bind(canonical_time(at));
                 }
                 let rows = query.fetch_all(pool).await.context("reading the audit trail")?;
