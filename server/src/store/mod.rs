@@ -6,6 +6,11 @@
 //! arithmetic) and `postcodes` (`PostcodeStore`); `DatabaseStore` (lineage, schema, pool) is here. Callers bring the
 //! traits' methods into scope with `use crate::store::prelude::*;`.
 //!
+//! What an aggregate's two implementations may share lives once in its `mod.rs`: the statements (`$n` parameters),
+//! rows read as plain structs (`sqlx::FromRow`, or a struct the backend fills with the columns whose types differ) and
+//! the pure decisions on what a statement returned. What each still repeats is the sqlx call itself, on its own pool
+//! and connection types: the backends stay concrete, with no generic executor or `AnyPool` standing in for both.
+//!
 //! Backends: `sqlite` (the embedded default) and `postgres` (production, several nodes); their files here hold the
 //! store, opening and migrating, and (SQLite) backup and restore. Each owns its migrations under
 //! `server/migrations/<backend>/`; both keep the same invariants:

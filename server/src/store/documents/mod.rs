@@ -7,7 +7,6 @@ mod sqlite;
 
 use anyhow::Context;
 use grapevine_sync_proto::DocumentId;
-use sqlx::{ColumnIndex, Decode, Row, Type};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -34,7 +33,7 @@ const CATCH_UP: &str = "SELECT doc_id, change_seq FROM documents
     WHERE collector_id = $1 AND change_seq > $3 AND (last_device_id IS NULL OR last_device_id <> $2)
     ORDER BY change_seq LIMIT $4";
 
-/// The insight row of document `$1` (read by `insight_row`).
+/// The insight row of document `$1` (read as `InsightColumns` and the columns whose types differ).
 const INSIGHT: &str = "SELECT captured_at, campaign, category, text, feeling_safe, channel, lat, lon, accuracy_m,
         picked_area_code, status, area_code, reject_code, reject_message, processed_at, postcode, tag_lat, tag_lon
     FROM insights WHERE id = $1";
@@ -99,49 +98,52 @@ fn catch_up_list(rows: Vec<(String, i64)>) -> anyhow::Result<Vec<(DocumentId, i6
     rows.into_iter().map(|(doc_id, change_seq)| Ok((doc_id.parse().context("document id")?, change_seq))).collect()
 }
 
-/// An insight row from a row of `INSIGHT` and the insight's tags. The times and the score, which the backends store
-/// as different types, come decoded.
-fn insight_row<R>(
-    id: Uuid,
-    row: &R,
-    captured_at: Option<OffsetDateTime>,
-    feeling_safe: Option<i64>,
-    processed_at: OffsetDateTime,
-    tags: Vec<AreaTag>,
-) -> InsightRow
-where
-    R: Row,
-    for<'r> Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    &'static str: ColumnIndex<R>,
-{
-    let lat: Option<f64> = row.get("lat");
-    let lon: Option<f64> = row.get("lon");
-    let accuracy: Option<f64> = row.get("accuracy_m");
-    let tag_lat: Option<f64> = row.get("tag_lat");
-    let tag_lon: Option<f64> = row.get("tag_lon");
-    let status: String = row.get("status");
-    InsightRow {
-        id,
-        captured_at,
-        campaign: row.get("campaign"),
-        category: row.get("category"),
-        text: row.get("text"),
-        feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
-        channel: row.get("channel"),
-        gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
-        picked_area_code: row.get("picked_area_code"),
-        postcode: row.get("postcode"),
-        tag_point: tag_lat.zip(tag_lon),
-        outcome: Outcome::from_columns(
-            &status,
-            row.get("area_code"),
-            row.get("reject_code"),
-            row.get("reject_message"),
-        ),
-        processed_at,
-        tags,
+/// The columns of an `INSIGHT` row that both backends store as the same types.
+#[derive(sqlx::FromRow)]
+struct InsightColumns {
+    campaign: Option<String>,
+    category: Option<String>,
+    text: Option<String>,
+    channel: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    accuracy_m: Option<f64>,
+    picked_area_code: Option<String>,
+    status: String,
+    area_code: Option<String>,
+    reject_code: Option<String>,
+    reject_message: Option<String>,
+    postcode: Option<String>,
+    tag_lat: Option<f64>,
+    tag_lon: Option<f64>,
+}
+
+impl InsightColumns {
+    /// The insight row, with the times and the score (which the backends store as different types) and the tags.
+    fn into_row(
+        self,
+        id: Uuid,
+        captured_at: Option<OffsetDateTime>,
+        feeling_safe: Option<i64>,
+        processed_at: OffsetDateTime,
+        tags: Vec<AreaTag>,
+    ) -> InsightRow {
+        InsightRow {
+            id,
+            captured_at,
+            campaign: self.campaign,
+            category: self.category,
+            text: self.text,
+            feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
+            channel: self.channel,
+            gps: self.lat.zip(self.lon).map(|(lat, lon)| (lat, lon, self.accuracy_m.unwrap_or(0.0))),
+            picked_area_code: self.picked_area_code,
+            postcode: self.postcode,
+            tag_point: self.tag_lat.zip(self.tag_lon),
+            outcome: Outcome::from_columns(&self.status, self.area_code, self.reject_code, self.reject_message),
+            processed_at,
+            tags,
+        }
     }
 }
 

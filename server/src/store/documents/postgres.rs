@@ -2,7 +2,7 @@
 //! change feed over `LISTEN/NOTIFY`, so every node hears every node's writes.
 
 use grapevine_sync_proto::DocumentId;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -338,7 +338,8 @@ impl DocumentStore for PostgresStore {
         let feeling_safe: Option<i16> = row.get("feeling_safe");
         let feeling_safe = feeling_safe.map(i64::from);
         let (captured_at, processed_at) = (row.get("captured_at"), row.get("processed_at"));
-        Ok(Some(super::insight_row(id, &row, captured_at, feeling_safe, processed_at, tags)))
+        let columns = super::InsightColumns::from_row(&row)?;
+        Ok(Some(columns.into_row(id, captured_at, feeling_safe, processed_at, tags)))
     }
 
     async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>> {

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use grapevine_sync_proto::document::format_time;
 use grapevine_sync_proto::DocumentId;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -279,7 +279,8 @@ impl DocumentStore for SqliteStore {
         let feeling_safe: Option<i64> = row.get("feeling_safe");
         let captured_at = parse_time(row.get("captured_at"));
         let processed_at = parse_time(row.get("processed_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        Ok(Some(super::insight_row(id, &row, captured_at, feeling_safe, processed_at, tags)))
+        let columns = super::InsightColumns::from_row(&row)?;
+        Ok(Some(columns.into_row(id, captured_at, feeling_safe, processed_at, tags)))
     }
 
     async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>> {
