@@ -6,6 +6,11 @@
 //! arithmetic) and `postcodes` (`PostcodeStore`); `DatabaseStore` (lineage, schema, pool) is here. Callers bring the
 //! traits' methods into scope with `use crate::store::prelude::*;`.
 //!
+//! What an aggregate's two implementations may share lives once in its `mod.rs`: the statements (`$n` parameters),
+//! rows read as plain structs (`sqlx::FromRow`, or a struct the backend fills with the columns whose types differ) and
+//! the pure decisions on what a statement returned. What each still repeats is the sqlx call itself, on its own pool
+//! and connection types: the backends stay concrete, with no generic executor or `AnyPool` standing in for both.
+//!
 //! Backends: `sqlite` (the embedded default) and `postgres` (production, several nodes); their files here hold the
 //! store, opening and migrating, and (SQLite) backup and restore. Each owns its migrations under
 //! `server/migrations/<backend>/`; both keep the same invariants:
@@ -116,6 +121,17 @@ pub enum Revoked {
     Already,
     /// Nothing has that id.
     Unknown,
+}
+
+impl Revoked {
+    /// What a revocation that changed no row did: whether something has that id tells `Already` from `Unknown`.
+    fn not_now(exists: bool) -> Self {
+        if exists {
+            Revoked::Already
+        } else {
+            Revoked::Unknown
+        }
+    }
 }
 
 /// Why an invitation code was not redeemed; each has its stable code.
@@ -281,7 +297,7 @@ impl InsightRow {
 }
 
 /// Where an insight lies in one boundary generation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AreaTag {
     pub generation_id: i64,
     /// `OUTSIDE_COVERAGE` when in no area of the generation.
@@ -303,7 +319,7 @@ pub struct TaggableInsight {
 pub type Tagger<'a> = &'a (dyn Fn(&TaggableInsight) -> (String, bool) + Send + Sync);
 
 /// A boundary generation as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GenerationInfo {
     pub id: i64,
     pub set_name: String,
@@ -314,7 +330,7 @@ pub struct GenerationInfo {
 }
 
 /// An area as stored: its geometry is a GeoJSON geometry (WGS84).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredArea {
     pub code: String,
     pub name: String,

@@ -146,7 +146,7 @@ impl DatabaseStore for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use sqlx::Row;
 
     use super::*;
@@ -167,6 +167,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((text.as_str(), sum), ("second-first-second", 40));
+    }
+
+    /// A database file in a new temporary directory (gone with the directory), migrated as released up to `last`:
+    /// the directory, the database's URL and a pool of one connection to it.
+    pub(in crate::store) async fn database_at(last: i64) -> (tempfile::TempDir, String, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        migrate_up_to(&pool, dir.path(), last).await;
+        (dir, url, pool)
     }
 
     /// Runs the migrations as released up to `last`, by a migrator that knows no later ones.
@@ -191,11 +202,7 @@ mod tests {
     #[tokio::test]
     async fn an_invitation_made_before_the_secret_still_enrols_after_the_migration() {
         use crate::invitations::{legacy_hash_code, InvitationSecret};
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-        migrate_up_to(&pool, dir.path(), 8).await;
+        let (_dir, url, pool) = database_at(8).await;
         let code = "HNLY-7K4Q-PX";
         sqlx::query(
             "INSERT INTO invitations (id, label, code_hash, uses, uses_left, expires_at, created_at)
@@ -225,11 +232,7 @@ mod tests {
     /// 0007, with a contributor row per collector and cell, opens with its roll-ups rebuilt from the stored tags.
     #[tokio::test]
     async fn the_contributor_sets_migration_rebuilds_the_roll_ups() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-        migrate_up_to(&pool, dir.path(), 7).await;
+        let (_dir, url, pool) = database_at(7).await;
         let collector = "00000000-0000-0000-0000-0000000000c1";
         let mut statements = vec![
             format!("INSERT INTO collectors (id, label, created_at) VALUES ('{collector}', 'barber', 'now')"),
@@ -300,11 +303,7 @@ mod tests {
     /// database written at migration 0003 must come through with every row, and then take withdrawn insights.
     #[tokio::test]
     async fn the_withdrawn_migration_keeps_every_insight_and_tag() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-        migrate_up_to(&pool, dir.path(), 3).await;
+        let (_dir, url, pool) = database_at(3).await;
         for statement in [
             "INSERT INTO collectors (id, label, created_at) VALUES ('00000000-0000-0000-0000-0000000000c1', 'Hanley barbers', '2026-11-20T00:00:00Z')",
             "INSERT INTO devices (id, collector_id, label, token_hash, created_at)

@@ -48,6 +48,11 @@ const REPLACE_INVITATION_SECRET: &str = "INSERT INTO meta (key, value) VALUES ('
     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 /// Devices, invitations, the invitation secret and API tokens: who may sync, enrol and query.
+/// Whether an invitation's `code_hash_scheme` is the plain SHA-256 of invitations made before the invitation secret.
+fn is_legacy_scheme(code_hash_scheme: &str) -> bool {
+    code_hash_scheme == "sha256"
+}
+
 #[async_trait::async_trait]
 pub trait AccessStore: Send + Sync {
     /// Adds a device whose bearer token hashes to `token_hash`: to `collector` if given (which must exist), else to a

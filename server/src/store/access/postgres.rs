@@ -24,7 +24,17 @@ async fn revoke(pool: &PgPool, table: &'static str, id: Uuid) -> anyhow::Result<
     }
     let exists =
         sqlx::query(&format!("SELECT 1 FROM {table} WHERE id = $1")).bind(id).fetch_optional(pool).await?.is_some();
-    Ok(if exists { Revoked::Already } else { Revoked::Unknown })
+    Ok(Revoked::not_now(exists))
+}
+
+/// Adds a collector (a device's owner, enrolled with it).
+async fn add_collector(tx: &mut sqlx::PgConnection, collector_id: Uuid, label: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, $2)")
+        .bind(collector_id)
+        .bind(label)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -37,11 +47,7 @@ impl AccessStore for PostgresStore {
                 sqlx::query_scalar(super::COLLECTOR_BY_ID).bind(new.collector_id).fetch_optional(&mut *tx).await?;
             anyhow::ensure!(known.is_some(), "no collector has the id {}", new.collector_id);
         } else {
-            sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, $2)")
-                .bind(new.collector_id)
-                .bind(label)
-                .execute(&mut *tx)
-                .await?;
+            add_collector(&mut tx, new.collector_id, label).await?;
         }
         sqlx::query("INSERT INTO devices (id, collector_id, label, token_hash) VALUES ($1, $2, $3, $4)")
             .bind(new.device_id)
@@ -118,7 +124,7 @@ impl AccessStore for PostgresStore {
                 expires_at: row.get("expires_at"),
                 created_at: row.get("created_at"),
                 revoked_at: row.get("revoked_at"),
-                legacy_hash: row.get::<String, _>("code_hash_scheme") == "sha256",
+                legacy_hash: super::is_legacy_scheme(&row.get::<String, _>("code_hash_scheme")),
             })
             .collect())
     }
@@ -158,11 +164,7 @@ impl AccessStore for PostgresStore {
         sqlx::query(super::TAKE_INVITATION_USE).bind(invitation.id).execute(&mut *tx).await?;
         let label = if label.is_empty() { invitation.label.as_str() } else { label };
         let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
-        sqlx::query("INSERT INTO collectors (id, label) VALUES ($1, $2)")
-            .bind(new.collector_id)
-            .bind(label)
-            .execute(&mut *tx)
-            .await?;
+        add_collector(&mut tx, new.collector_id, label).await?;
         sqlx::query(
             "INSERT INTO devices (id, collector_id, label, token_hash, invitation_id, id_key) VALUES ($1, $2, $3, $4, $5, $6)",
         )

@@ -29,7 +29,18 @@ async fn revoke(pool: &SqlitePool, table: &'static str, id: Uuid) -> anyhow::Res
         .fetch_optional(pool)
         .await?
         .is_some();
-    Ok(if exists { Revoked::Already } else { Revoked::Unknown })
+    Ok(Revoked::not_now(exists))
+}
+
+/// Adds a collector (a device's owner, enrolled with it).
+async fn add_collector(tx: &mut sqlx::SqliteConnection, collector_id: Uuid, label: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO collectors (id, label, created_at) VALUES (?1, ?2, ?3)")
+        .bind(collector_id.to_string())
+        .bind(label)
+        .bind(now_text())
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -44,12 +55,7 @@ impl AccessStore for SqliteStore {
                 .await?;
             anyhow::ensure!(known.is_some(), "no collector has the id {}", new.collector_id);
         } else {
-            sqlx::query("INSERT INTO collectors (id, label, created_at) VALUES (?1, ?2, ?3)")
-                .bind(new.collector_id.to_string())
-                .bind(label)
-                .bind(now_text())
-                .execute(&mut *tx)
-                .await?;
+            add_collector(&mut tx, new.collector_id, label).await?;
         }
         sqlx::query(
             "INSERT INTO devices (id, collector_id, label, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -137,7 +143,7 @@ impl AccessStore for SqliteStore {
                     expires_at: parse_time(row.get("expires_at")).context("invitation expiry")?,
                     created_at: parse_time(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
                     revoked_at: parse_time(row.get("revoked_at")),
-                    legacy_hash: row.get::<String, _>("code_hash_scheme") == "sha256",
+                    legacy_hash: super::is_legacy_scheme(&row.get::<String, _>("code_hash_scheme")),
                 })
             })
             .collect()
@@ -180,12 +186,7 @@ impl AccessStore for SqliteStore {
         sqlx::query(super::TAKE_INVITATION_USE).bind(&id).execute(&mut *tx).await?;
         let label = if label.is_empty() { invitation.label.as_str() } else { label };
         let new = NewDevice { device_id: Uuid::new_v4(), collector_id: Uuid::new_v4() };
-        sqlx::query("INSERT INTO collectors (id, label, created_at) VALUES (?1, ?2, ?3)")
-            .bind(new.collector_id.to_string())
-            .bind(label)
-            .bind(now_text())
-            .execute(&mut *tx)
-            .await?;
+        add_collector(&mut tx, new.collector_id, label).await?;
         sqlx::query(
             "INSERT INTO devices (id, collector_id, label, token_hash, created_at, invitation_id, id_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -20,7 +20,7 @@ use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry};
+use crate::audit::{AuditEntry, AuditFilter, AuditOutcome, ChainHead, NewAuditEntry};
 
 /// Storage of the audit trail: append an entry, read entries in seq order.
 #[async_trait::async_trait]
@@ -76,10 +76,18 @@ fn page_query(filter: &AuditFilter) -> String {
     sql
 }
 
-/// An audit row as read, before it is checked into an `AuditEntry`.
+/// The values `page_query` binds after `$1`, in its order: the texts (actor, action), then the times (since, until),
+/// each only if the filter sets it.
+fn page_parameters(filter: &AuditFilter) -> (Vec<String>, Vec<OffsetDateTime>) {
+    let texts = [&filter.actor, &filter.action].into_iter().flatten().cloned().collect();
+    (texts, [filter.since, filter.until].into_iter().flatten().collect())
+}
+
+/// An audit row as read, but for its time (which the backends store as different types), before it is checked into
+/// an `AuditEntry`.
+#[derive(sqlx::FromRow)]
 struct AuditRow {
     seq: i64,
-    at: OffsetDateTime,
     actor: String,
     role: String,
     action: String,
@@ -93,7 +101,7 @@ struct AuditRow {
 }
 
 impl AuditRow {
-    fn into_entry(self) -> anyhow::Result<AuditEntry> {
+    fn into_entry(self, at: OffsetDateTime) -> anyhow::Result<AuditEntry> {
         let seq = self.seq;
         let hash_of = |bytes: Vec<u8>, column: &str| -> anyhow::Result<[u8; 32]> {
             let n = bytes.len();
@@ -102,7 +110,7 @@ impl AuditRow {
         };
         Ok(AuditEntry {
             seq,
-            at: self.at,
+            at,
             outcome: AuditOutcome::parse(&self.outcome)
                 .with_context(|| format!("audit entry {seq}: '{}' is not an outcome", self.outcome))?,
             detail: serde_json::from_str(&self.detail)
@@ -117,6 +125,13 @@ impl AuditRow {
             request_id: self.request_id,
         })
     }
+}
+
+/// The chain's head from a row of `HEAD`, its time already read.
+fn chain_head(seq: i64, at: OffsetDateTime, hash: Vec<u8>) -> anyhow::Result<ChainHead> {
+    let hash =
+        <[u8; 32]>::try_from(hash).map_err(|_| anyhow::anyhow!("audit entry {seq}: its hash is not 32 bytes"))?;
+    Ok(ChainHead { seq, at, hash })
 }
 
 /// The entries of every page `fetch_page(after_seq)` gives, from seq 0 on, until a page comes back short.
@@ -142,8 +157,6 @@ where
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use crate::audit::ChainHead;
 
     use super::*;
 
@@ -199,12 +212,18 @@ mod tests {
             until: Some(OffsetDateTime::UNIX_EPOCH),
         });
         assert!(some.ends_with("WHERE seq > $1 AND action = $2 AND at < $3 ORDER BY seq LIMIT 1000"), "{some}");
-        let every = page_query(&AuditFilter {
+        let until = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        let filter = AuditFilter {
             actor: Some("a".into()),
             action: Some("b".into()),
             since: Some(OffsetDateTime::UNIX_EPOCH),
-            until: Some(OffsetDateTime::UNIX_EPOCH),
-        });
+            until: Some(until),
+        };
+        let every = page_query(&filter);
         assert!(every.contains("actor = $2 AND action = $3 AND at >= $4 AND at < $5 ORDER"), "{every}");
+        let parameters = (vec!["a".to_owned(), "b".to_owned()], vec![OffsetDateTime::UNIX_EPOCH, until]);
+        assert_eq!(page_parameters(&filter), parameters, "bound in the order the query numbers them");
+        let action_only = AuditFilter { actor: None, action: Some("b".into()), since: None, until: Some(until) };
+        assert_eq!(page_parameters(&action_only), (vec!["b".to_owned()], vec![until]));
     }
 }

@@ -4,11 +4,11 @@
 use anyhow::Context;
 use futures_util::stream::BoxStream;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::{FromRow, PgConnection, Row};
 use time::OffsetDateTime;
 
-use super::{page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
-use crate::audit::{canonical_json, AuditEntry, AuditFilter, ChainHead, NewAuditEntry};
+use super::{chain_head, page_parameters, page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
+use crate::audit::{canonical_json, AuditEntry, AuditFilter, NewAuditEntry};
 use crate::store::PostgresStore;
 
 /// The advisory lock key of the audit chain: the ASCII bytes of `gv-audit` as a big-endian integer. Only appending to
@@ -26,16 +26,8 @@ pub(crate) async fn append_in_transaction(
     new: NewAuditEntry,
 ) -> anyhow::Result<AuditEntry> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(&mut *connection).await?;
-    let head = sqlx::query(HEAD)
-        .fetch_optional(&mut *connection)
-        .await?
-        .map(|row| -> anyhow::Result<ChainHead> {
-            let seq: i64 = row.try_get("seq")?;
-            let hash = <[u8; 32]>::try_from(row.try_get::<Vec<u8>, _>("hash")?)
-                .map_err(|_| anyhow::anyhow!("audit entry {seq}: its hash is not 32 bytes"))?;
-            Ok(ChainHead { seq, at: row.try_get("at")?, hash })
-        })
-        .transpose()?;
+    let head: Option<(i64, OffsetDateTime, Vec<u8>)> = sqlx::query_as(HEAD).fetch_optional(&mut *connection).await?;
+    let head = head.map(|(seq, at, hash)| chain_head(seq, at, hash)).transpose()?;
     let entry = AuditEntry::next(new, head, OffsetDateTime::now_utc())?;
     sqlx::query(INSERT)
         .bind(entry.seq)
@@ -55,21 +47,9 @@ pub(crate) async fn append_in_transaction(
     Ok(entry)
 }
 
-fn audit_row(row: &PgRow) -> anyhow::Result<AuditRow> {
-    Ok(AuditRow {
-        seq: row.try_get("seq")?,
-        at: row.try_get("at")?,
-        actor: row.try_get("actor")?,
-        role: row.try_get("role")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        outcome: row.try_get("outcome")?,
-        client_addr: row.try_get("client_addr")?,
-        request_id: row.try_get("request_id")?,
-        detail: row.try_get("detail")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
+/// An entry from a row of a page.
+fn audit_entry(row: &PgRow) -> anyhow::Result<AuditEntry> {
+    AuditRow::from_row(row)?.into_entry(row.try_get("at")?)
 }
 
 #[async_trait::async_trait]
@@ -83,22 +63,19 @@ impl AuditStore for PostgresStore {
 
     fn audit_entries(&self, filter: AuditFilter) -> BoxStream<'_, anyhow::Result<AuditEntry>> {
         let pool = &self.pool;
-        let sql = page_query(&filter);
+        let (sql, (texts, times)) = (page_query(&filter), page_parameters(&filter));
         paged(move |after| {
-            let (sql, filter) = (sql.clone(), filter.clone());
+            let (sql, texts, times) = (sql.clone(), texts.clone(), times.clone());
             async move {
                 let mut query = sqlx::query(&sql).bind(after);
-                if let Some(actor) = filter.actor {
-                    query = query.bind(actor);
+                for text in texts {
+                    query = query.bind(text);
                 }
-                if let Some(action) = filter.action {
-                    query = query.bind(action);
-                }
-                for at in [filter.since, filter.until].into_iter().flatten() {
+                for at in times {
                     query = query.bind(at);
                 }
                 let rows = query.fetch_all(pool).await.context("reading the audit trail")?;
-                rows.iter().map(|row| audit_row(row)?.into_entry()).collect()
+                rows.iter().map(audit_entry).collect()
             }
         })
     }

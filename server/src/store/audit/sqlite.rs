@@ -4,12 +4,12 @@
 use anyhow::Context;
 use futures_util::stream::BoxStream;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{FromRow, Row, SqliteConnection};
 use time::OffsetDateTime;
 
-use super::{page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
+use super::{chain_head, page_parameters, page_query, paged, AuditRow, AuditStore, HEAD, INSERT};
 use crate::audit::NewAuditEntry;
-use crate::audit::{canonical_json, canonical_time, parse_canonical_time, AuditEntry, AuditFilter, ChainHead};
+use crate::audit::{canonical_json, canonical_time, parse_canonical_time, AuditEntry, AuditFilter};
 use crate::store::SqliteStore;
 
 /// Appends an entry inside the caller's transaction, so an action and its entry commit together or not at all.
@@ -22,18 +22,8 @@ pub(crate) async fn append_in_transaction(
     connection: &mut SqliteConnection,
     new: NewAuditEntry,
 ) -> anyhow::Result<AuditEntry> {
-    let head = sqlx::query(HEAD)
-        .fetch_optional(&mut *connection)
-        .await?
-        .map(|row| -> anyhow::Result<ChainHead> {
-            let seq: i64 = row.try_get("seq")?;
-            let at = parse_canonical_time(row.try_get("at")?)
-                .with_context(|| format!("audit entry {seq}: its time is not in canonical form"))?;
-            let hash = <[u8; 32]>::try_from(row.try_get::<Vec<u8>, _>("hash")?)
-                .map_err(|_| anyhow::anyhow!("audit entry {seq}: its hash is not 32 bytes"))?;
-            Ok(ChainHead { seq, at, hash })
-        })
-        .transpose()?;
+    let head: Option<(i64, String, Vec<u8>)> = sqlx::query_as(HEAD).fetch_optional(&mut *connection).await?;
+    let head = head.map(|(seq, at, hash)| chain_head(seq, stored_time(seq, &at)?, hash)).transpose()?;
     let entry = AuditEntry::next(new, head, OffsetDateTime::now_utc())?;
     sqlx::query(INSERT)
         .bind(entry.seq)
@@ -53,23 +43,16 @@ pub(crate) async fn append_in_transaction(
     Ok(entry)
 }
 
-fn audit_row(row: &SqliteRow) -> anyhow::Result<AuditRow> {
-    let seq: i64 = row.try_get("seq")?;
-    Ok(AuditRow {
-        seq,
-        at: parse_canonical_time(row.try_get("at")?)
-            .with_context(|| format!("audit entry {seq}: its time is not in canonical form"))?,
-        actor: row.try_get("actor")?,
-        role: row.try_get("role")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        outcome: row.try_get("outcome")?,
-        client_addr: row.try_get("client_addr")?,
-        request_id: row.try_get("request_id")?,
-        detail: row.try_get("detail")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
+/// An entry from a row of a page: its time is `audit::canonical_time` text.
+fn audit_entry(row: &SqliteRow) -> anyhow::Result<AuditEntry> {
+    let audit_row = AuditRow::from_row(row)?;
+    let at = stored_time(audit_row.seq, row.try_get("at")?)?;
+    audit_row.into_entry(at)
+}
+
+/// A stored time, which must be in `audit::canonical_time` form.
+fn stored_time(seq: i64, text: &str) -> anyhow::Result<OffsetDateTime> {
+    parse_canonical_time(text).with_context(|| format!("audit entry {seq}: its time is not in canonical form"))
 }
 
 #[async_trait::async_trait]
@@ -83,22 +66,19 @@ impl AuditStore for SqliteStore {
 
     fn audit_entries(&self, filter: AuditFilter) -> BoxStream<'_, anyhow::Result<AuditEntry>> {
         let pool = &self.pool;
-        let sql = page_query(&filter);
+        let (sql, (texts, times)) = (page_query(&filter), page_parameters(&filter));
         paged(move |after| {
-            let (sql, filter) = (sql.clone(), filter.clone());
+            let (sql, texts, times) = (sql.clone(), texts.clone(), times.clone());
             async move {
                 let mut query = sqlx::query(&sql).bind(after);
-                if let Some(actor) = filter.actor {
-                    query = query.bind(actor);
+                for text in texts {
+                    query = query.bind(text);
                 }
-                if let Some(action) = filter.action {
-                    query = query.bind(action);
-                }
-                for at in [filter.since, filter.until].into_iter().flatten() {
+                for at in times {
                     query = query.bind(canonical_time(at));
                 }
                 let rows = query.fetch_all(pool).await.context("reading the audit trail")?;
-                rows.iter().map(|row| audit_row(row)?.into_entry()).collect()
+                rows.iter().map(audit_entry).collect()
             }
         })
     }

@@ -5,8 +5,8 @@
 mod postgres;
 mod sqlite;
 
+use anyhow::Context;
 use grapevine_sync_proto::DocumentId;
-use sqlx::{ColumnIndex, Decode, Row, Type};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -33,14 +33,30 @@ const CATCH_UP: &str = "SELECT doc_id, change_seq FROM documents
     WHERE collector_id = $1 AND change_seq > $3 AND (last_device_id IS NULL OR last_device_id <> $2)
     ORDER BY change_seq LIMIT $4";
 
-/// The insight row of document `$1` (read by `insight_row`).
+/// The insight row of document `$1` (read as `InsightColumns` and the columns whose types differ).
 const INSIGHT: &str = "SELECT captured_at, campaign, category, text, feeling_safe, channel, lat, lon, accuracy_m,
         picked_area_code, status, area_code, reject_code, reject_message, processed_at, postcode, tag_lat, tag_lon
     FROM insights WHERE id = $1";
 
-/// Where insight `$1` lies in each generation, oldest generation first (read by `area_tag`).
+/// Where insight `$1` lies in each generation, oldest generation first (read as `AreaTag`s).
 const INSIGHT_TAGS: &str =
     "SELECT generation_id, area_code, near_boundary FROM insight_areas WHERE insight_id = $1 ORDER BY generation_id";
+
+/// The columns an insight row is written to, in the order both backends bind them (`$1` to `$23`).
+const INSIGHT_COLUMNS: &str =
+    "id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category, text,
+    feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code, reject_message,
+    processed_at, postcode, tag_lat, tag_lon";
+
+/// What writing an insight row that exists already changes: every column but its id, document and collector.
+const INSIGHT_UPSERT: &str = "ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id,
+    captured_at = excluded.captured_at, captured_day = excluded.captured_day, campaign = excluded.campaign,
+    category = excluded.category, text = excluded.text, feeling_safe = excluded.feeling_safe,
+    channel = excluded.channel, lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
+    picked_area_code = excluded.picked_area_code, status = excluded.status, area_code = excluded.area_code,
+    reject_code = excluded.reject_code, reject_message = excluded.reject_message,
+    processed_at = excluded.processed_at, postcode = excluded.postcode, tag_lat = excluded.tag_lat,
+    tag_lon = excluded.tag_lon";
 
 /// A published document `$1` and its version.
 const PUBLISHED: &str = "SELECT bytes, version FROM published_documents WHERE doc_id = $1";
@@ -53,65 +69,81 @@ const PUBLISH_FIRST: &str =
 const PUBLISH_NEXT: &str =
     "UPDATE published_documents SET version = version + 1, bytes = $2 WHERE doc_id = $1 AND version = $3";
 
-/// An insight's tag in one generation, from a row of `INSIGHT_TAGS`.
-fn area_tag<R>(tag: &R) -> AreaTag
-where
-    R: Row,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
-    &'static str: ColumnIndex<R>,
-{
-    AreaTag {
-        generation_id: tag.get("generation_id"),
-        area_code: tag.get("area_code"),
-        near_boundary: tag.get("near_boundary"),
+/// Publishes document `$1` as `$2`: the first version, or (`expected_version` given) the next if the stored one is
+/// still `expected_version`, which is bound as `$3`.
+fn publish_statement(expected_version: Option<i64>) -> &'static str {
+    if expected_version.is_some() {
+        PUBLISH_NEXT
+    } else {
+        PUBLISH_FIRST
     }
 }
 
-/// An insight row from a row of `INSIGHT` and the insight's tags. The times and the score, which the backends store
-/// as different types, come decoded.
-fn insight_row<R>(
-    id: Uuid,
-    row: &R,
-    captured_at: Option<OffsetDateTime>,
-    feeling_safe: Option<i64>,
-    processed_at: OffsetDateTime,
-    tags: Vec<AreaTag>,
-) -> InsightRow
-where
-    R: Row,
-    for<'r> Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    &'static str: ColumnIndex<R>,
-{
-    let lat: Option<f64> = row.get("lat");
-    let lon: Option<f64> = row.get("lon");
-    let accuracy: Option<f64> = row.get("accuracy_m");
-    let tag_lat: Option<f64> = row.get("tag_lat");
-    let tag_lon: Option<f64> = row.get("tag_lon");
-    let status: String = row.get("status");
-    InsightRow {
-        id,
-        captured_at,
-        campaign: row.get("campaign"),
-        category: row.get("category"),
-        text: row.get("text"),
-        feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
-        channel: row.get("channel"),
-        gps: lat.zip(lon).map(|(lat, lon)| (lat, lon, accuracy.unwrap_or(0.0))),
-        picked_area_code: row.get("picked_area_code"),
-        postcode: row.get("postcode"),
-        tag_point: tag_lat.zip(tag_lon),
-        outcome: Outcome::from_columns(
-            &status,
-            row.get("area_code"),
-            row.get("reject_code"),
-            row.get("reject_message"),
-        ),
-        processed_at,
-        tags,
+/// A write that claims one row: `SaveError::Conflict` unless it did (another writer got there first).
+fn claimed_one(rows_affected: u64) -> Result<(), SaveError> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(SaveError::Conflict)
+    }
+}
+
+/// A stored document from its owner, its chunks in order and its version.
+fn stored_document(collector_id: Uuid, chunks: Vec<Vec<u8>>, version: i64) -> anyhow::Result<StoredDocument> {
+    Ok(StoredDocument { collector_id, n_chunks: i64::try_from(chunks.len())?, bytes: chunks.concat(), version })
+}
+
+/// The catch-up list from the rows of `CATCH_UP` (document id, sequence number).
+fn catch_up_list(rows: Vec<(String, i64)>) -> anyhow::Result<Vec<(DocumentId, i64)>> {
+    rows.into_iter().map(|(doc_id, change_seq)| Ok((doc_id.parse().context("document id")?, change_seq))).collect()
+}
+
+/// The columns of an `INSIGHT` row that both backends store as the same types.
+#[derive(sqlx::FromRow)]
+struct InsightColumns {
+    campaign: Option<String>,
+    category: Option<String>,
+    text: Option<String>,
+    channel: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    accuracy_m: Option<f64>,
+    picked_area_code: Option<String>,
+    status: String,
+    area_code: Option<String>,
+    reject_code: Option<String>,
+    reject_message: Option<String>,
+    postcode: Option<String>,
+    tag_lat: Option<f64>,
+    tag_lon: Option<f64>,
+}
+
+impl InsightColumns {
+    /// The insight row, with the times and the score (which the backends store as different types) and the tags.
+    fn into_row(
+        self,
+        id: Uuid,
+        captured_at: Option<OffsetDateTime>,
+        feeling_safe: Option<i64>,
+        processed_at: OffsetDateTime,
+        tags: Vec<AreaTag>,
+    ) -> InsightRow {
+        InsightRow {
+            id,
+            captured_at,
+            campaign: self.campaign,
+            category: self.category,
+            text: self.text,
+            feeling_safe: feeling_safe.and_then(|score| u8::try_from(score).ok()),
+            channel: self.channel,
+            gps: self.lat.zip(self.lon).map(|(lat, lon)| (lat, lon, self.accuracy_m.unwrap_or(0.0))),
+            picked_area_code: self.picked_area_code,
+            postcode: self.postcode,
+            tag_point: self.tag_lat.zip(self.tag_lon),
+            outcome: Outcome::from_columns(&self.status, self.area_code, self.reject_code, self.reject_message),
+            processed_at,
+            tags,
+        }
     }
 }
 

@@ -1,9 +1,8 @@
 //! `DocumentStore` on PostgreSQL: set-based writes (a fixed number of statements however many documents) and a
 //! change feed over `LISTEN/NOTIFY`, so every node hears every node's writes.
 
-use anyhow::Context;
 use grapevine_sync_proto::DocumentId;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -180,23 +179,16 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
     let rows: Vec<&InsightRow> = writes.iter().map(|write| &write.insight).collect();
     let captured_days: Vec<Option<Date>> = rows.iter().map(|row| row.captured_at.map(OffsetDateTime::date)).collect();
     let columns: Vec<_> = rows.iter().map(|row| row.outcome.columns()).collect();
-    sqlx::query(
-        "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
-             text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
-             reject_message, processed_at, postcode, tag_lat, tag_lon)
+    sqlx::query(&format!(
+        "INSERT INTO insights ({})
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::date[],
              $7::text[], $8::text[], $9::text[], $10::smallint[], $11::text[], $12::float8[], $13::float8[],
              $14::float8[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[],
              $21::text[], $22::float8[], $23::float8[])
-         ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
-             captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
-             text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
-             lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
-             picked_area_code = excluded.picked_area_code, status = excluded.status,
-             area_code = excluded.area_code, reject_code = excluded.reject_code,
-             reject_message = excluded.reject_message, processed_at = excluded.processed_at,
-             postcode = excluded.postcode, tag_lat = excluded.tag_lat, tag_lon = excluded.tag_lon",
-    )
+         {}",
+        super::INSIGHT_COLUMNS,
+        super::INSIGHT_UPSERT
+    ))
     .bind(&ids)
     .bind(&doc_ids)
     .bind(writes.iter().map(|write| write.collector_id).collect::<Vec<_>>())
@@ -267,17 +259,12 @@ impl DocumentStore for PostgresStore {
         // One snapshot of both tables: REPEATABLE READ, so the version matches the chunks read.
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-        let Some(row) = sqlx::query(super::DOCUMENT_HEAD).bind(&doc_id).fetch_optional(&mut *tx).await? else {
-            return Ok(None);
-        };
+        let head: Option<(Uuid, i64)> =
+            sqlx::query_as(super::DOCUMENT_HEAD).bind(&doc_id).fetch_optional(&mut *tx).await?;
+        let Some((collector_id, version)) = head else { return Ok(None) };
         let chunks: Vec<Vec<u8>> = sqlx::query_scalar(super::DOCUMENT_CHUNKS).bind(&doc_id).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Some(StoredDocument {
-            collector_id: row.get("collector_id"),
-            n_chunks: i64::try_from(chunks.len())?,
-            bytes: chunks.concat(),
-            version: row.get("version"),
-        }))
+        Ok(Some(super::stored_document(collector_id, chunks, version)?))
     }
 
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
@@ -326,19 +313,14 @@ impl DocumentStore for PostgresStore {
         since: i64,
         limit: i64,
     ) -> anyhow::Result<Vec<(DocumentId, i64)>> {
-        let rows = sqlx::query(super::CATCH_UP)
+        let rows = sqlx::query_as(super::CATCH_UP)
             .bind(collector_id)
             .bind(device_id)
             .bind(since)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                let doc_id: String = row.get("doc_id");
-                Ok((doc_id.parse().context("document id")?, row.get("change_seq")))
-            })
-            .collect()
+        super::catch_up_list(rows)
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged> {
@@ -352,17 +334,16 @@ impl DocumentStore for PostgresStore {
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
         let row = sqlx::query(super::INSIGHT).bind(id).fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
-        let tag_rows = sqlx::query(super::INSIGHT_TAGS).bind(id).fetch_all(&self.pool).await?;
-        let tags = tag_rows.iter().map(super::area_tag).collect();
+        let tags = sqlx::query_as(super::INSIGHT_TAGS).bind(id).fetch_all(&self.pool).await?;
         let feeling_safe: Option<i16> = row.get("feeling_safe");
         let feeling_safe = feeling_safe.map(i64::from);
         let (captured_at, processed_at) = (row.get("captured_at"), row.get("processed_at"));
-        Ok(Some(super::insight_row(id, &row, captured_at, feeling_safe, processed_at, tags)))
+        let columns = super::InsightColumns::from_row(&row)?;
+        Ok(Some(columns.into_row(id, captured_at, feeling_safe, processed_at, tags)))
     }
 
     async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>> {
-        let row = sqlx::query(super::PUBLISHED).bind(doc_id.to_string()).fetch_optional(&self.pool).await?;
-        Ok(row.map(|row| (row.get("bytes"), row.get("version"))))
+        Ok(sqlx::query_as(super::PUBLISHED).bind(doc_id.to_string()).fetch_optional(&self.pool).await?)
     }
 
     async fn save_published(
@@ -371,22 +352,11 @@ impl DocumentStore for PostgresStore {
         bytes: Vec<u8>,
         expected_version: Option<i64>,
     ) -> Result<(), SaveError> {
-        let written = match expected_version {
-            None => sqlx::query(super::PUBLISH_FIRST).bind(doc_id.to_string()).bind(bytes).execute(&self.pool).await,
-            Some(version) => {
-                sqlx::query(super::PUBLISH_NEXT)
-                    .bind(doc_id.to_string())
-                    .bind(bytes)
-                    .bind(version)
-                    .execute(&self.pool)
-                    .await
-            }
-        }
-        .map_err(classify)?;
-        if written.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(SaveError::Conflict)
-        }
+        let publish = sqlx::query(super::publish_statement(expected_version)).bind(doc_id.to_string()).bind(bytes);
+        let publish = match expected_version {
+            Some(version) => publish.bind(version),
+            None => publish,
+        };
+        super::claimed_one(publish.execute(&self.pool).await.map_err(classify)?.rows_affected())
     }
 }

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use grapevine_sync_proto::document::format_time;
 use grapevine_sync_proto::DocumentId;
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -50,9 +50,7 @@ async fn write_document(
         }
     }
     .map_err(anyhow::Error::from)?;
-    if claimed.rows_affected() != 1 {
-        return Err(SaveError::Conflict);
-    }
+    super::claimed_one(claimed.rows_affected())?;
     let new_version = write.expected_version.unwrap_or(0) + 1;
     let chunk = match &write.bytes {
         DocumentBytes::Snapshot(bytes) => {
@@ -129,21 +127,14 @@ async fn write_document(
     let row = &write.insight;
     let captured_day = row.captured_at.map(OffsetDateTime::date);
     let (status, area_code, reject_code, reject_message) = row.outcome.columns();
-    sqlx::query(
-        "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_at, captured_day, campaign, category,
-             text, feeling_safe, channel, lat, lon, accuracy_m, picked_area_code, status, area_code, reject_code,
-             reject_message, processed_at, postcode, tag_lat, tag_lon)
+    sqlx::query(&format!(
+        "INSERT INTO insights ({})
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
              ?23)
-         ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, captured_at = excluded.captured_at,
-             captured_day = excluded.captured_day, campaign = excluded.campaign, category = excluded.category,
-             text = excluded.text, feeling_safe = excluded.feeling_safe, channel = excluded.channel,
-             lat = excluded.lat, lon = excluded.lon, accuracy_m = excluded.accuracy_m,
-             picked_area_code = excluded.picked_area_code, status = excluded.status,
-             area_code = excluded.area_code, reject_code = excluded.reject_code,
-             reject_message = excluded.reject_message, processed_at = excluded.processed_at,
-             postcode = excluded.postcode, tag_lat = excluded.tag_lat, tag_lon = excluded.tag_lon",
-    )
+         {}",
+        super::INSIGHT_COLUMNS,
+        super::INSIGHT_UPSERT
+    ))
     .bind(row.id.to_string())
     .bind(&doc_id)
     .bind(write.collector_id.to_string())
@@ -193,18 +184,12 @@ impl DocumentStore for SqliteStore {
     async fn load_document(&self, doc_id: DocumentId) -> anyhow::Result<Option<StoredDocument>> {
         let doc_id = doc_id.to_string();
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query(super::DOCUMENT_HEAD).bind(&doc_id).fetch_optional(&mut *tx).await? else {
-            return Ok(None);
-        };
+        let head: Option<(String, i64)> =
+            sqlx::query_as(super::DOCUMENT_HEAD).bind(&doc_id).fetch_optional(&mut *tx).await?;
+        let Some((collector_id, version)) = head else { return Ok(None) };
         let chunks: Vec<Vec<u8>> = sqlx::query_scalar(super::DOCUMENT_CHUNKS).bind(&doc_id).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        let collector_id: String = row.get("collector_id");
-        Ok(Some(StoredDocument {
-            collector_id: collector_id.parse().context("collector id")?,
-            n_chunks: i64::try_from(chunks.len())?,
-            bytes: chunks.concat(),
-            version: row.get("version"),
-        }))
+        Ok(Some(super::stored_document(collector_id.parse().context("collector id")?, chunks, version)?))
     }
 
     async fn save_document(&self, write: DocumentWrite) -> Result<(), SaveError> {
@@ -273,19 +258,14 @@ impl DocumentStore for SqliteStore {
         since: i64,
         limit: i64,
     ) -> anyhow::Result<Vec<(DocumentId, i64)>> {
-        let rows = sqlx::query(super::CATCH_UP)
+        let rows = sqlx::query_as(super::CATCH_UP)
             .bind(collector_id.to_string())
             .bind(device_id.to_string())
             .bind(since)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter()
-            .map(|row| {
-                let doc_id: String = row.get("doc_id");
-                Ok((doc_id.parse().context("document id")?, row.get("change_seq")))
-            })
-            .collect()
+        super::catch_up_list(rows)
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DocumentChanged> {
@@ -295,17 +275,16 @@ impl DocumentStore for SqliteStore {
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
         let row = sqlx::query(super::INSIGHT).bind(id.to_string()).fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
-        let tag_rows = sqlx::query(super::INSIGHT_TAGS).bind(id.to_string()).fetch_all(&self.pool).await?;
-        let tags = tag_rows.iter().map(super::area_tag).collect();
+        let tags = sqlx::query_as(super::INSIGHT_TAGS).bind(id.to_string()).fetch_all(&self.pool).await?;
         let feeling_safe: Option<i64> = row.get("feeling_safe");
         let captured_at = parse_time(row.get("captured_at"));
         let processed_at = parse_time(row.get("processed_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        Ok(Some(super::insight_row(id, &row, captured_at, feeling_safe, processed_at, tags)))
+        let columns = super::InsightColumns::from_row(&row)?;
+        Ok(Some(columns.into_row(id, captured_at, feeling_safe, processed_at, tags)))
     }
 
     async fn load_published(&self, doc_id: DocumentId) -> anyhow::Result<Option<(Vec<u8>, i64)>> {
-        let row = sqlx::query(super::PUBLISHED).bind(doc_id.to_string()).fetch_optional(&self.pool).await?;
-        Ok(row.map(|row| (row.get("bytes"), row.get("version"))))
+        Ok(sqlx::query_as(super::PUBLISHED).bind(doc_id.to_string()).fetch_optional(&self.pool).await?)
     }
 
     async fn save_published(
@@ -314,22 +293,11 @@ impl DocumentStore for SqliteStore {
         bytes: Vec<u8>,
         expected_version: Option<i64>,
     ) -> Result<(), SaveError> {
-        let written = match expected_version {
-            None => sqlx::query(super::PUBLISH_FIRST).bind(doc_id.to_string()).bind(bytes).execute(&self.pool).await,
-            Some(version) => {
-                sqlx::query(super::PUBLISH_NEXT)
-                    .bind(doc_id.to_string())
-                    .bind(bytes)
-                    .bind(version)
-                    .execute(&self.pool)
-                    .await
-            }
-        }
-        .map_err(anyhow::Error::from)?;
-        if written.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(SaveError::Conflict)
-        }
+        let publish = sqlx::query(super::publish_statement(expected_version)).bind(doc_id.to_string()).bind(bytes);
+        let publish = match expected_version {
+            Some(version) => publish.bind(version),
+            None => publish,
+        };
+        super::claimed_one(publish.execute(&self.pool).await.map_err(anyhow::Error::from)?.rows_affected())
     }
 }

@@ -4,7 +4,7 @@
 pub(super) mod postgres;
 pub(super) mod sqlite;
 
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use anyhow::Context;
 
 use super::{GenerationInfo, StoredArea, Tagger};
 
@@ -13,7 +13,7 @@ use super::{GenerationInfo, StoredArea, Tagger};
 /// The id of the newest generation of any set, if any: what a write's tags are checked against.
 pub(super) const NEWEST_GENERATION_ID: &str = "SELECT MAX(id) FROM boundary_generations";
 
-/// The areas of generation `$1`, by code (read by `stored_area`).
+/// The areas of generation `$1`, by code.
 const GENERATION_AREAS: &str = "SELECT code, name, geometry FROM boundary_areas WHERE generation_id = $1 ORDER BY code";
 
 /// The number the next generation of set `$1` takes.
@@ -25,32 +25,43 @@ const NEXT_PENDING_ROLLUP: &str = "SELECT generation_id FROM rollups_pending ORD
 /// Marks the roll-ups of generation `$1` rebuilt.
 const PENDING_ROLLUP_DONE: &str = "DELETE FROM rollups_pending WHERE generation_id = $1";
 
-/// A generation as listed, from a row with its columns (the backends spell `imported_at` differently).
-fn generation_info<R>(row: &R) -> GenerationInfo
-where
-    R: Row,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    &'static str: ColumnIndex<R>,
-{
-    GenerationInfo {
-        id: row.get("id"),
-        set_name: row.get("set_name"),
-        generation: row.get("generation"),
-        source: row.get("source"),
-        imported_at: row.get("imported_at"),
-        n_areas: row.get("n_areas"),
-    }
+/// The generations, oldest first, with `imported_at` the expression that reads the import time as RFC 3339 text
+/// (the backends store it as different types).
+fn list_generations(imported_at: &str) -> String {
+    format!(
+        "SELECT g.id, g.set_name, g.generation, g.source, {imported_at} AS imported_at,
+                (SELECT COUNT(*) FROM boundary_areas AS a WHERE a.generation_id = g.id) AS n_areas
+         FROM boundary_generations AS g ORDER BY g.id"
+    )
 }
 
-/// An area from a row of `GENERATION_AREAS`.
-fn stored_area<R>(row: &R) -> StoredArea
-where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    &'static str: ColumnIndex<R>,
-{
-    StoredArea { code: row.get("code"), name: row.get("name"), geometry: row.get("geometry") }
+/// What importing a set's first generation found when the set has one already: its generation, not added.
+fn set_has_generation(generations: Vec<GenerationInfo>, set_name: &str) -> anyhow::Result<(GenerationInfo, bool)> {
+    let existing = generations.into_iter().find(|info| info.set_name == set_name);
+    Ok((existing.context("the set has a generation")?, false))
+}
+
+/// A generation just imported, with its number in its set and its import time as listed: added.
+fn imported_generation(
+    id: i64,
+    set_name: &str,
+    generation: i64,
+    source: &str,
+    imported_at: String,
+    n_areas: usize,
+) -> anyhow::Result<(GenerationInfo, bool)> {
+    let n_areas = i64::try_from(n_areas)?;
+    Ok((
+        GenerationInfo {
+            id,
+            set_name: set_name.to_owned(),
+            generation,
+            source: source.to_owned(),
+            imported_at,
+            n_areas,
+        },
+        true,
+    ))
 }
 
 /// Boundary generations and their areas.

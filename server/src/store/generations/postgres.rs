@@ -11,6 +11,9 @@ use crate::store::prelude::*;
 use crate::store::rollup::{Counted, GenerationRollups, Phases};
 use crate::store::{GenerationInfo, PostgresStore, StoredArea, TaggableInsight, Tagger};
 
+/// A generation's `imported_at` (of the generation aliased `g`) as the RFC 3339 text `GenerationInfo` lists.
+const IMPORTED_AT_TEXT: &str = "to_char(g.imported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+
 /// Rebuilds the roll-ups of every generation a migration left in `rollups_pending`, from the insights' stored tags,
 /// each in its own transaction. Nodes starting together take turns under the generations' lock; whoever comes second
 /// finds nothing left to do.
@@ -246,20 +249,11 @@ impl GenerationStore for PostgresStore {
     }
 
     async fn generations(&self) -> anyhow::Result<Vec<GenerationInfo>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.set_name, g.generation, g.source,
-                    to_char(g.imported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS imported_at,
-                    (SELECT COUNT(*) FROM boundary_areas AS a WHERE a.generation_id = g.id) AS n_areas
-             FROM boundary_generations AS g ORDER BY g.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|row| super::generation_info(&row)).collect())
+        Ok(sqlx::query_as(&super::list_generations(IMPORTED_AT_TEXT)).fetch_all(&self.pool).await?)
     }
 
     async fn generation_areas(&self, generation_id: i64) -> anyhow::Result<Vec<StoredArea>> {
-        let rows = sqlx::query(super::GENERATION_AREAS).bind(generation_id).fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|row| super::stored_area(&row)).collect())
+        Ok(sqlx::query_as(super::GENERATION_AREAS).bind(generation_id).fetch_all(&self.pool).await?)
     }
 
     async fn add_generation(
@@ -299,13 +293,12 @@ impl PostgresStore {
         sqlx::query("LOCK TABLE boundary_generations IN EXCLUSIVE MODE").execute(&mut *tx).await?;
         let generation: i64 = sqlx::query_scalar(super::NEXT_GENERATION).bind(set_name).fetch_one(&mut *tx).await?;
         if first_only && generation > 1 {
-            let existing = self.generations().await?.into_iter().find(|info| info.set_name == set_name);
-            return Ok((existing.context("the set has a generation")?, false));
+            return super::set_has_generation(self.generations().await?, set_name);
         }
-        let row = sqlx::query(
-            "INSERT INTO boundary_generations (set_name, generation, source) VALUES ($1, $2, $3)
-             RETURNING id, to_char(imported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS imported_at",
-        )
+        let row = sqlx::query(&format!(
+            "INSERT INTO boundary_generations AS g (set_name, generation, source) VALUES ($1, $2, $3)
+             RETURNING g.id, {IMPORTED_AT_TEXT} AS imported_at"
+        ))
         .bind(set_name)
         .bind(generation)
         .bind(source)
@@ -372,14 +365,6 @@ impl PostgresStore {
         tx.commit().await?;
         phases.mark("committed");
         phases.log(generation_id, n_insights);
-        let info = GenerationInfo {
-            id: generation_id,
-            set_name: set_name.to_owned(),
-            generation,
-            source: source.to_owned(),
-            imported_at: row.get("imported_at"),
-            n_areas: i64::try_from(areas.len())?,
-        };
-        Ok((info, true))
+        super::imported_generation(generation_id, set_name, generation, source, row.get("imported_at"), areas.len())
     }
 }

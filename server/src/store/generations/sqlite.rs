@@ -245,19 +245,11 @@ impl GenerationStore for SqliteStore {
     }
 
     async fn generations(&self) -> anyhow::Result<Vec<GenerationInfo>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.set_name, g.generation, g.source, g.imported_at,
-                    (SELECT COUNT(*) FROM boundary_areas AS a WHERE a.generation_id = g.id) AS n_areas
-             FROM boundary_generations AS g ORDER BY g.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|row| super::generation_info(&row)).collect())
+        Ok(sqlx::query_as(&super::list_generations("g.imported_at")).fetch_all(&self.pool).await?)
     }
 
     async fn generation_areas(&self, generation_id: i64) -> anyhow::Result<Vec<StoredArea>> {
-        let rows = sqlx::query(super::GENERATION_AREAS).bind(generation_id).fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|row| super::stored_area(&row)).collect())
+        Ok(sqlx::query_as(super::GENERATION_AREAS).bind(generation_id).fetch_all(&self.pool).await?)
     }
 
     async fn add_generation(
@@ -295,8 +287,7 @@ impl SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let generation: i64 = sqlx::query_scalar(super::NEXT_GENERATION).bind(set_name).fetch_one(&mut *tx).await?;
         if first_only && generation > 1 {
-            let existing = self.generations().await?.into_iter().find(|info| info.set_name == set_name);
-            return Ok((existing.context("the set has a generation")?, false));
+            return super::set_has_generation(self.generations().await?, set_name);
         }
         let imported_at = now_text();
         let generation_id: i64 = sqlx::query_scalar(
@@ -354,15 +345,7 @@ impl SqliteStore {
         tx.commit().await?;
         phases.mark("committed");
         phases.log(generation_id, tags.len());
-        let info = GenerationInfo {
-            id: generation_id,
-            set_name: set_name.to_owned(),
-            generation,
-            source: source.to_owned(),
-            imported_at,
-            n_areas: i64::try_from(areas.len())?,
-        };
-        Ok((info, true))
+        super::imported_generation(generation_id, set_name, generation, source, imported_at, areas.len())
     }
 }
 

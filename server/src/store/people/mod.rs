@@ -14,7 +14,7 @@ use anyhow::Context;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::Revoked;
+use super::{ApiTokenInfo, Revoked};
 use crate::domain::{Actor, AreaRef, Authenticated, Principal, RequestContext, Role, Scope};
 
 /// A person as `grapevine user list` shows them.
@@ -215,6 +215,39 @@ pub(crate) fn device_principal(device_id: Uuid, collector_id: Uuid) -> Authentic
         scope: Scope::Everything,
         context: RequestContext::default(),
     })
+}
+
+/// An API token's row from `LIST_TOKENS`, its backend-specific columns already read.
+struct ApiTokenRow {
+    id: Uuid,
+    role: String,
+    label: String,
+    created_at: OffsetDateTime,
+    revoked_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+    person_email: Option<String>,
+}
+
+impl ApiTokenRow {
+    fn into_info(self) -> anyhow::Result<ApiTokenInfo> {
+        Ok(ApiTokenInfo {
+            id: self.id,
+            role: role_of(&self.role).with_context(|| format!("API token {}", self.id))?,
+            label: self.label,
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+            expires_at: self.expires_at,
+            person_email: self.person_email,
+        })
+    }
+}
+
+/// What inserting a person came to: `AddPersonError::EmailTaken` if the email is someone's already.
+fn person_added<T>(inserted: Result<T, sqlx::Error>, email: &str) -> Result<(), AddPersonError> {
+    match inserted {
+        Err(error) if is_unique_violation(&error) => Err(AddPersonError::EmailTaken(email.to_owned())),
+        other => Ok(other.map(drop).context("adding a person")?),
+    }
 }
 
 /// Whether a database error is the unique index on `people.email`.

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    is_unique_violation, role_of, scope_column, AddPersonError, PeopleStore, PersonInfo, PersonRow, TokenRow,
+    person_added, scope_column, AddPersonError, ApiTokenRow, PeopleStore, PersonInfo, PersonRow, TokenRow,
     AUTHENTICATE_TOKEN, DISABLE, INSERT_PERSON, INSERT_PERSON_TOKEN, LIST_TOKENS, PERSON_EXISTS, SET_ROLE, SET_SCOPE,
 };
 use crate::domain::{Authenticated, Role, Scope};
@@ -36,10 +36,7 @@ impl PeopleStore for PostgresStore {
             .bind(OffsetDateTime::now_utc())
             .execute(&self.pool)
             .await;
-        match inserted {
-            Err(error) if is_unique_violation(&error) => return Err(AddPersonError::EmailTaken(email.to_owned())),
-            other => other.context("adding a person")?,
-        };
+        person_added(inserted, email)?;
         self.person_by_email(email).await?.context("the person just added").map_err(AddPersonError::Database)
     }
 
@@ -74,7 +71,7 @@ impl PeopleStore for PostgresStore {
             return Ok(Revoked::Now);
         }
         let exists = sqlx::query(PERSON_EXISTS).bind(email).fetch_optional(&self.pool).await?.is_some();
-        Ok(if exists { Revoked::Already } else { Revoked::Unknown })
+        Ok(Revoked::not_now(exists))
     }
 
     async fn add_person_token(
@@ -126,17 +123,16 @@ pub(crate) async fn api_tokens(pool: &PgPool) -> anyhow::Result<Vec<ApiTokenInfo
     let rows = sqlx::query(LIST_TOKENS).fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
-            let id: Uuid = row.get("id");
-            let role: String = row.get("role");
-            Ok(ApiTokenInfo {
-                id,
-                role: role_of(&role).with_context(|| format!("API token {id}"))?,
+            ApiTokenRow {
+                id: row.get("id"),
+                role: row.get("role"),
                 label: row.get("label"),
                 created_at: row.get("created_at"),
                 revoked_at: row.get("revoked_at"),
                 expires_at: row.get("expires_at"),
                 person_email: row.get("email"),
-            })
+            }
+            .into_info()
         })
         .collect()
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    is_unique_violation, role_of, scope_column, AddPersonError, PeopleStore, PersonInfo, PersonRow, TokenRow,
+    person_added, scope_column, AddPersonError, ApiTokenRow, PeopleStore, PersonInfo, PersonRow, TokenRow,
     AUTHENTICATE_TOKEN, DISABLE, INSERT_PERSON, INSERT_PERSON_TOKEN, LIST_TOKENS, PERSON_EXISTS, SET_ROLE, SET_SCOPE,
 };
 use crate::domain::{Authenticated, Role, Scope};
@@ -48,10 +48,7 @@ impl PeopleStore for SqliteStore {
             .bind(format_time(OffsetDateTime::now_utc()))
             .execute(&self.pool)
             .await;
-        match inserted {
-            Err(error) if is_unique_violation(&error) => return Err(AddPersonError::EmailTaken(email.to_owned())),
-            other => other.context("adding a person")?,
-        };
+        person_added(inserted, email)?;
         self.person_by_email(email).await?.context("the person just added").map_err(AddPersonError::Database)
     }
 
@@ -86,7 +83,7 @@ impl PeopleStore for SqliteStore {
             return Ok(Revoked::Now);
         }
         let exists = sqlx::query(PERSON_EXISTS).bind(email).fetch_optional(&self.pool).await?.is_some();
-        Ok(if exists { Revoked::Already } else { Revoked::Unknown })
+        Ok(Revoked::not_now(exists))
     }
 
     async fn add_person_token(
@@ -147,49 +144,32 @@ pub(crate) async fn api_tokens(pool: &SqlitePool) -> anyhow::Result<Vec<ApiToken
     rows.iter()
         .map(|row| {
             let id: String = row.get("id");
-            let role: String = row.get("role");
-            Ok(ApiTokenInfo {
+            ApiTokenRow {
                 id: uuid_of(&id)?,
-                role: role_of(&role).with_context(|| format!("API token {id}"))?,
+                role: row.get("role"),
                 label: row.get("label"),
                 created_at: time_of(row.get("created_at")).unwrap_or(OffsetDateTime::UNIX_EPOCH),
                 revoked_at: time_of(row.get("revoked_at")),
                 expires_at: time_of(row.get("expires_at")),
                 person_email: row.get("email"),
-            })
+            }
+            .into_info()
         })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::str::FromStr;
-
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-
     use super::*;
     use crate::domain::{Actor, Principal};
     use crate::store::prelude::*;
+    use crate::store::sqlite::tests::database_at;
 
     /// 0012 rebuilds `api_tokens` to loosen its role: a token made before people existed keeps its id, role, label
     /// and hash, authenticates as a service account and is listed as one.
     #[tokio::test]
     async fn a_token_made_before_people_existed_is_a_service_accounts_after_the_migration() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let options = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true).foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-        let released = dir.path().join("migrations");
-        std::fs::create_dir(&released).unwrap();
-        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite")).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.get(..4).and_then(|number| number.parse::<i64>().ok()).is_some_and(|number| number <= 10) {
-                std::fs::copy(&path, released.join(name)).unwrap();
-            }
-        }
-        sqlx::migrate::Migrator::new(released.as_path()).await.unwrap().run(&pool).await.unwrap();
+        let (_dir, url, pool) = database_at(10).await;
         let id = "00000000-0000-0000-0000-0000000000b1";
         sqlx::query(
             "INSERT INTO api_tokens (id, role, label, token_hash, created_at)
