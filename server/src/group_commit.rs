@@ -118,7 +118,7 @@ mod tests {
     use super::*;
     use crate::store::{DocumentBytes, InsightRow, Outcome};
     use grapevine_sync_proto::automerge::AutoCommit;
-    use grapevine_sync_proto::DocumentId;
+    use grapevine_sync_proto::{DocumentId, ErrorCode};
 
     fn write(doc_id: DocumentId, device: &crate::store::NewDevice, expected_version: Option<i64>) -> DocumentWrite {
         DocumentWrite {
@@ -130,7 +130,7 @@ mod tests {
             expected_version,
             insight: InsightRow::without_content(
                 doc_id.as_uuid(),
-                Outcome::Rejected { code: "insight_malformed".into(), message: "test".into() },
+                Outcome::Rejected { code: ErrorCode::InsightMalformed, message: "test".into() },
                 time::OffsetDateTime::now_utc(),
             ),
         }

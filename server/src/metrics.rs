@@ -262,13 +262,7 @@ pub fn sync_message(outcome: SyncOutcome) {
 
 /// An insight's decision committed.
 pub fn insight_decided(outcome: &Outcome) {
-    let decision = match outcome {
-        Outcome::Filed { .. } => "filed",
-        Outcome::OutsideCoverage => "outside_coverage",
-        Outcome::Rejected { .. } => "rejected",
-        Outcome::Withdrawn => "withdrawn",
-    };
-    METRICS.insights.get_or_create(&DecisionLabel { decision }).inc();
+    METRICS.insights.get_or_create(&DecisionLabel { decision: outcome.status() }).inc();
 }
 
 /// One group-commit transaction of `n_writes`, committed (or failed) in `took`.

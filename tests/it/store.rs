@@ -3,7 +3,7 @@
 use grapevine_server::store::{AreaTag, DayRange, DocumentBytes, DocumentWrite, InsightRow, Outcome, SaveError};
 use grapevine_sync_proto::automerge::transaction::Transactable;
 use grapevine_sync_proto::automerge::{AutoCommit, ReadDoc, ROOT};
-use grapevine_sync_proto::DocumentId;
+use grapevine_sync_proto::{DocumentId, ErrorCode};
 use grapevine_tests::{Backend, TestApp};
 
 fn write(
@@ -22,7 +22,7 @@ fn write(
         expected_version: expected,
         insight: InsightRow::without_content(
             doc_id.as_uuid(),
-            Outcome::Rejected { code: "insight_malformed".into(), message: "test".into() },
+            Outcome::Rejected { code: ErrorCode::InsightMalformed, message: "test".into() },
             time::OffsetDateTime::now_utc(),
         ),
     }
@@ -73,7 +73,7 @@ on_both_backends!(a_stale_write_is_refused_and_chunks_add_up_to_the_document);
 fn filed(doc_id: DocumentId, area: Option<&str>, day: u8, category: &str, feeling_safe: u8) -> InsightRow {
     let outcome = match area {
         Some(area) => Outcome::Filed { area_code: area.into() },
-        None => Outcome::Rejected { code: "insight_malformed".into(), message: "test".into() },
+        None => Outcome::Rejected { code: ErrorCode::InsightMalformed, message: "test".into() },
     };
     let mut row = InsightRow::without_content(doc_id.as_uuid(), outcome, time::OffsetDateTime::now_utc());
     row.captured_at = Some(time::macros::datetime!(2026-03-01 10:00 +00:00) + time::Duration::days(i64::from(day) - 1));

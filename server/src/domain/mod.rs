@@ -3,8 +3,10 @@
 //! `access::permits` before calling the store.
 
 pub mod access;
+pub mod outcome;
 
 pub use access::{permits, Action, Actor, AreaRef, Authenticated, Principal, RequestContext, Role, Scope};
+pub use outcome::Outcome;
 
 /// How much of a client's words (a name, a value, a path) a message repeats.
 const SHOWN_CHARS: usize = 40;

@@ -59,14 +59,7 @@ pub fn decide(
             (Some(insight), status, whereabouts)
         }
     };
-    let outcome = match &status {
-        ServerStatus::Filed { area_code, .. } => Outcome::Filed { area_code: area_code.clone() },
-        ServerStatus::OutsideCoverage => Outcome::OutsideCoverage,
-        ServerStatus::Rejected { code, message } => {
-            Outcome::Rejected { code: code.as_str().to_owned(), message: message.clone() }
-        }
-        ServerStatus::Withdrawn => Outcome::Withdrawn,
-    };
+    let outcome = Outcome::of(&status);
     let row = match (insight, whereabouts) {
         (Some(insight), Some(whereabouts)) => {
             let mut row = row_of(insight, outcome, now);

@@ -32,7 +32,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use anyhow::Context;
-use grapevine_sync_proto::DocumentId;
+use grapevine_sync_proto::{DocumentId, ErrorCode};
 use time::{Date, OffsetDateTime};
 
 use rollup::Contribution;
@@ -382,20 +382,7 @@ pub struct SeriesPoint {
     pub contributors: i64,
 }
 
-/// Where an insight counts, if it counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Filed {
-        area_code: String,
-    },
-    OutsideCoverage,
-    Rejected {
-        code: String,
-        message: String,
-    },
-    /// Taken back by the person who captured it: stored, counted nowhere.
-    Withdrawn,
-}
+pub use crate::domain::Outcome;
 
 /// One save of a document and the insight extracted from it, committed together.
 #[derive(Debug, Clone)]
@@ -613,31 +600,25 @@ pub(crate) fn ensure_distinct(writes: &[DocumentWrite]) -> Result<(), SaveError>
     }
 }
 
+/// How an outcome is kept in the insight's row; only the store knows its columns.
 impl Outcome {
     /// The stored columns: status, area code, rejection code and message.
     pub(crate) fn columns(&self) -> (&'static str, Option<&str>, Option<&str>, Option<&str>) {
         match self {
-            Outcome::Filed { area_code } => ("filed", Some(area_code.as_str()), None, None),
-            Outcome::OutsideCoverage => ("outside_coverage", None, None, None),
-            Outcome::Rejected { code, message } => ("rejected", None, Some(code.as_str()), Some(message.as_str())),
-            Outcome::Withdrawn => ("withdrawn", None, None, None),
+            Outcome::Filed { area_code } => (self.status(), Some(area_code.as_str()), None, None),
+            Outcome::Rejected { code, message } => (self.status(), None, Some(code.as_str()), Some(message.as_str())),
+            Outcome::OutsideCoverage | Outcome::Withdrawn => (self.status(), None, None, None),
         }
     }
 
-    /// Whether an insight with this outcome counts in the roll-ups.
-    #[must_use]
-    pub fn counts(&self) -> bool {
-        matches!(self, Outcome::Filed { .. } | Outcome::OutsideCoverage)
-    }
-
-    /// Whether a stored status counts in the roll-ups; the SQL filters (`status IN ('filed', 'outside_coverage')`)
-    /// say the same.
+    /// Whether a stored status counts in the roll-ups.
     #[must_use]
     pub(crate) fn status_counts(status: &str) -> bool {
-        matches!(status, "filed" | "outside_coverage")
+        Outcome::COUNTED_STATUSES.contains(&status)
     }
 
-    /// Rebuilds an outcome from its stored columns.
+    /// Rebuilds an outcome from its stored columns. A rejection code the table no longer has (none is ever removed)
+    /// reads as `internal`, its message kept.
     pub(crate) fn from_columns(
         status: &str,
         area_code: Option<String>,
@@ -648,7 +629,59 @@ impl Outcome {
             "filed" => Outcome::Filed { area_code: area_code.unwrap_or_default() },
             "outside_coverage" => Outcome::OutsideCoverage,
             "withdrawn" => Outcome::Withdrawn,
-            _ => Outcome::Rejected { code: code.unwrap_or_default(), message: message.unwrap_or_default() },
+            _ => Outcome::Rejected {
+                code: code.as_deref().and_then(ErrorCode::parse).unwrap_or(ErrorCode::Internal),
+                message: message.unwrap_or_default(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `status IN (…)` in the store's SQL names exactly the statuses `Outcome::COUNTED_STATUSES` does, so the
+    /// filters and `Outcome::counts` cannot drift apart.
+    #[test]
+    fn every_sql_filter_on_status_names_the_counted_outcomes() {
+        let quoted: Vec<String> = Outcome::COUNTED_STATUSES.iter().map(|status| format!("'{status}'")).collect();
+        let wanted = format!("status IN ({})", quoted.join(", "));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+        let mut pending = vec![root];
+        let mut n_filters = 0;
+        while let Some(path) = pending.pop() {
+            if path.is_dir() {
+                pending.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for piece in text.split("status IN (").skip(1) {
+                // A filter lists quoted statuses; this test's own words and `format!` do not.
+                if !piece.starts_with('\'') {
+                    continue;
+                }
+                let filter = format!("status IN ({}", &piece[..=piece.find(')').unwrap()]);
+                assert_eq!(filter, wanted, "{}", path.display());
+                n_filters += 1;
+            }
+        }
+        assert!(n_filters >= 4, "the filters were found ({n_filters})");
+    }
+
+    #[test]
+    fn an_outcome_reads_back_from_its_columns() {
+        for outcome in [
+            Outcome::Filed { area_code: "E05008737".into() },
+            Outcome::OutsideCoverage,
+            Outcome::Rejected { code: ErrorCode::InsightAreaUnknown, message: "no such area".into() },
+            Outcome::Withdrawn,
+        ] {
+            let (status, area, code, message) = outcome.columns();
+            let read =
+                Outcome::from_columns(status, area.map(Into::into), code.map(Into::into), message.map(Into::into));
+            assert_eq!(read, outcome);
+            assert_eq!(Outcome::status_counts(status), outcome.counts());
         }
     }
 }
