@@ -101,6 +101,25 @@ impl UseCases {
         }
     }
 
+    /// Runs a listing as `verb` on `target`: checked, read, then recorded with its row count (a read whose entry
+    /// cannot be written is not answered).
+    ///
+    /// # Errors
+    /// Refused; the read fails; the entry cannot be written.
+    pub(crate) async fn audited_listing<T>(
+        &self,
+        principal: &Principal,
+        action: Action,
+        verb: &str,
+        target: &str,
+        read: impl Future<Output = anyhow::Result<Vec<T>>>,
+    ) -> Result<Vec<T>, UseCaseError> {
+        self.authorize_audited(principal, action, verb, target).await?;
+        let rows = read.await?;
+        self.record(principal, verb, target, AuditOutcome::Allowed, json!({ "rows": rows.len() })).await?;
+        Ok(rows)
+    }
+
     /// The entries `filter` lets through, oldest first, as the trail stood when asked. A person's read of the trail
     /// (over the API) is itself an entry, which the read does not list; the operator at the server's command line,
     /// who holds the database itself, is not recorded reading it.

@@ -48,17 +48,8 @@ impl UseCases {
         collector: Option<Uuid>,
     ) -> Result<Vec<DeviceInfo>, UseCaseError> {
         let target = collector.map_or_else(|| "devices".to_owned(), |id| format!("collector:{id}"));
-        self.authorize_audited(principal, Action::ManageDevices, "device.list", &target).await?;
-        let devices = self.store.devices(collector).await?;
-        self.record(
-            principal,
-            "device.list",
-            &target,
-            crate::audit::AuditOutcome::Allowed,
-            json!({ "rows": devices.len() }),
-        )
-        .await?;
-        Ok(devices)
+        self.audited_listing(principal, Action::ManageDevices, "device.list", &target, self.store.devices(collector))
+            .await
     }
 
     /// Revokes a device: its next sync is refused. `false`: it was revoked already.
@@ -106,11 +97,14 @@ impl UseCases {
     /// # Errors
     /// Refused; the store fails.
     pub async fn invitations(&self, principal: &Principal) -> Result<Vec<InvitationInfo>, UseCaseError> {
-        self.authorize_audited(principal, Action::ManageInvitations, "invitation.list", "invitations").await?;
-        let invitations = self.store.invitations().await?;
-        let detail = json!({ "rows": invitations.len() });
-        self.record(principal, "invitation.list", "invitations", crate::audit::AuditOutcome::Allowed, detail).await?;
-        Ok(invitations)
+        self.audited_listing(
+            principal,
+            Action::ManageInvitations,
+            "invitation.list",
+            "invitations",
+            self.store.invitations(),
+        )
+        .await
     }
 
     /// Revokes an invitation: its code enrols no one from now on. `false`: it was revoked already.

@@ -6,7 +6,6 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::{UseCaseError, UseCases};
-use crate::audit::AuditOutcome;
 use crate::domain::{Action, Principal, Role};
 use crate::people::{self, IssuedToken, PeopleError};
 use crate::store::{ApiTokenInfo, PersonInfo, Revoked};
@@ -47,11 +46,7 @@ impl UseCases {
     /// # Errors
     /// Refused; the store fails.
     pub async fn people(&self, principal: &Principal) -> Result<Vec<PersonInfo>, UseCaseError> {
-        self.authorize_audited(principal, Action::ManagePeople, "person.list", "people").await?;
-        let everyone = self.store.people().await?;
-        self.record(principal, "person.list", "people", AuditOutcome::Allowed, json!({ "rows": everyone.len() }))
-            .await?;
-        Ok(everyone)
+        self.audited_listing(principal, Action::ManagePeople, "person.list", "people", self.store.people()).await
     }
 
     /// Gives a person a new role and, with `areas`, a new scope.
@@ -126,11 +121,7 @@ impl UseCases {
     /// # Errors
     /// Refused; the store fails.
     pub async fn api_tokens(&self, principal: &Principal) -> Result<Vec<ApiTokenInfo>, UseCaseError> {
-        self.authorize_audited(principal, Action::ManageTokens, "token.list", "api_tokens").await?;
-        let tokens = self.store.api_tokens().await?;
-        self.record(principal, "token.list", "api_tokens", AuditOutcome::Allowed, json!({ "rows": tokens.len() }))
-            .await?;
-        Ok(tokens)
+        self.audited_listing(principal, Action::ManageTokens, "token.list", "api_tokens", self.store.api_tokens()).await
     }
 
     /// Revokes an API token. `false`: it was revoked already.
