@@ -4,9 +4,11 @@
 
 pub mod access;
 pub mod outcome;
+pub mod period;
 
 pub use access::{permits, Action, Actor, AreaRef, Authenticated, Principal, RequestContext, Role, Scope};
 pub use outcome::Outcome;
+pub use period::{DayRange, PeriodKind};
 
 /// How much of a client's words (a name, a value, a path) a message repeats.
 const SHOWN_CHARS: usize = 40;

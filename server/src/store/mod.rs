@@ -413,28 +413,7 @@ pub enum SaveError {
     Database(#[from] anyhow::Error),
 }
 
-/// A period of whole days: `from` inclusive, `to` exclusive; `None` is unbounded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DayRange {
-    pub from: Option<Date>,
-    pub to: Option<Date>,
-}
-
-impl DayRange {
-    /// The days to read, with open ends running to the earliest and latest days the roll-ups can hold.
-    #[must_use]
-    pub fn bounds(self) -> (Date, Date) {
-        (self.from.unwrap_or(rollup::FIRST_DAY), self.to.unwrap_or(rollup::LAST_DAY))
-    }
-
-    /// The same number of days just before this period (for "change against the previous period"); `None` for an
-    /// open period, or one whose previous period would start before the calendar does.
-    #[must_use]
-    pub fn previous(self) -> Option<DayRange> {
-        let (from, to) = (self.from?, self.to?);
-        Some(DayRange { from: Some(from.checked_sub(to - from)?), to: Some(from) })
-    }
-}
+pub use crate::domain::period::DayRange;
 
 /// A connection pool's use at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

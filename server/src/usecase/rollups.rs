@@ -8,9 +8,8 @@ use grapevine_sync_proto::ErrorCode;
 use super::{UseCaseError, UseCases};
 use crate::atlas::{Atlas, Generation};
 use crate::boundaries::Area;
-use crate::domain::{shown, Action, Principal, Scope};
-use crate::store::rollup::PeriodKind;
-use crate::store::{AreaRollup, CategoryCount, DayRange, SeriesPoint, OUTSIDE_COVERAGE};
+use crate::domain::{shown, Action, DayRange, PeriodKind, Principal, Scope};
+use crate::store::{AreaRollup, CategoryCount, SeriesPoint, OUTSIDE_COVERAGE};
 
 /// Which areas of one generation a principal may see.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ pub(super) mod sqlite;
 use std::collections::BTreeMap;
 
 use grapevine_sync_proto::Channel;
-use time::{Date, Duration, Month, Weekday};
+use time::{Date, Weekday};
 use uuid::Uuid;
 
 use sqlx::{ColumnIndex, Decode, Encode, QueryBuilder, Row, Type};
@@ -53,69 +53,7 @@ pub trait RollupStore: Send + Sync {
 /// The roll-up category under which every insight also counts, whatever its category.
 pub(crate) const ALL_CATEGORIES: &str = "*";
 
-/// The calendar periods roll-ups are kept for. Weeks are ISO weeks, starting on Monday.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PeriodKind {
-    Day,
-    Week,
-    Month,
-    Quarter,
-    Year,
-}
-
-impl PeriodKind {
-    pub const ALL: [PeriodKind; 5] =
-        [PeriodKind::Day, PeriodKind::Week, PeriodKind::Month, PeriodKind::Quarter, PeriodKind::Year];
-
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeriodKind::Day => "day",
-            PeriodKind::Week => "week",
-            PeriodKind::Month => "month",
-            PeriodKind::Quarter => "quarter",
-            PeriodKind::Year => "year",
-        }
-    }
-
-    #[must_use]
-    pub fn parse(text: &str) -> Option<PeriodKind> {
-        PeriodKind::ALL.into_iter().find(|kind| kind.as_str() == text)
-    }
-
-    /// The first day of the period of this kind that holds `day`.
-    #[must_use]
-    pub fn start_of(self, day: Date) -> Date {
-        let month_start = |month: Month| Date::from_calendar_date(day.year(), month, 1).unwrap_or(day);
-        match self {
-            PeriodKind::Day => day,
-            PeriodKind::Week => day - Duration::days(i64::from(day.weekday().number_days_from_monday())),
-            PeriodKind::Month => month_start(day.month()),
-            PeriodKind::Quarter => {
-                let first_month = (u8::from(day.month()) - 1) / 3 * 3 + 1;
-                month_start(Month::try_from(first_month).unwrap_or(Month::January))
-            }
-            PeriodKind::Year => month_start(Month::January),
-        }
-    }
-
-    /// The first day after the period that starts on `start`.
-    #[must_use]
-    pub fn end_of(self, start: Date) -> Date {
-        let add_months = |months: u8| {
-            let index = i32::from(u8::from(start.month()) - 1) + i32::from(months);
-            let month = Month::try_from(u8::try_from(index % 12 + 1).unwrap_or(1)).unwrap_or(Month::January);
-            Date::from_calendar_date(start.year() + index / 12, month, 1).unwrap_or(Date::MAX)
-        };
-        match self {
-            PeriodKind::Day => start.next_day().unwrap_or(Date::MAX),
-            PeriodKind::Week => start.checked_add(Duration::days(7)).unwrap_or(Date::MAX),
-            PeriodKind::Month => add_months(1),
-            PeriodKind::Quarter => add_months(3),
-            PeriodKind::Year => add_months(12),
-        }
-    }
-}
+pub use crate::domain::period::PeriodKind;
 
 /// A run of consecutive periods of one kind: those starting in `[first_start, last_start]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,10 +62,6 @@ pub struct PeriodRun {
     pub first_start: Date,
     pub last_start: Date,
 }
-
-/// The earliest and latest days a query reads when a period is open-ended.
-pub(crate) const FIRST_DAY: Date = time::macros::date!(1900 - 01 - 01);
-pub(crate) const LAST_DAY: Date = time::macros::date!(2200 - 01 - 01);
 
 /// Whether a tiling is a single calendar period (one cell per area and category).
 #[must_use]
@@ -862,6 +796,7 @@ mod tests {
                 last_start: date!(2025 - 01 - 01)
             }]
         );
+        use crate::domain::period::{FIRST_DAY, LAST_DAY};
         assert_eq!(tile(FIRST_DAY, LAST_DAY).len(), 1, "everything is one run of years");
     }
 

@@ -1,0 +1,94 @@
+//! Periods: the calendar periods roll-ups are kept for (`PeriodKind`) and a query's days (`DayRange`).
+
+use time::{Date, Duration, Month};
+
+/// The earliest and latest days a query reads when a period is open-ended.
+pub const FIRST_DAY: Date = time::macros::date!(1900 - 01 - 01);
+pub const LAST_DAY: Date = time::macros::date!(2200 - 01 - 01);
+
+/// The calendar periods roll-ups are kept for. Weeks are ISO weeks, starting on Monday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeriodKind {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl PeriodKind {
+    pub const ALL: [PeriodKind; 5] =
+        [PeriodKind::Day, PeriodKind::Week, PeriodKind::Month, PeriodKind::Quarter, PeriodKind::Year];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeriodKind::Day => "day",
+            PeriodKind::Week => "week",
+            PeriodKind::Month => "month",
+            PeriodKind::Quarter => "quarter",
+            PeriodKind::Year => "year",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(text: &str) -> Option<PeriodKind> {
+        PeriodKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
+    /// The first day of the period of this kind that holds `day`.
+    #[must_use]
+    pub fn start_of(self, day: Date) -> Date {
+        let month_start = |month: Month| Date::from_calendar_date(day.year(), month, 1).unwrap_or(day);
+        match self {
+            PeriodKind::Day => day,
+            PeriodKind::Week => day - Duration::days(i64::from(day.weekday().number_days_from_monday())),
+            PeriodKind::Month => month_start(day.month()),
+            PeriodKind::Quarter => {
+                let first_month = (u8::from(day.month()) - 1) / 3 * 3 + 1;
+                month_start(Month::try_from(first_month).unwrap_or(Month::January))
+            }
+            PeriodKind::Year => month_start(Month::January),
+        }
+    }
+
+    /// The first day after the period that starts on `start`.
+    #[must_use]
+    pub fn end_of(self, start: Date) -> Date {
+        let add_months = |months: u8| {
+            let index = i32::from(u8::from(start.month()) - 1) + i32::from(months);
+            let month = Month::try_from(u8::try_from(index % 12 + 1).unwrap_or(1)).unwrap_or(Month::January);
+            Date::from_calendar_date(start.year() + index / 12, month, 1).unwrap_or(Date::MAX)
+        };
+        match self {
+            PeriodKind::Day => start.next_day().unwrap_or(Date::MAX),
+            PeriodKind::Week => start.checked_add(Duration::days(7)).unwrap_or(Date::MAX),
+            PeriodKind::Month => add_months(1),
+            PeriodKind::Quarter => add_months(3),
+            PeriodKind::Year => add_months(12),
+        }
+    }
+}
+
+/// A period of whole days: `from` inclusive, `to` exclusive; `None` is unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayRange {
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+}
+
+impl DayRange {
+    /// The days to read, with open ends running to the earliest and latest days the roll-ups can hold.
+    #[must_use]
+    pub fn bounds(self) -> (Date, Date) {
+        (self.from.unwrap_or(FIRST_DAY), self.to.unwrap_or(LAST_DAY))
+    }
+
+    /// The same number of days just before this period (for "change against the previous period"); `None` for an
+    /// open period, or one whose previous period would start before the calendar does.
+    #[must_use]
+    pub fn previous(self) -> Option<DayRange> {
+        let (from, to) = (self.from?, self.to?);
+        Some(DayRange { from: Some(from.checked_sub(to - from)?), to: Some(from) })
+    }
+}
