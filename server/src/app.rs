@@ -14,9 +14,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
 use crate::database_url::DatabaseUrl;
 use crate::db_lock::DatabaseLock;
+use crate::geo::atlas::{Atlas, SharedAtlas, DEFAULT_SET, RELOAD_EVERY};
 use crate::group_commit::GroupCommit;
 use crate::ingest::{self, process_actor, DocLocks};
 use crate::invitations::{open_secret, InvitationSecret};

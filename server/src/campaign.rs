@@ -9,7 +9,7 @@ use grapevine_sync_proto::campaign::{campaign_document, DEFAULT_CAMPAIGN};
 use grapevine_sync_proto::campaign_doc::{fingerprint, write_campaign, AreaEntry, CampaignSheet};
 use grapevine_sync_proto::DocumentId;
 
-use crate::atlas::Atlas;
+use crate::geo::atlas::Atlas;
 use crate::ingest::Service;
 use crate::store::Store;
 

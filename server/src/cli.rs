@@ -11,15 +11,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use anyhow::Context;
 
 use crate::app::{Application, ServeConfig};
-use crate::atlas::DEFAULT_SET;
-use crate::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
 use crate::database_url::DatabaseUrl;
 use crate::db_lock::DatabaseLock;
 use crate::domain::Principal;
 use crate::domain::Scope;
+use crate::geo::atlas::DEFAULT_SET;
+use crate::geo::boundary_files::{read_boundary_file, BoundaryFormat, ReadOptions};
+use crate::geo::postcodes::read_postcodes;
 use crate::invitations;
 use crate::people;
-use crate::postcodes::read_postcodes;
 use crate::store::{self, ApiTokenInfo, Role, DEFAULT_DATABASE_URL};
 use crate::telemetry::LogFormat;
 use crate::usecase::cohorts::NewInvitation;
@@ -742,7 +742,7 @@ async fn run_boundaries(command: BoundariesCommand) -> anyhow::Result<()> {
                 info.generation,
                 info.set_name,
                 info.n_areas,
-                crate::atlas::RELOAD_EVERY.as_secs()
+                crate::geo::atlas::RELOAD_EVERY.as_secs()
             );
             Ok(())
         }

@@ -21,7 +21,7 @@ const DECIDED_AT: OffsetDateTime = time::macros::datetime!(2030-01-01 00:00 UTC)
 use grapevine_sync_proto::document::write_insight;
 use grapevine_sync_proto::{Channel, Insight, Location};
 
-use crate::atlas::Atlas;
+use crate::geo::atlas::Atlas;
 use crate::ingest::decide;
 
 fn atlas() -> &'static Atlas {

@@ -14,12 +14,12 @@
 //! - `ingest`: how a stored document changes: `ingest::decide`, what a changed insight document means (extract,
 //!   validate, geotag; pure), and `ingest::Service`, the one load → authorise → apply → decide → save → retry loop
 //!   the sync, the campaign and (later) erasure and re-processing go through.
-//! - `boundaries`: areas, the R-tree and point → area.
-//! - `atlas`: every boundary generation in memory, the tagging rule (`near_boundary`) and its reload.
-//! - `boundary_files`: reading GeoJSON, KML/KMZ and police.uk boundary files; repairs, overlaps and gaps.
+//! - `geo`: where things are: `geo::boundaries` (areas, the R-tree and point → area), `geo::atlas` (every boundary
+//!   generation in memory, the tagging rule, `near_boundary`, scopes' `areas_within`, the reload),
+//!   `geo::boundary_files` (GeoJSON, KML/KMZ and police.uk files; repairs, overlaps and gaps) and `geo::postcodes`
+//!   (an ONS Postcode Directory CSV).
 //! - `campaign`: publishing the campaign (categories, prompts, areas) as a read-only document phones sync down,
 //!   through `ingest::Service::publish`.
-//! - `postcodes`: reading an ONS Postcode Directory CSV.
 //! - `store`: `Store`, the sum of one trait per aggregate (access, audit, documents, generations, people, postcodes,
 //!   roll-ups), each with its SQLite and PostgreSQL implementation side by side; the only module that knows SQL.
 //! - `audit`: the audit trail's entries, their hash chain and its verification (docs/audit.md).
@@ -38,24 +38,21 @@
 //! - `fuzzing`: entry points for `fuzz/` and the corpus replay.
 
 pub mod app;
-pub mod atlas;
 pub mod audit;
 pub mod auth;
-pub mod boundaries;
-pub mod boundary_files;
 pub mod campaign;
 pub mod cli;
 pub mod database_url;
 pub mod db_lock;
 pub mod domain;
 pub mod fuzzing;
+pub mod geo;
 pub mod group_commit;
 pub mod http;
 pub mod ingest;
 pub mod invitations;
 pub mod metrics;
 pub mod people;
-pub mod postcodes;
 pub mod qr;
 pub mod readiness;
 pub mod serve_loop;

@@ -17,9 +17,9 @@
 use std::time::{Duration, Instant};
 
 use geo::{Coord, LineString, MultiPolygon, Polygon, Validation};
-use grapevine_server::boundaries::validity::invalidities;
-use grapevine_server::boundaries::Boundaries;
-use grapevine_server::boundary_files::{read_boundary_file, ReadOptions};
+use grapevine_server::geo::boundaries::validity::invalidities;
+use grapevine_server::geo::boundaries::Boundaries;
+use grapevine_server::geo::boundary_files::{read_boundary_file, ReadOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use geo::LineString;
-use grapevine_server::boundaries::{Area, Boundaries};
+use grapevine_server::geo::boundaries::{Area, Boundaries};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::Connection;

@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use grapevine_client_sdk::{Channel, Draft, Location, Store as PhoneStore, SyncConnection};
-use grapevine_server::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
+use grapevine_server::geo::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
 use grapevine_server::ingest::decide;
 use grapevine_server::store::{self, DocumentBytes, DocumentWrite, InsightRow, Role};
 use grapevine_server::{Application, ServeConfig};

@@ -105,7 +105,9 @@ fn memory_kib(pid: u32, field: &str) -> u64 {
 async fn start_grapevine(dir: &Path, n_devices: usize) -> Server {
     let database_url = format!("sqlite://{}", dir.join("grapevine.db").display());
     let store = store::open(&database_url).await.unwrap();
-    let _ = grapevine_server::atlas::Atlas::load(store.as_ref(), grapevine_server::atlas::DEFAULT_SET).await.unwrap();
+    let _ = grapevine_server::geo::atlas::Atlas::load(store.as_ref(), grapevine_server::geo::atlas::DEFAULT_SET)
+        .await
+        .unwrap();
     let mut tokens = Vec::with_capacity(n_devices);
     for i in 0..n_devices {
         tokens

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::command::grapevine;
-use grapevine_server::boundaries::Boundaries;
-use grapevine_server::boundary_files::{read_boundary_file, ReadOptions, RepairKind};
+use grapevine_server::geo::boundaries::Boundaries;
+use grapevine_server::geo::boundary_files::{read_boundary_file, ReadOptions, RepairKind};
 use grapevine_tests::Backend;
 
 fn districts_file() -> PathBuf {

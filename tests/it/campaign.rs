@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use geo::polygon;
-use grapevine_server::atlas::{stored_area, tag_in, Whereabouts};
-use grapevine_server::boundaries::{Area, Boundaries};
+use grapevine_server::geo::atlas::{stored_area, tag_in, Whereabouts};
+use grapevine_server::geo::boundaries::{Area, Boundaries};
 use grapevine_server::store::{Store, TaggableInsight};
 use grapevine_sync_proto::automerge::transaction::Transactable;
 use grapevine_sync_proto::automerge::{AutoCommit, ROOT};

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::query::RollupQuery;
 use super::Caller;
 use crate::app::AppState;
-use crate::atlas::Generation;
+use crate::geo::atlas::Generation;
 use crate::store::Sums;
 
 pub fn router() -> Router<AppState> {

@@ -8,8 +8,8 @@ use grapevine_sync_proto::ErrorCode;
 use time::{Date, Month};
 
 use super::error::{shown, ApiError};
-use crate::atlas::{Atlas, Generation};
 use crate::domain::period::{DayRange, PeriodKind, FIRST_DAY, LAST_DAY};
+use crate::geo::atlas::{Atlas, Generation};
 
 /// The earliest date a query may name. It is where an open `from` starts, so naming it reads what leaving `from` out
 /// reads; the period before the widest query then starts in 1600, which both stores hold.

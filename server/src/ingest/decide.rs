@@ -9,7 +9,7 @@ use grapevine_sync_proto::insight::Location;
 use grapevine_sync_proto::{DocumentId, ErrorCode, Insight, InvalidInsight};
 use time::OffsetDateTime;
 
-use crate::atlas::{Atlas, Whereabouts};
+use crate::geo::atlas::{Atlas, Whereabouts};
 use crate::store::{InsightRow, Outcome};
 
 /// The server's decision: the row to store and the record to write back into the document.
@@ -122,7 +122,7 @@ fn geotag(
         // Counted, but in no area: the roll-up shows it under outside_coverage rather than dropping it.
         Location::None => Whereabouts { point: None, accuracy_m: None, picked_area_code: None, approximate: false },
     };
-    let (code, _) = crate::atlas::tag_in(filing, &whereabouts);
+    let (code, _) = crate::geo::atlas::tag_in(filing, &whereabouts);
     let status = match filing.area(&code) {
         Some(area) => ServerStatus::Filed { area_code: area.code.clone(), area_name: area.name.clone() },
         None => ServerStatus::OutsideCoverage,

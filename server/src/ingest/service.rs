@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::decide::{decide, postcode_of, withdrawn};
-use crate::atlas::SharedAtlas;
+use crate::geo::atlas::SharedAtlas;
 use crate::group_commit::GroupCommit;
 use crate::store::{normalise_postcode, DocumentBytes, DocumentWrite, Outcome, SaveError, Store, StoredDocument};
 
@@ -417,7 +417,7 @@ mod tests {
     use grapevine_sync_proto::{Channel, Insight, Location};
 
     use super::*;
-    use crate::atlas::{Atlas, DEFAULT_SET};
+    use crate::geo::atlas::{Atlas, DEFAULT_SET};
 
     /// A change made on the server, with no sync session: what erasure or re-processing would bring. The service
     /// needs nothing of the transport.

@@ -6,10 +6,10 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{UseCaseError, UseCases};
-use crate::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
 use crate::audit::AuditOutcome;
-use crate::boundaries::{Area, Boundaries};
 use crate::domain::{Action, Principal};
+use crate::geo::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
+use crate::geo::boundaries::{Area, Boundaries};
 use crate::store::{GenerationInfo, ImportedPostcodes, SqliteStore, TaggableInsight};
 
 impl UseCases {

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use grapevine_sync_proto::ErrorCode;
 
 use super::{UseCaseError, UseCases};
-use crate::atlas::{Atlas, Generation};
-use crate::boundaries::Area;
 use crate::domain::{shown, Action, DayRange, PeriodKind, Principal, Scope};
+use crate::geo::atlas::{Atlas, Generation};
+use crate::geo::boundaries::Area;
 use crate::store::{AreaRollup, CategoryCount, SeriesPoint, OUTSIDE_COVERAGE};
 
 /// Which areas of one generation a principal may see.

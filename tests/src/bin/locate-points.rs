@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufWriter, Write};
 
 use anyhow::Context;
-use grapevine_server::boundaries::Boundaries;
+use grapevine_server::geo::boundaries::Boundaries;
 
 fn main() -> anyhow::Result<()> {
     let boundaries = Boundaries::bundled();

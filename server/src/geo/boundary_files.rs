@@ -68,8 +68,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{RTree, RTreeObject, AABB};
 
-use crate::boundaries::validity::{invalidities, make_valid_even_odd, split_pinched_rings, Invalidity};
-use crate::boundaries::Area;
+use crate::geo::boundaries::validity::{invalidities, make_valid_even_odd, split_pinched_rings, Invalidity};
+use crate::geo::boundaries::Area;
 
 /// Intersections smaller than this (square metres) are rounding between two shared edges, not overlaps.
 pub const OVERLAP_TOLERANCE_M2: f64 = 1.0;

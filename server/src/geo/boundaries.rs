@@ -18,7 +18,7 @@ use rstar::RTree;
 use point_index::PointIndex;
 
 /// The bundled ward boundaries (OGL; attribution in `server/data/boundaries/LICENCE.md`).
-const BUNDLED_WARDS: &str = include_str!("../data/boundaries/staffordshire-wards-2013.geojson");
+const BUNDLED_WARDS: &str = include_str!("../../data/boundaries/staffordshire-wards-2013.geojson");
 
 /// One area: a ward or a policing neighbourhood.
 #[derive(Debug, Clone)]

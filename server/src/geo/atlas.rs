@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use geo::{Coord, InteriorPoint, MultiPolygon};
 
-use crate::boundaries::{Area, Boundaries};
 use crate::domain::Scope;
+use crate::geo::boundaries::{Area, Boundaries};
 use crate::store::{AreaTag, GenerationInfo, Store, StoredArea, TaggableInsight, OUTSIDE_COVERAGE};
 
 /// The set the bundled wards are generation 1 of, and the default filing set.
@@ -394,7 +394,7 @@ mod tests {
 
     /// Each bundled ward's district, as the ward file itself records it (`LADCD`).
     fn ward_districts() -> BTreeMap<String, String> {
-        let text = include_str!("../data/boundaries/staffordshire-wards-2013.geojson");
+        let text = include_str!("../../data/boundaries/staffordshire-wards-2013.geojson");
         let wards: serde_json::Value = serde_json::from_str(text).unwrap();
         wards["features"]
             .as_array()

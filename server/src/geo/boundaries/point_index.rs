@@ -267,7 +267,7 @@ impl PointIndex {
 mod tests {
     use geo::{BoundingRect, Intersects, Point, Rect};
 
-    use crate::boundaries::Boundaries;
+    use crate::geo::boundaries::Boundaries;
 
     /// The answer by the border rule without the grid: every area whose box holds the point, tested exactly.
     fn by_testing_every_area<'a>(
