@@ -94,3 +94,19 @@ async fn actions_refusals_and_credentials_are_recorded_and_admins_read_them(back
 }
 
 on_both_backends!(actions_refusals_and_credentials_are_recorded_and_admins_read_them);
+
+/// Spraying bad tokens cannot fill the trail: refused credentials from one network are recorded one by one up to a
+/// budget (20, then 20 a minute), refused all the same beyond it, and a good token from that network still works.
+async fn refused_credentials_are_recorded_within_a_budget_per_network(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for attempt in 0..40 {
+        let (status, body) = app.get("/api/v1/areas", Some(&format!("gva_guess{attempt}"))).await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "attempt {attempt}");
+    }
+    let recorded = entries(&app, "credential.refused").await.len();
+    assert!((20..=22).contains(&recorded), "{recorded} of 40 recorded");
+    let (status, _) = app.get("/api/v1/areas", Some(&app.analyst_token)).await;
+    assert_eq!(status, 200, "the network is not locked out");
+}
+
+on_both_backends!(refused_credentials_are_recorded_within_a_budget_per_network);

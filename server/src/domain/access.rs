@@ -148,6 +148,29 @@ pub struct RequestContext {
     pub client_addr: Option<IpAddr>,
 }
 
+impl RequestContext {
+    /// The network a request came from, as budgets per address count it: an IPv4 address, or an IPv6 address's /64
+    /// network (one household or phone may hold a whole /64). Without an address (a router served without connect
+    /// info), every request shares one.
+    #[must_use]
+    pub fn network(&self) -> IpAddr {
+        network_of(self.client_addr)
+    }
+}
+
+/// `RequestContext::network` for an address alone.
+#[must_use]
+pub fn network_of(address: Option<IpAddr>) -> IpAddr {
+    match address {
+        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let network = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(std::net::Ipv6Addr::from(network))
+        }
+        Some(address) => address.to_canonical(),
+        None => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
 /// Who acts, with which role, where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

@@ -1,7 +1,7 @@
 //! `POST /api/v1/enrol`: a phone redeems an invitation code for its own device token (docs/sync-protocol.md,
 //! "Enrolment"). No bearer token: the code is the credential.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -78,18 +78,9 @@ pub(crate) fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAdd
     peer
 }
 
-/// The key an address's enrolment budget is kept under: an IPv4 address, or an IPv6 address's /64 network (one
-/// household or phone may hold a whole /64). Without the peer's address (a router served without connect info),
-/// every request shares one budget.
+/// The key an address's enrolment budget is kept under: its network (`RequestContext::network`).
 pub(crate) fn budget_key(address: Option<IpAddr>) -> IpAddr {
-    match address {
-        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-            let network = u128::from(v6) & !u128::from(u64::MAX);
-            IpAddr::V6(Ipv6Addr::from(network))
-        }
-        Some(address) => address.to_canonical(),
-        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    }
+    crate::domain::access::network_of(address)
 }
 
 /// Redeems a code, within the address's budget of unknown codes: every attempt takes a token first (so parallel
@@ -207,7 +198,7 @@ mod tests {
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
         assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
-        assert_eq!(budget_key(None), IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(budget_key(None), IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
     }
 
     #[test]

@@ -42,12 +42,20 @@ impl UseCases {
         Err(refusal)
     }
 
-    /// A refused credential in the audit trail: nobody is known to act, so the actor is `anonymous`.
+    /// A refused credential in the audit trail: nobody is known to act, so the actor is `anonymous`. Within the
+    /// network's budget (`REFUSALS_RECORDED_PER_MINUTE`); beyond it, said once in the log as the budget runs out.
     async fn record_refused_credential(
         &self,
         refusal: &UseCaseError,
         context: &RequestContext,
     ) -> Result<(), UseCaseError> {
+        let network = context.network();
+        if !self.refusals_recorded.allow(network) {
+            return Ok(());
+        }
+        if !self.refusals_recorded.wait(&network).is_zero() {
+            tracing::warn!(%network, "many refused credentials from this network; the rest are refused unrecorded for now");
+        }
         let entry = NewAuditEntry {
             actor: "anonymous".into(),
             role: String::new(),

@@ -12,17 +12,26 @@ pub mod reference;
 pub mod rollups;
 pub mod sync;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use grapevine_sync_proto::ErrorCode;
 
 use crate::domain::{Action, Principal};
 use crate::store::Store;
+use crate::sync::RateLimiter;
+
+/// How many refused credentials from one network are recorded one by one: this many at once, and this many a minute
+/// after that. Beyond it they are still refused, and counted in the log, but not each appended to the trail, so
+/// nobody can fill the trail (or queue every audited action behind its lock) by spraying bad tokens.
+const REFUSALS_RECORDED_PER_MINUTE: f64 = 20.0;
 
 /// The door every action goes through.
 #[derive(Debug, Clone)]
 pub struct UseCases {
     store: Arc<dyn Store>,
+    /// Per network, how many more refused credentials are recorded one by one.
+    refusals_recorded: Arc<RateLimiter<IpAddr>>,
 }
 
 /// Why a use case did not do what was asked. Each maps onto the one code table; adapters choose only how to say it
@@ -73,7 +82,9 @@ impl UseCaseError {
 impl UseCases {
     #[must_use]
     pub fn new(store: Arc<dyn Store>) -> UseCases {
-        UseCases { store }
+        let per_second = REFUSALS_RECORDED_PER_MINUTE / 60.0;
+        let refusals_recorded = Arc::new(RateLimiter::new(per_second, REFUSALS_RECORDED_PER_MINUTE));
+        UseCases { store, refusals_recorded }
     }
 
     /// Opens (creating and migrating) the database at `database_url`, for the command line.
