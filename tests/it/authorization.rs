@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use grapevine_server::domain::{Action, Principal, Role};
 use grapevine_server::usecase::UseCases;
 use grapevine_tests::{Backend, TestApp};
+use serde_json::Value;
 
 const ACCESS_MD: &str = include_str!("../../docs/access.md");
 
@@ -165,3 +166,49 @@ async fn every_route_with_every_role_in_and_out_of_scope(backend: Backend) {
 }
 
 on_both_backends!(every_route_with_every_role_in_and_out_of_scope);
+
+/// A scope given in one boundary set covers the areas of another that lie within it (docs/access.md, "what within
+/// means"): a Stafford partnership scoped to its district (ONS districts, imported) reads the Stafford wards, exactly
+/// those the ward file places in Stafford, and a Newcastle ward is answered as absent.
+async fn a_district_scope_reads_the_wards_within_it(backend: Backend) {
+    use grapevine_server::geo::boundary_files::{read_boundary_file, ReadOptions};
+    let app = TestApp::spawn(backend).await;
+    let usecases = UseCases::new(app.store.clone());
+    let operator = Principal::operator();
+    let districts_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/boundaries/uk-local-authority-districts-2022.geojson");
+    let districts = read_boundary_file(&districts_file, &ReadOptions::default()).unwrap();
+    usecases.import_boundaries(&operator, "districts", "lad-2022.geojson", districts.areas).await.unwrap();
+    let app = app.restart().await; // loads the new generation now rather than at the next reload
+    let usecases = UseCases::new(app.store.clone());
+    usecases.add_person(&operator, "stafford@example.org", "analyst", Some("districts:E07000197")).await.unwrap();
+    let token = usecases.issue_person_token(&operator, "stafford@example.org", "test", None).await.unwrap().token;
+
+    let wards: Value =
+        serde_json::from_str(include_str!("../../server/data/boundaries/staffordshire-wards-2013.geojson")).unwrap();
+    let in_district = |district: &str| -> BTreeSet<String> {
+        wards["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|ward| ward["properties"]["LADCD"] == district)
+            .map(|ward| ward["properties"]["WD13CD"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, body) = app.get("/api/v1/areas", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["boundaries"]["set"], "wards", "the filing set is read, through the district scope");
+    let seen: BTreeSet<String> =
+        body["areas"].as_array().unwrap().iter().map(|area| area["code"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(seen, in_district("E07000197"));
+    let newcastle_ward = in_district("E07000195").into_iter().next().unwrap();
+    let (status, body) = app.get(&format!("/api/v1/areas/{newcastle_ward}"), Some(&token)).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("area_not_found")));
+    // The district itself, in its own set, is within the scope; its neighbour is not.
+    let (status, _) = app.get("/api/v1/areas/E07000197?set=districts", Some(&token)).await;
+    assert_eq!(status, 200);
+    let (status, _) = app.get("/api/v1/areas/E07000195?set=districts", Some(&token)).await;
+    assert_eq!(status, 404);
+}
+
+on_both_backends!(a_district_scope_reads_the_wards_within_it);
