@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
-use grapevine_sync_proto::automerge::ActorId;
 use grapevine_sync_proto::session::DEFAULT_MAX_FRAME_BYTES;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +113,8 @@ impl ServeConfig {
 pub struct AppState {
     /// The one door: every action of the HTTP API goes through it.
     pub usecases: UseCases,
-    /// The store, for the sync endpoint's document traffic alone (it moves behind the ingest service next).
+    /// The store, for the health probes (`/readyz`, `/metrics`) and the atlas reload alone: every action goes through
+    /// `usecases`, every document change through `ingest`.
     pub store: Arc<dyn Store>,
     /// Every boundary generation; reloaded when one is imported.
     pub atlas: SharedAtlas,
@@ -123,13 +123,8 @@ pub struct AppState {
     pub peer_id: String,
     /// The database's lineage, announced in the handshake (see `docs/sync-protocol.md`).
     pub storage_id: String,
-    /// This process's Automerge actor, for the records it writes into documents.
-    pub actor: ActorId,
-    pub doc_locks: Arc<DocLocks>,
-    /// Every document write goes through here, committed in batches (`group_commit`).
-    pub writer: GroupCommit,
-    /// The one loop a stored document changes through (`ingest::Service`), over the store, atlas, writer, document
-    /// locks and actor above.
+    /// The one loop a stored document changes through (`ingest::Service`): it holds the group-commit writer, the
+    /// per-document locks and this process's Automerge actor.
     pub ingest: Arc<ingest::Service>,
     /// Per-device message budgets.
     pub rate_limiter: Arc<RateLimiter>,
@@ -169,15 +164,9 @@ impl Application {
         let atlas = Atlas::load(store.as_ref(), &config.filing_set).await?;
         let actor = process_actor();
         let atlas = SharedAtlas::new(atlas);
-        let doc_locks = Arc::new(DocLocks::default());
         let writer = GroupCommit::start(store.clone());
-        let ingest = Arc::new(ingest::Service::new(
-            store.clone(),
-            atlas.clone(),
-            writer.clone(),
-            doc_locks.clone(),
-            actor.clone(),
-        ));
+        let ingest =
+            Arc::new(ingest::Service::new(store.clone(), atlas.clone(), writer, Arc::new(DocLocks::default()), actor));
         crate::campaign::publish(&ingest).await?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         if let Some(lock) = database_lock.as_mut() {
@@ -192,9 +181,6 @@ impl Application {
             config: Arc::new(config),
             peer_id: format!("grapevine-server-{}", uuid::Uuid::new_v4()),
             storage_id,
-            actor,
-            doc_locks,
-            writer,
             ingest,
             rate_limiter,
             enrol_limiter,

@@ -339,7 +339,7 @@ async fn offer(state: &AppState, connection: &mut Connection, socket: &mut WebSo
 /// document over the limits (stored before they were enforced) is not offered: loading it is what the limits
 /// prevent.
 async fn push(state: &AppState, connection: &mut Connection, doc_id: DocumentId) -> anyhow::Result<Answer> {
-    let _guard = state.doc_locks.lock(doc_id).await;
+    let _guard = state.ingest.lock(doc_id).await;
     let Some(stored) = connection.device.own_document(doc_id).await? else { return Ok(Answer::Frames(Vec::new())) };
     connection.resume(doc_id).await?;
     off_the_workers(&mut connection.session, move |session| {

@@ -145,6 +145,12 @@ impl Service {
         &self.atlas
     }
 
+    /// Holds the document `doc_id` against every change on this node (what offering a stored document to a device
+    /// reads under).
+    pub async fn lock(&self, doc_id: DocumentId) -> DocGuard<'_> {
+        self.doc_locks.lock(doc_id).await
+    }
+
     /// Applies `author`'s change to the document `doc_id`: load → authorise → apply → decide → save, again while
     /// another writer saves first or a boundary generation arrives. Serialised per document on this node; the
     /// store's version check catches a writer on another node. Returns with the document's lock, held until the
