@@ -12,7 +12,7 @@ use grapevine_sync_proto::Channel;
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::query::RollupQuery;
+use super::query::ApiQuery;
 use super::Caller;
 use crate::app::AppState;
 use crate::geo::atlas::Generation;
@@ -117,7 +117,7 @@ async fn list_areas(
     Caller(principal): Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AreasResponse>, ApiError> {
-    let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to"])?;
+    let query = ApiQuery::parse(query.as_deref(), &["set", "generation", "from", "to"])?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
     let totals = state.usecases.area_totals(&principal, &atlas, generation, query.days).await?;
@@ -146,7 +146,7 @@ async fn one_area(
     RawQuery(query): RawQuery,
 ) -> Result<Json<AreaResponse>, ApiError> {
     let Path(code) = code?;
-    let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "period"])?;
+    let query = ApiQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "period"])?;
     let atlas = state.atlas.get();
     let generation = query.generation(&atlas)?;
     let detail = state.usecases.area_detail(&principal, &atlas, generation, &code, query.days, query.period).await?;

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::ApiError;
-use super::query::RollupQuery;
+use super::query::ApiQuery;
 use super::Caller;
 use crate::app::AppState;
 use crate::audit::AuditFilter;
@@ -29,7 +29,7 @@ async fn audit_trail(
     Caller(principal): Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query = RollupQuery::parse(query.as_deref(), &["actor", "action", "from", "to"])?;
+    let query = ApiQuery::parse(query.as_deref(), &["actor", "action", "from", "to"])?;
     let midnight = |date: time::Date| date.midnight().assume_utc();
     let filter = AuditFilter {
         actor: query.actor,

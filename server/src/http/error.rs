@@ -29,7 +29,7 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a valid bearer token is required")
+        ApiError::from(crate::usecase::UseCaseError::unauthorized())
     }
 
     pub fn invalid_query(message: impl Into<String>) -> Self {

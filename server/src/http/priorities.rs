@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::areas::GenerationRef;
 use super::error::ApiError;
-use super::query::RollupQuery;
+use super::query::ApiQuery;
 use super::Caller;
 use crate::app::AppState;
 use crate::store::CategoryCount;
@@ -75,7 +75,7 @@ async fn priorities(
     Caller(principal): Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<PrioritiesResponse>, ApiError> {
-    let query = RollupQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "area"])?;
+    let query = ApiQuery::parse(query.as_deref(), &["set", "generation", "from", "to", "area"])?;
     let (Some(from), Some(to)) = (query.days.from, query.days.to) else {
         return Err(ApiError::invalid_query("priorities need both from and to, to compare with the period before"));
     };

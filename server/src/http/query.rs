@@ -22,7 +22,7 @@ pub(crate) const LATEST_DAY: Date = LAST_DAY;
 
 /// The query parameters of the analyst API (each endpoint allows its own).
 #[derive(Debug, Default, PartialEq)]
-pub(crate) struct RollupQuery {
+pub(crate) struct ApiQuery {
     pub set: Option<String>,
     pub generation: Option<i64>,
     /// `from` inclusive, `to` exclusive.
@@ -34,11 +34,11 @@ pub(crate) struct RollupQuery {
     pub action: Option<String>,
 }
 
-impl RollupQuery {
+impl ApiQuery {
     /// Parses a raw query string (as the request has it, still percent-encoded), taking only the parameters in
     /// `allowed`.
-    pub(crate) fn parse(query: Option<&str>, allowed: &[&str]) -> Result<RollupQuery, ApiError> {
-        let mut parsed = RollupQuery::default();
+    pub(crate) fn parse(query: Option<&str>, allowed: &[&str]) -> Result<ApiQuery, ApiError> {
+        let mut parsed = ApiQuery::default();
         let mut seen: Vec<String> = Vec::new();
         // Empty pairs (`a=1&&b=2`, a trailing `&`) are skipped by the decoder, as browsers write them.
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -164,17 +164,17 @@ mod tests {
     const ALL: &[&str] = &["set", "generation", "from", "to", "period", "area"];
 
     fn refusal(query: &str) -> ApiError {
-        let error = RollupQuery::parse(Some(query), ALL).unwrap_err();
+        let error = ApiQuery::parse(Some(query), ALL).unwrap_err();
         assert_eq!((error.status, error.code), (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidQuery), "{query}");
         error
     }
 
     #[test]
     fn queries_parse_or_say_what_is_wrong() {
-        assert_eq!(RollupQuery::parse(None, ALL).unwrap(), RollupQuery::default());
-        assert_eq!(RollupQuery::parse(Some(""), ALL).unwrap(), RollupQuery::default());
+        assert_eq!(ApiQuery::parse(None, ALL).unwrap(), ApiQuery::default());
+        assert_eq!(ApiQuery::parse(Some(""), ALL).unwrap(), ApiQuery::default());
         let parsed =
-            RollupQuery::parse(Some("from=2026-01-01&to=2026-02-01&set=wards&generation=2&period=week"), ALL).unwrap();
+            ApiQuery::parse(Some("from=2026-01-01&to=2026-02-01&set=wards&generation=2&period=week"), ALL).unwrap();
         assert_eq!(parsed.days, DayRange { from: Some(date!(2026 - 01 - 01)), to: Some(date!(2026 - 02 - 01)) });
         assert_eq!(
             (parsed.set.as_deref(), parsed.generation, parsed.period),
@@ -200,21 +200,21 @@ mod tests {
             let error = refusal(bad);
             assert!(error.message.contains(named), "{bad}: {}", error.message);
         }
-        let error = RollupQuery::parse(Some("period=week"), &["from", "to"]).unwrap_err();
+        let error = ApiQuery::parse(Some("period=week"), &["from", "to"]).unwrap_err();
         assert!(error.message.contains("unknown parameter 'period'"), "{}", error.message);
     }
 
     #[test]
     fn names_and_values_are_percent_decoded() {
-        let parsed = RollupQuery::parse(Some("set=police%20neighbourhoods&%61rea=E05%30%30"), ALL).unwrap();
+        let parsed = ApiQuery::parse(Some("set=police%20neighbourhoods&%61rea=E05%30%30"), ALL).unwrap();
         assert_eq!(parsed.set.as_deref(), Some("police neighbourhoods"));
         assert_eq!(parsed.area.as_deref(), Some("E0500"));
         // The form encoding's space.
         assert_eq!(
-            RollupQuery::parse(Some("set=police+neighbourhoods"), ALL).unwrap().set.as_deref(),
+            ApiQuery::parse(Some("set=police+neighbourhoods"), ALL).unwrap().set.as_deref(),
             Some("police neighbourhoods")
         );
-        let parsed = RollupQuery::parse(Some("from=2026%2D01%2D01"), ALL).unwrap();
+        let parsed = ApiQuery::parse(Some("from=2026%2D01%2D01"), ALL).unwrap();
         assert_eq!(parsed.days.from, Some(date!(2026 - 01 - 01)));
         // A literal `+` is written `%2B`, and a signed year is still not a date.
         assert!(refusal("from=%2B2026-01-01").message.contains("YYYY-MM-DD"));
@@ -259,7 +259,7 @@ mod tests {
             let error = refusal(&format!("to={impossible}"));
             assert!(error.message.contains("to="), "{impossible}: {}", error.message);
         }
-        assert_eq!(RollupQuery::parse(Some("from=2028-02-29"), ALL).unwrap().days.from, Some(date!(2028 - 02 - 29)));
+        assert_eq!(ApiQuery::parse(Some("from=2028-02-29"), ALL).unwrap().days.from, Some(date!(2028 - 02 - 29)));
     }
 
     #[test]
@@ -280,7 +280,7 @@ mod tests {
         let attack = DayRange { from: Some(date!(0000 - 01 - 01)), to: Some(date!(9999 - 12 - 31)) };
         assert_eq!(attack.previous(), None);
         // The range's ends themselves are dates a query may name, and the period before the widest one is whole.
-        let widest = RollupQuery::parse(Some("from=1900-01-01&to=2200-01-01"), ALL).unwrap().days;
+        let widest = ApiQuery::parse(Some("from=1900-01-01&to=2200-01-01"), ALL).unwrap().days;
         assert_eq!(widest.bounds(), DayRange::default().bounds(), "naming the ends reads what leaving them out reads");
         assert_eq!(
             widest.previous(),
@@ -358,7 +358,7 @@ mod tests {
 
     /// Checks what a query that parsed promises the store: dates inside the range, `from` before `to`, a previous
     /// period that exists, and a tiling of exactly `[from, to)`, so `to` is never read.
-    fn assert_safe_for_the_store(parsed: &RollupQuery) {
+    fn assert_safe_for_the_store(parsed: &ApiQuery) {
         let (from, to) = parsed.days.bounds();
         assert!(EARLIEST_DAY <= from && from < to && to <= LATEST_DAY, "{from}..{to}");
         if parsed.days.from.is_some() && parsed.days.to.is_some() {
@@ -381,7 +381,7 @@ mod tests {
 
         #[test]
         fn any_query_string_parses_or_is_refused_naming_a_parameter(query in query()) {
-            match RollupQuery::parse(Some(&query), ALL) {
+            match ApiQuery::parse(Some(&query), ALL) {
                 Ok(parsed) => assert_safe_for_the_store(&parsed),
                 Err(error) => {
                     prop_assert_eq!(error.code, ErrorCode::InvalidQuery, "{}: {}", query, error.message);
@@ -398,7 +398,7 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(query in ".{0,200}") {
-            if let Err(error) = RollupQuery::parse(Some(&query), ALL) {
+            if let Err(error) = ApiQuery::parse(Some(&query), ALL) {
                 prop_assert_eq!(error.code, ErrorCode::InvalidQuery);
             }
         }
@@ -410,7 +410,7 @@ mod tests {
             let written = format!("{year:04}-{month:02}-{day:02}");
             let calendar = Month::try_from(month).ok().and_then(|month| Date::from_calendar_date(i32::from(year), month, day).ok());
             let expected = calendar.filter(|date| (EARLIEST_DAY..=LATEST_DAY).contains(date));
-            let parsed = RollupQuery::parse(Some(&format!("to={written}")), ALL).ok().and_then(|parsed| parsed.days.to);
+            let parsed = ApiQuery::parse(Some(&format!("to={written}")), ALL).ok().and_then(|parsed| parsed.days.to);
             prop_assert_eq!(parsed, expected, "{}", written);
         }
 
@@ -433,8 +433,8 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
                 .join("&");
-            let plain = RollupQuery::parse(Some(&query), ALL).map_err(|error| error.message);
-            let percent = RollupQuery::parse(Some(&encoded), ALL).map_err(|error| error.message);
+            let plain = ApiQuery::parse(Some(&query), ALL).map_err(|error| error.message);
+            let percent = ApiQuery::parse(Some(&encoded), ALL).map_err(|error| error.message);
             prop_assert_eq!(plain, percent, "{} vs {}", query, encoded);
         }
 
@@ -446,7 +446,7 @@ mod tests {
             let from = EARLIEST_DAY + time::Duration::days(from_offset);
             let to = (from + time::Duration::days(length)).min(LATEST_DAY);
             prop_assume!(from < to);
-            let parsed = RollupQuery::parse(Some(&format!("from={from}&to={to}")), ALL).unwrap();
+            let parsed = ApiQuery::parse(Some(&format!("from={from}&to={to}")), ALL).unwrap();
             assert_safe_for_the_store(&parsed);
         }
     }

@@ -41,7 +41,7 @@ impl UseCases {
     /// # Errors
     /// Refused; the store fails.
     pub async fn boundary_generations(&self, principal: &Principal) -> Result<Vec<GenerationInfo>, UseCaseError> {
-        Self::authorize(principal, Action::ImportBoundaries)?;
+        self.authorize_audited(principal, Action::ImportBoundaries, "boundaries.list", "generations").await?;
         let _ = Atlas::load(self.store.as_ref(), DEFAULT_SET).await?;
         Ok(self.store.generations().await?)
     }
@@ -81,9 +81,11 @@ pub async fn backup(principal: &Principal, sqlite_url: &str, to: &Path) -> Resul
     let store = std::sync::Arc::new(SqliteStore::open(sqlite_url).await?);
     let usecases = UseCases::new(store.clone());
     let target = to.display().to_string();
-    usecases.authorize_audited(principal, Action::Backup, "database.backup", &target).await?;
-    usecases.record(principal, "database.backup", &target, AuditOutcome::Allowed, json!({})).await?;
-    Ok(store.backup_to(to).await?)
+    usecases
+        .audited(principal, Action::Backup, "database.backup", &target, json!({}), async {
+            Ok(store.backup_to(to).await?)
+        })
+        .await
 }
 
 /// `grapevine restore`: replaces a SQLite database with a backup, then records the restore in the restored trail
