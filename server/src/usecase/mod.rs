@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod cohorts;
+pub mod oidc;
 pub mod people;
 pub mod reference;
 pub mod rollups;
