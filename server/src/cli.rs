@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: the /sync endpoint for phones and the analyst API. Applies pending migrations first.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply the database migrations and report the schema version, without starting the server (refused while a
     /// server holds a SQLite database).
     Migrate {
@@ -370,7 +370,8 @@ pub enum RoleArg {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Add a person with a role (collector, coordinator, analyst, board, admin) and, optionally, a scope.
+    /// Add a person with a role (collector, coordinator, analyst, board, admin) and, optionally, a scope. Without an
+    /// identity provider, prints a one-time link (valid 24 hours) for them to set a password and sign in.
     Add {
         /// Their email address (stored trimmed and lower-cased; unique).
         #[arg(long)]
@@ -382,6 +383,18 @@ pub enum UserCommand {
         /// generation of its set; without it, everywhere.
         #[arg(long)]
         areas: Option<String>,
+        #[command(flatten)]
+        sign_in: SignInLinkArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Print a new one-time link (valid 24 hours) for a person to set their password: a first one that was lost or
+    /// expired, or a forgotten password. Setting it ends every session they had.
+    PasswordLink {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        sign_in: SignInLinkArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -413,6 +426,37 @@ pub enum UserCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+}
+
+/// What a printed set-password link is made of.
+#[derive(Debug, Args)]
+pub struct SignInLinkArgs {
+    /// The address people's browsers use (as `serve --public-url`).
+    #[arg(long, env = "GRAPEVINE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+    /// The identity provider the server signs people in through (as `serve --oidc-issuer`): with one, people sign in
+    /// there and `user add` prints no password link.
+    #[arg(long, env = "GRAPEVINE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+}
+
+impl SignInLinkArgs {
+    fn link(&self, link: &crate::usecase::sign_in::SetPasswordLink) -> String {
+        use secrecy::ExposeSecret;
+        format!("{}/set-password/{}", self.public_url.trim_end_matches('/'), link.token.expose_secret())
+    }
+}
+
+/// Prints a set-password link for `email`, its validity and who may use it.
+async fn print_password_link(usecases: &UseCases, email: &str, sign_in: &SignInLinkArgs) -> anyhow::Result<()> {
+    let link = usecases.issue_password_link(&Principal::operator(), email).await?;
+    println!(
+        "Send {} this link to set a password and sign in; it works once, until {} (UTC):",
+        link.person.email,
+        minutes(link.expires_at)
+    );
+    println!("{}", sign_in.link(&link));
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -479,7 +523,7 @@ fn serve_config(args: ServeArgs) -> ServeConfig {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let app = Application::build(serve_config(args)).await?;
+            let app = Application::build(serve_config(*args)).await?;
             tracing::info!(address = %app.local_addr()?, "grapevine listening");
             app.run_until_stopped(shutdown_signal()).await
         }
@@ -514,10 +558,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_people(command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Add { email, role, areas, database } => {
+        UserCommand::Add { email, role, areas, sign_in, database } => {
             let usecases = UseCases::open(&database.database_url).await?;
             let person = usecases.add_person(&Principal::operator(), &email, &role, areas.as_deref()).await?;
             println!("Added {} as {}, scope {}.", person.email, person.role, person.scope.describe());
+            match &sign_in.oidc_issuer {
+                Some(issuer) => println!("They sign in through {issuer} with this email address."),
+                None => print_password_link(&usecases, &person.email, &sign_in).await?,
+            }
+        }
+        UserCommand::PasswordLink { email, sign_in, database } => {
+            let usecases = UseCases::open(&database.database_url).await?;
+            print_password_link(&usecases, &email, &sign_in).await?;
         }
         UserCommand::List { json, database } => {
             let usecases = UseCases::open(&database.database_url).await?;
@@ -926,7 +978,7 @@ mod tests {
     fn serve(flags: &[&str]) -> ServeConfig {
         let cli = Cli::try_parse_from(["grapevine", "serve"].iter().chain(flags)).unwrap();
         let Command::Serve(args) = cli.command else { panic!("not serve") };
-        serve_config(args)
+        serve_config(*args)
     }
 
     #[test]

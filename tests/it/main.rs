@@ -50,6 +50,7 @@ mod python_sdk;
 mod queries;
 mod readme_tour;
 mod secrets_in_logs;
+mod sign_in;
 mod signals;
 mod spine;
 mod store;

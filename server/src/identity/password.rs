@@ -43,8 +43,9 @@ impl PasswordRefusal {
     }
 }
 
-/// Whether `password` may be chosen. Common means: on the list as typed (case aside), on the list once the digits and
-/// symbols around it are taken off (`Liverpool2024!` is `liverpool`), or one character repeated.
+/// Whether `password` may be chosen. Common means: on the list as typed (case aside); on the list once the digits and
+/// symbols around it are taken off (`Liverpool2024!` is `liverpool`); a listed password of six or more characters
+/// followed by nothing but digits and symbols (`123456789012` is `123456789` and `012`); or one character repeated.
 ///
 /// # Errors
 /// Too short, too long, or too common.
@@ -56,8 +57,12 @@ pub fn check_new(password: &SecretString) -> Result<(), PasswordRefusal> {
     }
     let lower = password.to_lowercase();
     let core = lower.trim_matches(|c: char| !c.is_alphabetic());
-    let one_character = lower.chars().all(|c| Some(c) == lower.chars().next());
-    if one_character || COMMON.contains(lower.as_str()) || COMMON.contains(core) {
+    let one_character = lower.chars().all(|c| lower.starts_with(c));
+    let listed_then_padding = lower
+        .char_indices()
+        .skip(6)
+        .any(|(end, _)| COMMON.contains(&lower[..end]) && !lower[end..].chars().any(char::is_alphabetic));
+    if one_character || COMMON.contains(lower.as_str()) || COMMON.contains(core) || listed_then_padding {
         return Err(PasswordRefusal::Common);
     }
     Ok(())
@@ -90,9 +95,8 @@ pub fn verify(password: &SecretString, phc: &str) -> bool {
 /// Does the work of a verification for an account that has no password (or does not exist), so the time a refusal
 /// takes does not tell which.
 pub fn verify_nothing(password: &SecretString) {
-    static DUMMY: LazyLock<String> = LazyLock::new(|| {
-        hash(&SecretString::from("a password no account has, hashed once")).unwrap_or_default()
-    });
+    static DUMMY: LazyLock<String> =
+        LazyLock::new(|| hash(&SecretString::from("a password no account has, hashed once")).unwrap_or_default());
     let _ = verify(password, &DUMMY);
 }
 
@@ -118,13 +122,15 @@ mod tests {
     #[test]
     fn length_is_counted_in_characters_within_bounds() {
         assert_eq!(check_new(&secret("short pass")), Err(PasswordRefusal::Length));
-        assert_eq!(check_new(&secret("ŵŷâêîôûŵŷâê")), Ok(()), "12 characters, more bytes");
+        assert_eq!(check_new(&secret("ŵŷâêîôûŵŷâêî")), Ok(()), "12 characters, more bytes");
         assert_eq!(check_new(&secret(&"long enough? ".repeat(20))), Err(PasswordRefusal::Length));
     }
 
     #[test]
     fn common_passwords_are_refused_however_dressed() {
-        for common in ["password1234", "Liverpool2024!", "123456789012", "aaaaaaaaaaaa", "qwertyuiop12", "!!Football!!11"] {
+        for common in
+            ["password1234", "Liverpool2024!", "123456789012", "aaaaaaaaaaaa", "qwertyuiop12", "!!Football!!11"]
+        {
             assert_eq!(check_new(&secret(common)), Err(PasswordRefusal::Common), "{common}");
             assert_eq!(PasswordRefusal::Common.code(), ErrorCode::PasswordTooCommon);
         }

@@ -503,8 +503,8 @@ pub mod prelude {
     pub use super::generations::GenerationStore;
     pub use super::people::PeopleStore;
     pub use super::postcodes::PostcodeStore;
-    pub use super::sessions::SessionStore;
     pub use super::rollup::RollupStore;
+    pub use super::sessions::SessionStore;
     pub use super::{DatabaseStore, Store};
 }
 

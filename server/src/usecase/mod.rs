@@ -101,6 +101,14 @@ impl UseCases {
         UseCases { store, refusals_recorded, sessions: sign_in::SessionPolicy::default(), sign_in_failures }
     }
 
+    /// The same door, with each network allowed `burst` failed sign-ins at once and `per_minute` after that (the
+    /// defaults are `sign_in::FAILURES_PER_NETWORK_*`).
+    #[must_use]
+    pub fn with_sign_in_budget(self, burst: f64, per_minute: f64) -> UseCases {
+        let sign_in_failures = Arc::new(RateLimiter::new(per_minute / 60.0, burst));
+        UseCases { sign_in_failures, ..self }
+    }
+
     /// The same door, with browser sessions living as `policy` says.
     #[must_use]
     pub fn with_sessions(self, policy: sign_in::SessionPolicy) -> UseCases {

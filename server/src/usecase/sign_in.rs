@@ -32,7 +32,7 @@ pub const FAILURES_PER_ACCOUNT: i64 = 10;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// Failed sign-ins one network (`RequestContext::network`) may make at once, and per minute after that.
-pub const FAILURES_PER_NETWORK_BURST: f64 = 20.0;
+pub const FAILURES_PER_NETWORK_BURST: f64 = 10.0;
 pub const FAILURES_PER_NETWORK_PER_MINUTE: f64 = 10.0;
 
 /// A session's `last_seen_at` is written at most this often, so reading pages does not write on every request.
@@ -282,7 +282,9 @@ impl UseCases {
     ) -> Result<(), UseCaseError> {
         let detail = json!({ "code": ErrorCode::CsrfInvalid.as_str() });
         match signed_in {
-            Some(signed_in) => self.record(&signed_in.principal, "csrf.refused", path, AuditOutcome::Refused, detail).await,
+            Some(signed_in) => {
+                self.record(&signed_in.principal, "csrf.refused", path, AuditOutcome::Refused, detail).await
+            }
             None => self.record_anonymous_refusal(context, "csrf.refused", path, detail).await,
         }
     }
@@ -299,8 +301,13 @@ impl UseCases {
         why: &str,
     ) -> Result<(), UseCaseError> {
         let detail = json!({ "code": code.as_str(), "why": why });
-        self.record_anonymous_refusal(context, "session.refused", &format!("person:{}", crate::domain::shown(email)), detail)
-            .await
+        self.record_anonymous_refusal(
+            context,
+            "session.refused",
+            &format!("person:{}", crate::domain::shown(email)),
+            detail,
+        )
+        .await
     }
 
     /// An entry with no known actor (`anonymous`), within the per-network budget of `REFUSALS_RECORDED_PER_MINUTE`.
@@ -342,19 +349,30 @@ impl UseCases {
     ) -> Result<SetPasswordLink, UseCaseError> {
         let email = crate::people::normalise_email(email)?;
         let target = format!("person:{email}");
-        self.audited(principal, crate::domain::Action::ManagePeople, "person.password_link", &target, json!({}), async {
-            let (person, _) = self.store.person_with_password(&email).await?.ok_or_else(|| {
-                UseCaseError::from(crate::people::PeopleError::PersonUnknown(email.clone()))
-            })?;
-            if person.disabled_at.is_some() {
-                return Err(refused(ErrorCode::PersonDisabled));
-            }
-            let now = OffsetDateTime::now_utc();
-            let token = random_secret();
-            let expires_at = unix(now) + seconds(PASSWORD_LINK_VALID);
-            self.store.add_password_link(person.id, &hash_token(token.expose_secret()), unix(now), expires_at).await?;
-            Ok(SetPasswordLink { token, person, expires_at: time_of(expires_at) })
-        })
+        self.audited(
+            principal,
+            crate::domain::Action::ManagePeople,
+            "person.password_link",
+            &target,
+            json!({}),
+            async {
+                let (person, _) = self
+                    .store
+                    .person_with_password(&email)
+                    .await?
+                    .ok_or_else(|| UseCaseError::from(crate::people::PeopleError::PersonUnknown(email.clone())))?;
+                if person.disabled_at.is_some() {
+                    return Err(refused(ErrorCode::PersonDisabled));
+                }
+                let now = OffsetDateTime::now_utc();
+                let token = random_secret();
+                let expires_at = unix(now) + seconds(PASSWORD_LINK_VALID);
+                self.store
+                    .add_password_link(person.id, &hash_token(token.expose_secret()), unix(now), expires_at)
+                    .await?;
+                Ok(SetPasswordLink { token, person, expires_at: time_of(expires_at) })
+            },
+        )
         .await
     }
 

@@ -163,7 +163,8 @@ const TOUCH_SESSION: &str = "UPDATE sessions SET last_seen_at = $2 WHERE id_hash
 
 const END_SESSION: &str = "UPDATE sessions SET ended_at = $2 WHERE id_hash = $1 AND ended_at IS NULL";
 
-const INSERT_SIGN_IN_STATE: &str = "INSERT INTO sign_in_states (state_hash, nonce, pkce_verifier, return_to, expires_at)
+const INSERT_SIGN_IN_STATE: &str =
+    "INSERT INTO sign_in_states (state_hash, nonce, pkce_verifier, return_to, expires_at)
      VALUES ($1, $2, $3, $4, $5)";
 
 const FORGET_SIGN_IN_STATES: &str = "DELETE FROM sign_in_states WHERE expires_at < $1";

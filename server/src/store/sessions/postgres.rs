@@ -4,11 +4,10 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{
-    NewSessionRecord, PasswordLinkRecord, PendingSignIn, PendingSignInRow, SessionColumns, SessionRecord,
-    SessionStore, COUNT_FAILURES, END_SESSION, END_SESSIONS_OF, FORGET_FAILURES, FORGET_SESSIONS,
-    FORGET_SIGN_IN_STATES, INSERT_FAILURE, INSERT_PASSWORD_LINK, INSERT_SESSION, INSERT_SIGN_IN_STATE,
-    PERSON_WITH_PASSWORD, SELECT_PASSWORD_LINK, SELECT_SESSION, SET_PASSWORD, TAKE_SIGN_IN_STATE, TOUCH_SESSION,
-    USE_PASSWORD_LINK,
+    NewSessionRecord, PasswordLinkRecord, PendingSignIn, PendingSignInRow, SessionColumns, SessionRecord, SessionStore,
+    COUNT_FAILURES, END_SESSION, END_SESSIONS_OF, FORGET_FAILURES, FORGET_SESSIONS, FORGET_SIGN_IN_STATES,
+    INSERT_FAILURE, INSERT_PASSWORD_LINK, INSERT_SESSION, INSERT_SIGN_IN_STATE, PERSON_WITH_PASSWORD,
+    SELECT_PASSWORD_LINK, SELECT_SESSION, SET_PASSWORD, TAKE_SIGN_IN_STATE, TOUCH_SESSION, USE_PASSWORD_LINK,
 };
 use crate::store::people::postgres::person_of;
 use crate::store::{PersonInfo, PostgresStore};
@@ -54,8 +53,8 @@ impl SessionStore for PostgresStore {
         let used = sqlx::query(USE_PASSWORD_LINK).bind(token_hash).bind(now).fetch_optional(&mut *transaction).await?;
         let Some(used) = used else { return Ok(false) };
         let person_id: Uuid = used.get(0);
-        sqlx::query(SET_PASSWORD).bind(&person_id).bind(password_hash).execute(&mut *transaction).await?;
-        sqlx::query(END_SESSIONS_OF).bind(&person_id).bind(now).execute(&mut *transaction).await?;
+        sqlx::query(SET_PASSWORD).bind(person_id).bind(password_hash).execute(&mut *transaction).await?;
+        sqlx::query(END_SESSIONS_OF).bind(person_id).bind(now).execute(&mut *transaction).await?;
         transaction.commit().await?;
         Ok(true)
     }
@@ -90,8 +89,7 @@ impl SessionStore for PostgresStore {
 
     async fn session(&self, id_hash: &str) -> anyhow::Result<Option<SessionRecord>> {
         let row = sqlx::query(SELECT_SESSION).bind(id_hash).fetch_optional(&self.pool).await?;
-        row.map(|row| <SessionColumns as sqlx::FromRow<_>>::from_row(&row)?.into_record(person_of(&row)?))
-            .transpose()
+        row.map(|row| <SessionColumns as sqlx::FromRow<_>>::from_row(&row)?.into_record(person_of(&row)?)).transpose()
     }
 
     async fn touch_session(&self, id_hash: &str, at: i64) -> anyhow::Result<()> {
