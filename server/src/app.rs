@@ -199,8 +199,17 @@ impl Application {
         }
         let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
         let enrol_limiter = Arc::new(RateLimiter::new(config.enrol_limit.per_minute / 60.0, config.enrol_limit.burst));
+        let mut usecases = UseCases::new(store.clone()).with_sessions(config.web.sessions);
+        if let Some(oidc) = &config.web.oidc {
+            // Without a public URL, browsers come back to the address just bound (port 0 included).
+            let public_base = match &config.web.public_url {
+                Some(url) => url.clone(),
+                None => format!("http://{}", listener.local_addr()?),
+            };
+            usecases = usecases.with_oidc(crate::identity::oidc::OidcClient::new(oidc.clone(), &public_base)?);
+        }
         let state = AppState {
-            usecases: UseCases::new(store.clone()).with_sessions(config.web.sessions),
+            usecases,
             store,
             atlas,
             config: Arc::new(config),

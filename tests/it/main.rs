@@ -42,6 +42,7 @@ mod js_client;
 mod limits;
 mod nodes;
 mod onboarding;
+mod oidc;
 mod one_door;
 mod people;
 mod phone_crash;

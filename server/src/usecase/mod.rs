@@ -38,6 +38,8 @@ pub struct UseCases {
     sessions: sign_in::SessionPolicy,
     /// Per network, how many more failed password sign-ins are taken (`sign_in::FAILURES_PER_NETWORK_*`).
     sign_in_failures: Arc<RateLimiter<IpAddr>>,
+    /// The organisation's identity provider, when one is configured (`with_oidc`).
+    oidc: Option<Arc<crate::identity::oidc::OidcClient>>,
 }
 
 /// Why a use case did not do what was asked. Each maps onto the one code table; adapters choose only how to say it
@@ -98,7 +100,7 @@ impl UseCases {
             sign_in::FAILURES_PER_NETWORK_PER_MINUTE / 60.0,
             sign_in::FAILURES_PER_NETWORK_BURST,
         ));
-        UseCases { store, refusals_recorded, sessions: sign_in::SessionPolicy::default(), sign_in_failures }
+        UseCases { store, refusals_recorded, sessions: sign_in::SessionPolicy::default(), sign_in_failures, oidc: None }
     }
 
     /// The same door, with each network allowed `burst` failed sign-ins at once and `per_minute` after that (the
