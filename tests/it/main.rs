@@ -55,3 +55,4 @@ mod spine;
 mod store;
 mod tls;
 mod tokens;
+mod web;
