@@ -313,7 +313,18 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     text[from..].split(end).next().unwrap()
 }
 
-async fn the_people_page_adds_an_analyst(backend: Backend) {
+/// Where the paging link `rel` ("next", "prev") of the audit page goes.
+fn paging_link(page: &Page, rel: &str) -> String {
+    let end = page.body.find(&format!("\" rel=\"{rel}\">")).unwrap_or_else(|| panic!("no {rel} link"));
+    page.body[..end].rsplit("<a href=\"").next().unwrap().replace("&#38;", "&").replace("&amp;", "&")
+}
+
+/// The seqs of the audit page's rows, in the order shown.
+fn seqs_shown(page: &Page) -> Vec<i64> {
+    page.body.split("<tr>\n      <td>").skip(1).map(|row| row.split("</td>").next().unwrap().parse().unwrap()).collect()
+}
+
+async fn the_people_page_adds_an_analyst_and_the_audit_page_shows_both_actions(backend: Backend) {
     let app = TestApp::spawn_configured(backend, |_| {}).await;
     let admin = Browser::new(&app);
     person_with_password(&app, &admin, ADMIN, "admin").await;
@@ -388,11 +399,70 @@ async fn the_people_page_adds_an_analyst(backend: Backend) {
     assert!(disabled.body.contains("ann@example.org is disabled"), "{}", disabled.body);
     assert_eq!(analyst.get("/").await.status, StatusCode::SEE_OTHER, "signed out at once");
 
+    // Both actions (the person added, their sign-in) on the audit page, newest first.
+    let audit = admin.get("/audit").await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.body);
+    assert_security_headers(&audit, "/audit");
+    assert!(audit.body.contains("<td>person.add</td>") && audit.body.contains("<td>person:ann@example.org</td>"));
+    assert!(audit.body.contains("<td>session.sign_in</td>"));
+    let seqs = seqs_shown(&audit);
+    assert!(seqs.windows(2).all(|pair| pair[0] > pair[1]), "newest first: {seqs:?}");
+    let filtered = admin.get("/audit?action=person.add").await;
+    assert!(filtered.body.contains("<td>person.add</td>") && !filtered.body.contains("<td>session.sign_in</td>"));
+    let by_actor = admin.get("/audit?actor=Ann%40example.org").await;
+    assert!(by_actor.body.contains("<td>session.sign_in</td>") && !by_actor.body.contains("<td>person.add</td>"));
+    let bad = admin.get("/audit?from=yesterday").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("<a href=\"#from\">"), "{}", bad.body);
+
+    // The download: every entry the filter lets through, as CSV with a header row.
+    let csv = admin.get("/audit.csv?action=person.add").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_security_headers(&csv, "/audit.csv");
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    let columns: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(columns[..7], ["seq", "at", "actor", "role", "action", "target", "outcome"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), entries_of(&app, "person.add").await.len(), "every entry");
+    assert!(rows.iter().all(|row| &row[4] == "person.add"));
+    let ann = rows.iter().find(|row| &row[5] == "person:ann@example.org" && &row[6] == "allowed").unwrap();
+    assert_eq!(&ann[2], &format!("person:{ADMIN}"));
+    assert!(serde_json::from_str::<serde_json::Value>(&ann[9]).is_ok(), "the detail is JSON: {}", &ann[9]);
+    app.stop().await;
+}
+
+async fn the_audit_page_pages_by_seq(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |_| {}).await;
+    let admin = Browser::new(&app);
+    person_with_password(&app, &admin, ADMIN, "admin").await;
+    let door = usecases(&app).await;
+    for n in 0..60 {
+        door.add_person(&Principal::operator(), &format!("person{n}@example.org"), "board", None).await.unwrap();
+    }
+    admin.sign_in(ADMIN, PASSWORD).await;
+    let first = admin.get("/audit").await;
+    let newest = seqs_shown(&first);
+    assert_eq!(newest.len(), 50);
+    assert!(!first.body.contains(">Newer entries</a>"));
+    let older_href = paging_link(&first, "next");
+    let second = admin.get(&older_href).await;
+    let older = seqs_shown(&second);
+    assert_eq!(older[0], newest[49] - 1, "the page after the last shown: {older:?}");
+    assert!(older.windows(2).all(|pair| pair[0] == pair[1] + 1), "{older:?}");
+    let newer_href = paging_link(&second, "prev");
+    let back = seqs_shown(&admin.get(&newer_href).await);
+    assert_eq!(back.last(), Some(&newest[49]), "newer again ends where the first page did");
+    assert_eq!(back.len(), 50);
+    let filtered = admin.get("/audit?action=person.add").await;
+    let href = paging_link(&filtered, "next");
+    assert!(href.starts_with("/audit?action=person.add&before="), "the filter is kept: {href}");
     app.stop().await;
 }
 
 on_both_backends!(
-    the_people_page_adds_an_analyst,
+    the_people_page_adds_an_analyst_and_the_audit_page_shows_both_actions,
+    the_audit_page_pages_by_seq,
     every_page_carries_the_security_headers_and_a_password_set_by_link_signs_in,
     a_wrong_password_and_an_unknown_email_get_the_same_page,
     a_form_without_its_csrf_token_changes_nothing_and_is_recorded,

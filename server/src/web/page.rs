@@ -26,6 +26,7 @@ pub(crate) fn page_time(at: OffsetDateTime) -> String {
 pub(crate) enum Nav {
     Home,
     People,
+    Audit,
     None,
 }
 
@@ -80,6 +81,7 @@ impl Shell {
         let current = match self.current {
             Nav::Home => "home",
             Nav::People => "people",
+            Nav::Audit => "audit",
             Nav::None => "",
         };
         current == name
