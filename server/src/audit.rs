@@ -111,6 +111,21 @@ pub struct AuditEntry {
     pub hash: [u8; 32],
 }
 
+/// Where reading the trail starts, and which way it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditCursor {
+    /// Oldest first, from the entry after this seq (0: from the first entry).
+    After(i64),
+    /// Newest first, from the entry before this seq (`i64::MAX`: from the newest). The audit page reads this way.
+    Before(i64),
+}
+
+impl Default for AuditCursor {
+    fn default() -> Self {
+        AuditCursor::After(0)
+    }
+}
+
 /// Which entries `audit list` (and the store's `audit_entries`) returns; every field left `None` lets all through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -122,6 +137,8 @@ pub struct AuditFilter {
     pub since: Option<OffsetDateTime>,
     /// Only entries before this time.
     pub until: Option<OffsetDateTime>,
+    /// Where to start and which way to read: oldest first from the beginning, unless said.
+    pub cursor: AuditCursor,
 }
 
 /// The entry at the head of the chain, as the store reads it under its append lock.

@@ -57,3 +57,4 @@ mod spine;
 mod store;
 mod tls;
 mod tokens;
+mod web;

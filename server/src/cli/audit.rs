@@ -48,7 +48,7 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::List { actor, action, since, until, json, database } => {
             let usecases = UseCases::open(&database.database_url).await?;
-            let filter = AuditFilter { actor, action, since, until };
+            let filter = AuditFilter { actor, action, since, until, ..AuditFilter::default() };
             let mut entries = usecases.audit_entries(&Principal::operator(), filter).await?;
             if !json {
                 println!(

@@ -36,6 +36,7 @@ async fn audit_trail(
         action: query.action,
         since: query.days.from.map(midnight),
         until: query.days.to.map(midnight),
+        ..AuditFilter::default()
     };
     // The stream borrows the use cases, so it is read in a task of its own that owns them; the check and the
     // trail's own entry for this read come back first, so a refusal is a status, not a broken stream.

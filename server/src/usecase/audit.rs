@@ -120,9 +120,10 @@ impl UseCases {
         Ok(rows)
     }
 
-    /// The entries `filter` lets through, oldest first, as the trail stood when asked. A person's read of the trail
-    /// (over the API) is itself an entry, which the read does not list; the operator at the server's command line,
-    /// who holds the database itself, is not recorded reading it.
+    /// The entries `filter` lets through, oldest first (newest first from an `AuditCursor::Before`), as the trail
+    /// stood when asked. A person's read of the trail (over the API or the audit page) is itself an entry, which the
+    /// read does not list; the operator at the server's command line, who holds the database itself, is not recorded
+    /// reading it.
     ///
     /// # Errors
     /// Refused; `since` not before `until`; the entry cannot be written.
@@ -138,6 +139,7 @@ impl UseCases {
             "since": filter.since.map(crate::audit::canonical_time),
             "until": filter.until.map(crate::audit::canonical_time),
         });
+        let newest_first = matches!(filter.cursor, crate::audit::AuditCursor::Before(_));
         // Lazy: nothing is read before the entry below is written.
         let entries = crate::audit::list(self.store.as_ref(), filter)
             .map_err(|error| UseCaseError::Invalid { code: ErrorCode::InvalidQuery, message: error.to_string() })?;
@@ -146,7 +148,11 @@ impl UseCases {
         } else {
             Some(self.append(principal, "audit.list", "audit_log", AuditOutcome::Allowed, detail).await?.seq)
         };
+        // Read newest first, the entries at and after this read's own come first, and are passed over.
         Ok(match own_entry {
+            Some(own) if newest_first => {
+                entries.try_skip_while(move |entry| std::future::ready(Ok(entry.seq >= own))).boxed()
+            }
             Some(own) => entries.try_take_while(move |entry| std::future::ready(Ok(entry.seq < own))).boxed(),
             None => entries,
         })

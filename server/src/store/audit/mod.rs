@@ -20,7 +20,7 @@ use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEntry, AuditFilter, AuditOutcome, ChainHead, NewAuditEntry};
+use crate::audit::{AuditCursor, AuditEntry, AuditFilter, AuditOutcome, ChainHead, NewAuditEntry};
 
 /// Storage of the audit trail: append an entry, read entries in seq order.
 #[async_trait::async_trait]
@@ -33,8 +33,8 @@ pub trait AuditStore: Send + Sync {
     /// then nothing was appended, and the action it records must not happen either.
     async fn append_audit(&self, entry: NewAuditEntry) -> anyhow::Result<AuditEntry>;
 
-    /// The entries `filter` lets through, in seq order, a page at a time (the filter applied in SQL). A row that
-    /// cannot be read as an entry is an error naming its seq.
+    /// The entries `filter` lets through, in seq order (or newest first, as its cursor says), a page at a time (the
+    /// filter applied in SQL). A row that cannot be read as an entry is an error naming its seq.
     fn audit_entries(&self, filter: AuditFilter) -> BoxStream<'_, anyhow::Result<AuditEntry>>;
 }
 
@@ -51,10 +51,15 @@ const INSERT: &str = "INSERT INTO audit_log (seq, at, actor, role, action, targe
 /// What a page reads, in the order `AuditRow` takes them.
 const COLUMNS: &str = "seq, at, actor, role, action, target, outcome, client_addr, request_id, detail, prev_hash, hash";
 
-/// The query for one page after seq `$1`: the filter's conditions for the fields it sets, bound in the order actor,
-/// action, since, until (each from `$2` on), then `LIMIT`.
+/// The query for one page after seq `$1` (before it, newest first, for an `AuditCursor::Before`): the filter's
+/// conditions for the fields it sets, bound in the order actor, action, since, until (each from `$2` on), then
+/// `LIMIT`.
 fn page_query(filter: &AuditFilter) -> String {
-    let mut sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq > $1");
+    let (from, order) = match filter.cursor {
+        AuditCursor::After(_) => ("seq > $1", "seq"),
+        AuditCursor::Before(_) => ("seq < $1", "seq DESC"),
+    };
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_log WHERE {from}");
     let mut n = 1;
     let mut condition = |sql: &mut String, test: &str| {
         n += 1;
@@ -72,7 +77,7 @@ fn page_query(filter: &AuditFilter) -> String {
     if filter.until.is_some() {
         condition(&mut sql, "at <");
     }
-    sql.push_str(&format!(" ORDER BY seq LIMIT {PAGE_SIZE}"));
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {PAGE_SIZE}"));
     sql
 }
 
@@ -134,13 +139,15 @@ fn chain_head(seq: i64, at: OffsetDateTime, hash: Vec<u8>) -> anyhow::Result<Cha
     Ok(ChainHead { seq, at, hash })
 }
 
-/// The entries of every page `fetch_page(after_seq)` gives, from seq 0 on, until a page comes back short.
-fn paged<'a, F, Fut>(fetch_page: F) -> BoxStream<'a, anyhow::Result<AuditEntry>>
+/// The entries of every page `fetch_page(seq)` gives, from the cursor's seq on, until a page comes back short; each
+/// page starts past the last entry of the one before (`page_query` says which way).
+fn paged<'a, F, Fut>(cursor: AuditCursor, fetch_page: F) -> BoxStream<'a, anyhow::Result<AuditEntry>>
 where
     F: Fn(i64) -> Fut + Send + 'a,
     Fut: Future<Output = anyhow::Result<Vec<AuditEntry>>> + Send + 'a,
 {
-    stream::try_unfold((0_i64, false), move |(after, finished)| {
+    let (AuditCursor::After(start) | AuditCursor::Before(start)) = cursor;
+    stream::try_unfold((start, false), move |(after, finished)| {
         let page = (!finished).then(|| fetch_page(after));
         async move {
             let Some(page) = page else { return Ok(None) };
@@ -179,7 +186,7 @@ mod tests {
             trail.push(AuditEntry::next(new, head, OffsetDateTime::UNIX_EPOCH).unwrap());
         }
         let reads = AtomicUsize::new(0);
-        let seqs: Vec<i64> = paged(|after| {
+        let seqs: Vec<i64> = paged(AuditCursor::default(), |after| {
             reads.fetch_add(1, Ordering::Relaxed);
             let page: Vec<AuditEntry> =
                 trail.iter().filter(|entry| entry.seq > after).take(PAGE_SIZE).cloned().collect();
@@ -206,10 +213,9 @@ mod tests {
         let all = page_query(&AuditFilter::default());
         assert!(all.ends_with("FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000"), "{all}");
         let some = page_query(&AuditFilter {
-            actor: None,
             action: Some("token.add".into()),
-            since: None,
             until: Some(OffsetDateTime::UNIX_EPOCH),
+            ..AuditFilter::default()
         });
         assert!(some.ends_with("WHERE seq > $1 AND action = $2 AND at < $3 ORDER BY seq LIMIT 1000"), "{some}");
         let until = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
@@ -218,12 +224,17 @@ mod tests {
             action: Some("b".into()),
             since: Some(OffsetDateTime::UNIX_EPOCH),
             until: Some(until),
+            cursor: AuditCursor::Before(i64::MAX),
         };
         let every = page_query(&filter);
-        assert!(every.contains("actor = $2 AND action = $3 AND at >= $4 AND at < $5 ORDER"), "{every}");
+        assert!(
+            every.contains("WHERE seq < $1 AND actor = $2 AND action = $3 AND at >= $4 AND at < $5 ORDER"),
+            "{every}"
+        );
+        assert!(every.ends_with("ORDER BY seq DESC LIMIT 1000"), "newest first: {every}");
         let parameters = (vec!["a".to_owned(), "b".to_owned()], vec![OffsetDateTime::UNIX_EPOCH, until]);
         assert_eq!(page_parameters(&filter), parameters, "bound in the order the query numbers them");
-        let action_only = AuditFilter { actor: None, action: Some("b".into()), since: None, until: Some(until) };
+        let action_only = AuditFilter { action: Some("b".into()), until: Some(until), ..AuditFilter::default() };
         assert_eq!(page_parameters(&action_only), (vec!["b".to_owned()], vec![until]));
     }
 }

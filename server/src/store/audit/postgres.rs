@@ -64,7 +64,7 @@ impl AuditStore for PostgresStore {
     fn audit_entries(&self, filter: AuditFilter) -> BoxStream<'_, anyhow::Result<AuditEntry>> {
         let pool = &self.pool;
         let (sql, (texts, times)) = (page_query(&filter), page_parameters(&filter));
-        paged(move |after| {
+        paged(filter.cursor, move |after| {
             let (sql, texts, times) = (sql.clone(), texts.clone(), times.clone());
             async move {
                 let mut query = sqlx::query(&sql).bind(after);
