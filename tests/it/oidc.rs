@@ -218,7 +218,7 @@ async fn an_added_person_signs_in_through_the_identity_provider(backend: Backend
 
     let callback = sign_in_at_provider(&start, "ada@example.org", &app, &provider).await;
     let (code, state) = code_and_state(&callback);
-    let finished = usecases.finish_oidc_sign_in_returning(&code, &state, context()).await.unwrap();
+    let finished = usecases.finish_oidc_sign_in(&code, &state, context()).await.unwrap();
     assert_eq!(finished.return_to, "/people");
     assert_eq!(finished.session.person.email, "ada@example.org");
 
@@ -306,7 +306,7 @@ async fn with_a_role_map_someone_in_a_mapped_group_is_added_with_its_role(backen
         reqwest::Url::parse(&start).unwrap().query_pairs().into_owned().collect();
     assert_eq!(asked["claims"], r#"{"id_token":{"groups":null}}"#);
     let (code, state) = code_and_state(&sign_in_at_provider(&start, "stranger@example.org", &app, &provider).await);
-    let session = usecases.finish_oidc_sign_in(&code, &state, context()).await.unwrap();
+    let session = usecases.finish_oidc_sign_in(&code, &state, context()).await.unwrap().session;
     assert_eq!(session.person.email, "stranger@example.org");
     assert_eq!((session.person.role, &session.person.scope), (Role::Analyst, &Scope::Everything));
 
@@ -343,7 +343,7 @@ async fn the_server_starts_while_the_provider_is_down_and_signs_in_once_it_is_up
     let provider = Provider::start(port, false).await;
     assert_eq!(provider.issuer, issuer);
     let (code, state) = through_provider(&usecases, &app, &provider, "ada@example.org").await;
-    let session = usecases.finish_oidc_sign_in(&code, &state, context()).await.unwrap();
+    let session = usecases.finish_oidc_sign_in(&code, &state, context()).await.unwrap().session;
     assert_eq!(session.person.email, "ada@example.org");
     app.stop().await;
 }

@@ -94,25 +94,13 @@ impl UseCases {
         Ok(start.url)
     }
 
-    /// Finishes a sign-in from the provider's redirect (`code`, `state`).
+    /// Finishes a sign-in from the provider's redirect (`code`, `state`): the session, and the path the person set
+    /// out for when the sign-in began.
     ///
     /// # Errors
     /// `sign_in_state_invalid` (unknown, used or late `state`), `identity_refused` (the ID token does not verify,
     /// or names no verified email), `person_unknown` (nobody added that email), `person_disabled`; the store fails.
     pub async fn finish_oidc_sign_in(
-        &self,
-        code: &str,
-        state: &str,
-        context: RequestContext,
-    ) -> Result<NewSession, UseCaseError> {
-        Ok(self.finish_oidc_sign_in_returning(code, state, context).await?.session)
-    }
-
-    /// As `finish_oidc_sign_in`, with the path the person set out for when the sign-in began.
-    ///
-    /// # Errors
-    /// As `finish_oidc_sign_in`.
-    pub async fn finish_oidc_sign_in_returning(
         &self,
         code: &str,
         state: &str,

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -11,19 +11,13 @@ use grapevine_sync_proto::ErrorCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::page::{render, FormErrors, PageError, Shell};
-use super::session::{
-    cookie_value, local_path, removed_cookie, session_cookie, AnonymousForm, Context, Form, SignedForm,
-};
+use super::session::{local_path, removed_cookie, session_cookie, AnonymousForm, Context, Form, SignedForm};
 use crate::app::{AppState, WebConfig};
 use crate::usecase::sign_in::NewSession;
 use crate::usecase::UseCaseError;
 
 /// The sign-out form's action (its CSRF token is made for it).
 pub(crate) const SIGN_OUT: &str = "/sign-out";
-
-/// Where the path to return to waits while the browser is at the identity provider (the use case keeps its own
-/// copy with the sign-in's state, but answers with the session alone).
-const RETURN_COOKIE: &str = "grapevine-return";
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -160,17 +154,8 @@ async fn oidc_begin(State(state): State<AppState>, RawQuery(query): RawQuery) ->
     let query = Form::from_query(query.as_deref());
     let return_to = local_path(query.get("return_to")).unwrap_or("/");
     match state.usecases.begin_oidc_sign_in(return_to).await {
-        Ok(provider) => {
-            let mut response = super::see_other(&provider);
-            let encoded: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
-            let secure = if state.config.web.https() { "; Secure" } else { "" };
-            let cookie =
-                format!("{RETURN_COOKIE}={encoded}; Path=/sign-in/oidc; HttpOnly; SameSite=Lax; Max-Age=600{secure}");
-            if let Ok(cookie) = HeaderValue::try_from(cookie) {
-                response.headers_mut().append(header::SET_COOKIE, cookie);
-            }
-            response
-        }
+        // The path to return to is kept with the sign-in's state, server-side.
+        Ok(provider) => super::see_other(&provider),
         Err(UseCaseError::Internal(error)) => PageError::internal(error).into_response(),
         Err(error) => refused(&state, &error, "", return_to),
     }
@@ -179,41 +164,29 @@ async fn oidc_begin(State(state): State<AppState>, RawQuery(query): RawQuery) ->
 async fn oidc_callback(
     State(state): State<AppState>,
     Context(context): Context,
-    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = Form::from_query(query.as_deref());
-    let return_to = cookie_value(&headers, RETURN_COOKIE)
-        .and_then(|encoded| {
-            form_urlencoded::parse(format!("r={encoded}").as_bytes()).next().map(|(_, path)| path.into_owned())
-        })
-        .filter(|path| local_path(path).is_some())
-        .unwrap_or_else(|| "/".to_owned());
-    let mut response = if !query.get("error").is_empty() {
+    if !query.get("error").is_empty() {
         // The provider's own words are a code from a short list (RFC 6749 section 4.1.2.1); shown, never trusted.
         let message = format!(
             "Your organisation's sign-in did not finish ({}). Try again, or sign in with your email address and \
              password if you have one.",
             crate::domain::shown(query.get("error"))
         );
-        render(StatusCode::UNAUTHORIZED, &SignInPage::new(&state, FormErrors::one("email", message), "", &return_to))
+        render(StatusCode::UNAUTHORIZED, &SignInPage::new(&state, FormErrors::one("email", message), "", "/"))
     } else if query.get("code").is_empty() || query.get("state").is_empty() {
         let error = UseCaseError::Unauthenticated {
             code: ErrorCode::SignInStateInvalid,
             message: ErrorCode::SignInStateInvalid.explain().en.to_owned(),
         };
-        refused(&state, &error, "", &return_to)
+        refused(&state, &error, "", "/")
     } else {
         match state.usecases.finish_oidc_sign_in(query.get("code"), query.get("state"), context).await {
-            Ok(session) => signed_in(&state.config.web, &session, &return_to),
-            Err(error) => refused(&state, &error, "", &return_to),
+            Ok(finished) => signed_in(&state.config.web, &finished.session, &finished.return_to),
+            Err(error) => refused(&state, &error, "", "/"),
         }
-    };
-    let gone = format!("{RETURN_COOKIE}=; Path=/sign-in/oidc; HttpOnly; SameSite=Lax; Max-Age=0");
-    if let Ok(gone) = HeaderValue::try_from(gone) {
-        response.headers_mut().append(header::SET_COOKIE, gone);
     }
-    response
 }
 
 async fn sign_out(State(state): State<AppState>, SignedForm { signed, .. }: SignedForm) -> Response {
