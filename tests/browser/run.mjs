@@ -158,7 +158,9 @@ async function focused() {
       tag: element?.tagName.toLowerCase() ?? null,
       text: (element?.textContent ?? '').trim(),
       id: element?.id ?? '',
+      name: element?.getAttribute('name') ?? null,
       href: element?.getAttribute('href') ?? null,
+      inMain: !!document.querySelector('main')?.contains(element),
     };
   });
 }

@@ -1,5 +1,5 @@
 // The harness on a page with no fault: axe-core runs although the page's policy forbids every script, the page's own
-// inline script stays blocked, and Tab reaches the skip link first.
+// inline script stays blocked, Tab reaches the skip link first, and following it takes the next Tab into <main>.
 
 import { serveFixture, STRICT_POLICY } from '../fixtures/serve.mjs';
 
@@ -13,4 +13,8 @@ export default async function ({ page, baseUrl, check, focused, expect }) {
   await page.keyboard.press('Tab');
   const first = await focused();
   expect(first.text === 'Skip to main content', `Tab first reached ${JSON.stringify(first)}, not the skip link`);
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Tab');
+  const afterSkip = await focused();
+  expect(afterSkip.inMain && afterSkip.name === 'email', `after the skip link, Tab reached ${JSON.stringify(afterSkip)}`);
 }

@@ -1,0 +1,55 @@
+// The newcomer's path (issue 17's "done when"), in the browser: an admin made by the command line opens the printed
+// link, sets a password, signs in, adds an analyst on the people page, sees both actions in the audit trail,
+// downloads it as CSV and signs out. Every page is checked (policy, axe, screenshot).
+//
+// inputs: { set_password_link, admin_email, password, analyst_email }
+
+export default async function ({ page, baseUrl, inputs, check, download, expect }) {
+  await page.goto(inputs.set_password_link);
+  await check('set-password');
+  await page.getByLabel('New password', { exact: true }).fill(inputs.password);
+  await page.getByLabel('Confirm new password').fill(inputs.password);
+  await page.getByRole('button', { name: 'Set password' }).click();
+  await page.waitForLoadState('load');
+  await check('password-set');
+
+  if (!page.url().startsWith(`${baseUrl}/sign-in`)) {
+    await page.goto(`${baseUrl}/sign-in`);
+  }
+  await check('sign-in');
+  await page.getByLabel('Email address').fill(inputs.admin_email);
+  await page.getByLabel('Password', { exact: true }).fill(inputs.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText(/signed in as/i).first().waitFor();
+  await page.getByText(inputs.admin_email).first().waitFor();
+  await check('signed-in');
+
+  await page.getByRole('link', { name: 'People' }).click();
+  await page.waitForURL(`${baseUrl}/people**`);
+  await check('people');
+  await page.getByLabel('Email address').fill(inputs.analyst_email);
+  await page.getByLabel('Role').selectOption({ label: 'Analyst' });
+  await page.getByRole('button', { name: /add/i }).click();
+  await page.getByRole('cell', { name: inputs.analyst_email }).waitFor();
+  await check('people-added');
+
+  await page.getByRole('link', { name: 'Audit trail' }).click();
+  await page.waitForURL(`${baseUrl}/audit**`);
+  await page.getByText('person.add').first().waitFor();
+  await page.getByText(inputs.analyst_email).first().waitFor();
+  await page.getByText('session.sign_in').first().waitFor();
+  await check('audit');
+
+  const csv = await download(page.getByRole('link', { name: /csv/i }));
+  expect(csv.name.endsWith('.csv'), `the audit download is named ${csv.name}, not *.csv`);
+  expect(
+    csv.text.includes('person.add') && csv.text.includes(inputs.analyst_email) && csv.text.includes('session.sign_in'),
+    `the audit CSV lacks the admin's actions:\n${csv.text.slice(0, 2000)}`,
+  );
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForLoadState('load');
+  await check('signed-out');
+  await page.goto(`${baseUrl}/people`);
+  expect(page.url().startsWith(`${baseUrl}/sign-in`), `after signing out, /people showed ${page.url()}, not the sign-in page`);
+}
