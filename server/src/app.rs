@@ -44,6 +44,30 @@ pub struct ServeConfig {
     pub filing_set: String,
     /// The header-read timeout and the per-address connection cap (`serve_loop`).
     pub connection_limits: ConnectionLimits,
+    /// The web pages: the address people use, sessions and sign-in (docs/web.md).
+    pub web: WebConfig,
+}
+
+/// How the web pages are reached and signed in to.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    /// The address people's browsers use (`https://grapevine.example.org`), for links the server prints (a
+    /// set-password link) and the identity provider's redirect. `None`: `http://` and the listen address.
+    pub public_url: Option<String>,
+    /// Browsers reach the server over https through a TLS proxy even though it serves plain http itself: cookies are
+    /// `Secure` and `__Host-`, and HSTS is sent. Implied by an `https://` public URL.
+    pub behind_tls_proxy: bool,
+    pub sessions: crate::usecase::sign_in::SessionPolicy,
+    /// Sign-in through an organisation's identity provider; `None`, local accounts only.
+    pub oidc: Option<crate::identity::oidc::OidcConfig>,
+}
+
+impl WebConfig {
+    /// Whether browsers see this server over https.
+    #[must_use]
+    pub fn https(&self) -> bool {
+        self.behind_tls_proxy || self.public_url.as_deref().is_some_and(|url| url.starts_with("https://"))
+    }
 }
 
 /// How many unknown invitation codes one network address may try (`POST /api/v1/enrol`). A code has 50 random bits;
@@ -104,6 +128,7 @@ impl ServeConfig {
             invitation_secret: None,
             filing_set: DEFAULT_SET.to_owned(),
             connection_limits: ConnectionLimits::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -175,7 +200,7 @@ impl Application {
         let rate_limiter = Arc::new(RateLimiter::new(config.limits.messages_per_second, config.limits.burst));
         let enrol_limiter = Arc::new(RateLimiter::new(config.enrol_limit.per_minute / 60.0, config.enrol_limit.burst));
         let state = AppState {
-            usecases: UseCases::new(store.clone()),
+            usecases: UseCases::new(store.clone()).with_sessions(config.web.sessions),
             store,
             atlas,
             config: Arc::new(config),

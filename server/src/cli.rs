@@ -184,9 +184,84 @@ pub struct ServeArgs {
     #[arg(long, env = "GRAPEVINE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 128)]
     pub max_connections_per_address: usize,
     #[command(flatten)]
+    pub web: WebArgs,
+    #[command(flatten)]
     pub invitation_secret: InvitationSecretArgs,
     #[command(flatten)]
     pub filing: FilingSetArgs,
+}
+
+/// The web pages: where browsers reach them, how long sessions live, and the identity provider.
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// The address people's browsers use, e.g. `https://grapevine.example.org` (links the server prints, and the
+    /// identity provider's redirect, are made from it). By default `http://` and the listen address.
+    #[arg(long, env = "GRAPEVINE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Browsers reach the server over https through a TLS proxy (cookies `Secure`, HSTS sent); implied by an https
+    /// `--public-url`.
+    #[arg(long, env = "GRAPEVINE_BEHIND_TLS_PROXY")]
+    pub behind_tls_proxy: bool,
+    /// A browser session ends after this many minutes without a request.
+    #[arg(long, env = "GRAPEVINE_SESSION_IDLE_MINUTES", default_value_t = 30)]
+    pub session_idle_minutes: u64,
+    /// A browser session ends this many hours after signing in, however busy.
+    #[arg(long, env = "GRAPEVINE_SESSION_LIFETIME_HOURS", default_value_t = 12)]
+    pub session_lifetime_hours: u64,
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// Sign-in through an organisation's OpenID Connect identity provider (Microsoft Entra ID and the like).
+#[derive(Debug, Args)]
+pub struct OidcArgs {
+    /// The provider's issuer URL (its discovery document is read at start); with it, the sign-in page offers the
+    /// organisation's sign-in.
+    #[arg(long, env = "GRAPEVINE_OIDC_ISSUER", requires_all = ["oidc_client_id", "oidc_client_secret"])]
+    pub oidc_issuer: Option<String>,
+    /// This server's client id at the provider.
+    #[arg(long, env = "GRAPEVINE_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// This server's client secret at the provider (never logged; prefer the environment variable).
+    #[arg(long, env = "GRAPEVINE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<secrecy::SecretString>,
+    /// The ID token claim listing the person's groups; with `--oidc-role-map`, someone not added by an admin is
+    /// added at first sign-in with their group's role.
+    #[arg(long, env = "GRAPEVINE_OIDC_ROLE_CLAIM", requires = "oidc_role_map")]
+    pub oidc_role_claim: Option<String>,
+    /// `GROUP=ROLE` pairs, separated by commas; the first of a person's groups that matches names their role.
+    #[arg(long, env = "GRAPEVINE_OIDC_ROLE_MAP", value_delimiter = ',', value_parser = parse_role_mapping)]
+    pub oidc_role_map: Vec<(String, crate::domain::Role)>,
+}
+
+fn parse_role_mapping(text: &str) -> Result<(String, crate::domain::Role), String> {
+    let (group, role) = text.split_once('=').ok_or_else(|| format!("'{text}' is not GROUP=ROLE"))?;
+    let role = crate::domain::Role::parse(role.trim()).ok_or_else(|| format!("'{role}' is not a role"))?;
+    Ok((group.trim().to_owned(), role))
+}
+
+impl WebArgs {
+    fn config(self) -> crate::app::WebConfig {
+        let oidc = match (self.oidc.oidc_issuer, self.oidc.oidc_client_id, self.oidc.oidc_client_secret) {
+            (Some(issuer), Some(client_id), Some(client_secret)) => Some(crate::identity::oidc::OidcConfig {
+                issuer,
+                client_id,
+                client_secret,
+                role_claim: self.oidc.oidc_role_claim,
+                role_map: self.oidc.oidc_role_map,
+            }),
+            _ => None,
+        };
+        crate::app::WebConfig {
+            public_url: self.public_url.map(|url| url.trim_end_matches('/').to_owned()),
+            behind_tls_proxy: self.behind_tls_proxy,
+            sessions: crate::usecase::sign_in::SessionPolicy {
+                idle: std::time::Duration::from_secs(self.session_idle_minutes.max(1) * 60),
+                lifetime: std::time::Duration::from_secs(self.session_lifetime_hours.max(1) * 60 * 60),
+            },
+            oidc,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -393,6 +468,7 @@ fn serve_config(args: ServeArgs) -> ServeConfig {
     config.filing_set = args.filing.filing_set;
     config.connection_limits.header_read_timeout = std::time::Duration::from_secs(args.header_read_timeout_secs.max(1));
     config.connection_limits.max_per_address = args.max_connections_per_address.max(1);
+    config.web = args.web.config();
     config
 }
 

@@ -49,6 +49,7 @@ pub mod fuzzing;
 pub mod geo;
 pub mod group_commit;
 pub mod http;
+pub mod identity;
 pub mod ingest;
 pub mod invitations;
 pub mod metrics;

@@ -76,11 +76,28 @@ pub enum ErrorCode {
     TokenExpired,
     /// An expiry that is not `Nd` or `Nh` within the bounds.
     TokenExpiryInvalid,
+    // Signing in with a browser.
+    /// An email address and password that do not match an account.
+    SignInRefused,
+    /// A browser session that was signed out, timed out or reached its lifetime.
+    SessionExpired,
+    /// A form sent without the token of the session that showed it (or from another site).
+    CsrfInvalid,
+    /// A new password shorter than the minimum, or longer than the maximum.
+    PasswordTooShort,
+    /// A new password that is on the list of the most common passwords.
+    PasswordTooCommon,
+    /// A set-password link that is unknown, used already or expired.
+    PasswordLinkInvalid,
+    /// A return from the identity provider that no sign-in began here, used already or too late.
+    SignInStateInvalid,
+    /// The identity provider's answer could not be verified, or named no verified email address.
+    IdentityRefused,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 49] = [
+    pub const ALL: [ErrorCode; 57] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -130,6 +147,14 @@ impl ErrorCode {
         ErrorCode::PersonDisabled,
         ErrorCode::TokenExpired,
         ErrorCode::TokenExpiryInvalid,
+        ErrorCode::SignInRefused,
+        ErrorCode::SessionExpired,
+        ErrorCode::CsrfInvalid,
+        ErrorCode::PasswordTooShort,
+        ErrorCode::PasswordTooCommon,
+        ErrorCode::PasswordLinkInvalid,
+        ErrorCode::SignInStateInvalid,
+        ErrorCode::IdentityRefused,
     ];
 
     /// The wire spelling, `snake_case`.
@@ -185,6 +210,14 @@ impl ErrorCode {
             ErrorCode::PersonDisabled => "person_disabled",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::TokenExpiryInvalid => "token_expiry_invalid",
+            ErrorCode::SignInRefused => "sign_in_refused",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::CsrfInvalid => "csrf_invalid",
+            ErrorCode::PasswordTooShort => "password_too_short",
+            ErrorCode::PasswordTooCommon => "password_too_common",
+            ErrorCode::PasswordLinkInvalid => "password_link_invalid",
+            ErrorCode::SignInStateInvalid => "sign_in_state_invalid",
+            ErrorCode::IdentityRefused => "identity_refused",
         }
     }
 
@@ -243,6 +276,14 @@ impl ErrorCode {
             ErrorCode::PersonDisabled => ("This account was disabled; ask an administrator.", "Analluogwyd y cyfrif hwn; gofynnwch i weinyddwr."),
             ErrorCode::TokenExpired => ("This token has expired; ask for a new one.", "Mae'r tocyn hwn wedi dod i ben; gofynnwch am un newydd."),
             ErrorCode::TokenExpiryInvalid => ("A token's expiry is a number of days or hours, such as 90d or 12h.", "Mae dyddiad dod i ben tocyn yn nifer o ddyddiau neu oriau, fel 90d neu 12h."),
+            ErrorCode::SignInRefused => ("That email address and password do not match an account; check both and try again.", "Nid yw'r cyfeiriad e-bost a'r cyfrinair hwnnw'n cyfateb i gyfrif; gwiriwch y ddau a rhowch gynnig arall arni."),
+            ErrorCode::SessionExpired => ("You have been signed out; sign in again.", "Rydych wedi cael eich allgofnodi; mewngofnodwch eto."),
+            ErrorCode::CsrfInvalid => ("That form is out of date or came from another site; nothing was changed. Open the page again and resend it.", "Mae'r ffurflen honno wedi dyddio neu daeth o wefan arall; ni newidiwyd dim. Agorwch y dudalen eto a'i hanfon eto."),
+            ErrorCode::PasswordTooShort => ("A password must be between 12 and 128 characters long.", "Rhaid i gyfrinair fod rhwng 12 a 128 nod o hyd."),
+            ErrorCode::PasswordTooCommon => ("That password is one of the most common and easy to guess; choose another.", "Mae'r cyfrinair hwnnw'n un o'r rhai mwyaf cyffredin ac yn hawdd ei ddyfalu; dewiswch un arall."),
+            ErrorCode::PasswordLinkInvalid => ("This link to set a password has expired or been used; ask an administrator for a new one.", "Mae'r ddolen hon i osod cyfrinair wedi dod i ben neu wedi'i defnyddio; gofynnwch i weinyddwr am un newydd."),
+            ErrorCode::SignInStateInvalid => ("That sign-in took too long or was already used; start again.", "Cymerodd y mewngofnodi hwnnw ormod o amser neu fe'i defnyddiwyd eisoes; dechreuwch eto."),
+            ErrorCode::IdentityRefused => ("Your organisation's sign-in could not be verified; try again, or ask an administrator.", "Nid oedd modd gwirio mewngofnodi eich sefydliad; rhowch gynnig arall arni, neu gofynnwch i weinyddwr."),
         };
         Bilingual { en, cy }
     }

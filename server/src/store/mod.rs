@@ -3,7 +3,8 @@
 //! `Store` is the sum of one trait per aggregate, each in a directory of its own with the trait and the statements
 //! both backends run alike in its `mod.rs` and each backend's implementation beside it: `access` (`AccessStore`),
 //! `documents` (`DocumentStore`), `generations` (`GenerationStore`), `rollup` (`RollupStore`, and the roll-up
-//! arithmetic) and `postcodes` (`PostcodeStore`); `DatabaseStore` (lineage, schema, pool) is here. Callers bring the
+//! arithmetic), `postcodes` (`PostcodeStore`), `people` (`PeopleStore`), `audit` (`AuditStore`) and `sessions`
+//! (`SessionStore`: passwords, set-password links, browser sessions, sign-ins in progress); `DatabaseStore` (lineage, schema, pool) is here. Callers bring the
 //! traits' methods into scope with `use crate::store::prelude::*;`.
 //!
 //! What an aggregate's two implementations may share lives once in its `mod.rs`: the statements (`$n` parameters),
@@ -27,6 +28,7 @@ mod people;
 mod postcodes;
 mod postgres;
 pub mod rollup;
+mod sessions;
 mod sqlite;
 
 use std::sync::Arc;
@@ -46,6 +48,7 @@ pub use people::{AddPersonError, PeopleStore, PersonInfo};
 pub use postcodes::PostcodeStore;
 pub use postgres::PostgresStore;
 pub use rollup::RollupStore;
+pub use sessions::{NewSessionRecord, PasswordLinkRecord, PendingSignIn, SessionRecord, SessionStore, SignInMethod};
 pub use sqlite::SqliteStore;
 
 /// The database an unconfigured server uses: a SQLite file in `./grapevine-data/`.
@@ -469,6 +472,7 @@ pub trait Store:
     + GenerationStore
     + RollupStore
     + PostcodeStore
+    + SessionStore
     + std::fmt::Debug
     + Send
     + Sync
@@ -484,6 +488,7 @@ impl<T> Store for T where
         + GenerationStore
         + RollupStore
         + PostcodeStore
+        + SessionStore
         + std::fmt::Debug
         + Send
         + Sync
@@ -498,6 +503,7 @@ pub mod prelude {
     pub use super::generations::GenerationStore;
     pub use super::people::PeopleStore;
     pub use super::postcodes::PostcodeStore;
+    pub use super::sessions::SessionStore;
     pub use super::rollup::RollupStore;
     pub use super::{DatabaseStore, Store};
 }

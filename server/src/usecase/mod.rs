@@ -7,9 +7,11 @@
 pub mod access;
 pub mod audit;
 pub mod cohorts;
+pub mod oidc;
 pub mod people;
 pub mod reference;
 pub mod rollups;
+pub mod sign_in;
 pub mod sync;
 
 use std::net::IpAddr;
@@ -32,6 +34,10 @@ pub struct UseCases {
     store: Arc<dyn Store>,
     /// Per network, how many more refused credentials are recorded one by one.
     refusals_recorded: Arc<RateLimiter<IpAddr>>,
+    /// How long browser sessions live.
+    sessions: sign_in::SessionPolicy,
+    /// Per network, how many more failed password sign-ins are taken (`sign_in::FAILURES_PER_NETWORK_*`).
+    sign_in_failures: Arc<RateLimiter<IpAddr>>,
 }
 
 /// Why a use case did not do what was asked. Each maps onto the one code table; adapters choose only how to say it
@@ -51,6 +57,9 @@ pub enum UseCaseError {
     /// The input is wrong; the message names what.
     #[error("refused ({code}): {message}")]
     Invalid { code: ErrorCode, message: String },
+    /// Too many attempts (failed sign-ins from one account or network); try again after `retry_after`.
+    #[error("refused (rate_limited): too many attempts; try again in {} seconds", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: std::time::Duration },
     /// The store (or the audit trail) failed; the detail is for the log, never the client.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -65,6 +74,7 @@ impl UseCaseError {
             UseCaseError::Unauthenticated { code, .. }
             | UseCaseError::NotFound { code, .. }
             | UseCaseError::Invalid { code, .. } => *code,
+            UseCaseError::RateLimited { .. } => ErrorCode::RateLimited,
             UseCaseError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -84,7 +94,17 @@ impl UseCases {
     pub fn new(store: Arc<dyn Store>) -> UseCases {
         let per_second = REFUSALS_RECORDED_PER_MINUTE / 60.0;
         let refusals_recorded = Arc::new(RateLimiter::new(per_second, REFUSALS_RECORDED_PER_MINUTE));
-        UseCases { store, refusals_recorded }
+        let sign_in_failures = Arc::new(RateLimiter::new(
+            sign_in::FAILURES_PER_NETWORK_PER_MINUTE / 60.0,
+            sign_in::FAILURES_PER_NETWORK_BURST,
+        ));
+        UseCases { store, refusals_recorded, sessions: sign_in::SessionPolicy::default(), sign_in_failures }
+    }
+
+    /// The same door, with browser sessions living as `policy` says.
+    #[must_use]
+    pub fn with_sessions(self, policy: sign_in::SessionPolicy) -> UseCases {
+        UseCases { sessions: policy, ..self }
     }
 
     /// Opens (creating and migrating) the database at `database_url`, for the command line.

@@ -13,7 +13,7 @@ use super::{
 use crate::domain::{Authenticated, Role, Scope};
 use crate::store::{ApiTokenInfo, PostgresStore, Revoked};
 
-fn person_of(row: &PgRow) -> anyhow::Result<PersonInfo> {
+pub(in crate::store) fn person_of(row: &PgRow) -> anyhow::Result<PersonInfo> {
     PersonRow {
         id: row.get("id"),
         email: row.get("email"),

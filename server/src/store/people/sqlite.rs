@@ -23,7 +23,7 @@ fn uuid_of(text: &str) -> anyhow::Result<Uuid> {
     text.parse().with_context(|| format!("a stored id '{text}'"))
 }
 
-fn person_of(row: &SqliteRow) -> anyhow::Result<PersonInfo> {
+pub(in crate::store) fn person_of(row: &SqliteRow) -> anyhow::Result<PersonInfo> {
     let id: String = row.get("id");
     PersonRow {
         id: uuid_of(&id)?,
