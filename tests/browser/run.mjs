@@ -181,7 +181,9 @@ try {
   stepNumber += 1;
   const screenshot = screenshotPath('FAILED');
   await page.screenshot({ path: screenshot, fullPage: true }).catch(() => {});
-  const message = error instanceof ScenarioFailure ? error.message : `${error.stack ?? error}`;
+  // Playwright colours its call logs; the test's output is read as plain text.
+  const raw = error instanceof ScenarioFailure ? error.message : `${error.stack ?? error}`;
+  const message = raw.replace(/\u001b\[[0-9;]*m/g, '');
   emit({ scenario: scenarioName, failed: message, url: page.url(), screenshot });
   console.error(`scenario ${scenarioName} failed at ${page.url()}:\n${message}\nscreenshot: ${screenshot}`);
 } finally {

@@ -25,6 +25,6 @@ export default async function ({ page, baseUrl, inputs, check, focused, expect }
   expect(next.name === 'password', `Tab from the email field reached ${JSON.stringify(next)}, not the password`);
   await page.keyboard.type(inputs.password);
   await page.keyboard.press('Enter');
-  await page.getByText(/signed in as/i).first().waitFor();
+  await page.getByRole('heading', { name: `You are signed in as ${inputs.admin_email}` }).waitFor();
   await check('signed-in-by-keyboard');
 }

@@ -17,19 +17,18 @@ export default async function ({ page, baseUrl, inputs, check, download, expect 
     await page.goto(`${baseUrl}/sign-in`);
   }
   await check('sign-in');
-  await page.getByLabel('Email address').fill(inputs.admin_email);
+  await page.getByLabel('Email address', { exact: true }).fill(inputs.admin_email);
   await page.getByLabel('Password', { exact: true }).fill(inputs.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByText(/signed in as/i).first().waitFor();
-  await page.getByText(inputs.admin_email).first().waitFor();
+  await page.getByRole('heading', { name: `You are signed in as ${inputs.admin_email}` }).waitFor();
   await check('signed-in');
 
   await page.getByRole('link', { name: 'People' }).click();
   await page.waitForURL(`${baseUrl}/people**`);
   await check('people');
-  await page.getByLabel('Email address').fill(inputs.analyst_email);
-  await page.getByLabel('Role').selectOption({ label: 'Analyst' });
-  await page.getByRole('button', { name: /add/i }).click();
+  await page.getByLabel('Email address', { exact: true }).fill(inputs.analyst_email);
+  await page.getByLabel('Role', { exact: true }).selectOption('analyst');
+  await page.getByRole('button', { name: 'Add person' }).click();
   await page.getByRole('cell', { name: inputs.analyst_email }).waitFor();
   await check('people-added');
 
