@@ -12,6 +12,10 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use grapevine_server::domain::{Principal, RequestContext};
+use grapevine_server::store::Role;
+use grapevine_server::usecase::UseCases;
+use grapevine_tests::{Backend, TestApp};
 use serde_json::{json, Value};
 
 /// Debian's chromium, installed by `.ci/run`; the tests never download a browser.
@@ -184,3 +188,68 @@ async fn a_page_without_our_content_security_policy_fails_the_header_check() {
     let message = failed["failed"].as_str().unwrap_or_default();
     assert!(message.contains("script-src 'none'") && message.contains("frame-ancestors 'none'"), "{}", run.report());
 }
+
+/// The people the page scenarios act as.
+const ADMIN_EMAIL: &str = "admin@example.org";
+const ANALYST_EMAIL: &str = "analyst@example.org";
+/// Long enough and on no list of common passwords.
+const ADMIN_PASSWORD: &str = "correct horse battery staple 42";
+
+/// Adds an admin as `grapevine user add` does without an identity provider (the operator at the console), and
+/// returns the one-time link it prints for setting a password.
+async fn admin_with_password_link(app: &TestApp, email: &str) -> String {
+    use secrecy::ExposeSecret;
+    let usecases = UseCases::new(app.store.clone());
+    let operator = Principal::operator();
+    usecases.add_person(&operator, email, "admin", None).await.unwrap();
+    let link = usecases.issue_password_link(&operator, email).await.unwrap();
+    format!("{}/set-password/{}", app.http_url(), link.token.expose_secret())
+}
+
+/// An admin who has set their password through the link already, for the scenarios that start at the sign-in page.
+async fn admin_with_password(app: &TestApp, email: &str, password: &str) {
+    let link = admin_with_password_link(app, email).await;
+    let token = link.rsplit('/').next().unwrap();
+    UseCases::new(app.store.clone())
+        .set_password(token, &secrecy::SecretString::from(password), RequestContext::default())
+        .await
+        .unwrap();
+}
+
+/// The newcomer's path of issue 17: the printed link, a password, sign-in, an analyst added, both actions in the
+/// audit page and its CSV, sign-out.
+async fn a_new_admin_sets_a_password_signs_in_adds_an_analyst_and_sees_both_in_the_audit_trail(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let link = admin_with_password_link(&app, ADMIN_EMAIL).await;
+    let inputs = json!({
+        "set_password_link": link,
+        "admin_email": ADMIN_EMAIL,
+        "password": ADMIN_PASSWORD,
+        "analyst_email": ANALYST_EMAIL,
+    });
+    run_scenario(&app.http_url(), "local_sign_in", inputs).await;
+
+    // What the pages did is what the store holds.
+    let people = UseCases::new(app.store.clone()).people(&Principal::operator()).await.unwrap();
+    let analyst = people.iter().find(|person| person.email == ANALYST_EMAIL).expect("the analyst was added");
+    assert_eq!(analyst.role, Role::Analyst);
+}
+
+async fn a_wrong_password_shows_an_error_summary_linked_to_the_fields(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    admin_with_password(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    run_scenario(&app.http_url(), "wrong_password", json!({ "admin_email": ADMIN_EMAIL })).await;
+}
+
+async fn a_keyboard_alone_reaches_the_skip_link_first_and_signs_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    admin_with_password(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let inputs = json!({ "admin_email": ADMIN_EMAIL, "password": ADMIN_PASSWORD });
+    run_scenario(&app.http_url(), "keyboard_only", inputs).await;
+}
+
+on_both_backends!(
+    a_new_admin_sets_a_password_signs_in_adds_an_analyst_and_sees_both_in_the_audit_trail,
+    a_wrong_password_shows_an_error_summary_linked_to_the_fields,
+    a_keyboard_alone_reaches_the_skip_link_first_and_signs_in,
+);
