@@ -278,9 +278,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::metrics::router())
         .merge(crate::sync::router())
         .merge(crate::http::router())
-        // Every error is `{code, message}`: an unknown path, a method a route does not take, and (the safety net)
-        // anything an extractor or layer answers as plain text.
-        .fallback(crate::http::error::no_such_route)
+        .merge(crate::web::router(&state.config.web))
+        // Every error is `{code, message}`: an unknown path (but a page for a browser asking for a page), a method a
+        // route does not take, and (the safety net) anything an extractor or layer answers as plain text.
+        .fallback(crate::web::no_such_route)
         .method_not_allowed_fallback(crate::http::error::method_not_allowed)
         .layer(axum::middleware::from_fn(crate::http::error::json_error_bodies))
         .layer(axum::middleware::from_fn(crate::telemetry::observe_request))

@@ -29,6 +29,8 @@
 //! - `invitations`: invitation codes (made, normalised, hashed), validities and the enrol link.
 //! - `qr`: QR codes for invitation cards, as SVG and PNG.
 //! - `http`: the analyst API, the enrolment endpoint and the one error type.
+//! - `web`: the pages people use in a browser (sign-in, their account, people, the audit trail): another adapter of
+//!   the one door, templates checked at compile time (`server/templates/`), no script.
 //! - `metrics`: the Prometheus metrics (`GET /metrics`), recorded with one-line calls from anywhere.
 //! - `readiness`: `GET /readyz`, each check named.
 //! - `serve_loop`: the accept loop: hyper's HTTP/1 with a header-read timeout, a per-address connection cap.
@@ -61,5 +63,6 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod usecase;
+pub mod web;
 
 pub use app::{Application, ServeConfig};

@@ -56,3 +56,4 @@ mod spine;
 mod store;
 mod tls;
 mod tokens;
+mod web;

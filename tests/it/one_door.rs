@@ -1,11 +1,12 @@
-//! One door: the adapters (HTTP, the sync endpoint, the command line) parse, call a use case and render; none of them
+//! One door: the adapters (HTTP, the web pages, the sync endpoint, the command line) parse, call a use case and render; none of them
 //! reaches the store around the use cases, where the permission check and the audit entry are. (The health probes,
 //! `/readyz` and `/metrics`, read the database's state, never anyone's data, and are not adapters of an action.)
 
 use std::path::{Path, PathBuf};
 
 /// The adapters' source, relative to the workspace.
-const ADAPTERS: &[&str] = &["server/src/http", "server/src/sync.rs", "server/src/cli.rs", "server/src/cli"];
+const ADAPTERS: &[&str] =
+    &["server/src/http", "server/src/web", "server/src/sync.rs", "server/src/cli.rs", "server/src/cli"];
 
 /// What reaching the store looks like in source: holding it, opening it, or calling it through the state.
 const REACHING_THE_STORE: &[&str] = &["state.store", "dyn Store", "store::open(", ".store.as_ref()", "store.as_ref()"];

@@ -143,7 +143,7 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 /// The safety net under every route: an error response that is not JSON (one an extractor or layer wrote as plain
 /// text, such as the WebSocket upgrade's) becomes `{code, message}` with the same status and headers. A server error
-/// keeps its words out of the body, as every 500 does.
+/// keeps its words out of the body, as every 500 does. The web pages' own error pages (HTML) pass as they are.
 pub async fn json_error_bodies(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
@@ -151,7 +151,7 @@ pub async fn json_error_bodies(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
+        .is_some_and(|value| value.starts_with("application/json") || value.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
