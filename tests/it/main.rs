@@ -26,6 +26,7 @@ mod audit_actions;
 mod authorization;
 mod bad_input;
 mod boundary_files;
+mod browser;
 mod campaign;
 mod captured_at;
 mod collect_cli;
