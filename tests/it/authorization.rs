@@ -45,7 +45,8 @@ fn documented_routes() -> BTreeMap<(String, String), Option<Action>> {
     routes
 }
 
-/// Every path the server routes, read from its source (`.route("PATH"`), so a new route without a row fails.
+/// Every path the server routes, read from its source (`.route("PATH"`, or `.route(NAME` with `const NAME: &str =
+/// "PATH";` in the same file), so a new route without a row fails.
 fn routed_paths() -> BTreeSet<String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src");
     let mut paths = BTreeSet::new();
@@ -55,8 +56,17 @@ fn routed_paths() -> BTreeSet<String> {
             pending.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
         } else if path.extension().is_some_and(|extension| extension == "rs") {
             let text = std::fs::read_to_string(&path).unwrap();
-            for piece in text.split(".route(\"").skip(1) {
-                paths.insert(piece.split('"').next().unwrap().to_owned());
+            for piece in text.split(".route(").skip(1) {
+                let routed = match piece.strip_prefix('"') {
+                    Some(literal) => literal.split('"').next().unwrap().to_owned(),
+                    None => {
+                        let name = piece.split(',').next().unwrap().trim();
+                        let constant = format!("const {name}: &str = \"");
+                        let value = text.split(&constant).nth(1).unwrap_or_else(|| panic!("{name} in {path:?}"));
+                        value.split('"').next().unwrap().to_owned()
+                    }
+                };
+                paths.insert(routed);
             }
         }
     }
@@ -109,7 +119,8 @@ async fn every_route_with_every_role_in_and_out_of_scope(backend: Backend) {
     let period = "from=2026-01-01&to=2026-02-01";
 
     for ((method, path), action) in documented_routes() {
-        let Some(action) = action else { continue };
+        // Pages take a session, not a token: `every_page_with_every_role` tries them.
+        let Some(action) = action.filter(|_| path.starts_with("/api/") || path == "/sync") else { continue };
         // The concrete requests for a route: (path and query, the area it names if any).
         let requests: Vec<(String, Option<&str>)> = match path.as_str() {
             "/api/v1/areas/{code}" => {
@@ -166,6 +177,53 @@ async fn every_route_with_every_role_in_and_out_of_scope(backend: Backend) {
 }
 
 on_both_backends!(every_route_with_every_role_in_and_out_of_scope);
+
+/// Every page that takes an action, signed in as each role: allowed where `docs/access.md` says so, `403` where it
+/// does not. A form is sent with its session's own CSRF token, so only the permission check can refuse it.
+async fn every_page_with_every_role(backend: Backend) {
+    use secrecy::{ExposeSecret, SecretString};
+    let app = TestApp::spawn(backend).await;
+    let usecases = UseCases::new(app.store.clone());
+    let operator = Principal::operator();
+    let password = SecretString::from("a passphrase for the authorisation test");
+    let context = grapevine_server::domain::RequestContext::default();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for role in Role::ALL {
+        let email = format!("{}@example.org", role.as_str());
+        usecases.add_person(&operator, &email, role.as_str(), None).await.unwrap();
+        let link = usecases.issue_password_link(&operator, &email).await.unwrap();
+        usecases.set_password(link.token.expose_secret(), &password, context.clone()).await.unwrap();
+        let opened = usecases.sign_in_with_password(&email, &password, context.clone()).await.unwrap();
+        let cookie = format!("grapevine={}", opened.cookie_value.expose_secret());
+        let signed_in = usecases.session(opened.cookie_value.expose_secret(), context.clone()).await.unwrap();
+        for ((method, path), action) in documented_routes() {
+            let Some(action) = action.filter(|_| !path.starts_with("/api/") && path != "/sync") else { continue };
+            let url = format!("{}{path}", app.http_url());
+            let request = match method.as_str() {
+                "GET" => client.get(&url),
+                "POST" => client
+                    .post(&url)
+                    .header("origin", app.http_url())
+                    // Well-formed fields, so the permission check is what answers (an unknown token id, a new email).
+                    .form(&[
+                        ("csrf", signed_in.csrf_token(&path)),
+                        ("email", "someone.new@example.org".to_owned()),
+                        ("role", "analyst".to_owned()),
+                        ("id", uuid::Uuid::new_v4().to_string()),
+                    ]),
+                other => panic!("{other} {path}: pages are GET or POST"),
+            };
+            let status = request.header("cookie", &cookie).send().await.unwrap().status().as_u16();
+            let seen = format!("{method} {path} as {role}: {status}");
+            match documented(action, role).as_str() {
+                "–" => assert_eq!(status, 403, "{seen}"),
+                _ => assert!(![401, 403].contains(&status), "{seen}"),
+            }
+        }
+    }
+}
+
+on_both_backends!(every_page_with_every_role);
 
 /// A scope given in one boundary set covers the areas of another that lie within it (docs/access.md, "what within
 /// means"): a Stafford partnership scoped to its district (ONS districts, imported) reads the Stafford wards, exactly
