@@ -192,6 +192,8 @@ async fn a_page_without_our_content_security_policy_fails_the_header_check() {
 /// The people the page scenarios act as.
 const ADMIN_EMAIL: &str = "admin@example.org";
 const ANALYST_EMAIL: &str = "analyst@example.org";
+/// The admin the README's newcomer makes with `grapevine user add`.
+const NEWCOMER_EMAIL: &str = "you@example.org";
 /// Long enough and on no list of common passwords.
 const ADMIN_PASSWORD: &str = "correct horse battery staple 42";
 
@@ -216,14 +218,28 @@ async fn admin_with_password(app: &TestApp, email: &str, password: &str) {
         .unwrap();
 }
 
-/// The newcomer's path of issue 17: the printed link, a password, sign-in, an analyst added, both actions in the
-/// audit page and its CSV, sign-out.
+/// The newcomer's path of issue 17, by the real command line: `grapevine user add` makes the admin and prints the
+/// link; in the browser, the link, a password, sign-in, an analyst added, both actions in the audit page and its
+/// CSV, sign-out.
 async fn a_new_admin_sets_a_password_signs_in_adds_an_analyst_and_sees_both_in_the_audit_trail(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let link = admin_with_password_link(&app, ADMIN_EMAIL).await;
+    let added = crate::command::stdout(&crate::command::grapevine(&[
+        "user",
+        "add",
+        "--email",
+        NEWCOMER_EMAIL,
+        "--role",
+        "admin",
+        "--public-url",
+        &app.http_url(),
+        "--database-url",
+        &app.database_url,
+    ]));
+    let link = added.lines().last().unwrap_or_default().trim().to_owned();
+    assert!(link.starts_with(&format!("{}/set-password/", app.http_url())), "`user add` printed:\n{added}");
     let inputs = json!({
         "set_password_link": link,
-        "admin_email": ADMIN_EMAIL,
+        "admin_email": NEWCOMER_EMAIL,
         "password": ADMIN_PASSWORD,
         "analyst_email": ANALYST_EMAIL,
     });
@@ -233,6 +249,7 @@ async fn a_new_admin_sets_a_password_signs_in_adds_an_analyst_and_sees_both_in_t
     let people = UseCases::new(app.store.clone()).people(&Principal::operator()).await.unwrap();
     let analyst = people.iter().find(|person| person.email == ANALYST_EMAIL).expect("the analyst was added");
     assert_eq!(analyst.role, Role::Analyst);
+    app.stop().await;
 }
 
 async fn a_wrong_password_shows_an_error_summary_linked_to_the_fields(backend: Backend) {

@@ -27,6 +27,7 @@ mod authorization;
 mod bad_input;
 mod boundary_files;
 mod browser;
+mod browser_oidc;
 mod campaign;
 mod captured_at;
 mod collect_cli;

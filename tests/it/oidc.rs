@@ -2,6 +2,9 @@
 //! tests/oidc/package-lock.json), run under Node by `tests/oidc/provider.mjs`, with one client and a few people. The
 //! test plays the browser over HTTP (a cookie jar, each redirect followed by hand) from the authorization URL the
 //! server makes, through the provider's sign-in form, to the server's callback, and finishes there.
+//!
+//! The provider's starting code here (`Provider`, `server_with`, `sign_in_at_provider`) serves the browser journey
+//! through it too (browser_oidc.rs).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -22,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 const CLIENT_ID: &str = "grapevine-test";
 const CLIENT_SECRET: &str = "a-client-secret-for-tests-only";
 /// Every account at the test provider has this password.
-const PROVIDER_PASSWORD: &str = "provider-password";
+pub(crate) const PROVIDER_PASSWORD: &str = "provider-password";
 
 fn provider_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc")
@@ -46,8 +49,8 @@ fn npm_ci() {
 }
 
 /// The provider under Node, killed when dropped.
-struct Provider {
-    issuer: String,
+pub(crate) struct Provider {
+    pub(crate) issuer: String,
     /// What it wrote (after its first line), for a failing test's message.
     stderr: Arc<Mutex<String>>,
     _child: tokio::process::Child,
@@ -55,7 +58,7 @@ struct Provider {
 
 impl Provider {
     /// Starts the provider on `port` (0: any), its ID tokens' signatures changed if `tamper`.
-    async fn start(port: u16, tamper: bool) -> Provider {
+    pub(crate) async fn start(port: u16, tamper: bool) -> Provider {
         npm_ci();
         let mut command = tokio::process::Command::new("node");
         command
@@ -100,11 +103,11 @@ impl Provider {
         Provider { issuer: started["issuer"].as_str().unwrap().to_owned(), stderr, _child: child }
     }
 
-    fn config(&self) -> OidcConfig {
+    pub(crate) fn config(&self) -> OidcConfig {
         config_for(&self.issuer)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 }
@@ -121,7 +124,7 @@ fn config_for(issuer: &str) -> OidcConfig {
 
 /// The server with `config` as its identity provider, and a door onto the same database with the same provider,
 /// coming back to the address the server bound (as the server does when it has no public URL).
-async fn server_with(backend: Backend, config: &OidcConfig) -> (TestApp, UseCases) {
+pub(crate) async fn server_with(backend: Backend, config: &OidcConfig) -> (TestApp, UseCases) {
     let for_server = config.clone();
     let app = TestApp::spawn_configured(backend, move |serve| serve.web.oidc = Some(for_server)).await;
     let client = OidcClient::new(config.clone(), &app.http_url()).unwrap();
@@ -135,7 +138,12 @@ fn context() -> RequestContext {
 
 /// The provider's redirect back to the server, reached the way a browser would from `start_url`: each redirect
 /// followed by hand, the sign-in form filled in as `email`.
-async fn sign_in_at_provider(start_url: &str, email: &str, app: &TestApp, provider: &Provider) -> reqwest::Url {
+pub(crate) async fn sign_in_at_provider(
+    start_url: &str,
+    email: &str,
+    app: &TestApp,
+    provider: &Provider,
+) -> reqwest::Url {
     let browser =
         reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let callback = format!("{}/sign-in/oidc/callback", app.http_url());

@@ -1,6 +1,7 @@
-// The newcomer's path (issue 17's "done when"), in the browser: an admin made by the command line opens the printed
-// link, sets a password, signs in, adds an analyst on the people page, sees both actions in the audit trail,
-// downloads it as CSV and signs out. Every page is checked (policy, axe, screenshot).
+// The newcomer's path (issue 17's "done when"), in the browser: an admin made by `grapevine user add` at the command
+// line opens the link it printed, sets a password, signs in, adds an analyst on the people page (which shows the
+// analyst's one-time link), sees both actions in the audit trail, downloads it as CSV and signs out. Every page is
+// checked (policy, axe, screenshot).
 //
 // inputs: { set_password_link, admin_email, password, analyst_email }
 
@@ -31,17 +32,32 @@ export default async function ({ page, baseUrl, inputs, check, download, expect 
   await page.getByLabel('Role', { exact: true }).selectOption('analyst');
   await page.getByRole('button', { name: 'Add person' }).click();
   await page.getByRole('cell', { name: inputs.analyst_email }).waitFor();
+  const link = (await page.locator('[role="status"] code').textContent())?.trim() ?? '';
+  expect(
+    link.startsWith(`${baseUrl}/set-password/`) && link.length > `${baseUrl}/set-password/`.length + 16,
+    `after adding ${inputs.analyst_email} the people page shows "${link}", not their one-time link to set a password`,
+  );
   await check('people-added');
 
   await navigation.getByRole('link', { name: 'Audit trail', exact: true }).click();
   await page.waitForURL(`${baseUrl}/audit**`);
-  // Rows of the trail, not the filter's hint (which names actions as examples).
-  const rows = page.getByRole('row');
-  const row = (action, target) =>
-    rows.filter({ has: page.getByRole('cell', { name: action, exact: true }) }).filter({ hasText: target }).first();
-  await row('person.set_password', inputs.admin_email).waitFor();
-  await row('session.sign_in', inputs.admin_email).waitFor();
-  await row('person.add', inputs.analyst_email).waitFor();
+  // The trail's rows, each as { Actor, Action, Target, … } by its column's heading: an email may be an actor in one
+  // column and a target in another, so a row is matched column by column.
+  const trail = await page.locator('table').first().evaluate((table) => {
+    const headings = [...table.tHead.rows[0].cells].map((cell) => cell.textContent.trim());
+    return [...table.tBodies[0].rows].map((row) =>
+      Object.fromEntries([...row.cells].map((cell, at) => [headings[at], cell.textContent.trim()])));
+  });
+  const admin = `person:${inputs.admin_email}`;
+  const expectEntry = (action, target, actorIs, actorSaid) =>
+    expect(
+      trail.some((entry) => entry.Action === action && entry.Target === `person:${target}` && actorIs(entry.Actor)),
+      `the audit page has no ${action} of ${target} by ${actorSaid}; it shows:\n${JSON.stringify(trail, null, 1)}`,
+    );
+  expectEntry('person.add', inputs.admin_email, (actor) => actor.startsWith('operator:'), 'the operator');
+  expectEntry('person.set_password', inputs.admin_email, (actor) => actor === admin, admin);
+  expectEntry('session.sign_in', inputs.admin_email, (actor) => actor === admin, admin);
+  expectEntry('person.add', inputs.analyst_email, (actor) => actor === admin, admin);
   await check('audit');
 
   const csv = await download(page.getByRole('link', { name: /csv/i }));
