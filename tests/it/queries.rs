@@ -211,7 +211,7 @@ async fn every_error_answer_is_json_with_a_stable_code(backend: Backend) {
     let post = reqwest::Method::POST;
 
     // Unknown paths, with and without a token.
-    for path in ["/", "/api/v1/area", "/api/v2/areas", "/api/v1/areas/E05008737/extra", "/sync/"] {
+    for path in ["/no-such-page", "/api/v1/area", "/api/v2/areas", "/api/v1/areas/E05008737/extra", "/sync/"] {
         let message = coded(&send(&app, get.clone(), path, &[], "").await, 404, ErrorCode::NotFound);
         assert!(message.contains(path), "{message}");
     }

@@ -178,7 +178,8 @@ async fn audit(State(state): State<AppState>, Signed(signed): Signed, RawQuery(q
         .into_iter()
         .map(|entry| Row {
             seq: entry.seq,
-            at: canonical_time(entry.at).replace('T', " ").replace('Z', " UTC"),
+            // To the second on the page; the CSV keeps the trail's microseconds.
+            at: canonical_time(entry.at).replace('T', " ").split('.').next().unwrap_or_default().to_owned() + " UTC",
             outcome: entry.outcome.as_str(),
             client_addr: entry.client_addr.unwrap_or_default(),
             detail: entry.detail.to_string(),

@@ -98,7 +98,7 @@ async fn sign_in(State(state): State<AppState>, AnonymousForm { form, context }:
     let password = SecretString::from(form.get("password").to_owned());
     match state.usecases.sign_in_with_password(email, &password, context).await {
         Ok(session) => signed_in(&state.config.web, &session, return_to),
-        Err(error) => refused(&state, &error, email, return_to),
+        Err(error) => refused(&state, &error, "email", email, return_to),
     }
 }
 
@@ -110,8 +110,9 @@ fn signed_in(web: &WebConfig, session: &NewSession, return_to: &str) -> Response
 }
 
 /// The sign-in page again, saying why signing in was refused (the same words for an unknown email and a wrong
-/// password).
-fn refused(state: &AppState, error: &UseCaseError, email: &str, return_to: &str) -> Response {
+/// password), at `field`: the email for the password form, `ORGANISATION` (the provider's button) for the
+/// identity provider.
+fn refused(state: &AppState, error: &UseCaseError, field: &'static str, email: &str, return_to: &str) -> Response {
     let (status, message) = match error {
         UseCaseError::Internal(_) => {
             return PageError::internal(anyhow::anyhow!("signing in: {error}")).into_response();
@@ -144,8 +145,11 @@ fn refused(state: &AppState, error: &UseCaseError, email: &str, return_to: &str)
             (status, message.to_owned())
         }
     };
-    render(status, &SignInPage::new(state, FormErrors::one("email", message), email, return_to))
+    render(status, &SignInPage::new(state, FormErrors::one(field, message), email, return_to))
 }
+
+/// The id of the button to sign in with the organisation's identity provider, where its refusals are shown.
+const ORGANISATION: &str = "organisation";
 
 async fn oidc_begin(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     if !state.usecases.oidc_enabled() {
@@ -157,7 +161,7 @@ async fn oidc_begin(State(state): State<AppState>, RawQuery(query): RawQuery) ->
         // The path to return to is kept with the sign-in's state, server-side.
         Ok(provider) => super::see_other(&provider),
         Err(UseCaseError::Internal(error)) => PageError::internal(error).into_response(),
-        Err(error) => refused(&state, &error, "", return_to),
+        Err(error) => refused(&state, &error, ORGANISATION, "", return_to),
     }
 }
 
@@ -174,17 +178,17 @@ async fn oidc_callback(
              password if you have one.",
             crate::domain::shown(query.get("error"))
         );
-        render(StatusCode::UNAUTHORIZED, &SignInPage::new(&state, FormErrors::one("email", message), "", "/"))
+        render(StatusCode::UNAUTHORIZED, &SignInPage::new(&state, FormErrors::one(ORGANISATION, message), "", "/"))
     } else if query.get("code").is_empty() || query.get("state").is_empty() {
         let error = UseCaseError::Unauthenticated {
             code: ErrorCode::SignInStateInvalid,
             message: ErrorCode::SignInStateInvalid.explain().en.to_owned(),
         };
-        refused(&state, &error, "", "/")
+        refused(&state, &error, ORGANISATION, "", "/")
     } else {
         match state.usecases.finish_oidc_sign_in(query.get("code"), query.get("state"), context).await {
             Ok(finished) => signed_in(&state.config.web, &finished.session, &finished.return_to),
-            Err(error) => refused(&state, &error, "", "/"),
+            Err(error) => refused(&state, &error, ORGANISATION, "", "/"),
         }
     }
 }
