@@ -215,8 +215,8 @@ pub struct WebArgs {
 /// Sign-in through an organisation's OpenID Connect identity provider (Microsoft Entra ID and the like).
 #[derive(Debug, Args)]
 pub struct OidcArgs {
-    /// The provider's issuer URL (its discovery document is read at start); with it, the sign-in page offers the
-    /// organisation's sign-in.
+    /// The provider's issuer URL (its discovery document is read at the first sign-in, then hourly); with it, the
+    /// sign-in page offers the organisation's sign-in.
     #[arg(long, env = "GRAPEVINE_OIDC_ISSUER", requires_all = ["oidc_client_id", "oidc_client_secret"])]
     pub oidc_issuer: Option<String>,
     /// This server's client id at the provider.
@@ -232,6 +232,11 @@ pub struct OidcArgs {
     /// `GROUP=ROLE` pairs, separated by commas; the first of a person's groups that matches names their role.
     #[arg(long, env = "GRAPEVINE_OIDC_ROLE_MAP", value_delimiter = ',', value_parser = parse_role_mapping)]
     pub oidc_role_map: Vec<(String, crate::domain::Role)>,
+    /// Take an `email` claim without `email_verified` as verified, for a provider that only issues addresses its
+    /// own organisation controls (a single-tenant Microsoft Entra ID sends no `email_verified`). Never for a
+    /// provider where people choose their own address. An explicit `email_verified: false` is still refused.
+    #[arg(long, env = "GRAPEVINE_OIDC_TRUST_EMAIL")]
+    pub oidc_trust_email: bool,
 }
 
 fn parse_role_mapping(text: &str) -> Result<(String, crate::domain::Role), String> {
@@ -249,6 +254,7 @@ impl WebArgs {
                 client_secret,
                 role_claim: self.oidc.oidc_role_claim,
                 role_map: self.oidc.oidc_role_map,
+                trust_email: self.oidc.oidc_trust_email,
             }),
             _ => None,
         };

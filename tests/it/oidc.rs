@@ -119,6 +119,7 @@ fn config_for(issuer: &str) -> OidcConfig {
         client_secret: SecretString::from(CLIENT_SECRET),
         role_claim: None,
         role_map: Vec::new(),
+        trust_email: false,
     }
 }
 
@@ -339,6 +340,30 @@ async fn with_a_role_map_someone_in_a_mapped_group_is_added_with_its_role(backen
     app.stop().await;
 }
 
+/// An email with no `email_verified` claim (as Microsoft Entra ID sends its directory's addresses) is refused unless
+/// the provider is trusted for its emails; an email marked unverified is refused even then.
+async fn an_email_without_email_verified_is_taken_only_from_a_provider_trusted_for_it(backend: Backend) {
+    let provider = Provider::start(0, false).await;
+    for trust_email in [false, true] {
+        let config = OidcConfig { trust_email, ..provider.config() };
+        let (app, usecases) = server_with(backend, &config).await;
+        for email in ["directory@example.org", "unverified@example.org"] {
+            usecases.add_person(&Principal::operator(), email, "analyst", None).await.unwrap();
+        }
+        let (code, state) = through_provider(&usecases, &app, &provider, "directory@example.org").await;
+        let finished = usecases.finish_oidc_sign_in(&code, &state, context()).await;
+        if trust_email {
+            assert_eq!(finished.unwrap().session.person.email, "directory@example.org");
+        } else {
+            assert_eq!(finished.unwrap_err().code(), ErrorCode::IdentityRefused);
+        }
+        let (code, state) = through_provider(&usecases, &app, &provider, "unverified@example.org").await;
+        let refused = usecases.finish_oidc_sign_in(&code, &state, context()).await.unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::IdentityRefused, "explicitly unverified, trusted or not");
+        app.stop().await;
+    }
+}
+
 async fn the_server_starts_while_the_provider_is_down_and_signs_in_once_it_is_up(backend: Backend) {
     // A port nothing listens on, for now.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -362,5 +387,6 @@ on_both_backends!(
     a_tampered_id_token_is_refused,
     a_replayed_state_is_refused,
     with_a_role_map_someone_in_a_mapped_group_is_added_with_its_role,
+    an_email_without_email_verified_is_taken_only_from_a_provider_trusted_for_it,
     the_server_starts_while_the_provider_is_down_and_signs_in_once_it_is_up,
 );

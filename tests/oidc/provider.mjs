@@ -41,6 +41,8 @@ const PEOPLE = {
   'ada@example.org': { sub: 'ada-0001', name: 'Ada Lovelace', email_verified: true, groups: ['staff'] },
   'stranger@example.org': { sub: 'stranger-0002', name: 'A Stranger', email_verified: true, groups: ['analysts'] },
   'unverified@example.org': { sub: 'unverified-0003', name: 'Not Verified', email_verified: false, groups: ['analysts'] },
+  // As Microsoft Entra ID sends its directory's addresses: no email_verified claim at all.
+  'directory@example.org': { sub: 'directory-0004', name: 'From The Directory', groups: [] },
 };
 const BY_SUBJECT = Object.fromEntries(Object.entries(PEOPLE).map(([email, person]) => [person.sub, { email, ...person }]));
 

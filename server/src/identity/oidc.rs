@@ -49,6 +49,10 @@ pub struct OidcConfig {
     pub role_claim: Option<String>,
     /// `GROUP=ROLE` pairs, first match wins.
     pub role_map: Vec<(String, Role)>,
+    /// Take an `email` claim that comes without `email_verified` as verified: for a provider that only issues
+    /// addresses its own organisation controls (a single-tenant Microsoft Entra ID sends no `email_verified`). An
+    /// explicit `email_verified: false` is refused all the same.
+    pub trust_email: bool,
 }
 
 impl OidcConfig {
@@ -318,7 +322,11 @@ impl OidcClient {
         let Some(email) = claims.email() else {
             return Err(OidcError::EmailUnverified(format!("subject {subject} has no email claim")));
         };
-        if claims.email_verified() != Some(true) {
+        let verified = match claims.email_verified() {
+            Some(verified) => verified,
+            None => self.config.trust_email,
+        };
+        if !verified {
             return Err(OidcError::EmailUnverified(format!("subject {subject}: email_verified is not true")));
         }
         let groups = match &self.config.role_claim {
@@ -363,6 +371,7 @@ mod tests {
             client_secret: SecretString::from("not-for-logs"),
             role_claim: role_claim.map(str::to_owned),
             role_map: vec![("analysts".into(), Role::Analyst), ("board".into(), Role::Board)],
+            trust_email: false,
         }
     }
 
