@@ -11,8 +11,9 @@ use grapevine_sync_proto::ErrorCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::page::{render, FormErrors, PageError, Shell};
-use super::session::{local_path, removed_cookie, session_cookie, AnonymousForm, Context, Form, SignedForm};
+use super::session::{removed_cookie, session_cookie, AnonymousForm, Context, Form, SignedForm};
 use crate::app::{AppState, WebConfig};
+use crate::domain::local_path;
 use crate::usecase::sign_in::NewSession;
 use crate::usecase::UseCaseError;
 
