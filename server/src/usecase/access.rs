@@ -42,32 +42,15 @@ impl UseCases {
         Err(refusal)
     }
 
-    /// A refused credential in the audit trail: nobody is known to act, so the actor is `anonymous`. Within the
-    /// network's budget (`REFUSALS_RECORDED_PER_MINUTE`); beyond it, said once in the log as the budget runs out.
+    /// A refused credential in the audit trail: nobody is known to act, so the actor is `anonymous`; within the
+    /// network's budget (`UseCases::record_anonymous_refusal`).
     async fn record_refused_credential(
         &self,
         refusal: &UseCaseError,
         context: &RequestContext,
     ) -> Result<(), UseCaseError> {
-        let network = context.network();
-        if !self.refusals_recorded.allow(network) {
-            return Ok(());
-        }
-        if !self.refusals_recorded.wait(&network).is_zero() {
-            tracing::warn!(%network, "many refused credentials from this network; the rest are refused unrecorded for now");
-        }
-        let entry = NewAuditEntry {
-            actor: "anonymous".into(),
-            role: String::new(),
-            action: "credential.refused".into(),
-            target: "bearer token".into(),
-            outcome: AuditOutcome::Refused,
-            client_addr: context.client_addr.map(|address| address.to_string()),
-            request_id: context.request_id.clone(),
-            detail: serde_json::json!({ "code": refusal.code().as_str() }),
-        };
-        self.store.append_audit(entry).await?;
-        Ok(())
+        let detail = serde_json::json!({ "code": refusal.code().as_str() });
+        self.record_anonymous_refusal(context, "credential.refused", "bearer token", detail).await
     }
 }
 

@@ -37,10 +37,6 @@ fn refused(code: ErrorCode, message: String) -> UseCaseError {
     UseCaseError::Unauthenticated { code, message }
 }
 
-fn explained(code: ErrorCode) -> UseCaseError {
-    refused(code, code.explain().en.to_owned())
-}
-
 impl UseCases {
     /// The same door, signing people in through the identity provider `client` describes.
     #[must_use]
@@ -99,7 +95,7 @@ impl UseCases {
             Some(pending) if now < pending.expires_at => pending,
             _ => {
                 self.record_refused_sign_in(&context, "unknown", ErrorCode::SignInStateInvalid, "state").await?;
-                return Err(explained(ErrorCode::SignInStateInvalid));
+                return Err(super::sign_in::refused(ErrorCode::SignInStateInvalid));
             }
         };
         let nonce = SecretString::from(pending.nonce);
@@ -109,13 +105,13 @@ impl UseCases {
             Err(error) => {
                 tracing::warn!(%error, request_id = ?context.request_id, "refused a sign-in through the identity provider");
                 self.record_refused_sign_in(&context, "unknown", ErrorCode::IdentityRefused, error.why()).await?;
-                return Err(explained(ErrorCode::IdentityRefused));
+                return Err(super::sign_in::refused(ErrorCode::IdentityRefused));
             }
         };
         let Ok(email) = crate::people::normalise_email(&identity.email) else {
             tracing::warn!(email = %shown(&identity.email), "the identity provider's email claim is not an email address");
             self.record_refused_sign_in(&context, &identity.email, ErrorCode::IdentityRefused, "email_invalid").await?;
-            return Err(explained(ErrorCode::IdentityRefused));
+            return Err(super::sign_in::refused(ErrorCode::IdentityRefused));
         };
         let person = match self.store.person_with_password(&email).await? {
             Some((person, _)) => person,
@@ -123,7 +119,7 @@ impl UseCases {
         };
         if person.disabled_at.is_some() {
             self.record_refused_sign_in(&context, &email, ErrorCode::PersonDisabled, "disabled").await?;
-            return Err(explained(ErrorCode::PersonDisabled));
+            return Err(super::sign_in::refused(ErrorCode::PersonDisabled));
         }
         let session = self.open_session(person, SignInMethod::OpenIdConnect, context).await?;
         Ok(FinishedOidcSignIn { session, return_to: pending.return_to })

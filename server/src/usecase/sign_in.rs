@@ -135,7 +135,8 @@ pub(crate) fn person_principal(person: &PersonInfo, context: RequestContext) -> 
     }
 }
 
-fn refused(code: ErrorCode) -> UseCaseError {
+/// A refusal in the code's own words.
+pub(super) fn refused(code: ErrorCode) -> UseCaseError {
     UseCaseError::Unauthenticated { code, message: code.explain().en.to_owned() }
 }
 
@@ -310,16 +311,22 @@ impl UseCases {
         .await
     }
 
-    /// An entry with no known actor (`anonymous`), within the per-network budget of `REFUSALS_RECORDED_PER_MINUTE`.
-    async fn record_anonymous_refusal(
+    /// An entry with no known actor (`anonymous`: a refused credential, sign-in or form), within the per-network
+    /// budget of `REFUSALS_RECORDED_PER_MINUTE`, so nobody can fill the trail; beyond it, said once in the log as the
+    /// budget runs out.
+    pub(super) async fn record_anonymous_refusal(
         &self,
         context: &RequestContext,
         verb: &str,
         target: &str,
         detail: serde_json::Value,
     ) -> Result<(), UseCaseError> {
-        if !self.refusals_recorded.allow(context.network()) {
+        let network = context.network();
+        if !self.refusals_recorded.allow(network) {
             return Ok(());
+        }
+        if !self.refusals_recorded.wait(&network).is_zero() {
+            tracing::warn!(%network, "many refusals from this network; the rest are refused unrecorded for now");
         }
         let entry = NewAuditEntry {
             actor: "anonymous".into(),
@@ -333,6 +340,14 @@ impl UseCases {
         };
         self.store.append_audit(entry).await?;
         Ok(())
+    }
+}
+
+/// A set-password link that cannot be used: answered as absent, whichever the reason.
+fn link_invalid() -> UseCaseError {
+    UseCaseError::NotFound {
+        code: ErrorCode::PasswordLinkInvalid,
+        message: ErrorCode::PasswordLinkInvalid.explain().en.to_owned(),
     }
 }
 
@@ -386,10 +401,7 @@ impl UseCases {
             Some(link) if link.used_at.is_none() && now < link.expires_at && link.person.disabled_at.is_none() => {
                 Ok(link.person)
             }
-            _ => Err(UseCaseError::NotFound {
-                code: ErrorCode::PasswordLinkInvalid,
-                message: ErrorCode::PasswordLinkInvalid.explain().en.to_owned(),
-            }),
+            _ => Err(link_invalid()),
         }
     }
 
@@ -422,10 +434,7 @@ impl UseCases {
             // Used by a second request in the meantime.
             let detail = json!({ "code": ErrorCode::PasswordLinkInvalid.as_str() });
             self.record(&principal, "person.set_password", &target, AuditOutcome::Failed, detail).await?;
-            Err(UseCaseError::NotFound {
-                code: ErrorCode::PasswordLinkInvalid,
-                message: ErrorCode::PasswordLinkInvalid.explain().en.to_owned(),
-            })
+            Err(link_invalid())
         }
     }
 }
