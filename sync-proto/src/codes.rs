@@ -93,11 +93,17 @@ pub enum ErrorCode {
     SignInStateInvalid,
     /// The identity provider's answer could not be verified, or named no verified email address.
     IdentityRefused,
+    /// Another analyst changed the insight's triage since the version the write names.
+    TriageChanged,
+    /// A triage write that is not one: an unknown state, an empty or overlong note, a bad tag or priority.
+    TriageInvalid,
+    /// An export with more rows than its format holds (XLSX: 1,048,575 rows under a header).
+    ExportTooLarge,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and for round-trip tests.
-    pub const ALL: [ErrorCode; 57] = [
+    pub const ALL: [ErrorCode; 60] = [
         ErrorCode::InsightMalformed,
         ErrorCode::InsightSchemaUnsupported,
         ErrorCode::InsightIdMismatch,
@@ -155,6 +161,9 @@ impl ErrorCode {
         ErrorCode::PasswordLinkInvalid,
         ErrorCode::SignInStateInvalid,
         ErrorCode::IdentityRefused,
+        ErrorCode::TriageChanged,
+        ErrorCode::TriageInvalid,
+        ErrorCode::ExportTooLarge,
     ];
 
     /// The wire spelling, `snake_case`.
@@ -218,6 +227,9 @@ impl ErrorCode {
             ErrorCode::PasswordLinkInvalid => "password_link_invalid",
             ErrorCode::SignInStateInvalid => "sign_in_state_invalid",
             ErrorCode::IdentityRefused => "identity_refused",
+            ErrorCode::TriageChanged => "triage_changed",
+            ErrorCode::TriageInvalid => "triage_invalid",
+            ErrorCode::ExportTooLarge => "export_too_large",
         }
     }
 
@@ -284,6 +296,9 @@ impl ErrorCode {
             ErrorCode::PasswordLinkInvalid => ("This link to set a password has expired or been used; ask an administrator for a new one.", "Mae'r ddolen hon i osod cyfrinair wedi dod i ben neu wedi'i defnyddio; gofynnwch i weinyddwr am un newydd."),
             ErrorCode::SignInStateInvalid => ("That sign-in took too long or was already used; start again.", "Cymerodd y mewngofnodi hwnnw ormod o amser neu fe'i defnyddiwyd eisoes; dechreuwch eto."),
             ErrorCode::IdentityRefused => ("Your organisation's sign-in could not be verified; try again, or ask an administrator.", "Nid oedd modd gwirio mewngofnodi eich sefydliad; rhowch gynnig arall arni, neu gofynnwch i weinyddwr."),
+            ErrorCode::TriageChanged => ("Someone else changed this insight's triage since you opened it; look again, then save.", "Mae rhywun arall wedi newid brysbennu'r mewnwelediad hwn ers i chi ei agor; edrychwch eto, yna cadwch."),
+            ErrorCode::TriageInvalid => ("That triage change is not valid; the message says which part.", "Nid yw'r newid brysbennu hwnnw'n ddilys; mae'r neges yn dweud pa ran."),
+            ErrorCode::ExportTooLarge => ("The export has more rows than the format holds; narrow the filter or choose CSV.", "Mae gan yr allforyn fwy o resi nag y mae'r fformat yn ei ddal; culhewch yr hidlydd neu dewiswch CSV."),
         };
         Bilingual { en, cy }
     }

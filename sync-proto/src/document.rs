@@ -23,7 +23,7 @@
 //! `{status, area_code?, area_name?, code?, message?, processed_at}` with `status` one of `filed`, `outside_coverage`,
 //! `rejected`, `withdrawn`.
 
-use automerge::transaction::Transactable;
+use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -66,7 +66,15 @@ pub fn write_insight(doc: &mut AutoCommit, insight: &Insight) -> Result<(), auto
     doc.put(ROOT, "text", insight.text.as_str())?;
     put_feeling_safe(doc, insight.feeling_safe)?;
     doc.put(ROOT, "channel", insight.channel.as_str())?;
-    put_location(doc, &insight.location)
+    put_location(doc, &insight.location)?;
+    stamp(doc);
+    Ok(())
+}
+
+/// Ends the change being written, stamped with the writer's clock (seconds since 1970), so the insight's history
+/// can say when each version was made. Automerge keeps the time as advice only: it never decides a merge.
+fn stamp(doc: &mut AutoCommit) {
+    doc.commit_with(CommitOptions::default().with_time(OffsetDateTime::now_utc().unix_timestamp()));
 }
 
 fn put_feeling_safe(doc: &mut AutoCommit, feeling_safe: Option<u8>) -> Result<(), automerge::AutomergeError> {
@@ -119,6 +127,7 @@ pub fn write_changes(doc: &mut AutoCommit, changes: &InsightChanges) -> Result<(
     if let Some(location) = &changes.location {
         put_location(doc, location)?;
     }
+    stamp(doc);
     Ok(())
 }
 
@@ -128,7 +137,9 @@ pub fn write_changes(doc: &mut AutoCommit, changes: &InsightChanges) -> Result<(
 /// # Errors
 /// Only Automerge's own errors.
 pub fn write_withdrawn(doc: &mut AutoCommit) -> Result<(), automerge::AutomergeError> {
-    doc.put(ROOT, "withdrawn", true)
+    doc.put(ROOT, "withdrawn", true)?;
+    stamp(doc);
+    Ok(())
 }
 
 /// Whether the person withdrew the insight. Anything but a `true` boolean (absent, null, another type) is not a
@@ -260,6 +271,7 @@ pub fn write_server_record(doc: &mut AutoCommit, record: &ServerRecord) -> Resul
         ServerStatus::Withdrawn => doc.put(&server, "status", "withdrawn")?,
     }
     doc.put(&server, "processed_at", format_time(record.processed_at))?;
+    stamp(doc);
     Ok(true)
 }
 
@@ -466,4 +478,90 @@ mod tests {
         assert!(write_server_record(&mut doc, &withdrawn).unwrap());
         assert_eq!(read_server_record(&doc), Some(withdrawn));
     }
+}
+
+/// Who made a version of an insight: the phone (the person capturing or editing it) or the server (its decision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Author {
+    Phone,
+    Server,
+}
+
+/// One version of an insight, as its document's history holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    /// When the change was made, by its writer's clock; `None` when the writer did not stamp it.
+    pub at: Option<OffsetDateTime>,
+    pub by: Author,
+    /// The fields it changed, each with its value after the change (as text; `None` when removed or null).
+    pub changed: Vec<(&'static str, Option<String>)>,
+}
+
+/// The most versions `history` reads; an insight's document has a handful.
+pub const MAX_HISTORY: usize = 500;
+
+/// The fields a history compares, as text: what a person would read.
+fn history_fields(doc: &AutoCommit) -> Vec<(&'static str, Option<String>)> {
+    let text = |key: &str| match doc.get(ROOT, key) {
+        Ok(Some((Value::Scalar(value), _))) => match value.as_ref() {
+            ScalarValue::Str(text) => Some(text.to_string()),
+            ScalarValue::Int(number) => Some(number.to_string()),
+            ScalarValue::Uint(number) => Some(number.to_string()),
+            ScalarValue::Boolean(flag) => Some(flag.to_string()),
+            ScalarValue::F64(number) => Some(number.to_string()),
+            _ => None,
+        },
+        Ok(Some((Value::Object(ObjType::Text), id))) => doc.text(&id).ok(),
+        _ => None,
+    };
+    let location = read_location(doc).ok().and_then(|location| match location {
+        Location::Gps { lat, lon, accuracy_m } => Some(format!("{lat:.5}, {lon:.5} (±{accuracy_m:.0} m)")),
+        Location::Area { code } => Some(format!("area {code}")),
+        Location::Postcode { postcode } => Some(format!("postcode {postcode}")),
+        Location::None => None,
+    });
+    let server = read_server_record(doc).map(|record| match record.status {
+        ServerStatus::Filed { area_code, area_name } => format!("filed in {area_name} ({area_code})"),
+        ServerStatus::OutsideCoverage => "outside coverage".to_owned(),
+        ServerStatus::Rejected { code, .. } => format!("rejected ({code})"),
+        ServerStatus::Withdrawn => "withdrawn".to_owned(),
+    });
+    vec![
+        ("captured_at", text("captured_at")),
+        ("category", text("category")),
+        ("text", text("text")),
+        ("feeling_safe", text("feeling_safe")),
+        ("channel", text("channel")),
+        ("location", location),
+        ("withdrawn", text("withdrawn")),
+        ("status", server),
+    ]
+}
+
+/// The insight's versions, oldest first: each change of its document replayed in order, with the fields it changed.
+/// A change that touched none of them (nothing a person would see) is left out.
+#[must_use]
+pub fn history(doc: &mut AutoCommit) -> Vec<Version> {
+    let changes: Vec<automerge::Change> = doc.get_changes(&[]);
+    let mut replay = AutoCommit::new();
+    let mut before = history_fields(&replay);
+    let mut versions = Vec::new();
+    for change in changes.into_iter().take(MAX_HISTORY) {
+        let time = change.timestamp();
+        if replay.apply_changes([change]).is_err() {
+            break;
+        }
+        let after = history_fields(&replay);
+        let changed: Vec<(&'static str, Option<String>)> =
+            after.iter().zip(&before).filter(|(now, then)| now != then).map(|(now, _)| now.clone()).collect();
+        if !changed.is_empty() {
+            let by = if changed.iter().all(|(field, _)| *field == "status") { Author::Server } else { Author::Phone };
+            // Stamped in seconds; a writer that stamps milliseconds (some JavaScript clients) is read as such.
+            let seconds = if time > 100_000_000_000 { time / 1000 } else { time };
+            let at = (time > 0).then(|| OffsetDateTime::from_unix_timestamp(seconds).ok()).flatten();
+            versions.push(Version { at, by, changed });
+        }
+        before = after;
+    }
+    versions
 }

@@ -15,7 +15,7 @@ pub enum Role {
     /// Runs cohorts of collectors: invitations and devices for its areas, and how many insights its cohorts sent;
     /// never insight text.
     Coordinator,
-    /// The commissioner's office: roll-ups and priorities (and, later, insight text and exports) within its scope.
+    /// The commissioner's office: roll-ups, priorities, insight text, triage and exports, within its scope.
     Analyst,
     /// A partnership board: disclosure-controlled summaries within its scope; never insight-level data.
     Board,
@@ -233,11 +233,17 @@ pub enum Action {
     ReadAudit,
     /// Back up or restore the database (the operator, on the server).
     Backup,
+    /// Read insights (their text, place and history): `GET /api/v1/insights`, `GET /api/v1/insights/{id}`.
+    ReadInsights,
+    /// Triage insights: state, notes, tags, links to priorities.
+    TriageInsights,
+    /// Export insights and roll-ups (CSV, GeoJSON, GeoPackage, XLSX).
+    ExportInsights,
 }
 
 impl Action {
     /// Every action, in the order `docs/access.md` lists them.
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 14] = [
         Action::SyncOwnDocuments,
         Action::ReadRollups,
         Action::ReadPriorities,
@@ -249,6 +255,9 @@ impl Action {
         Action::ImportPostcodes,
         Action::ReadAudit,
         Action::Backup,
+        Action::ReadInsights,
+        Action::TriageInsights,
+        Action::ExportInsights,
     ];
 
     /// The action's name in the audit trail and in `docs/access.md`.
@@ -266,6 +275,9 @@ impl Action {
             Action::ImportPostcodes => "import_postcodes",
             Action::ReadAudit => "read_audit",
             Action::Backup => "backup",
+            Action::ReadInsights => "read_insights",
+            Action::TriageInsights => "triage_insights",
+            Action::ExportInsights => "export_insights",
         }
     }
 
@@ -283,7 +295,10 @@ pub fn permits(role: Role, action: Action) -> bool {
     match role {
         Role::Collector => matches!(action, A::SyncOwnDocuments),
         Role::Coordinator => matches!(action, A::ManageInvitations | A::ManageDevices),
-        Role::Analyst => matches!(action, A::ReadRollups | A::ReadPriorities),
+        Role::Analyst => matches!(
+            action,
+            A::ReadRollups | A::ReadPriorities | A::ReadInsights | A::TriageInsights | A::ExportInsights
+        ),
         Role::Board => false,
         Role::Admin => matches!(
             action,

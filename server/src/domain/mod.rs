@@ -3,6 +3,7 @@
 //! `access::permits` before calling the store.
 
 pub mod access;
+pub mod insight_query;
 pub mod outcome;
 pub mod period;
 

@@ -92,3 +92,31 @@ impl DayRange {
         Some(DayRange { from: Some(from.checked_sub(to - from)?), to: Some(from) })
     }
 }
+
+/// A day written exactly `YYYY-MM-DD` (no week dates, no ordinal dates, no basic format, no time, no sign), between
+/// `FIRST_DAY` and `LAST_DAY`; `key` names the parameter in the message that refuses anything else.
+///
+/// # Errors
+/// A message naming `key` and saying what is wrong.
+pub fn parse_day(key: &str, value: &str) -> Result<Date, String> {
+    let not_a_day = || format!("{key}={} is not a date written YYYY-MM-DD", crate::domain::shown(value));
+    let bytes = value.as_bytes();
+    let shaped = bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes.iter().enumerate().all(|(index, byte)| index == 4 || index == 7 || byte.is_ascii_digit());
+    if !shaped {
+        return Err(not_a_day());
+    }
+    // The shape check leaves only ASCII digits in these slices, so they parse.
+    let number = |range: std::ops::Range<usize>| value[range].parse::<u16>().map_err(|_| not_a_day());
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let month = u8::try_from(month).ok().and_then(|month| time::Month::try_from(month).ok()).ok_or_else(not_a_day)?;
+    let day = u8::try_from(day).map_err(|_| not_a_day())?;
+    let date = Date::from_calendar_date(i32::from(year), month, day)
+        .map_err(|_| format!("{key}={} is not a day of the calendar", crate::domain::shown(value)))?;
+    if !(FIRST_DAY..=LAST_DAY).contains(&date) {
+        return Err(format!("{key}={date} is out of range: dates run from {FIRST_DAY} to {LAST_DAY}"));
+    }
+    Ok(date)
+}

@@ -76,6 +76,7 @@ impl From<crate::usecase::UseCaseError> for ApiError {
             }
             E::NotFound { code, message } => ApiError::new(StatusCode::NOT_FOUND, code, message),
             E::Invalid { code, message } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+            E::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
             limited @ E::RateLimited { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, limited.to_string())
             }

@@ -6,6 +6,7 @@ pub mod areas;
 pub mod audit;
 pub mod enrol;
 pub mod error;
+pub mod insights;
 pub mod priorities;
 pub mod query;
 
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(areas::router())
         .merge(audit::router())
+        .merge(insights::router())
         .merge(priorities::router())
         .merge(enrol::router())
         .route_layer(middleware::from_fn(refuse_token_in_query))

@@ -5,7 +5,9 @@
 
 use axum::http::StatusCode;
 use grapevine_sync_proto::ErrorCode;
-use time::{Date, Month};
+use time::Date;
+#[cfg(test)]
+use time::Month;
 
 use super::error::{shown, ApiError};
 use crate::domain::period::{DayRange, PeriodKind, FIRST_DAY, LAST_DAY};
@@ -127,31 +129,9 @@ impl ApiQuery {
     }
 }
 
-/// A day written exactly `YYYY-MM-DD` (no week dates, no ordinal dates, no basic format, no time, no sign), between
-/// `EARLIEST_DAY` and `LATEST_DAY`.
+/// A day written exactly `YYYY-MM-DD`, between `EARLIEST_DAY` and `LATEST_DAY` (`period::parse_day`).
 fn parse_day(key: &str, value: &str) -> Result<Date, ApiError> {
-    let not_a_day = || ApiError::invalid_query(format!("{key}={} is not a date written YYYY-MM-DD", shown(value)));
-    let bytes = value.as_bytes();
-    let shaped = bytes.len() == 10
-        && bytes[4] == b'-'
-        && bytes[7] == b'-'
-        && bytes.iter().enumerate().all(|(index, byte)| index == 4 || index == 7 || byte.is_ascii_digit());
-    if !shaped {
-        return Err(not_a_day());
-    }
-    // The shape check leaves only ASCII digits in these slices, so they parse.
-    let number = |range: std::ops::Range<usize>| value[range].parse::<u16>().map_err(|_| not_a_day());
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let month = u8::try_from(month).ok().and_then(|month| Month::try_from(month).ok()).ok_or_else(not_a_day)?;
-    let day = u8::try_from(day).map_err(|_| not_a_day())?;
-    let date = Date::from_calendar_date(i32::from(year), month, day)
-        .map_err(|_| ApiError::invalid_query(format!("{key}={} is not a day of the calendar", shown(value))))?;
-    if !(EARLIEST_DAY..=LATEST_DAY).contains(&date) {
-        return Err(ApiError::invalid_query(format!(
-            "{key}={date} is out of range: dates run from {EARLIEST_DAY} to {LATEST_DAY}"
-        )));
-    }
-    Ok(date)
+    crate::domain::period::parse_day(key, value).map_err(ApiError::invalid_query)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! `Store` is the sum of one trait per aggregate, each in a directory of its own with the trait and the statements
 //! both backends run alike in its `mod.rs` and each backend's implementation beside it: `access` (`AccessStore`),
 //! `documents` (`DocumentStore`), `generations` (`GenerationStore`), `rollup` (`RollupStore`, and the roll-up
-//! arithmetic), `postcodes` (`PostcodeStore`), `people` (`PeopleStore`), `audit` (`AuditStore`) and `sessions`
+//! arithmetic), `postcodes` (`PostcodeStore`), `people` (`PeopleStore`), `audit` (`AuditStore`), `insights` (`InsightStore`: the analysts' reading and triage) and `sessions`
 //! (`SessionStore`: passwords, set-password links, browser sessions, sign-ins in progress); `DatabaseStore` (lineage, schema, pool) is here. Callers bring the
 //! traits' methods into scope with `use crate::store::prelude::*;`.
 //!
@@ -22,8 +22,9 @@
 
 mod access;
 mod audit;
-mod documents;
+pub(crate) mod documents;
 mod generations;
+pub mod insights;
 mod people;
 mod postcodes;
 mod postgres;
@@ -44,6 +45,7 @@ pub use access::AccessStore;
 pub use audit::AuditStore;
 pub use documents::DocumentStore;
 pub use generations::GenerationStore;
+pub use insights::InsightStore;
 pub use people::{AddPersonError, PeopleStore, PersonInfo};
 pub use postcodes::PostcodeStore;
 pub use postgres::PostgresStore;
@@ -470,6 +472,7 @@ pub trait Store:
     + PeopleStore
     + DocumentStore
     + GenerationStore
+    + InsightStore
     + RollupStore
     + PostcodeStore
     + SessionStore
@@ -486,6 +489,7 @@ impl<T> Store for T where
         + PeopleStore
         + DocumentStore
         + GenerationStore
+        + InsightStore
         + RollupStore
         + PostcodeStore
         + SessionStore
@@ -501,6 +505,7 @@ pub mod prelude {
     pub use super::audit::AuditStore;
     pub use super::documents::DocumentStore;
     pub use super::generations::GenerationStore;
+    pub use super::insights::InsightStore;
     pub use super::people::PeopleStore;
     pub use super::postcodes::PostcodeStore;
     pub use super::rollup::RollupStore;

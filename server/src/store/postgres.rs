@@ -52,6 +52,7 @@ impl PostgresStore {
         check_not_newer(applied, &MIGRATOR)?;
         MIGRATOR.run(&pool).await.context("applying PostgreSQL migrations")?;
         rebuild_pending_rollups(&pool).await.context("rebuilding roll-ups after a migration")?;
+        fill_capture_offsets(&pool).await.context("keeping the phones' offsets of insights stored before 0015")?;
         let (changes, _) = tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY);
         Ok(PostgresStore { pool, changes, listening: Arc::new(AtomicBool::new(false)) })
     }
@@ -81,6 +82,47 @@ impl PostgresStore {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
+        }
+    }
+}
+
+/// Insights stored before migration 0015 kept `captured_at` as an instant only; their documents still hold the
+/// RFC 3339 text the phone wrote, so the offset is read back from there (a thousand at a time; a document that
+/// cannot be read keeps UTC, `0`). Runs at every start and finds nothing once done.
+async fn fill_capture_offsets(pool: &PgPool) -> anyhow::Result<()> {
+    use automerge::ReadDoc;
+    loop {
+        let pending: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+            "SELECT id, doc_id FROM insights WHERE captured_at IS NOT NULL AND captured_offset_minutes IS NULL
+             LIMIT 1000",
+        )
+        .fetch_all(pool)
+        .await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for (id, doc_id) in pending {
+            let chunks: Vec<Vec<u8>> =
+                sqlx::query_scalar("SELECT bytes FROM document_chunks WHERE doc_id = $1 ORDER BY seq")
+                    .bind(&doc_id)
+                    .fetch_all(pool)
+                    .await?;
+            let written = automerge::AutoCommit::load(&chunks.concat()).ok().and_then(|doc| {
+                match doc.get(automerge::ROOT, "captured_at") {
+                    Ok(Some((automerge::Value::Scalar(value), _))) => value.to_str().map(str::to_owned),
+                    _ => None,
+                }
+            });
+            let minutes = written
+                .and_then(|text| {
+                    time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).ok()
+                })
+                .map_or(0, crate::store::documents::offset_minutes);
+            sqlx::query("UPDATE insights SET captured_offset_minutes = $2 WHERE id = $1")
+                .bind(id)
+                .bind(minutes)
+                .execute(pool)
+                .await?;
         }
     }
 }

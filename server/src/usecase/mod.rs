@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod cohorts;
+pub mod insights;
 pub mod oidc;
 pub mod people;
 pub mod reference;
@@ -40,6 +41,8 @@ pub struct UseCases {
     sign_in_failures: Arc<RateLimiter<IpAddr>>,
     /// The organisation's identity provider, when one is configured (`with_oidc`).
     oidc: Option<Arc<crate::identity::oidc::OidcClient>>,
+    /// The key collector pseudonyms are made with, read from the store once.
+    pseudonym_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
 }
 
 /// Why a use case did not do what was asked. Each maps onto the one code table; adapters choose only how to say it
@@ -59,6 +62,9 @@ pub enum UseCaseError {
     /// The input is wrong; the message names what.
     #[error("refused ({code}): {message}")]
     Invalid { code: ErrorCode, message: String },
+    /// The thing changed since the version the caller read; nothing was written (`triage_changed`).
+    #[error("refused ({code}): {message}")]
+    Conflict { code: ErrorCode, message: String },
     /// Too many attempts (failed sign-ins from one account or network); try again after `retry_after`.
     #[error("refused (rate_limited): too many attempts; try again in {} seconds", retry_after.as_secs().max(1))]
     RateLimited { retry_after: std::time::Duration },
@@ -75,7 +81,8 @@ impl UseCaseError {
             UseCaseError::Forbidden { .. } => ErrorCode::Forbidden,
             UseCaseError::Unauthenticated { code, .. }
             | UseCaseError::NotFound { code, .. }
-            | UseCaseError::Invalid { code, .. } => *code,
+            | UseCaseError::Invalid { code, .. }
+            | UseCaseError::Conflict { code, .. } => *code,
             UseCaseError::RateLimited { .. } => ErrorCode::RateLimited,
             UseCaseError::Internal(_) => ErrorCode::Internal,
         }
@@ -100,7 +107,14 @@ impl UseCases {
             sign_in::FAILURES_PER_NETWORK_PER_MINUTE / 60.0,
             sign_in::FAILURES_PER_NETWORK_BURST,
         ));
-        UseCases { store, refusals_recorded, sessions: sign_in::SessionPolicy::default(), sign_in_failures, oidc: None }
+        UseCases {
+            store,
+            refusals_recorded,
+            sessions: sign_in::SessionPolicy::default(),
+            sign_in_failures,
+            oidc: None,
+            pseudonym_key: Arc::default(),
+        }
     }
 
     /// The same door, with each network allowed `burst` failed sign-ins at once and `per_minute` after that (the

@@ -237,6 +237,9 @@ impl PageError {
             UseCaseError::Invalid { message, .. } => {
                 PageError::new(StatusCode::UNPROCESSABLE_ENTITY, "That could not be done", message)
             }
+            UseCaseError::Conflict { message, .. } => {
+                PageError::new(StatusCode::CONFLICT, "Someone else changed this first", message)
+            }
             limited @ UseCaseError::RateLimited { .. } => {
                 PageError::new(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", limited.to_string())
             }

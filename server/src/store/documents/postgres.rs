@@ -180,12 +180,12 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
     let captured_days: Vec<Option<Date>> = rows.iter().map(|row| row.captured_at.map(OffsetDateTime::date)).collect();
     let columns: Vec<_> = rows.iter().map(|row| row.outcome.columns()).collect();
     sqlx::query(&format!(
-        "INSERT INTO insights ({})
+        "INSERT INTO insights ({}, captured_offset_minutes)
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::date[],
              $7::text[], $8::text[], $9::text[], $10::smallint[], $11::text[], $12::float8[], $13::float8[],
              $14::float8[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[],
-             $21::text[], $22::float8[], $23::float8[])
-         {}",
+             $21::text[], $22::float8[], $23::float8[], $24::smallint[])
+         {}, captured_offset_minutes = excluded.captured_offset_minutes",
         super::INSIGHT_COLUMNS,
         super::INSIGHT_UPSERT
     ))
@@ -212,6 +212,7 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
     .bind(rows.iter().map(|row| row.postcode.as_deref()).collect::<Vec<_>>())
     .bind(rows.iter().map(|row| row.tag_point.map(|(lat, _)| lat)).collect::<Vec<_>>())
     .bind(rows.iter().map(|row| row.tag_point.map(|(_, lon)| lon)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.captured_at.map(super::offset_minutes)).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await
     .map_err(classify)?;
@@ -332,12 +333,17 @@ impl DocumentStore for PostgresStore {
     }
 
     async fn insight(&self, id: Uuid) -> anyhow::Result<Option<InsightRow>> {
-        let row = sqlx::query(super::INSIGHT).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&super::INSIGHT.replacen("SELECT ", "SELECT captured_offset_minutes, ", 1))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let tags = sqlx::query_as(super::INSIGHT_TAGS).bind(id).fetch_all(&self.pool).await?;
         let feeling_safe: Option<i16> = row.get("feeling_safe");
         let feeling_safe = feeling_safe.map(i64::from);
-        let (captured_at, processed_at) = (row.get("captured_at"), row.get("processed_at"));
+        let captured_at =
+            crate::store::insights::with_offset(row.get("captured_at"), row.get("captured_offset_minutes"));
+        let processed_at = row.get("processed_at");
         let columns = super::InsightColumns::from_row(&row)?;
         Ok(Some(columns.into_row(id, captured_at, feeling_safe, processed_at, tags)))
     }

@@ -90,11 +90,26 @@ async fn write_document(
     // Take the old row's contributions (in every generation it was tagged in) out of the roll-ups, put the new ones
     // in: the roll-ups never rescan.
     let insight_id = write.insight.id.to_string();
-    let old = sqlx::query("SELECT status, captured_day, category, feeling_safe, channel FROM insights WHERE id = ?1")
-        .bind(&insight_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let old = sqlx::query(
+        "SELECT status, captured_day, category, feeling_safe, channel, seq, text FROM insights WHERE id = ?1",
+    )
+    .bind(&insight_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(anyhow::Error::from)?;
+    // The search index holds the text under the insight's arrival number: take the old text out before it changes.
+    let kept_seq: Option<i64> = old.as_ref().and_then(|old| old.get("seq"));
+    if let Some(old) = &old {
+        let old_text: Option<String> = old.get("text");
+        if let (Some(seq), Some(text)) = (kept_seq, old_text) {
+            sqlx::query("INSERT INTO insights_fts (insights_fts, rowid, text) VALUES ('delete', ?1, ?2)")
+                .bind(seq)
+                .bind(text)
+                .execute(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
+    }
     if let Some(old) = old {
         let status: String = old.get("status");
         let tags = sqlx::query("SELECT generation_id, area_code FROM insight_areas WHERE insight_id = ?1")
@@ -127,10 +142,18 @@ async fn write_document(
     let row = &write.insight;
     let captured_day = row.captured_at.map(OffsetDateTime::date);
     let (status, area_code, reject_code, reject_message) = row.outcome.columns();
+    // A new insight takes the next arrival number (the write lock is held, so none is taken twice); an edit keeps its.
+    let seq: i64 = match kept_seq {
+        Some(seq) => seq,
+        None => sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM insights")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?,
+    };
     sqlx::query(&format!(
-        "INSERT INTO insights ({})
+        "INSERT INTO insights ({}, seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-             ?23)
+             ?23, ?24)
          {}",
         super::INSIGHT_COLUMNS,
         super::INSIGHT_UPSERT
@@ -158,9 +181,18 @@ async fn write_document(
     .bind(&row.postcode)
     .bind(row.tag_point.map(|(lat, _)| lat))
     .bind(row.tag_point.map(|(_, lon)| lon))
+    .bind(seq)
     .execute(&mut *tx)
     .await
     .map_err(anyhow::Error::from)?;
+    if let Some(text) = &row.text {
+        sqlx::query("INSERT INTO insights_fts (rowid, text) VALUES (?1, ?2)")
+            .bind(seq)
+            .bind(text)
+            .execute(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?;
+    }
     for tag in &row.tags {
         sqlx::query(
             "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) VALUES (?1, ?2, ?3, ?4)",
