@@ -91,6 +91,24 @@ impl DayRange {
         let (from, to) = (self.from?, self.to?);
         Some(DayRange { from: Some(from.checked_sub(to - from)?), to: Some(from) })
     }
+
+    /// The period an analyst compares this one with: when it is exactly one calendar month, quarter or year, the one
+    /// of that kind just before it (September against August, not against the 30 days before September); otherwise
+    /// the same number of days just before (`previous`).
+    #[must_use]
+    pub fn comparable_previous(self) -> Option<DayRange> {
+        let (from, to) = (self.from?, self.to?);
+        let whole = [PeriodKind::Year, PeriodKind::Quarter, PeriodKind::Month]
+            .into_iter()
+            .find(|kind| kind.start_of(from) == from && kind.end_of(from) == to);
+        match whole {
+            Some(kind) => {
+                let start = kind.start_of(from.previous_day()?);
+                (start >= FIRST_DAY).then_some(DayRange { from: Some(start), to: Some(from) })
+            }
+            None => self.previous(),
+        }
+    }
 }
 
 /// A day written exactly `YYYY-MM-DD` (no week dates, no ordinal dates, no basic format, no time, no sign), between
@@ -119,4 +137,42 @@ pub fn parse_day(key: &str, value: &str) -> Result<Date, String> {
         return Err(format!("{key}={date} is out of range: dates run from {FIRST_DAY} to {LAST_DAY}"));
     }
     Ok(date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn days(from: Date, to: Date) -> DayRange {
+        DayRange { from: Some(from), to: Some(to) }
+    }
+
+    #[test]
+    fn a_calendar_period_is_compared_with_the_one_before_it_of_its_kind() {
+        // March (31 days) against February (28), not against the 31 days before March.
+        assert_eq!(
+            days(date!(2026 - 03 - 01), date!(2026 - 04 - 01)).comparable_previous(),
+            Some(days(date!(2026 - 02 - 01), date!(2026 - 03 - 01)))
+        );
+        assert_eq!(
+            days(date!(2026 - 01 - 01), date!(2026 - 02 - 01)).comparable_previous(),
+            Some(days(date!(2025 - 12 - 01), date!(2026 - 01 - 01)))
+        );
+        assert_eq!(
+            days(date!(2026 - 04 - 01), date!(2026 - 07 - 01)).comparable_previous(),
+            Some(days(date!(2026 - 01 - 01), date!(2026 - 04 - 01)))
+        );
+        assert_eq!(
+            days(date!(2026 - 01 - 01), date!(2027 - 01 - 01)).comparable_previous(),
+            Some(days(date!(2025 - 01 - 01), date!(2026 - 01 - 01)))
+        );
+        // Any other run of days: the same number of days just before.
+        assert_eq!(
+            days(date!(2026 - 03 - 10), date!(2026 - 03 - 20)).comparable_previous(),
+            Some(days(date!(2026 - 02 - 28), date!(2026 - 03 - 10)))
+        );
+        assert_eq!(DayRange { from: None, to: Some(date!(2026 - 03 - 20)) }.comparable_previous(), None);
+        assert_eq!(days(FIRST_DAY, date!(1900 - 02 - 01)).comparable_previous(), None, "nothing before the calendar");
+    }
 }

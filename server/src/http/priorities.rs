@@ -2,12 +2,9 @@
 //! previous period of equal length, and the top three concerns — the table an analyst pastes into the Police and
 //! Crime Plan.
 
-use std::collections::HashMap;
-
 use axum::extract::{RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
 use serde::Serialize;
 
 use super::areas::GenerationRef;
@@ -15,7 +12,6 @@ use super::error::ApiError;
 use super::query::ApiQuery;
 use super::Caller;
 use crate::app::AppState;
-use crate::store::CategoryCount;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/priorities", get(priorities))
@@ -53,23 +49,6 @@ struct PrioritiesResponse {
     areas: Vec<AreaPriorities>,
 }
 
-/// Each area's count per category (every category, the campaign's or not, so the totals are whole).
-struct Counts(HashMap<String, HashMap<String, i64>>);
-
-impl Counts {
-    fn of(rows: Vec<CategoryCount>) -> Counts {
-        let mut areas: HashMap<String, HashMap<String, i64>> = HashMap::new();
-        for row in rows {
-            areas.entry(row.area_code).or_default().insert(row.category, row.n);
-        }
-        Counts(areas)
-    }
-
-    fn area(&self, code: &str) -> Option<&HashMap<String, i64>> {
-        self.0.get(code)
-    }
-}
-
 async fn priorities(
     State(state): State<AppState>,
     Caller(principal): Caller,
@@ -89,56 +68,29 @@ async fn priorities(
         .usecases
         .priority_counts(&principal, &atlas, generation, query.area.as_deref(), query.days, previous)
         .await?;
-    let (now, before) = (Counts::of(counts.now), Counts::of(counts.before));
-    let mut areas: Vec<AreaPriorities> = counts
-        .areas
-        .iter()
-        .filter_map(|area| {
-            let (current, previous) = (now.area(&area.code), before.area(&area.code));
-            if current.is_none() && previous.is_none() {
-                return None;
-            }
-            let count = |counts: Option<&HashMap<String, i64>>, category: &str| {
-                counts.and_then(|counts| counts.get(category)).copied().unwrap_or(0)
-            };
-            let mut categories: Vec<Ranked> = DEFAULT_CAMPAIGN
+    let areas = counts
+        .ranked()
+        .into_iter()
+        .map(|ranked| AreaPriorities {
+            code: ranked.area.code.clone(),
+            name: ranked.area.name.clone(),
+            total: ranked.total,
+            previous_total: ranked.previous_total,
+            top_concerns: ranked.top_concerns().map(|category| category.slug.to_owned()).collect(),
+            categories: ranked
                 .categories
-                .iter()
-                .map(|category| {
-                    let (total, earlier) = (count(current, category.slug), count(previous, category.slug));
-                    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-                    let change_percent =
-                        (earlier > 0).then(|| ((total - earlier) as f64 * 1000.0 / earlier as f64).round() / 10.0);
-                    Ranked {
-                        category: category.slug.to_owned(),
-                        label: category.label.to_owned(),
-                        total,
-                        previous: earlier,
-                        change: total - earlier,
-                        change_percent,
-                    }
+                .into_iter()
+                .map(|category| Ranked {
+                    category: category.slug.to_owned(),
+                    label: category.label.to_owned(),
+                    total: category.total,
+                    previous: category.previous,
+                    change: category.change,
+                    change_percent: category.change_percent,
                 })
-                .collect();
-            categories.sort_by(|a, b| {
-                b.total.cmp(&a.total).then_with(|| b.change.cmp(&a.change)).then(a.category.cmp(&b.category))
-            });
-            let top_concerns = categories
-                .iter()
-                .filter(|ranked| ranked.total > 0)
-                .take(3)
-                .map(|ranked| ranked.category.clone())
-                .collect();
-            Some(AreaPriorities {
-                code: area.code.clone(),
-                name: area.name.clone(),
-                total: current.map_or(0, |counts| counts.values().sum()),
-                previous_total: previous.map_or(0, |counts| counts.values().sum()),
-                top_concerns,
-                categories,
-            })
+                .collect(),
         })
         .collect();
-    areas.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.code.cmp(&b.code)));
     let (previous_from, previous_to) = (previous.from.unwrap_or(from), previous.to.unwrap_or(from));
     Ok(Json(PrioritiesResponse {
         boundaries: GenerationRef::from(generation),

@@ -379,6 +379,14 @@ pub struct CategoryCount {
     pub n: i64,
 }
 
+/// One area's insight count in one category over one period of a trend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryPoint {
+    pub period_start: Date,
+    pub category: String,
+    pub n: i64,
+}
+
 /// One period of a series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesPoint {

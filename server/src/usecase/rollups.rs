@@ -1,15 +1,16 @@
 //! Reading the neighbourhood roll-ups and priorities: counts, never insight text. A scoped principal sees only the
 //! areas within its scope; any other area is answered exactly as an area that does not exist.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
+use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
 use grapevine_sync_proto::ErrorCode;
 
 use super::{UseCaseError, UseCases};
 use crate::domain::{shown, Action, DayRange, PeriodKind, Principal, Scope};
 use crate::geo::atlas::{Atlas, Generation};
 use crate::geo::boundaries::Area;
-use crate::store::{AreaRollup, CategoryCount, SeriesPoint, OUTSIDE_COVERAGE};
+use crate::store::{AreaRollup, CategoryCount, CategoryPoint, SeriesPoint, OUTSIDE_COVERAGE};
 
 /// Which areas of one generation a principal may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +64,140 @@ pub struct PriorityCounts<'g> {
     pub before: Vec<CategoryCount>,
 }
 
+/// One category of an area in the priorities table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedCategory {
+    pub slug: &'static str,
+    pub label: &'static str,
+    pub total: i64,
+    pub previous: i64,
+    pub change: i64,
+    /// `None` when the previous period had none (a new concern, not an infinite rise).
+    pub change_percent: Option<f64>,
+}
+
+/// One area's row of the priorities table.
+#[derive(Debug, Clone)]
+pub struct AreaPriorities<'g> {
+    pub area: &'g Area,
+    pub total: i64,
+    pub previous_total: i64,
+    /// The campaign's categories, most insights first (then the biggest rise, then the slug).
+    pub categories: Vec<RankedCategory>,
+}
+
+impl AreaPriorities<'_> {
+    /// The (up to) three categories with the most insights this period, none of them empty.
+    pub fn top_concerns(&self) -> impl Iterator<Item = &RankedCategory> {
+        self.categories.iter().filter(|ranked| ranked.total > 0).take(3)
+    }
+}
+
+impl<'g> PriorityCounts<'g> {
+    /// The priorities table (the one an analyst pastes into the Police and Crime Plan): each area with anything in
+    /// either period, its categories ranked by volume with the change against the period before; busiest area first.
+    /// The API and the pages both show this, so they cannot disagree.
+    #[must_use]
+    pub fn ranked(&self) -> Vec<AreaPriorities<'g>> {
+        let (now, before) = (counts_by_area(&self.now), counts_by_area(&self.before));
+        let mut areas: Vec<AreaPriorities<'g>> = self
+            .areas
+            .iter()
+            .filter_map(|area| {
+                let (current, previous) = (now.get(area.code.as_str()), before.get(area.code.as_str()));
+                if current.is_none() && previous.is_none() {
+                    return None;
+                }
+                let count = |counts: Option<&HashMap<&str, i64>>, category: &str| {
+                    counts.and_then(|counts| counts.get(category)).copied().unwrap_or(0)
+                };
+                let mut categories: Vec<RankedCategory> = DEFAULT_CAMPAIGN
+                    .categories
+                    .iter()
+                    .map(|category| {
+                        let (total, earlier) = (count(current, category.slug), count(previous, category.slug));
+                        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+                        let change_percent =
+                            (earlier > 0).then(|| ((total - earlier) as f64 * 1000.0 / earlier as f64).round() / 10.0);
+                        RankedCategory {
+                            slug: category.slug,
+                            label: category.label,
+                            total,
+                            previous: earlier,
+                            change: total - earlier,
+                            change_percent,
+                        }
+                    })
+                    .collect();
+                categories.sort_by(|a, b| {
+                    b.total.cmp(&a.total).then_with(|| b.change.cmp(&a.change)).then(a.slug.cmp(b.slug))
+                });
+                Some(AreaPriorities {
+                    area,
+                    total: current.map_or(0, |counts| counts.values().sum()),
+                    previous_total: previous.map_or(0, |counts| counts.values().sum()),
+                    categories,
+                })
+            })
+            .collect();
+        areas.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.area.code.cmp(&b.area.code)));
+        areas
+    }
+}
+
+/// Each area's count per category (every category, the campaign's or not, so the totals are whole).
+fn counts_by_area(rows: &[CategoryCount]) -> HashMap<&str, HashMap<&str, i64>> {
+    let mut areas: HashMap<&str, HashMap<&str, i64>> = HashMap::new();
+    for row in rows {
+        areas.entry(row.area_code.as_str()).or_default().insert(row.category.as_str(), row.n);
+    }
+    areas
+}
+
+/// One area's insights per category per month.
+#[derive(Debug)]
+pub struct AreaTrend<'g> {
+    pub area: &'g Area,
+    /// Oldest first; periods and categories with none absent.
+    pub points: Vec<CategoryPoint>,
+}
+
 impl UseCases {
+    /// The areas of `generation` the principal may choose among (to filter by, to open): boundaries are reference
+    /// data, so nothing is recorded, but a role without `action` gets none.
+    ///
+    /// # Errors
+    /// `Forbidden` for a role that may not take `action`.
+    pub fn areas_in_scope<'g>(
+        principal: &Principal,
+        atlas: &Atlas,
+        generation: &'g Generation,
+        action: Action,
+    ) -> Result<Vec<&'g Area>, UseCaseError> {
+        Self::authorize(principal, action)?;
+        let visible = Visible::of(principal, atlas, generation);
+        Ok(generation.boundaries.areas().iter().filter(|area| visible.contains(&area.code)).collect())
+    }
+
+    /// One area's insights per category per month over `days` (the months that start in it): its trend.
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound` (`area_not_found`) for an area that does not exist or lies outside the scope, alike;
+    /// the store fails.
+    pub async fn area_trend<'g>(
+        &self,
+        principal: &Principal,
+        atlas: &Atlas,
+        generation: &'g Generation,
+        code: &str,
+        days: DayRange,
+    ) -> Result<AreaTrend<'g>, UseCaseError> {
+        self.authorize_audited(principal, Action::ReadRollups, "rollups.read", &shown(code)).await?;
+        let area = visible_area(principal, atlas, generation, code)?;
+        let points = self.store.category_series(generation.info.id, &area.code, PeriodKind::Month, days).await?;
+        Ok(AreaTrend { area, points })
+    }
+
     /// `GET /api/v1/areas`.
     ///
     /// # Errors

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use sqlx::{ColumnIndex, Decode, Encode, QueryBuilder, Row, Type};
 
-use super::{AreaRollup, CategoryCount, DayRange, SeriesPoint, Sums};
+use super::{AreaRollup, CategoryCount, CategoryPoint, DayRange, SeriesPoint, Sums};
 
 /// The analyst reads: counts per area, category and period, from the roll-up cells.
 #[async_trait::async_trait]
@@ -48,6 +48,16 @@ pub trait RollupStore: Send + Sync {
         kind: PeriodKind,
         days: DayRange,
     ) -> anyhow::Result<Vec<SeriesPoint>>;
+
+    /// One area's insight count per category per period of a kind, for the periods that start inside `days`
+    /// (periods and categories with none absent), oldest first: its trend by category.
+    async fn category_series(
+        &self,
+        generation_id: i64,
+        area_code: &str,
+        kind: PeriodKind,
+        days: DayRange,
+    ) -> anyhow::Result<Vec<CategoryPoint>>;
 }
 
 /// The roll-up category under which every insight also counts, whatever its category.
@@ -723,6 +733,28 @@ fn series_statement() -> String {
            AND category = '*' AND period = $3 AND period_start >= $4 AND period_start < $5) AS cells
          GROUP BY area_code, category, period_start ORDER BY period_start"
     )
+}
+
+/// The statement behind `RollupStore::category_series`, the same on both backends: one range scan of one area's
+/// cells of one period kind.
+fn category_series_statement() -> String {
+    format!(
+        "SELECT period_start, category, n_insights FROM rollups WHERE generation_id = $1 AND area_code = $2
+           AND category <> '{ALL_CATEGORIES}' AND period = $3 AND period_start >= $4 AND period_start < $5
+         ORDER BY period_start, category"
+    )
+}
+
+/// One period and category of a trend, from a row of `category_series_statement`.
+fn category_point<R>(row: &R) -> CategoryPoint
+where
+    R: Row,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Date: Decode<'r, R::Database> + Type<R::Database>,
+    &'static str: ColumnIndex<R>,
+{
+    CategoryPoint { period_start: row.get("period_start"), category: row.get("category"), n: row.get("n_insights") }
 }
 
 /// One period of a series, from a row of `series_statement`.

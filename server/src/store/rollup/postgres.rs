@@ -3,13 +3,15 @@
 use sqlx::{Postgres, Row};
 use time::Date;
 
-use super::{rollup_reads, rollups_from_rows, series_point, series_statement};
+use super::{
+    category_point, category_series_statement, rollup_reads, rollups_from_rows, series_point, series_statement,
+};
 use crate::store::postgres::classify;
 use crate::store::prelude::*;
 use crate::store::rollup::{
     category_counts_query, tile, CellDelta, CellKey, CellWrite, ContributorSet, PeriodKind, RollupDeltas,
 };
-use crate::store::{AreaRollup, CategoryCount, DayRange, PostgresStore, SaveError, SeriesPoint};
+use crate::store::{AreaRollup, CategoryCount, CategoryPoint, DayRange, PostgresStore, SaveError, SeriesPoint};
 
 /// Writes the summed roll-up deltas of a transaction, set-based, in three statements however many cells. Every cell
 /// that moves is claimed in one upsert, in the table's key order: a new cell is created empty, an existing one is
@@ -207,5 +209,24 @@ impl RollupStore for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(series_point).collect())
+    }
+
+    async fn category_series(
+        &self,
+        generation_id: i64,
+        area_code: &str,
+        kind: PeriodKind,
+        days: DayRange,
+    ) -> anyhow::Result<Vec<CategoryPoint>> {
+        let (from, to) = days.bounds();
+        let rows = sqlx::query(&category_series_statement())
+            .bind(generation_id)
+            .bind(area_code)
+            .bind(kind.as_str())
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(category_point).collect())
     }
 }

@@ -4,10 +4,12 @@
 use anyhow::Context;
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{rollup_reads, rollups_from_rows, series_point, series_statement};
+use super::{
+    category_point, category_series_statement, rollup_reads, rollups_from_rows, series_point, series_statement,
+};
 use crate::store::prelude::*;
 use crate::store::rollup::{category_counts_query, tile, CellWrite, ContributorSet, PeriodKind, RollupDeltas};
-use crate::store::{AreaRollup, CategoryCount, DayRange, SeriesPoint, SqliteStore};
+use crate::store::{AreaRollup, CategoryCount, CategoryPoint, DayRange, SeriesPoint, SqliteStore};
 
 /// The columns of a roll-up row, in the order `push_cell_values` binds them.
 pub(in crate::store) const CELL_ROW: &str =
@@ -153,5 +155,24 @@ impl RollupStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(series_point).collect())
+    }
+
+    async fn category_series(
+        &self,
+        generation_id: i64,
+        area_code: &str,
+        kind: PeriodKind,
+        days: DayRange,
+    ) -> anyhow::Result<Vec<CategoryPoint>> {
+        let (from, to) = days.bounds();
+        let rows = sqlx::query(&category_series_statement())
+            .bind(generation_id)
+            .bind(area_code)
+            .bind(kind.as_str())
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(category_point).collect())
     }
 }
