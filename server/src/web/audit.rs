@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::page::{render, FormErrors, Nav, PageError, Shell};
 use super::session::{Form, Signed};
+use super::table::spreadsheet_safe;
 use crate::app::AppState;
 use crate::audit::{canonical_time, hex, AuditCursor, AuditEntry, AuditFilter};
 
@@ -225,27 +226,17 @@ const COLUMNS: [&str; 12] = [
     "hash",
 ];
 
-/// A cell a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, a tab or a carriage return first) is written
-/// with a `'` before it, so opening the download runs nothing.
-fn cell(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}").into()
-    } else {
-        text.into()
-    }
-}
-
 fn csv_record(entry: &AuditEntry) -> [String; 12] {
     [
         entry.seq.to_string(),
         canonical_time(entry.at),
-        cell(&entry.actor).into_owned(),
-        cell(&entry.role).into_owned(),
-        cell(&entry.action).into_owned(),
-        cell(&entry.target).into_owned(),
+        spreadsheet_safe(&entry.actor).into_owned(),
+        spreadsheet_safe(&entry.role).into_owned(),
+        spreadsheet_safe(&entry.action).into_owned(),
+        spreadsheet_safe(&entry.target).into_owned(),
         entry.outcome.as_str().to_owned(),
         entry.client_addr.clone().unwrap_or_default(),
-        cell(entry.request_id.as_deref().unwrap_or_default()).into_owned(),
+        spreadsheet_safe(entry.request_id.as_deref().unwrap_or_default()).into_owned(),
         entry.detail.to_string(),
         hex(&entry.prev_hash),
         hex(&entry.hash),

@@ -1,7 +1,8 @@
-//! The home page (who you are signed in as: role, scope, how) and the accessibility statement (for anyone).
+//! The home page (for an analyst, the priorities table, `priorities`; for everyone else, who they are signed in
+//! as: role, scope, how) and the accessibility statement (for anyone).
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
@@ -10,7 +11,7 @@ use axum::Router;
 use super::page::{page_time, render, Nav, Shell};
 use super::session::Signed;
 use crate::app::AppState;
-use crate::domain::Scope;
+use crate::domain::{permits, Action, Scope};
 use crate::store::SignInMethod;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -30,7 +31,11 @@ struct HomePage {
     idle_minutes: u64,
 }
 
-async fn home(State(state): State<AppState>, Signed(signed): Signed) -> Response {
+async fn home(State(state): State<AppState>, Signed(signed): Signed, RawQuery(query): RawQuery) -> Response {
+    // A person who reads priorities starts at them; everyone else at who they are signed in as.
+    if permits(signed.person.role, Action::ReadPriorities) {
+        return super::priorities::home(&state, &signed, query.as_deref()).await;
+    }
     let scope = match &signed.person.scope {
         Scope::Everything => "Everywhere (no limit by area)".to_owned(),
         areas => areas.describe(),

@@ -12,17 +12,32 @@
 //!   the error pages (`PageError`).
 //! - `sign_in`: signing in (a password, or the organisation's identity provider), signing out, setting a password.
 //! - `home`: the home page and the accessibility statement.
+//! - `priorities`: the analyst's home (the priorities table for a period) and its CSV download.
+//! - `areas`: one area: its trend by category over months (a chart and a table), its priorities, its latest
+//!   insights.
+//! - `insights`: the insights, filtered, searched and paged; one insight with its place, history and triage form.
+//! - `exports`: the insights filter and a download in each format.
+//! - `filter`: the analysts' GET forms (a period; the insights filter, read as the API reads it).
+//! - `table`: one table value for a page and its CSV download (`templates/table.html` draws them all).
+//! - `chart`: pictures drawn on the server as SVG: a line chart, an area's map with a point.
 //! - `people`: people, their roles and scopes, and API tokens (admins).
 //! - `audit`: the audit trail, filtered and paged, and its CSV download (admins).
 //! - `assets`: the one stylesheet, served under its content hash.
 
+mod areas;
 mod assets;
 mod audit;
+mod chart;
+mod exports;
+mod filter;
 mod home;
+mod insights;
 mod page;
 mod people;
+mod priorities;
 mod session;
 mod sign_in;
+mod table;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -52,6 +67,10 @@ pub fn router(web: &WebConfig) -> Router<AppState> {
         .merge(home::router())
         .merge(people::router())
         .merge(audit::router())
+        .merge(priorities::router())
+        .merge(areas::router())
+        .merge(insights::router())
+        .merge(exports::router())
         .merge(assets::router())
         .layer(axum::middleware::map_response(move |mut response: Response| async move {
             add_security_headers(&mut response, https);

@@ -9,7 +9,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::domain::Role;
+use crate::domain::{permits, Action, Role};
 use crate::usecase::sign_in::SignedIn;
 use crate::usecase::UseCaseError;
 
@@ -25,6 +25,8 @@ pub(crate) fn page_time(at: OffsetDateTime) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Nav {
     Home,
+    Insights,
+    Exports,
     People,
     Audit,
     None,
@@ -36,6 +38,8 @@ pub(crate) struct ShellPerson {
     pub email: String,
     pub role: &'static str,
     pub admin: bool,
+    /// Reads insights: the analysts' pages are in the navigation.
+    pub analyst: bool,
     /// The sign-out form's CSRF token.
     pub sign_out_csrf: String,
 }
@@ -76,10 +80,12 @@ impl Shell {
         self
     }
 
-    /// Whether the navigation link named `name` (`home`, `people`, `audit`) is this page's.
+    /// Whether the navigation link named `name` (`home`, `insights`, `exports`, `people`, `audit`) is this page's.
     pub fn current_is(&self, name: &str) -> bool {
         let current = match self.current {
             Nav::Home => "home",
+            Nav::Insights => "insights",
+            Nav::Exports => "exports",
             Nav::People => "people",
             Nav::Audit => "audit",
             Nav::None => "",
@@ -93,6 +99,7 @@ fn shell_person(signed: &SignedIn) -> ShellPerson {
         email: signed.person.email.clone(),
         role: signed.person.role.as_str(),
         admin: signed.person.role == Role::Admin,
+        analyst: permits(signed.person.role, Action::ReadInsights),
         sign_out_csrf: signed.csrf_token(super::sign_in::SIGN_OUT),
     }
 }

@@ -189,6 +189,11 @@ impl Form {
         Form(form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect())
     }
 
+    /// Fields already read.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Form {
+        Form(pairs)
+    }
+
     /// Reads a form's body, within `FORM_LIMIT`.
     async fn read(headers: &HeaderMap, body: Body) -> Result<Form, PageError> {
         let declared = headers
