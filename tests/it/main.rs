@@ -21,6 +21,7 @@ macro_rules! on_both_backends {
 }
 
 mod access;
+mod analyst_pages;
 mod audit;
 mod audit_actions;
 mod authorization;

@@ -14,28 +14,28 @@ use reqwest::header::{self, HeaderMap};
 use reqwest::StatusCode;
 
 const ADMIN: &str = "admin@example.org";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// A browser: its own cookie jar, redirects not followed (the tests look at them).
-struct Browser {
-    client: reqwest::Client,
-    base: String,
+pub(crate) struct Browser {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
 }
 
 /// A page as answered.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.headers.get(header::LOCATION).and_then(|value| value.to_str().ok()).unwrap_or_default()
     }
 
     /// The CSRF token of the form whose action is `action`.
-    fn csrf(&self, action: &str) -> String {
+    pub(crate) fn csrf(&self, action: &str) -> String {
         let form = self.body.find(&format!("action=\"{action}\"")).unwrap_or_else(|| panic!("no form {action}"));
         let rest = &self.body[form..];
         let field = rest.find("name=\"csrf\" value=\"").expect("the form has a csrf field") + 19;
@@ -44,7 +44,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new(app: &TestApp) -> Browser {
+    pub(crate) fn new(app: &TestApp) -> Browser {
         let client =
             reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Browser { client, base: app.http_url() }
@@ -56,16 +56,16 @@ impl Browser {
         Page { status, headers, body: response.text().await.unwrap() }
     }
 
-    async fn get(&self, path: &str) -> Page {
+    pub(crate) async fn get(&self, path: &str) -> Page {
         Browser::answer(self.client.get(format!("{}{path}", self.base))).await
     }
 
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         Browser::answer(self.client.post(format!("{}{path}", self.base)).form(fields)).await
     }
 
     /// Signs in; the session cookie as `Set-Cookie` gave it.
-    async fn sign_in(&self, email: &str, password: &str) -> String {
+    pub(crate) async fn sign_in(&self, email: &str, password: &str) -> String {
         let page = self.post("/sign-in", &[("email", email), ("password", password)]).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         page.headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned()
@@ -73,12 +73,12 @@ impl Browser {
 }
 
 /// The one door, beside the server, for setting the scene.
-async fn usecases(app: &TestApp) -> UseCases {
+pub(crate) async fn usecases(app: &TestApp) -> UseCases {
     UseCases::open(&app.database_url).await.unwrap()
 }
 
 /// A person added by the operator, with a password set through their one-time link in `browser`.
-async fn person_with_password(app: &TestApp, browser: &Browser, email: &str, role: &str) {
+pub(crate) async fn person_with_password(app: &TestApp, browser: &Browser, email: &str, role: &str) {
     let door = usecases(app).await;
     door.add_person(&Principal::operator(), email, role, None).await.unwrap();
     let link = door.issue_password_link(&Principal::operator(), email).await.unwrap();
@@ -308,13 +308,13 @@ async fn an_unknown_page_and_a_huge_form_get_pages(backend: Backend) {
 }
 
 /// The text between `start` and the next `end` after it.
-fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+pub(crate) fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     let from = text.find(start).unwrap_or_else(|| panic!("no {start} in {text}")) + start.len();
     text[from..].split(end).next().unwrap()
 }
 
 /// Where the paging link `rel` ("next", "prev") of the audit page goes.
-fn paging_link(page: &Page, rel: &str) -> String {
+pub(crate) fn paging_link(page: &Page, rel: &str) -> String {
     let end = page.body.find(&format!("\" rel=\"{rel}\">")).unwrap_or_else(|| panic!("no {rel} link"));
     page.body[..end].rsplit("<a href=\"").next().unwrap().replace("&#38;", "&").replace("&amp;", "&")
 }
@@ -363,8 +363,10 @@ async fn the_people_page_adds_an_analyst_and_the_audit_page_shows_both_actions(b
     analyst.post(path, &[("password", PASSWORD), ("confirm", PASSWORD)]).await;
     analyst.sign_in("ann@example.org", PASSWORD).await;
     let home = analyst.get("/").await;
-    assert!(home.body.contains("You are signed in as ann@example.org") && home.body.contains("<dd>analyst</dd>"));
+    // An analyst's home is the priorities table (tests/it/analyst_pages.rs), under their own name.
+    assert!(home.body.contains("<h1 class=\"heading-l\">Priorities</h1>") && home.body.contains("ann@example.org"));
     assert!(!home.body.contains(">People</a>") && !home.body.contains(">Audit trail</a>"), "navigation by role");
+    assert!(home.body.contains(">Insights</a>") && home.body.contains(">Exports</a>"), "navigation by role");
     assert_eq!(analyst.get("/audit").await.status, StatusCode::FORBIDDEN);
 
     // Change the role, issue a token (shown once), revoke it, disable.

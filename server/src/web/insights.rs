@@ -23,7 +23,7 @@ use super::page::{page_time, render, FormErrors, Nav, PageError, Shell};
 use super::session::{Form, Signed, SignedForm};
 use super::table::{Cell, Column, Table};
 use crate::app::AppState;
-use crate::domain::insight_query::{Cursor, InsightPageRequest, TriageState, DEFAULT_PAGE};
+use crate::domain::insight_query::{Cursor, InsightPageRequest, TriageState, DEFAULT_PAGE, MAX_PAGE};
 use crate::domain::Action;
 use crate::geo::atlas::{Atlas, Generation};
 use crate::store::insights::Triage;
@@ -166,11 +166,17 @@ async fn list(State(state): State<AppState>, Signed(signed): Signed, RawQuery(qu
     let sent = Form::from_query(query.as_deref());
     let cursor = Cursor::decode(sent.get("cursor")).ok();
     let back = if cursor.is_some() { remembered(sent.get("back")) } else { Vec::new() };
+    // A page length other than the default, kept in the paging links.
+    let limit = sent.get("limit").parse::<u32>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit));
+    let kept_limit = limit.map(|limit| format!("limit={limit}")).unwrap_or_default();
+    let with_limit = |more: String| {
+        [kept_limit.clone(), more].into_iter().filter(|part| !part.is_empty()).collect::<Vec<_>>().join("&")
+    };
     let atlas = state.atlas.get();
     let generation = generation_of(&atlas, &filter);
     let (mut table, mut newer, mut older) = (None, None, None);
     if filter.errors.is_empty() {
-        let request = InsightPageRequest { query: filter.query.clone(), cursor, limit: DEFAULT_PAGE };
+        let request = InsightPageRequest { query: filter.query.clone(), cursor, limit: limit.unwrap_or(DEFAULT_PAGE) };
         let page = match state.usecases.list_insights(&signed.principal, &atlas, &request).await {
             Ok(page) => page,
             Err(error) => return PageError::from_use_case(error, &signed).into_response(),
@@ -179,12 +185,12 @@ async fn list(State(state): State<AppState>, Signed(signed): Signed, RawQuery(qu
             let mut trail = back.clone();
             trail.extend(cursor);
             let skip = trail.len().saturating_sub(PAGES_REMEMBERED);
-            older = Some(filter.link(INSIGHTS, &cursor_query(next, &trail[skip..])));
+            older = Some(filter.link(INSIGHTS, &with_limit(cursor_query(next, &trail[skip..]))));
         }
         if cursor.is_some() {
             newer = Some(match back.split_last() {
-                Some((previous, earlier)) => filter.link(INSIGHTS, &cursor_query(*previous, earlier)),
-                None => filter.link(INSIGHTS, ""),
+                Some((previous, earlier)) => filter.link(INSIGHTS, &with_limit(cursor_query(*previous, earlier))),
+                None => filter.link(INSIGHTS, &with_limit(String::new())),
             });
         }
         let caption = if cursor.is_some() { "Insights, newest first (continued)" } else { "Insights, newest first" };
@@ -550,12 +556,12 @@ async fn triage(
             insight_page(&state, &signed, &id, TriageOutcome::Changed(sent)).await
         }
         Err(UseCaseError::Invalid { code: ErrorCode::TriageInvalid, message }) => {
-            let message = if message.contains("changes nothing") {
-                "Choose another state, or add a note, a tag or a priority".to_owned()
+            let (field, message) = if message.contains("changes nothing") {
+                ("state-new", "Choose another state, or add a note, a tag or a priority".to_owned())
             } else {
-                super::filter::sentence(&message)
+                (triage_field(&message), super::filter::sentence(&message))
             };
-            let errors = FormErrors::one(triage_field(&message.to_lowercase()), message);
+            let errors = FormErrors::one(field, message);
             insight_page(&state, &signed, &id, TriageOutcome::Refused(errors, sent)).await
         }
         Err(error) => PageError::from_use_case(error, &signed).into_response(),
