@@ -39,6 +39,7 @@ mod engine;
 mod filing_set;
 mod geotag;
 mod hostile;
+mod insights;
 mod invitation_secret;
 mod js_client;
 mod limits;
