@@ -376,3 +376,24 @@ async fn two_analysts_triaging_at_once_lose_nothing_and_triage_stays_off_the_pho
     assert_eq!(allowed.len(), 4, "{entries:?}");
     assert!(entries.iter().all(|entry| !entry.detail.to_string().contains("safeguarding")));
 }
+
+/// PostgreSQL's `timestamptz` drops the offset a phone wrote `captured_at` with: migration 0015 keeps it beside it,
+/// and insights stored before the migration get theirs back from their documents when the server starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insights_stored_before_the_offset_was_kept_read_back_in_the_phones_offset() {
+    use sqlx::Connection;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let phone = Phone::new(&app, "Barber").await;
+    capture(&phone, "asb", "Before the migration", JOINERS, datetime!(2026-03-29 01:30 -05:30)).await;
+    capture(&phone, "asb", "Also before", ABBEY, datetime!(2026-03-29 03:30 +01:00)).await;
+    phone.sync(&app).await.unwrap();
+    // As the rows stood before 0015: the instant only.
+    let mut connection = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+    let forgotten = sqlx::query("UPDATE insights SET captured_offset_minutes = NULL").execute(&mut connection).await;
+    assert_eq!(forgotten.unwrap().rows_affected(), 2);
+    let app = app.restart().await;
+    let body = read(&app, "/api/v1/insights", &app.analyst_token).await;
+    let times: Vec<&str> =
+        body["items"].as_array().unwrap().iter().map(|item| item["captured_at"].as_str().unwrap()).collect();
+    assert_eq!(times, ["2026-03-29T03:30:00+01:00", "2026-03-29T01:30:00-05:30"]);
+}
