@@ -101,9 +101,7 @@ async fn the_engine_syncs_on_a_schedule(backend: Backend) {
     let mut events = engine.subscribe();
     engine.stop().await;
     // A scheduled sync may start in the moment before the stop lands; the engine then stops all the same.
-    let until_stopped = async {
-        while events.recv().await.unwrap() != EngineEvent::Stopped {}
-    };
+    let until_stopped = async { while events.recv().await.unwrap() != EngineEvent::Stopped {} };
     tokio::time::timeout(Duration::from_secs(5), until_stopped).await.expect("the engine says it stopped");
 }
 

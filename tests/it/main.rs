@@ -47,6 +47,7 @@ mod nodes;
 mod oidc;
 mod onboarding;
 mod one_door;
+mod openapi;
 mod people;
 mod phone_crash;
 mod postcodes;
