@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use grapevine_server::domain::{Action, Principal, Role};
 use grapevine_server::usecase::UseCases;
-use grapevine_tests::{Backend, TestApp};
+use grapevine_tests::points::{ABBEY_HULTON, JOINERS_SQUARE};
+use grapevine_tests::{Backend, Phone, TestApp};
 use serde_json::Value;
 
 const ACCESS_MD: &str = include_str!("../../docs/access.md");
@@ -100,10 +101,25 @@ async fn tokens(app: &TestApp, usecases: &UseCases, scope: &str) -> Tokens {
     Tokens { unscoped, scoped }
 }
 
-/// The status a route answers a token with, and the error code if any.
-async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (u16, Option<String>) {
-    assert_eq!(method, "GET", "only GET routes take a role; POST /api/v1/enrol takes an invitation code");
-    let (status, body) = app.get(path, token).await;
+/// The status a route answers a token with, and the error code if any. A POST is a triage write naming the version
+/// the insight's triage is at now (read by `reader`), so only the permission check and the scope can refuse it.
+async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>, reader: &str) -> (u16, Option<String>) {
+    let (status, body) = match method {
+        "GET" => app.get(path, token).await,
+        "POST" => {
+            let insight = path.strip_suffix("/triage").expect("the one POST route that takes a role is triage");
+            let (_, current) = app.get(insight, Some(reader)).await;
+            let version = current["triage"]["version"].as_i64().unwrap_or(0);
+            let body = serde_json::json!({ "version": version, "note": "seen by the authorisation test" });
+            let mut request = reqwest::Client::new().post(format!("{}{path}", app.http_url())).json(&body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+        }
+        other => panic!("{other} {path}: only GET and POST routes take a role"),
+    };
     (status, body["code"].as_str().map(str::to_owned))
 }
 
@@ -114,9 +130,16 @@ async fn every_route_with_every_role_in_and_out_of_scope(backend: Backend) {
     let codes: Vec<String> =
         listed["areas"].as_array().unwrap().iter().map(|area| area["code"].as_str().unwrap().to_owned()).collect();
     let set = listed["boundaries"]["set"].as_str().unwrap().to_owned();
-    let (inside, outside) = (codes[0].clone(), codes[1].clone());
+    let (inside, outside) = (JOINERS_SQUARE.0.to_owned(), ABBEY_HULTON.0.to_owned());
+    assert!(codes.contains(&inside) && codes.contains(&outside), "both wards are in the filing set");
     let tokens = tokens(&app, &usecases, &format!("{set}:{inside}")).await;
     let period = "from=2026-01-01&to=2026-02-01";
+    // An insight in each ward, for the routes that read one.
+    let phone = Phone::new(&app, "a barber").await;
+    let in_scope = phone.capture_at("drugs", JOINERS_SQUARE.1, JOINERS_SQUARE.2, Some(2)).await;
+    let out_of_scope = phone.capture_at("asb", ABBEY_HULTON.1, ABBEY_HULTON.2, Some(3)).await;
+    phone.sync(&app).await.unwrap();
+    let reader = tokens.unscoped[&Role::Analyst].clone();
 
     for ((method, path), action) in documented_routes() {
         // Pages take a session, not a token: `every_page_with_every_role` tries them.
@@ -134,16 +157,22 @@ async fn every_route_with_every_role_in_and_out_of_scope(backend: Backend) {
                 (format!("/api/v1/priorities?{period}&area={inside}"), Some(&inside)),
                 (format!("/api/v1/priorities?{period}&area={outside}"), Some(&outside)),
             ],
+            "/api/v1/insights/{id}" | "/api/v1/insights/{id}/triage" => [(in_scope, &inside), (out_of_scope, &outside)]
+                .into_iter()
+                .map(|(id, area)| (path.replace("{id}", &id.to_string()), Some(area.as_str())))
+                .collect(),
             other => vec![(other.to_owned(), None)],
         };
+        // An insight outside the scope is answered as one that does not exist, as an area is.
+        let absent = if path.starts_with("/api/v1/insights/") { "insight_not_found" } else { "area_not_found" };
         for (request, area) in &requests {
-            let (status, code) = call(&app, &method, request, None).await;
+            let (status, code) = call(&app, &method, request, None, &reader).await;
             assert_eq!((status, code.as_deref()), (401, Some("unauthorized")), "{request} without a token");
             for role in Role::ALL {
                 let said = documented(action, role);
                 for (token, scoped) in [(tokens.unscoped.get(&role), false), (tokens.scoped.get(&role), true)] {
                     let Some(token) = token else { continue };
-                    let (status, code) = call(&app, &method, request, Some(token)).await;
+                    let (status, code) = call(&app, &method, request, Some(token), &reader).await;
                     let seen = format!(
                         "{method} {request} as {role}{}: {status} {code:?}",
                         if scoped { " (scoped)" } else { "" }
@@ -151,11 +180,7 @@ async fn every_route_with_every_role_in_and_out_of_scope(backend: Backend) {
                     match said.as_str() {
                         "–" => assert_eq!((status, code.as_deref()), (403, Some("forbidden")), "{seen}"),
                         _ if scoped && area.is_some_and(|area| *area == outside) => {
-                            assert_eq!(
-                                (status, code.as_deref()),
-                                (404, Some("area_not_found")),
-                                "{seen}: as if absent"
-                            );
+                            assert_eq!((status, code.as_deref()), (404, Some(absent)), "{seen}: as if absent");
                         }
                         // The sync endpoint lets a device through to the WebSocket upgrade, which a plain GET lacks.
                         _ if path == "/sync" => assert!(![401, 403].contains(&status), "{seen}"),

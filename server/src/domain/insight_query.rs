@@ -18,7 +18,7 @@ pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_SEARCH_WORDS: usize = 16;
 
 /// Where an insight stands in the analysts' triage: `new → reviewed → actioned | not_actionable`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriageState {
     New,

@@ -23,11 +23,12 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Counts as the API shows them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Counts {
     pub total: i64,
     pub feeling_safe_mean: Option<f64>,
     /// Insights per channel (staff, barber-hairdresser, pupil, youth-worker, other).
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub channels: BTreeMap<&'static str, i64>,
 }
 
@@ -45,7 +46,7 @@ impl From<&Sums> for Counts {
 }
 
 /// Which generation a query reads.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct GenerationRef {
     pub set: String,
     pub generation: i64,
@@ -57,8 +58,8 @@ impl From<&Generation> for GenerationRef {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct AreaTotal {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AreaTotal {
     code: String,
     name: String,
     /// Distinct collectors, given when the period is one calendar period (a day, ISO week, month, quarter or year);
@@ -68,16 +69,16 @@ struct AreaTotal {
     counts: Counts,
 }
 
-#[derive(Debug, Serialize)]
-struct AreasResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AreasResponse {
     boundaries: GenerationRef,
     areas: Vec<AreaTotal>,
     /// Insights outside every area; `null` for a caller with a scope (they lie in nobody's).
     outside_coverage: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
-struct CategoryCounts {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CategoryCounts {
     category: &'static str,
     label: &'static str,
     contributors: i64,
@@ -85,8 +86,8 @@ struct CategoryCounts {
     counts: Counts,
 }
 
-#[derive(Debug, Serialize)]
-struct SeriesEntry {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SeriesEntry {
     /// The period's first day, YYYY-MM-DD.
     period_start: String,
     contributors: i64,
@@ -94,8 +95,8 @@ struct SeriesEntry {
     counts: Counts,
 }
 
-#[derive(Debug, Serialize)]
-struct AreaResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AreaResponse {
     boundaries: GenerationRef,
     code: String,
     name: String,
@@ -103,7 +104,7 @@ struct AreaResponse {
     #[serde(flatten)]
     counts: Counts,
     /// Every category of the campaign, zeros included, so charts line up period to period.
-    by_category: BTreeMap<String, i64>,
+    pub(crate) by_category: BTreeMap<String, i64>,
     categories: Vec<CategoryCounts>,
     /// Per period of the kind asked for (`period=`), when asked.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,7 +113,10 @@ struct AreaResponse {
 
 /// Every area of the generation (within the caller's scope) with its totals (zeros included, so a map can shade
 /// every area), busiest first.
-async fn list_areas(
+#[utoipa::path(get, path = "/api/v1/areas", tag = "roll-ups",
+    params(super::openapi::Generation, super::openapi::Days),
+    responses((status = 200, body = AreasResponse), super::openapi::Refusals))]
+pub(crate) async fn list_areas(
     State(state): State<AppState>,
     Caller(principal): Caller,
     RawQuery(query): RawQuery,
@@ -139,7 +143,12 @@ async fn list_areas(
     }))
 }
 
-async fn one_area(
+/// One area's totals, by category, and (with `period`) its series.
+#[utoipa::path(get, path = "/api/v1/areas/{code}", tag = "roll-ups",
+    params(("code" = String, Path, description = "The area's code"), super::openapi::Generation, super::openapi::Days,
+        ("period" = Option<String>, Query, description = "day, week, month, quarter or year: adds the series")),
+    responses((status = 200, body = AreaResponse), super::openapi::Refusals))]
+pub(crate) async fn one_area(
     State(state): State<AppState>,
     Caller(principal): Caller,
     code: Result<Path<String>, PathRejection>,

@@ -24,7 +24,12 @@ pub fn router() -> Router<AppState> {
 /// How many encoded entries may wait for a slow client before reading the next page waits too.
 const IN_FLIGHT: usize = 256;
 
-async fn audit_trail(
+/// The audit trail, oldest first, as JSON Lines (one entry a line; docs/audit.md lists the fields). Admins only.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
+    params(("actor" = Option<String>, Query), ("action" = Option<String>, Query), super::openapi::Days),
+    responses((status = 200, description = "One JSON object a line", content_type = "application/x-ndjson", body = String),
+        super::openapi::Refusals))]
+pub(crate) async fn audit_trail(
     State(state): State<AppState>,
     Caller(principal): Caller,
     RawQuery(query): RawQuery,

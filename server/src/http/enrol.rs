@@ -29,9 +29,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/enrol", post(enrol))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnrolRequest {
+pub(crate) struct EnrolRequest {
     code: String,
     /// A label for the device, e.g. "Sam's phone"; absent or empty, the invitation's label.
     #[serde(default)]
@@ -42,8 +42,8 @@ struct EnrolRequest {
     id_key: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct EnrolResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct EnrolResponse {
     device_id: Uuid,
     collector_id: Uuid,
     /// The device's bearer token for `/sync`, shown only now.
@@ -86,7 +86,9 @@ pub(crate) fn budget_key(address: Option<IpAddr>) -> IpAddr {
 /// Redeems a code, within the address's budget of unknown codes: every attempt takes a token first (so parallel
 /// guesses cannot outrun the count) and gets it back unless the code was unknown. A spent budget refuses every code,
 /// right ones too, with `429 rate_limited` and `Retry-After`; nothing is looked up.
-async fn enrol(
+#[utoipa::path(post, path = "/api/v1/enrol", tag = "phones", request_body = EnrolRequest,
+    responses((status = 201, body = EnrolResponse), super::openapi::Refusals), security(()))]
+pub(crate) async fn enrol(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     request_id: Option<Extension<crate::telemetry::RequestId>>,

@@ -28,7 +28,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Where an insight lies in one boundary generation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AreaItem {
     pub set: String,
     pub generation: i64,
@@ -39,27 +39,27 @@ pub(crate) struct AreaItem {
 }
 
 /// The GPS fix, as the phone reported it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Point {
     pub lat: f64,
     pub lon: f64,
     pub accuracy_m: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Rejection {
     pub code: String,
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Note {
     pub at: String,
     pub author: String,
     pub text: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct TriageItem {
     pub state: TriageState,
     pub version: i64,
@@ -93,7 +93,7 @@ impl TriageItem {
 }
 
 /// One insight as the API shows it (docs/workbench.md lists every field).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct InsightItem {
     pub id: String,
     /// RFC 3339 with the phone's own UTC offset.
@@ -182,19 +182,20 @@ impl InsightItem {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct ListResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ListResponse {
     items: Vec<InsightItem>,
     /// Give it as `cursor` for the next page; `null` on the last.
     next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct VersionItem {
     pub at: Option<String>,
     /// `phone` or `server`.
     pub by: &'static str,
     /// Each field the version changed, with its value after it.
+    #[schema(value_type = Object)]
     pub changed: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -215,15 +216,19 @@ impl VersionItem {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct DetailResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct DetailResponse {
     #[serde(flatten)]
     item: InsightItem,
     /// Oldest first.
     history: Vec<VersionItem>,
 }
 
-async fn list(
+/// Insights newest first, filtered and searched, a page at a time (docs/workbench.md).
+#[utoipa::path(get, path = "/api/v1/insights", tag = "insights",
+    params(super::openapi::InsightFilterParams, super::openapi::PageParams),
+    responses((status = 200, body = ListResponse), super::openapi::Refusals))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(principal): Caller,
     RawQuery(query): RawQuery,
@@ -237,7 +242,11 @@ async fn list(
     }))
 }
 
-async fn one(
+/// One insight, with its notes and its history.
+#[utoipa::path(get, path = "/api/v1/insights/{id}", tag = "insights",
+    params(("id" = String, Path, description = "The insight's UUID")),
+    responses((status = 200, body = DetailResponse), super::openapi::Refusals))]
+pub(crate) async fn one(
     State(state): State<AppState>,
     Caller(principal): Caller,
     id: Result<Path<String>, PathRejection>,
@@ -259,9 +268,9 @@ async fn one(
 }
 
 /// `POST /api/v1/insights/{id}/triage`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TriageBody {
+pub(crate) struct TriageBody {
     /// The triage's version as read (0 for one never triaged).
     version: i64,
     state: Option<TriageState>,
@@ -279,7 +288,11 @@ struct TriageBody {
 const TRIAGE_EXPECTED: &str = "an object {version, state?, note?, add_tags?, remove_tags?, link_priorities?, \
                                unlink_priorities?} (docs/workbench.md)";
 
-async fn triage(
+/// Changes an insight's triage, naming the version read; `409 triage_changed` if another analyst wrote first.
+#[utoipa::path(post, path = "/api/v1/insights/{id}/triage", tag = "insights", request_body = TriageBody,
+    params(("id" = String, Path, description = "The insight's UUID")),
+    responses((status = 200, body = TriageItem), super::openapi::Refusals))]
+pub(crate) async fn triage(
     State(state): State<AppState>,
     Caller(principal): Caller,
     id: Result<Path<String>, PathRejection>,

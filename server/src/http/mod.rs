@@ -7,6 +7,7 @@ pub mod audit;
 pub mod enrol;
 pub mod error;
 pub mod insights;
+pub mod openapi;
 pub mod priorities;
 pub mod query;
 
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .merge(areas::router())
         .merge(audit::router())
         .merge(insights::router())
+        .merge(openapi::router())
         .merge(priorities::router())
         .merge(enrol::router())
         .route_layer(middleware::from_fn(refuse_token_in_query))

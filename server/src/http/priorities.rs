@@ -17,8 +17,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/priorities", get(priorities))
 }
 
-#[derive(Debug, Serialize)]
-struct Ranked {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Ranked {
     category: String,
     label: String,
     total: i64,
@@ -28,8 +28,8 @@ struct Ranked {
     change_percent: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
-struct AreaPriorities {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AreaPriorities {
     code: String,
     name: String,
     total: i64,
@@ -39,8 +39,8 @@ struct AreaPriorities {
     categories: Vec<Ranked>,
 }
 
-#[derive(Debug, Serialize)]
-struct PrioritiesResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct PrioritiesResponse {
     boundaries: GenerationRef,
     from: String,
     to: String,
@@ -49,7 +49,12 @@ struct PrioritiesResponse {
     areas: Vec<AreaPriorities>,
 }
 
-async fn priorities(
+/// Per area, the categories ranked by volume, with the change against the period before of equal length.
+#[utoipa::path(get, path = "/api/v1/priorities", tag = "roll-ups",
+    params(super::openapi::Generation, super::openapi::Days,
+        ("area" = Option<String>, Query, description = "One area's code")),
+    responses((status = 200, body = PrioritiesResponse), super::openapi::Refusals))]
+pub(crate) async fn priorities(
     State(state): State<AppState>,
     Caller(principal): Caller,
     RawQuery(query): RawQuery,

@@ -149,8 +149,7 @@ impl InsightColumns {
 
 /// The UTC offset a phone wrote a time with, in minutes, as `captured_offset_minutes` keeps it.
 pub(crate) fn offset_minutes(at: OffsetDateTime) -> i16 {
-    // Offsets run from -25:59 to +25:59, so the minutes fit.
-    i16::try_from(at.offset().whole_minutes()).unwrap_or(0)
+    at.offset().whole_minutes()
 }
 
 /// Documents, their sync states and change feed, the insights decided from them, and published documents.
