@@ -265,7 +265,44 @@ async fn a_keyboard_alone_reaches_the_skip_link_first_and_signs_in(backend: Back
     run_scenario(&app.http_url(), "keyboard_only", inputs).await;
 }
 
+/// The analyst's workbench in the browser (issue 18): every page visited and checked with axe, the priorities CSV
+/// downloaded, a triage saved after another tab's, on insights sent by a real phone.
+async fn an_analyst_works_through_every_workbench_page(backend: Backend) {
+    use secrecy::ExposeSecret;
+    let app = TestApp::spawn(backend).await;
+    crate::analyst_pages::the_neighbourhood(&app).await;
+    let usecases = UseCases::new(app.store.clone());
+    let operator = Principal::operator();
+    usecases.add_person(&operator, ANALYST_EMAIL, "analyst", None).await.unwrap();
+    let link = usecases.issue_password_link(&operator, ANALYST_EMAIL).await.unwrap();
+    let password = secrecy::SecretString::from(ADMIN_PASSWORD);
+    usecases.set_password(link.token.expose_secret(), &password, RequestContext::default()).await.unwrap();
+    let inputs = json!({
+        "analyst_email": ANALYST_EMAIL,
+        "password": ADMIN_PASSWORD,
+        "from": "2026-11-01",
+        "until": "2026-11-30",
+        "area_code": grapevine_tests::points::JOINERS_SQUARE.0,
+        "search": "chip shop",
+        "insight_text": "Dealing outside the chip shop after school",
+    });
+    run_scenario(&app.http_url(), "analyst_pages", inputs).await;
+
+    // What the pages did is what the trail holds: two triage writes allowed (the other tab's, then the analyst's
+    // after being told), and one refused as changed first.
+    let filter = grapevine_server::audit::AuditFilter { action: Some("triage.update".into()), ..Default::default() };
+    let entries: Vec<_> =
+        futures_util::TryStreamExt::try_collect::<Vec<_>>(usecases.audit_entries(&operator, filter).await.unwrap())
+            .await
+            .unwrap();
+    let outcomes: Vec<&str> = entries.iter().map(|entry| entry.outcome.as_str()).collect();
+    assert_eq!(outcomes.iter().filter(|outcome| **outcome == "allowed").count(), 3, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|outcome| **outcome == "failed").count(), 1, "{outcomes:?}");
+    app.stop().await;
+}
+
 on_both_backends!(
+    an_analyst_works_through_every_workbench_page,
     a_new_admin_sets_a_password_signs_in_adds_an_analyst_and_sees_both_in_the_audit_trail,
     a_wrong_password_shows_an_error_summary_linked_to_the_fields,
     a_keyboard_alone_reaches_the_skip_link_first_and_signs_in,

@@ -96,13 +96,14 @@ fn trend_series(points: &[CategoryPoint], months: &[Date]) -> Vec<Series> {
     series
 }
 
+/// The chart's numbers: a row per month (oldest first, as the chart reads left to right), a column per line.
 fn trend_table(name: &str, series: &[Series], months: &[Date]) -> Table {
-    let mut columns = vec![Column::text("Category")];
-    columns.extend(months.iter().map(|month| Column::number(short_month(*month))));
+    let mut columns = vec![Column::text("Month")];
+    columns.extend(series.iter().map(|line| Column::number(line.label.clone())));
     let mut table = Table::new(format!("Insights in {name} per month, by category"), columns).with_row_headers();
-    for line in series {
-        let mut row = vec![Cell::text(line.label.clone())];
-        row.extend(line.values.iter().map(|value| Cell::number(*value)));
+    for (index, month) in months.iter().enumerate() {
+        let mut row = vec![Cell::text(month_name(*month))];
+        row.extend(series.iter().map(|line| Cell::number(line.values[index])));
         table.push(row);
     }
     table
@@ -162,7 +163,7 @@ async fn area(
     let query = InsightQuery { areas: vec![area.code.clone()], ..InsightQuery::default() };
     let request = InsightPageRequest { query, cursor: None, limit: LATEST };
     let latest = match state.usecases.list_insights(principal, &atlas, &request).await {
-        Ok(page) => insights_table(format!("The latest insights in {}", area.name), &page.items, generation),
+        Ok(page) => insights_table(format!("The insights received last in {}", area.name), &page.items, generation),
         Err(error) => return PageError::from_use_case(error, &signed).into_response(),
     };
     let status = if period.errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };

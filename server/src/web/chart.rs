@@ -155,7 +155,7 @@ impl LineChart {
         let x_ticks = x_labels
             .iter()
             .enumerate()
-            .filter(|(index, _)| (x_labels.len() - 1 - index) % every == 0)
+            .filter(|(index, _)| (x_labels.len() - 1 - index).is_multiple_of(every))
             .map(|(index, label)| Tick { at: number(x_of(index)), label: label.clone() })
             .collect();
         let ends: Vec<f64> = series.iter().map(|series| y_of(series.values.last().copied().unwrap_or(0))).collect();
@@ -299,7 +299,7 @@ mod tests {
         assert_eq!(chart.lines.len(), 2);
         let first = chart.lines[0].points.split(' ').next().unwrap();
         assert_eq!(first.split(',').nth(1).unwrap(), chart.plot_bottom, "0 sits on the axis");
-        let last = chart.lines[0].points.split(' ').last().unwrap();
+        let last = chart.lines[0].points.split(' ').next_back().unwrap();
         assert_eq!(last.split(',').nth(1).unwrap(), number(TOP), "the top of the scale is 10");
         assert_eq!(chart.lines[0].label, "Drugs (10)");
         assert_eq!(chart.y_ticks.last().unwrap().label, "10");

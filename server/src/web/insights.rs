@@ -150,9 +150,8 @@ fn cursor_query(cursor: Cursor, back: &[Cursor]) -> String {
 }
 
 /// The filter's choices of area: those of the generation read that the person may see.
-fn choices(signed: &SignedIn, atlas: &Atlas, generation: &Generation) -> Result<FilterChoices, PageError> {
-    let areas = UseCases::areas_in_scope(&signed.principal, atlas, generation, Action::ReadInsights)
-        .map_err(|error| PageError::from_use_case(error, signed))?;
+fn choices(signed: &SignedIn, atlas: &Atlas, generation: &Generation) -> Result<FilterChoices, UseCaseError> {
+    let areas = UseCases::areas_in_scope(&signed.principal, atlas, generation, Action::ReadInsights)?;
     Ok(FilterChoices::new(areas.into_iter().map(|area| (area.code.clone(), area.name.clone()))))
 }
 
@@ -193,13 +192,17 @@ async fn list(State(state): State<AppState>, Signed(signed): Signed, RawQuery(qu
                 None => filter.link(INSIGHTS, &with_limit(String::new())),
             });
         }
-        let caption = if cursor.is_some() { "Insights, newest first (continued)" } else { "Insights, newest first" };
+        let caption = if cursor.is_some() {
+            "Insights, the most recently received first (continued)"
+        } else {
+            "Insights, the most recently received first"
+        };
         table =
             Some(insights_table(caption.to_owned(), &page.items, generation)).filter(|table| !table.rows.is_empty());
     }
     let choices = match choices(&signed, &atlas, generation) {
         Ok(choices) => choices,
-        Err(error) => return error.into_response(),
+        Err(error) => return PageError::from_use_case(error, &signed).into_response(),
     };
     let status = if filter.errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let page = InsightsPage {

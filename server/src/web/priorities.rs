@@ -144,14 +144,14 @@ struct PrioritiesPage {
 }
 
 /// The table for the period a query asks for, or the form's errors.
-async fn read_table(state: &AppState, signed: &SignedIn, period: &PeriodForm) -> Result<Table, PageError> {
+async fn read_table(state: &AppState, signed: &SignedIn, period: &PeriodForm) -> Result<Table, Response> {
     let atlas = state.atlas.get();
     let generation = atlas.filing();
     let counts = state
         .usecases
         .priority_counts(&signed.principal, &atlas, generation, None, period.days, period.previous)
         .await
-        .map_err(|error| PageError::from_use_case(error, signed))?;
+        .map_err(|error| PageError::from_use_case(error, signed).into_response())?;
     Ok(priorities_table(&counts.ranked(), period))
 }
 
@@ -161,7 +161,7 @@ pub(crate) async fn home(state: &AppState, signed: &SignedIn, query: Option<&str
     let table = if period.errors.is_empty() {
         match read_table(state, signed, &period).await {
             Ok(table) => Some(table),
-            Err(error) => return error.into_response(),
+            Err(refused) => return refused,
         }
     } else {
         None
@@ -195,6 +195,6 @@ async fn priorities_csv(State(state): State<AppState>, Signed(signed): Signed, R
     }
     match read_table(&state, &signed, &period).await {
         Ok(table) => table.csv_download(&csv_name(period.days)),
-        Err(error) => error.into_response(),
+        Err(refused) => refused,
     }
 }
