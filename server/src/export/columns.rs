@@ -301,6 +301,40 @@ mod tests {
         assert_eq!(names, columns);
     }
 
+    /// The rows of the table between `<!-- NAME -->` and `<!-- /NAME -->` in docs/exports.md: (column, type).
+    fn documented(name: &str) -> Vec<(String, String)> {
+        let text = include_str!("../../../docs/exports.md");
+        let body = text.split(&format!("<!-- {name} -->")).nth(1).unwrap().split(&format!("<!-- /{name} -->")).next();
+        body.unwrap()
+            .lines()
+            .filter(|line| line.starts_with('|'))
+            .skip(2)
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+                (cells[0].trim_matches('`').to_owned(), cells[1].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_column_dictionary_lists_every_column_in_order_with_its_type() {
+        for (name, columns) in [("insight-columns", &INSIGHT_COLUMNS[..]), ("rollup-columns", &ROLLUP_COLUMNS[..])] {
+            let code: Vec<(String, String)> = columns
+                .iter()
+                .map(|column| {
+                    let kind = match column.kind {
+                        Kind::Text => "text",
+                        Kind::Integer => "integer",
+                        Kind::Real => "real",
+                        Kind::Boolean => "boolean",
+                    };
+                    (column.name.to_owned(), kind.to_owned())
+                })
+                .collect();
+            assert_eq!(documented(name), code, "docs/exports.md, {name}");
+        }
+    }
+
     #[test]
     fn column_names_are_unique_and_plain() {
         for columns in [&INSIGHT_COLUMNS[..], &ROLLUP_COLUMNS[..]] {
