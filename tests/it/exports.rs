@@ -17,7 +17,6 @@ use grapevine_server::domain::{Principal, Role};
 use grapevine_server::export::columns::{INSIGHT_COLUMNS, ROLLUP_COLUMNS};
 use grapevine_server::export::{Column, Kind};
 use grapevine_server::store::insights::{InsightFilter, InsightRecord};
-use grapevine_server::store::InsightStore;
 use grapevine_server::usecase::UseCases;
 use grapevine_tests::points::{ABBEY_HULTON, JOINERS_SQUARE, WESTMINSTER};
 use grapevine_tests::{Backend, Phone, TestApp};
@@ -32,15 +31,19 @@ on_both_backends!(
     an_export_reads_one_snapshot,
 );
 
-/// Texts a spreadsheet, a CSV parser or a GIS could trip on.
+/// Texts a spreadsheet, a CSV parser or a GIS could trip on. (An insight's text is one line, by the protocol; line
+/// breaks come in the cohort's label, `COHORT`.)
 const AWKWARD_TEXTS: [&str; 6] = [
     "dealing outside the chip shop, after school, most days",
-    "she said \"run\" and we ran",
-    "first line\nsecond line\r\nthird line",
+    "she said \"run\" and we ran; \"again\",\"again\"",
     "Mae'r plant yn ofnus ger yr ysgol; ŵyr a ŷd, café",
     "=cmd|' /C calc'!A0",
+    "+44 7700 900123 called, then \u{1F6A8}",
     "-2 knives seen, @ the park",
 ];
+
+/// The label of the invitation one phone enrolled with: its insights' cohort, with a comma, quotes and line breaks.
+const COHORT: &str = "Hanley barbers, \"Stoke\"\nsecond line\r\nthird line";
 
 /// What the server holds after `seed`.
 struct Seeded {
@@ -54,7 +57,7 @@ struct Seeded {
 /// one (GPS inside and outside the boundaries, a picked ward, an unknown postcode, nowhere), at three UTC offsets,
 /// then synced; one is triaged with a tag and a priority.
 async fn seed(app: &TestApp) -> Seeded {
-    let code = app.create_invitation("Hanley barbers", 5, time::Duration::days(1)).await;
+    let code = app.create_invitation(COHORT, 5, time::Duration::days(1)).await;
     let barber = Phone::enrolled(app, &code, "Barber's phone").await.unwrap();
     let pupil = Phone::new(app, "Pupil's phone").await;
     let (_, js_lat, js_lon) = JOINERS_SQUARE;
@@ -379,7 +382,8 @@ async fn every_format_holds_every_insight_field_by_field(backend: Backend) {
     assert_rows("CSV", &INSIGHT_COLUMNS, &expected, &csv_rows, true);
     let text = String::from_utf8(csv.bytes.clone()).unwrap();
     assert!(text.contains("\"dealing outside the chip shop, after school, most days\""), "commas are quoted");
-    assert!(text.contains("\"first line\nsecond line\r\nthird line\""), "line breaks kept inside the quotes");
+    assert!(text.contains("\"Hanley barbers, \"\"Stoke\"\"\nsecond line\r\nthird line\""), "line breaks kept, quoted");
+    assert!(csv_rows.iter().any(|row| row["cohort"] == COHORT));
     assert!(text.contains("'=cmd|"), "a formula is guarded");
     assert!(text.contains(",-2.1"), "a negative longitude stays a number");
     assert!(text.contains("+01:00") && text.contains("-05:00"), "times keep the phone's offset");

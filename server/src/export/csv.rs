@@ -77,7 +77,36 @@ pub async fn write(columns: &'static [Column], mut rows: Rows, sink: &mut ByteSi
 
 #[cfg(test)]
 mod tests {
+    use super::super::{byte_channel, columns::Kind, Row};
     use super::*;
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn text_arrives_intact_whatever_it_holds() {
+        const COLUMNS: [Column; 2] =
+            [Column { name: "text", kind: Kind::Text }, Column { name: "n", kind: Kind::Integer }];
+        let texts = ["a, b", "she said \"run\"", "one\ntwo\r\nthree", "Mae'r plant; ŵyr", ""];
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        let producer = tokio::spawn(async move {
+            let rows = texts.iter().map(|text| (*text).to_owned()).collect();
+            sender.send(Ok(rows)).await?;
+            Ok(())
+        });
+        let (rows, _) = Rows::new(receiver, producer, |text: String| {
+            Some(Row { values: vec![Value::Text(text), Value::Integer(-1)], point: None })
+        });
+        let (mut sink, chunks) = byte_channel();
+        write(&COLUMNS, rows, &mut sink, true).await.unwrap();
+        sink.finish().await.unwrap();
+        let bytes: Vec<u8> = chunks.into_stream().map(Result::unwrap).concat().await;
+        assert!(bytes.starts_with(BOM) && bytes.ends_with(b"\r\n"));
+        let mut reader = ::csv::Reader::from_reader(&bytes[BOM.len()..]);
+        assert_eq!(reader.headers().unwrap(), vec!["text", "n"]);
+        let read: Vec<Vec<String>> =
+            reader.records().map(|record| record.unwrap().iter().map(str::to_owned).collect()).collect();
+        let expected: Vec<Vec<String>> = texts.iter().map(|text| vec![(*text).to_owned(), "-1".to_owned()]).collect();
+        assert_eq!(read, expected);
+    }
 
     #[test]
     fn formula_looking_text_is_guarded_and_numbers_are_not() {
