@@ -57,19 +57,81 @@ impl FileFormat {
 
 const CSV: &str = "text/csv; charset=utf-8";
 
-async fn insights_csv(state: State<AppState>, caller: Caller, query: RawQuery) -> Result<Response, ApiError> {
+/// A file's bytes (described, never built).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub(crate) struct FileBytes(Vec<u8>);
+
+/// An RFC 7946 `FeatureCollection` of points (or `null` geometries); each feature's `properties` are the export's
+/// columns (docs/exports.md). Described, never built: the file is streamed a feature at a time.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct FeatureCollection {
+    /// `FeatureCollection`.
+    #[serde(rename = "type")]
+    kind: String,
+    features: Vec<serde_json::Value>,
+}
+
+/// A CSV download starts with a byte-order mark (for Excel) when `true`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct BomParam {
+    bom: Option<bool>,
+}
+
+/// The insights the filter lets through, newest first, as CSV (docs/exports.md has the columns).
+#[utoipa::path(get, path = "/api/v1/exports/insights.csv", tag = "exports",
+    params(super::openapi::InsightFilterParams, BomParam),
+    responses((status = 200, description = "A CSV file, a header row then an insight a record", content_type = "text/csv; charset=utf-8", body = String),
+        super::openapi::Refusals))]
+pub(crate) async fn insights_csv(
+    state: State<AppState>,
+    caller: Caller,
+    query: RawQuery,
+) -> Result<Response, ApiError> {
     insights(state, caller, query, FileFormat::Csv).await
 }
 
-async fn insights_geojson(state: State<AppState>, caller: Caller, query: RawQuery) -> Result<Response, ApiError> {
+/// The insights the filter lets through, newest first, as GeoJSON points (docs/exports.md).
+#[utoipa::path(get, path = "/api/v1/exports/insights.geojson", tag = "exports",
+    params(super::openapi::InsightFilterParams),
+    responses((status = 200, description = "A GeoJSON FeatureCollection", content_type = "application/geo+json", body = FeatureCollection),
+        super::openapi::Refusals))]
+pub(crate) async fn insights_geojson(
+    state: State<AppState>,
+    caller: Caller,
+    query: RawQuery,
+) -> Result<Response, ApiError> {
     insights(state, caller, query, FileFormat::GeoJson).await
 }
 
-async fn insights_gpkg(state: State<AppState>, caller: Caller, query: RawQuery) -> Result<Response, ApiError> {
+/// The insights the filter lets through, newest first, as a GeoPackage point layer (docs/exports.md).
+#[utoipa::path(get, path = "/api/v1/exports/insights.gpkg", tag = "exports",
+    params(super::openapi::InsightFilterParams),
+    responses((status = 200, description = "A GeoPackage (SQLite) file", content_type = "application/geopackage+sqlite3", body = FileBytes),
+        super::openapi::Refusals))]
+pub(crate) async fn insights_gpkg(
+    state: State<AppState>,
+    caller: Caller,
+    query: RawQuery,
+) -> Result<Response, ApiError> {
     insights(state, caller, query, FileFormat::GeoPackage).await
 }
 
-async fn insights_xlsx(state: State<AppState>, caller: Caller, query: RawQuery) -> Result<Response, ApiError> {
+/// The insights the filter lets through, newest first, as an Excel sheet; refused with `export_too_large` above
+/// 1,048,575 insights (docs/exports.md).
+#[utoipa::path(get, path = "/api/v1/exports/insights.xlsx", tag = "exports",
+    params(super::openapi::InsightFilterParams),
+    responses((status = 200, description = "An XLSX workbook", content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", body = FileBytes),
+        super::openapi::Refusals))]
+pub(crate) async fn insights_xlsx(
+    state: State<AppState>,
+    caller: Caller,
+    query: RawQuery,
+) -> Result<Response, ApiError> {
     insights(state, caller, query, FileFormat::Xlsx).await
 }
 
@@ -82,7 +144,14 @@ async fn insights(
     insights_response(&state, &principal, query.as_deref(), format).await
 }
 
-async fn rollups_csv(
+/// The roll-up table: a row per area, category and period (docs/exports.md has the columns).
+#[utoipa::path(get, path = "/api/v1/exports/rollups.csv", tag = "exports",
+    params(super::openapi::Generation,
+        ("period" = Option<String>, Query, description = "day, week, month, quarter or year; month when not given"),
+        super::openapi::Days, BomParam),
+    responses((status = 200, description = "A CSV file, a header row then a cell a record", content_type = "text/csv; charset=utf-8", body = String),
+        super::openapi::Refusals))]
+pub(crate) async fn rollups_csv(
     State(state): State<AppState>,
     Caller(principal): Caller,
     RawQuery(query): RawQuery,
