@@ -37,6 +37,8 @@
 //! - `telemetry`: log format, request ids and the per-request span and log line (the matched route, never the URI).
 //! - `usecase`: the one door: one method per action, taking the acting `Principal`, checking it, then calling the
 //!   store. HTTP, sync and the CLI are adapters around it.
+//! - `export`: the export files (CSV, GeoJSON, GeoPackage, XLSX; the roll-up table): their columns and one writer
+//!   per format, streaming rows from the store to the client in batches (docs/exports.md).
 //! - `fuzzing`: entry points for `fuzz/` and the corpus replay.
 
 pub mod app;
@@ -47,6 +49,7 @@ pub mod cli;
 pub mod database_url;
 pub mod db_lock;
 pub mod domain;
+pub mod export;
 pub mod fuzzing;
 pub mod geo;
 pub mod group_commit;

@@ -18,15 +18,15 @@
 
 use std::time::{Duration, Instant};
 
-use grapevine_client_sdk::{Channel, Draft, Location, Store as PhoneStore, SyncConnection};
+use grapevine_client_sdk::{Draft, Store as PhoneStore, SyncConnection};
 use grapevine_server::geo::atlas::{stored_area, tag_in, Atlas, Whereabouts, DEFAULT_SET};
 use grapevine_server::ingest::decide;
 use grapevine_server::store::{self, DocumentBytes, DocumentWrite, InsightRow, Role};
 use grapevine_server::{Application, ServeConfig};
 use grapevine_sync_proto::automerge::AutoCommit;
-use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
 use grapevine_sync_proto::document::{write_insight, write_server_record};
-use grapevine_sync_proto::{DocumentId, Insight};
+use grapevine_sync_proto::DocumentId;
+use grapevine_tests::synthetic::{home, insight_near, random_insight};
 use grapevine_tests::timing::{ms, percentile};
 use grapevine_tests::{fresh_database, Backend, ServerProcess};
 use rand::rngs::StdRng;
@@ -77,36 +77,6 @@ fn args() -> Args {
 
 /// Collectors in the fill: each reports around a home point, as a barber does around the shop.
 const N_COLLECTORS: usize = 2_000;
-
-fn home(rng: &mut StdRng) -> (f64, f64) {
-    (rng.random_range(52.43..53.22), rng.random_range(-2.46..-1.59))
-}
-
-fn random_insight(rng: &mut StdRng) -> Insight {
-    let point = home(rng);
-    insight_near(rng, point)
-}
-
-/// An insight within about a kilometre of a point, on a random day of the year to 2026-11-22.
-fn insight_near(rng: &mut StdRng, (lat, lon): (f64, f64)) -> Insight {
-    let day_offset = rng.random_range(0..365);
-    let captured_at = time::macros::datetime!(2025-11-22 12:00 +00:00) + time::Duration::days(day_offset);
-    let category = DEFAULT_CAMPAIGN.categories[rng.random_range(0..DEFAULT_CAMPAIGN.categories.len())].slug;
-    Insight {
-        id: uuid::Uuid::new_v4(),
-        captured_at,
-        campaign: "community-safety".into(),
-        category: category.into(),
-        text: "Groups gathering by the underpass most evenings".into(),
-        feeling_safe: Some(rng.random_range(1..=5)),
-        location: Location::Gps {
-            lat: lat + rng.random_range(-0.01..0.01),
-            lon: lon + rng.random_range(-0.015..0.015),
-            accuracy_m: 12.0,
-        },
-        channel: Channel::ALL[rng.random_range(0..Channel::ALL.len())],
-    }
-}
 
 /// The insights a kept database already holds.
 async fn stored_insights(raw: &RawPool) -> usize {

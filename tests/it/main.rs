@@ -37,6 +37,7 @@ mod connections;
 mod db_lock;
 mod durability;
 mod engine;
+mod exports;
 mod filing_set;
 mod geotag;
 mod hostile;

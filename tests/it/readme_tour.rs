@@ -112,5 +112,9 @@ async fn the_readme_tour_runs_as_written() {
     expect("area_not_found", "a ward outside the officer's scope answered as absent");
     expect("ward.officer@example.org", "the person added, in the list and the audit trail");
     expect("intact: ", "the audit trail verified");
+    expect("\"text\":\"Cars race past the school gate\"", "the insight found by a stemmed word");
+    expect("\"cohort\":\"Hanley barbers\"", "the insight's cohort");
+    expect("\"collector\":\"c-", "the collector as a pseudonym");
+    expect("\"state\":\"reviewed\"", "the insight triaged");
     server.kill().await.expect("the server stops");
 }

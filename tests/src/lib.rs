@@ -530,3 +530,84 @@ pub mod points {
     /// Westminster, London: outside every Staffordshire ward.
     pub const WESTMINSTER: (f64, f64) = (51.50070, -0.12460);
 }
+
+/// Made-up insights for the benchmarks: collectors who each report around a home point in Staffordshire, on random
+/// days of a year, in words drawn from a small phrasebook, so a search has common words and rare ones to find.
+pub mod synthetic {
+    use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
+    use grapevine_sync_proto::{Channel, Insight, Location};
+    use rand::rngs::StdRng;
+    use rand::Rng;
+
+    /// A word one insight in about ten thousand holds (a search for it finds a handful among a million).
+    pub const RARE_WORD: &str = "zebracrossing";
+
+    /// A word about one insight in three holds.
+    pub const COMMON_WORD: &str = "school";
+
+    const OPENINGS: [&str; 8] = [
+        "Groups gathering",
+        "Young people dealing",
+        "Cars speeding",
+        "Bikes ridden on the pavement",
+        "Shouting and fighting",
+        "Needles left",
+        "Windows smashed",
+        "People feel unsafe walking",
+    ];
+    const PLACES: [&str; 6] = [
+        "by the underpass",
+        "outside the chip shop",
+        "near the school gates",
+        "in the park",
+        "at the bus station",
+        "behind the shops",
+    ];
+    const TIMES: [&str; 5] = ["most evenings", "after school", "at weekends", "late at night", "every morning"];
+
+    /// A home point in the bundled wards' part of Staffordshire.
+    pub fn home(rng: &mut StdRng) -> (f64, f64) {
+        (rng.random_range(52.43..53.22), rng.random_range(-2.46..-1.59))
+    }
+
+    /// An insight around a random home point.
+    pub fn random_insight(rng: &mut StdRng) -> Insight {
+        let point = home(rng);
+        insight_near(rng, point)
+    }
+
+    /// A sentence from the phrasebook; `RARE_WORD` in about one in ten thousand.
+    pub fn sentence(rng: &mut StdRng) -> String {
+        let mut text = format!(
+            "{} {} {}",
+            OPENINGS[rng.random_range(0..OPENINGS.len())],
+            PLACES[rng.random_range(0..PLACES.len())],
+            TIMES[rng.random_range(0..TIMES.len())]
+        );
+        if rng.random_range(0..10_000) == 0 {
+            text.push_str(&format!(" by the {RARE_WORD}"));
+        }
+        text
+    }
+
+    /// An insight within about a kilometre of a point, on a random day of the year to 2026-11-22.
+    pub fn insight_near(rng: &mut StdRng, (lat, lon): (f64, f64)) -> Insight {
+        let day_offset = rng.random_range(0..365);
+        let captured_at = time::macros::datetime!(2025-11-22 12:00 +00:00) + time::Duration::days(day_offset);
+        let category = DEFAULT_CAMPAIGN.categories[rng.random_range(0..DEFAULT_CAMPAIGN.categories.len())].slug;
+        Insight {
+            id: uuid::Uuid::new_v4(),
+            captured_at,
+            campaign: "community-safety".into(),
+            category: category.into(),
+            text: sentence(rng),
+            feeling_safe: Some(rng.random_range(1..=5)),
+            location: Location::Gps {
+                lat: lat + rng.random_range(-0.01..0.01),
+                lon: lon + rng.random_range(-0.015..0.015),
+                accuracy_m: 12.0,
+            },
+            channel: Channel::ALL[rng.random_range(0..Channel::ALL.len())],
+        }
+    }
+}

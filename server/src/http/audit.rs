@@ -2,14 +2,13 @@
 //! field, hashes in hex) so a trail of any length is sent a page at a time. Filters: `actor`, `action`, and `from`/`to`
 //! (dates, UTC, `to` exclusive) as the rest of the API.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
 
 use super::error::ApiError;
 use super::query::ApiQuery;
@@ -45,19 +44,14 @@ pub(crate) async fn audit_trail(
     };
     // The stream borrows the use cases, so it is read in a task of its own that owns them; the check and the
     // trail's own entry for this read come back first, so a refusal is a status, not a broken stream.
-    let (started, allowed) = oneshot::channel();
-    let (lines, body) = mpsc::channel::<Result<Bytes, std::io::Error>>(IN_FLIGHT);
     let usecases = state.usecases.clone();
-    tokio::spawn(async move {
+    let body = super::stream::spawn(IN_FLIGHT, move |started, lines| async move {
         let mut entries = match usecases.audit_entries(&principal, filter).await {
             Ok(entries) => {
-                let _ = started.send(Ok(()));
+                started.begin();
                 entries
             }
-            Err(refused) => {
-                let _ = started.send(Err(refused));
-                return;
-            }
+            Err(refused) => return started.refuse(refused),
         };
         while let Some(entry) = entries.next().await {
             let line = entry.and_then(|entry| {
@@ -70,17 +64,12 @@ pub(crate) async fn audit_trail(
                 tracing::error!(error = format!("{error:#}"), "cannot read the audit trail; the stream is cut short");
                 std::io::Error::other("the audit trail could not be read to its end")
             });
-            if lines.send(line).await.is_err() || failed {
+            if !lines.send(line).await || failed {
                 break;
             }
         }
-    });
-    allowed.await.map_err(|_| ApiError::from(anyhow::anyhow!("the audit reader stopped before it started")))??;
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(futures_util::stream::unfold(body, |mut body| async move {
-            body.recv().await.map(|line| (line, body))
-        })),
-    )
-        .into_response())
+    })
+    .await
+    .map_err(ApiError::from)?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }

@@ -1,15 +1,18 @@
 //! The HTTP API: only this module (and `sync`) knows HTTP and JSON. `areas` and `priorities` are the analysts'
-//! (their query strings are read by `query`); `enrol` is the phones' way in; `error` is the one error type and the
-//! JSON answers for unknown routes and refused bodies.
+//! (their query strings are read by `query`), and so are `insights` and `exports` (files streamed through `stream`,
+//! which the pages' downloads use too); `enrol` is the phones' way in; `error` is the one error type and the JSON
+//! answers for unknown routes and refused bodies.
 
 pub mod areas;
 pub mod audit;
 pub mod enrol;
 pub mod error;
+pub mod exports;
 pub mod insights;
 pub mod openapi;
 pub mod priorities;
 pub mod query;
+pub mod stream;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -30,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .merge(areas::router())
         .merge(audit::router())
         .merge(insights::router())
+        .merge(exports::router())
         .merge(openapi::router())
         .merge(priorities::router())
         .merge(enrol::router())

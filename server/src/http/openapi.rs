@@ -149,6 +149,11 @@ impl utoipa::Modify for BearerToken {
         super::insights::list,
         super::insights::one,
         super::insights::triage,
+        super::exports::insights_csv,
+        super::exports::insights_geojson,
+        super::exports::insights_gpkg,
+        super::exports::insights_xlsx,
+        super::exports::rollups_csv,
         super::audit::audit_trail,
         super::enrol::enrol,
     ),
@@ -157,6 +162,7 @@ impl utoipa::Modify for BearerToken {
     tags(
         (name = "roll-ups", description = "Counts by area and category: never insight-level data"),
         (name = "insights", description = "The analyst's workbench: what people said, and its triage"),
+        (name = "exports", description = "Files for Excel, Power BI and QGIS: the insights and the roll-up table"),
         (name = "audit", description = "The audit trail, for admins"),
         (name = "phones", description = "How a phone joins"),
     )
@@ -180,7 +186,14 @@ mod tests {
         let description: serde_json::Value = serde_json::from_str(&DESCRIPTION).unwrap();
         assert!(description["openapi"].as_str().unwrap().starts_with("3.1"), "{}", description["openapi"]);
         let paths = description["paths"].as_object().unwrap();
-        for path in ["/api/v1/areas", "/api/v1/insights", "/api/v1/insights/{id}/triage", "/api/v1/enrol"] {
+        for path in [
+            "/api/v1/areas",
+            "/api/v1/insights",
+            "/api/v1/insights/{id}/triage",
+            "/api/v1/exports/insights.gpkg",
+            "/api/v1/exports/rollups.csv",
+            "/api/v1/enrol",
+        ] {
             assert!(paths.contains_key(path), "{path}");
         }
         assert_eq!(description["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");

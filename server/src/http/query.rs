@@ -34,6 +34,8 @@ pub(crate) struct ApiQuery {
     /// The audit trail's filters: who acted, and what they did.
     pub actor: Option<String>,
     pub action: Option<String>,
+    /// A CSV download starts with a byte-order mark (`bom=true`).
+    pub bom: Option<bool>,
 }
 
 impl ApiQuery {
@@ -66,6 +68,7 @@ impl ApiQuery {
                 "set" => parsed.set = Some(value.into_owned()),
                 "area" => parsed.area = Some(value.into_owned()),
                 "actor" => parsed.actor = Some(value.into_owned()),
+                "bom" => parsed.bom = Some(parse_bom(&value)?),
                 "action" => parsed.action = Some(value.into_owned()),
                 "generation" => {
                     let number = value
@@ -126,6 +129,15 @@ impl ApiQuery {
                 format!("no such boundary set or generation; there are: {}", known.join(", ")),
             )
         })
+    }
+}
+
+/// `bom=true` or `bom=false`.
+pub(crate) fn parse_bom(value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ApiError::invalid_query(format!("bom={} is not true or false", shown(value)))),
     }
 }
 

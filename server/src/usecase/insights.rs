@@ -131,7 +131,7 @@ impl UseCases {
     }
 
     /// The key pseudonyms are made with, read once.
-    async fn pseudonym_key(&self) -> Result<&[u8], UseCaseError> {
+    pub(super) async fn pseudonym_key(&self) -> Result<&[u8], UseCaseError> {
         Ok(self.pseudonym_key.get_or_try_init(|| self.store.pseudonym_key()).await?.as_slice())
     }
 

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod cohorts;
+pub mod exports;
 pub mod insights;
 pub mod oidc;
 pub mod people;

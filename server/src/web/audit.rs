@@ -4,22 +4,23 @@
 //! Each read is itself an entry in the trail (the use case records it).
 
 use askama::Template;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures_util::{StreamExt, TryStreamExt};
 use time::macros::format_description;
 use time::{Date, Duration};
-use tokio::sync::{mpsc, oneshot};
 
 use super::page::{render, FormErrors, Nav, PageError, Shell};
 use super::session::{Form, Signed};
 use super::table::spreadsheet_safe;
 use crate::app::AppState;
 use crate::audit::{canonical_time, hex, AuditCursor, AuditEntry, AuditFilter};
+// A cell a spreadsheet would take for a formula is written with a `'` before it, as in every CSV download.
+use crate::export::csv::guarded as cell;
 
 /// Entries on one page.
 const PER_PAGE: usize = 50;
@@ -262,23 +263,18 @@ async fn audit_csv(State(state): State<AppState>, Signed(signed): Signed, RawQue
     }
     // The stream borrows the use cases, so it is read in a task of its own that owns them; the permission check and
     // the trail's own entry for this read come back first, so a refusal is a page, not a broken download.
-    let (started, allowed) = oneshot::channel();
-    let (lines, body) = mpsc::channel::<Result<Bytes, std::io::Error>>(IN_FLIGHT);
     let usecases = state.usecases.clone();
     let principal = signed.principal.clone();
     let understood = filter.understood;
-    tokio::spawn(async move {
+    let body = crate::http::stream::spawn(IN_FLIGHT, move |started, lines| async move {
         let mut entries = match usecases.audit_entries(&principal, understood).await {
             Ok(entries) => {
-                let _ = started.send(Ok(()));
+                started.begin();
                 entries
             }
-            Err(refused) => {
-                let _ = started.send(Err(refused));
-                return;
-            }
+            Err(refused) => return started.refuse(refused),
         };
-        if lines.send(csv_line(COLUMNS).map_err(std::io::Error::other)).await.is_err() {
+        if !lines.send(csv_line(COLUMNS).map_err(std::io::Error::other)).await {
             return;
         }
         while let Some(entry) = entries.next().await {
@@ -288,26 +284,14 @@ async fn audit_csv(State(state): State<AppState>, Signed(signed): Signed, RawQue
                 tracing::error!(error = format!("{error:#}"), "cannot read the audit trail; the download is cut short");
                 std::io::Error::other("the audit trail could not be read to its end")
             });
-            if lines.send(line).await.is_err() || failed {
+            if !lines.send(line).await || failed {
                 break;
             }
         }
-    });
-    match allowed.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => return PageError::from_use_case(error, &signed).into_response(),
-        Err(_) => {
-            return PageError::internal(anyhow::anyhow!("the audit reader stopped before it started")).into_response()
-        }
+    })
+    .await;
+    match body {
+        Ok(body) => crate::http::stream::attachment("text/csv; charset=utf-8", "grapevine-audit.csv", body),
+        Err(error) => PageError::from_use_case(error, &signed).into_response(),
     }
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"grapevine-audit.csv\""),
-        ],
-        Body::from_stream(futures_util::stream::unfold(body, |mut body| async move {
-            body.recv().await.map(|line| (line, body))
-        })),
-    )
-        .into_response()
 }

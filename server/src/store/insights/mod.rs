@@ -119,11 +119,14 @@ pub trait InsightStore: Send + Sync {
     async fn insight_record(&self, id: Uuid) -> anyhow::Result<Option<InsightRecord>>;
 
     /// Every insight matching `filter`, newest first, read from one snapshot (an insight stored meanwhile is in it
-    /// whole or not at all), sent `batch` at a time; stops early when the receiver is dropped.
+    /// whole or not at all), sent `batch` at a time; stops early when the receiver is dropped. With `count`, the
+    /// insights matching are counted first, in the same snapshot, and the count sent there before any row is read
+    /// (a caller refusing an export too large for its format drops the receivers, and nothing more is read).
     async fn export_insights(
         &self,
         filter: InsightFilter,
         batch: u32,
+        count: Option<tokio::sync::oneshot::Sender<u64>>,
         sink: tokio::sync::mpsc::Sender<ExportBatch>,
     ) -> anyhow::Result<()>;
 
@@ -201,6 +204,29 @@ impl FilterSql {
 
     /// `SELECT … FROM insights i … WHERE <filter> [AND i.seq < before] ORDER BY i.seq DESC [LIMIT n]`.
     fn select(dialect: Dialect, filter: &InsightFilter, before_seq: Option<i64>, limit: Option<u32>) -> FilterSql {
+        let (mut built, joins, condition) = FilterSql::matching(dialect, filter, before_seq);
+        built.sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM insights i {joins}{RECORD_JOINS} WHERE {condition} ORDER BY i.seq DESC"
+        );
+        if let Some(limit) = limit {
+            let limit = built.bind(Bind::Int(limit.into()));
+            built.sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        built
+    }
+
+    /// `SELECT COUNT(*) …`: how many insights the filter lets through (the joins a record read makes are left out,
+    /// except triage's, which the `triage` filter reads).
+    fn count(dialect: Dialect, filter: &InsightFilter) -> FilterSql {
+        let (mut built, joins, condition) = FilterSql::matching(dialect, filter, None);
+        built.sql = format!(
+            "SELECT COUNT(*) FROM insights i {joins}LEFT JOIN triage t ON t.insight_id = i.id WHERE {condition}"
+        );
+        built
+    }
+
+    /// The binds, the joins and the condition of the filter (the joins end with a space).
+    fn matching(dialect: Dialect, filter: &InsightFilter, before_seq: Option<i64>) -> (FilterSql, String, String) {
         let mut built = FilterSql::default();
         let query = &filter.query;
         let mut conditions: Vec<String> = Vec::new();
@@ -277,14 +303,7 @@ impl FilterSql {
             conditions.push(format!("i.seq < {before}"));
         }
         let condition = if conditions.is_empty() { "TRUE".to_owned() } else { conditions.join(" AND ") };
-        built.sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM insights i {joins}{RECORD_JOINS} WHERE {condition} ORDER BY i.seq DESC"
-        );
-        if let Some(limit) = limit {
-            let limit = built.bind(Bind::Int(limit.into()));
-            built.sql.push_str(&format!(" LIMIT {limit}"));
-        }
-        built
+        (built, joins, condition)
     }
 }
 
@@ -459,6 +478,19 @@ mod tests {
         let built = FilterSql::select(Dialect::Postgres, &filter("", None), None, Some(5));
         assert!(!built.sql.contains("insight_areas"), "{}", built.sql);
         assert!(built.sql.contains("WHERE TRUE ORDER BY i.seq DESC LIMIT $1"), "{}", built.sql);
+    }
+
+    #[test]
+    fn a_count_reads_the_same_filter_with_the_same_binds() {
+        let filter = filter("category=drugs&near_boundary=true&triage=new&q=chip", Some(vec!["E1".into()]));
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let (rows, count) = (FilterSql::select(dialect, &filter, None, None), FilterSql::count(dialect, &filter));
+            assert_eq!(rows.binds, count.binds, "{dialect:?}");
+            let condition =
+                |sql: &str| sql.split(" WHERE ").nth(1).unwrap().split(" ORDER BY").next().unwrap().to_owned();
+            assert_eq!(condition(&rows.sql), condition(&count.sql), "{dialect:?}");
+            assert!(count.sql.starts_with("SELECT COUNT(*) FROM insights i JOIN insight_areas ia"), "{}", count.sql);
+        }
     }
 
     #[test]

@@ -117,10 +117,18 @@ impl InsightStore for PostgresStore {
         &self,
         filter: InsightFilter,
         batch: u32,
+        count: Option<tokio::sync::oneshot::Sender<u64>>,
         sink: tokio::sync::mpsc::Sender<ExportBatch>,
     ) -> anyhow::Result<()> {
         // One snapshot for every page.
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        if let Some(count) = count {
+            let built = FilterSql::count(Dialect::Postgres, &filter);
+            let n: i64 = bind_all(sqlx::query(&built.sql), &built.binds).fetch_one(&mut *tx).await?.get(0);
+            if count.send(u64::try_from(n).unwrap_or(0)).is_err() || sink.is_closed() {
+                return Ok(());
+            }
+        }
         let mut before = None;
         loop {
             let records = match page(&mut tx, &filter, before, batch).await {

@@ -40,6 +40,18 @@ pub trait RollupStore: Send + Sync {
         area_code: Option<&str>,
     ) -> anyhow::Result<Vec<CategoryCount>>;
 
+    /// Every cell of one generation and period kind whose period starts inside `days`, the all-categories cells
+    /// (`ALL_CATEGORIES`) included, by category, period and area, read from one snapshot and sent `batch` at a time;
+    /// stops early when the receiver is dropped.
+    async fn export_cells(
+        &self,
+        generation_id: i64,
+        kind: PeriodKind,
+        days: DayRange,
+        batch: u32,
+        sink: tokio::sync::mpsc::Sender<CellBatch>,
+    ) -> anyhow::Result<()>;
+
     /// One area's all-categories counts per period of a kind, for the periods that start inside `days`.
     async fn series(
         &self,
@@ -61,7 +73,54 @@ pub trait RollupStore: Send + Sync {
 }
 
 /// The roll-up category under which every insight also counts, whatever its category.
-pub(crate) const ALL_CATEGORIES: &str = "*";
+pub const ALL_CATEGORIES: &str = "*";
+
+/// One roll-up cell as an export reads it: an area's counts in one category (or `ALL_CATEGORIES`) over one period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupCell {
+    pub area_code: String,
+    pub category: String,
+    pub period_start: Date,
+    pub sums: Sums,
+    /// Distinct collectors with insights in the cell.
+    pub contributors: i64,
+}
+
+/// Cells an export receives at a time.
+pub type CellBatch = anyhow::Result<Vec<RollupCell>>;
+
+/// The cells of an export (generation `$1`, period kind `$2`, periods starting from `$3` up to, not including, `$4`)
+/// in the table's key order, a page of `$5`; `EXPORT_CELLS_AFTER` pages on after the last cell read (`$6`, `$7`,
+/// `$8`: its category, period start and area). Read by `export_cell`.
+pub(super) const EXPORT_CELLS: &str = "SELECT area_code, category, period_start, n_insights AS n,
+        n_contributors, feeling_safe_sum AS fs_sum, feeling_safe_n AS fs_n, n_staff AS c0, n_barber_hairdresser AS c1,
+        n_pupil AS c2, n_youth_worker AS c3, n_other_channel AS c4
+    FROM rollups WHERE generation_id = $1 AND period = $2 AND period_start >= $3 AND period_start < $4
+    ORDER BY category, period_start, area_code LIMIT $5";
+pub(super) const EXPORT_CELLS_AFTER: &str = "SELECT area_code, category, period_start, n_insights AS n,
+        n_contributors, feeling_safe_sum AS fs_sum, feeling_safe_n AS fs_n, n_staff AS c0, n_barber_hairdresser AS c1,
+        n_pupil AS c2, n_youth_worker AS c3, n_other_channel AS c4
+    FROM rollups WHERE generation_id = $1 AND period = $2 AND period_start >= $3 AND period_start < $4
+      AND (category, period_start, area_code) > ($6, $7, $8)
+    ORDER BY category, period_start, area_code LIMIT $5";
+
+/// A cell from a row of `EXPORT_CELLS`.
+fn export_cell<R>(row: &R) -> RollupCell
+where
+    R: Row,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Date: Decode<'r, R::Database> + Type<R::Database>,
+    &'static str: ColumnIndex<R>,
+{
+    RollupCell {
+        area_code: row.get("area_code"),
+        category: row.get("category"),
+        period_start: row.get("period_start"),
+        sums: sums_of(row),
+        contributors: row.get("n_contributors"),
+    }
+}
 
 pub use crate::domain::period::PeriodKind;
 

@@ -138,6 +138,52 @@ impl RollupStore for SqliteStore {
         Ok(counts.into_iter().map(|(area_code, category, n)| CategoryCount { area_code, category, n }).collect())
     }
 
+    async fn export_cells(
+        &self,
+        generation_id: i64,
+        kind: PeriodKind,
+        days: DayRange,
+        batch: u32,
+        sink: tokio::sync::mpsc::Sender<super::CellBatch>,
+    ) -> anyhow::Result<()> {
+        let (from, to) = days.bounds();
+        // One snapshot for every page.
+        let mut tx = self.pool.begin().await?;
+        let mut last: Option<super::RollupCell> = None;
+        loop {
+            let query = match &last {
+                None => sqlx::query(super::EXPORT_CELLS),
+                Some(_) => sqlx::query(super::EXPORT_CELLS_AFTER),
+            }
+            .bind(generation_id)
+            .bind(kind.as_str())
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(batch));
+            let query = match &last {
+                None => query,
+                Some(cell) => query.bind(cell.category.clone()).bind(cell.period_start).bind(cell.area_code.clone()),
+            };
+            let cells: Vec<super::RollupCell> = match query.fetch_all(&mut *tx).await {
+                Ok(rows) => rows.iter().map(super::export_cell).collect(),
+                Err(error) => {
+                    let _ = sink.send(Err(anyhow::anyhow!("{error:#}"))).await;
+                    return Err(error.into());
+                }
+            };
+            let done = cells.len() < batch as usize;
+            last = cells.last().cloned();
+            if !cells.is_empty() && sink.send(Ok(cells)).await.is_err() {
+                break;
+            }
+            if done {
+                break;
+            }
+        }
+        tx.rollback().await?;
+        Ok(())
+    }
+
     async fn series(
         &self,
         generation_id: i64,
