@@ -352,6 +352,7 @@ async fn triage_is_saved_and_a_stale_version_is_told_someone_else_changed_it_fir
 
 async fn the_exports_page_offers_every_format_for_the_filter(backend: Backend) {
     let app = TestApp::spawn(backend).await;
+    the_neighbourhood(&app).await;
     let analyst = signed_in(&app, "analyst@example.org", "analyst", None).await;
     let page = analyst.get("/exports?category=drugs&until=2026-11-30").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -363,6 +364,43 @@ async fn the_exports_page_offers_every_format_for_the_filter(backend: Backend) {
         );
     }
     assert!(text.contains("<option value=\"drugs\" selected>"), "the filter is kept in the form");
+    assert!(text.contains("href=\"/exports/rollups.csv?until=2026-11-30\""), "{text}");
+
+    // Each download is the API's own export of the same filter, the last day included (October's drug insight and
+    // November's three), for the signed-in analyst.
+    let csv = analyst.get("/exports/insights.csv?category=drugs&until=2026-11-30").await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+    assert!(csv.headers["content-disposition"].to_str().unwrap().contains(".csv"));
+    let rows = csv_rows(&csv.body);
+    assert_eq!(rows.len(), 1 + 4, "a header and the four insights about drugs: {rows:?}");
+    let api = app.get("/api/v1/insights?category=drugs&to=2026-12-01", Some(&app.analyst_token)).await.1;
+    assert_eq!(api["items"].as_array().unwrap().len(), 4, "the API agrees");
+    let none = csv_rows(&analyst.get("/exports/insights.csv?category=drugs&until=2026-10-02").await.body);
+    assert_eq!(none.len(), 1, "until is the last day, included: nothing about drugs before 3 October");
+    let geojson = analyst.get(&format!("/exports/insights.geojson?area={}", ABBEY_HULTON.0)).await;
+    let features: serde_json::Value = serde_json::from_str(&geojson.body).unwrap();
+    assert_eq!(features["features"].as_array().unwrap().len(), 2, "{}", geojson.body);
+    let bytes = |path: &'static str| {
+        let client = analyst.client.clone();
+        let url = format!("{}{path}", analyst.base);
+        async move { client.get(url).send().await.unwrap().bytes().await.unwrap() }
+    };
+    assert!(bytes("/exports/insights.gpkg").await.starts_with(b"SQLite format 3\0"), "a GeoPackage is SQLite");
+    assert!(bytes("/exports/insights.xlsx").await.starts_with(b"PK"), "an XLSX is a zip");
+    let rollups = csv_rows(&analyst.get("/exports/rollups.csv?from=2026-11-01&until=2026-11-30").await.body);
+    assert!(
+        rollups.len() > 1 && rollups[1..].iter().all(|row| row.iter().any(|cell| cell.starts_with("2026-11"))),
+        "{rollups:?}"
+    );
+    let board = signed_in(&app, "board@example.org", "board", None).await;
+    for path in ["/exports/insights.csv", "/exports/insights.gpkg", "/exports/rollups.csv"] {
+        let refused = board.get(path).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(refused.body.contains("You cannot use this page"), "a page, not a file: {}", refused.body);
+    }
+    let wrong_day = analyst.get("/exports/insights.csv?until=30-11-2026").await;
+    assert_eq!(wrong_day.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong_day.body.contains("Enter the last day as year-month-day"), "{}", wrong_day.body);
     let wrong = analyst.get("/exports?from=2026-12-01&until=2026-11-01").await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!wrong.body.contains("/exports/insights."), "no download for a filter that is wrong");

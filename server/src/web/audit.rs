@@ -16,7 +16,6 @@ use time::{Date, Duration};
 
 use super::page::{render, FormErrors, Nav, PageError, Shell};
 use super::session::{Form, Signed};
-use super::table::spreadsheet_safe;
 use crate::app::AppState;
 use crate::audit::{canonical_time, hex, AuditCursor, AuditEntry, AuditFilter};
 // A cell a spreadsheet would take for a formula is written with a `'` before it, as in every CSV download.
@@ -231,13 +230,13 @@ fn csv_record(entry: &AuditEntry) -> [String; 12] {
     [
         entry.seq.to_string(),
         canonical_time(entry.at),
-        spreadsheet_safe(&entry.actor).into_owned(),
-        spreadsheet_safe(&entry.role).into_owned(),
-        spreadsheet_safe(&entry.action).into_owned(),
-        spreadsheet_safe(&entry.target).into_owned(),
+        cell(&entry.actor).into_owned(),
+        cell(&entry.role).into_owned(),
+        cell(&entry.action).into_owned(),
+        cell(&entry.target).into_owned(),
         entry.outcome.as_str().to_owned(),
         entry.client_addr.clone().unwrap_or_default(),
-        spreadsheet_safe(entry.request_id.as_deref().unwrap_or_default()).into_owned(),
+        cell(entry.request_id.as_deref().unwrap_or_default()).into_owned(),
         entry.detail.to_string(),
         hex(&entry.prev_hash),
         hex(&entry.hash),

@@ -165,6 +165,8 @@ pub(crate) struct InsightFilterForm {
     pub fields: Vec<(String, String)>,
     /// The filter understood (`InsightQuery::default()`, everything, when the form has errors).
     pub query: InsightQuery,
+    /// The same filter as the API spells it (`to`, the day after the last), for the exports.
+    pub api_query: String,
     pub errors: FormErrors,
 }
 
@@ -202,13 +204,14 @@ impl InsightFilterForm {
             }
         }
         let mut query = InsightQuery::default();
+        let api_query = api.finish();
         if errors.is_empty() {
-            match InsightQuery::parse(Some(&api.finish()), &[]) {
+            match InsightQuery::parse(Some(&api_query), &[]) {
                 Ok((parsed, _)) => query = parsed,
                 Err(message) => errors.add(field_of(&message), sentence(&message)),
             }
         }
-        InsightFilterForm { fields, query, errors }
+        InsightFilterForm { fields, query, api_query, errors }
     }
 
     /// The first value of a field, as typed (empty when not given).
@@ -404,6 +407,7 @@ mod tests {
             filter.query_string(),
             "q=chip+shop&category=drugs&from=2026-01-01&until=2026-01-31&triage=reviewed"
         );
+        assert_eq!(filter.api_query, "q=chip+shop&category=drugs&from=2026-01-01&to=2026-02-01&triage=reviewed");
         assert_eq!(filter.link("/insights", "cursor=x"), format!("/insights?{}&cursor=x", filter.query_string()));
         assert_eq!(InsightFilterForm::read(None).link("/insights", ""), "/insights");
     }

@@ -1,10 +1,10 @@
 //! A table as the pages show it (`templates/table.html` draws every one) and as its CSV download writes it: one
 //! value for both, so a download holds exactly the numbers the page shows.
 
-use std::borrow::Cow;
-
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+
+use crate::export::csv::{guarded, BOM};
 
 /// One column: its heading, and whether it holds numbers (set right-aligned, and written to a CSV as they are).
 #[derive(Debug, Clone)]
@@ -85,19 +85,19 @@ impl Table {
     }
 
     /// The table as CSV: the headings, then each row's text, UTF-8 with a byte order mark so Excel reads it as such.
-    /// A text cell a spreadsheet would take for a formula is written with a `'` first (`spreadsheet_safe`).
+    /// A text cell a spreadsheet would take for a formula is written with a `'` first (`export::csv::guarded`).
     ///
     /// # Errors
     /// The CSV writer fails (it writes to memory, so only on a bug).
     pub fn csv(&self) -> Result<Vec<u8>, csv::Error> {
-        let mut writer = csv::WriterBuilder::new().from_writer(b"\xEF\xBB\xBF".to_vec());
-        writer.write_record(self.columns.iter().map(|column| spreadsheet_safe(&column.heading).into_owned()))?;
+        let mut writer = csv::WriterBuilder::new().from_writer(BOM.to_vec());
+        writer.write_record(self.columns.iter().map(|column| guarded(&column.heading).into_owned()))?;
         for row in &self.rows {
             writer.write_record(row.iter().zip(&self.columns).map(|(cell, column)| {
                 if column.numeric {
                     cell.text.clone()
                 } else {
-                    spreadsheet_safe(&cell.text).into_owned()
+                    guarded(&cell.text).into_owned()
                 }
             }))?;
         }
@@ -117,16 +117,6 @@ impl Table {
                 .into_response(),
             Err(error) => super::page::PageError::internal(error.into()).into_response(),
         }
-    }
-}
-
-/// A cell a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, a tab or a carriage return first) is written
-/// with a `'` before it, so opening the download runs nothing.
-pub(crate) fn spreadsheet_safe(text: &str) -> Cow<'_, str> {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}").into()
-    } else {
-        text.into()
     }
 }
 

@@ -2,7 +2,7 @@
 // chart, the same numbers in a table, its priorities and latest insights), the insights searched and filtered, a
 // filter with a mistake, one insight (its map and history), a triage saved after another analyst's (told "someone
 // else changed this first", then saved), and the exports page with a filter. Every page is checked (policy, axe,
-// screenshot).
+// screenshot), and the filtered insights downloaded as CSV.
 //
 // inputs: { analyst_email, password, from, until, area_code, search, insight_text }
 
@@ -96,4 +96,10 @@ export default async function ({ page, context, baseUrl, inputs, check, download
     expect(href?.includes('category=drugs'), `the ${format} link keeps the filter: ${href}`);
   }
   await check('exports-filtered');
+  const exported = await download(page.getByRole('link', { name: 'CSV', exact: true }));
+  expect(exported.name.endsWith('.csv'), `the insights download is named ${exported.name}, not *.csv`);
+  expect(
+    exported.text.startsWith('\ufeff') && exported.text.includes(inputs.insight_text),
+    `the CSV from the exports page lacks a byte order mark or "${inputs.insight_text}":\n${exported.text.slice(0, 2000)}`,
+  );
 }
