@@ -24,7 +24,9 @@ async fn entries(app: &TestApp, action: &str) -> Vec<AuditEntry> {
 async fn an_added_person_signs_in_through_the_organisation_and_a_stranger_is_refused(backend: Backend) {
     let provider = Provider::start(0, false).await;
     let (app, usecases) = server_with(backend, &provider.config()).await;
-    usecases.add_person(&Principal::operator(), ADDED_EMAIL, "analyst", None).await.unwrap();
+    // A board member: their home page says who they are signed in as and how, which the scenario reads (an
+    // analyst's home is the priorities table).
+    usecases.add_person(&Principal::operator(), ADDED_EMAIL, "board", None).await.unwrap();
 
     let inputs = json!({
         "issuer": provider.issuer,
