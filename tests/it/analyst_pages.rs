@@ -4,7 +4,9 @@
 //! insight with its map, areas, history and triage form (saved; a stale version told someone else changed it
 //! first; no CSRF token refused), a scoped analyst kept to their areas, and other roles refused.
 
+use futures_util::TryStreamExt;
 use grapevine_client_sdk::{Channel, Draft, Location};
+use grapevine_server::audit::{AuditEntry, AuditFilter, AuditOutcome};
 use grapevine_server::domain::{Principal, RequestContext};
 use grapevine_tests::points::{ABBEY_HULTON, JOINERS_SQUARE};
 use grapevine_tests::{Backend, Phone, TestApp};
@@ -175,6 +177,20 @@ async fn a_scoped_analyst_sees_only_their_areas_and_other_roles_none(backend: Ba
         let home = browser.get("/").await;
         assert!(home.body.contains(&format!("You are signed in as {role}@example.org")), "{}", home.body);
         assert!(!home.body.contains("href=\"/insights\""), "no analysts' pages in the navigation of a {role}");
+    }
+    // Each refusal is in the trail, the exports page's too.
+    let door = usecases(&app).await;
+    let filter = AuditFilter { action: Some("export.insights".into()), ..AuditFilter::default() };
+    let refused: Vec<AuditEntry> =
+        door.audit_entries(&Principal::operator(), filter).await.unwrap().try_collect().await.unwrap();
+    for role in ["board", "admin"] {
+        assert!(
+            refused
+                .iter()
+                .any(|entry| entry.actor == format!("person:{role}@example.org")
+                    && entry.outcome == AuditOutcome::Refused),
+            "{role}: {refused:?}"
+        );
     }
     app.stop().await;
 }

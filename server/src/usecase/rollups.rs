@@ -163,18 +163,20 @@ pub struct AreaTrend<'g> {
 }
 
 impl UseCases {
-    /// The areas of `generation` the principal may choose among (to filter by, to open): boundaries are reference
-    /// data, so nothing is recorded, but a role without `action` gets none.
+    /// The areas of `generation` the principal may choose among for `action` (to filter by, to open). Boundaries are
+    /// reference data, so only a refusal is recorded, as `verb`.
     ///
     /// # Errors
-    /// `Forbidden` for a role that may not take `action`.
-    pub fn areas_in_scope<'g>(
+    /// `Forbidden` (recorded) for a role that may not take `action`; the refusal cannot be recorded.
+    pub async fn areas_in_scope<'g>(
+        &self,
         principal: &Principal,
         atlas: &Atlas,
         generation: &'g Generation,
         action: Action,
+        verb: &str,
     ) -> Result<Vec<&'g Area>, UseCaseError> {
-        Self::authorize(principal, action)?;
+        self.authorize_audited(principal, action, verb, "areas").await?;
         let visible = Visible::of(principal, atlas, generation);
         Ok(generation.boundaries.areas().iter().filter(|area| visible.contains(&area.code)).collect())
     }

@@ -22,7 +22,6 @@ use crate::domain::Action;
 use crate::http::error::ApiError;
 use crate::http::exports::{insights_response, rollups_response, FileFormat};
 use crate::usecase::sign_in::SignedIn;
-use crate::usecase::UseCases;
 
 const EXPORTS: &str = "/exports";
 const INSIGHTS_CSV: &str = "/exports/insights.csv";
@@ -71,7 +70,11 @@ async fn exports(State(state): State<AppState>, Signed(signed): Signed, RawQuery
     let filter = InsightFilterForm::read(query.as_deref());
     let atlas = state.atlas.get();
     let generation = generation_of(&atlas, &filter);
-    let areas = match UseCases::areas_in_scope(&signed.principal, &atlas, generation, Action::ExportInsights) {
+    let areas = state
+        .usecases
+        .areas_in_scope(&signed.principal, &atlas, generation, Action::ExportInsights, "export.insights")
+        .await;
+    let areas = match areas {
         Ok(areas) => areas,
         Err(error) => return PageError::from_use_case(error, &signed).into_response(),
     };

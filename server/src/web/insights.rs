@@ -30,7 +30,7 @@ use crate::store::insights::Triage;
 use crate::store::{Outcome, OUTSIDE_COVERAGE};
 use crate::usecase::insights::{InsightDetail, InsightView, TriageRequest};
 use crate::usecase::sign_in::SignedIn;
-use crate::usecase::{UseCaseError, UseCases};
+use crate::usecase::UseCaseError;
 
 const INSIGHTS: &str = "/insights";
 const INSIGHT: &str = "/insights/{id}";
@@ -150,8 +150,16 @@ fn cursor_query(cursor: Cursor, back: &[Cursor]) -> String {
 }
 
 /// The filter's choices of area: those of the generation read that the person may see.
-fn choices(signed: &SignedIn, atlas: &Atlas, generation: &Generation) -> Result<FilterChoices, UseCaseError> {
-    let areas = UseCases::areas_in_scope(&signed.principal, atlas, generation, Action::ReadInsights)?;
+async fn choices(
+    state: &AppState,
+    signed: &SignedIn,
+    atlas: &Atlas,
+    generation: &Generation,
+) -> Result<FilterChoices, UseCaseError> {
+    let areas = state
+        .usecases
+        .areas_in_scope(&signed.principal, atlas, generation, Action::ReadInsights, "insights.read")
+        .await?;
     Ok(FilterChoices::new(areas.into_iter().map(|area| (area.code.clone(), area.name.clone()))))
 }
 
@@ -200,7 +208,7 @@ async fn list(State(state): State<AppState>, Signed(signed): Signed, RawQuery(qu
         table =
             Some(insights_table(caption.to_owned(), &page.items, generation)).filter(|table| !table.rows.is_empty());
     }
-    let choices = match choices(&signed, &atlas, generation) {
+    let choices = match choices(&state, &signed, &atlas, generation).await {
         Ok(choices) => choices,
         Err(error) => return PageError::from_use_case(error, &signed).into_response(),
     };
