@@ -339,8 +339,12 @@ pub(super) mod tests {
         sqlx::query("UPDATE insights SET status = 'withdrawn' WHERE id = 'i1'").execute(&store.pool).await.unwrap();
         let refused = sqlx::query("UPDATE insights SET status = 'lost' WHERE id = 'i1'").execute(&store.pool).await;
         assert!(refused.is_err(), "the CHECK still holds");
-        let orphan = sqlx::query("INSERT INTO insight_areas VALUES ('nobody', 1, '', 0)").execute(&store.pool).await;
-        assert!(orphan.is_err(), "the tags still refer to insights");
+        let orphan = sqlx::query(
+            "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) VALUES ('nobody', 1, '', 0)",
+        )
+        .execute(&store.pool)
+        .await;
+        assert!(orphan.unwrap_err().to_string().contains("FOREIGN KEY"), "the tags still refer to insights");
         let kept: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('insights_rebuilt', 'insight_areas_kept')",
         )
@@ -348,5 +352,49 @@ pub(super) mod tests {
         .await
         .unwrap();
         assert_eq!(kept, 0, "no scaffolding left behind");
+    }
+
+    /// 0016 keeps each insight's `seq` beside its area tags: a database written before it comes through with every
+    /// tag numbered as its insight.
+    #[tokio::test]
+    async fn the_tags_of_insights_stored_before_0016_carry_their_seq() {
+        let (_dir, url, pool) = database_at(15).await;
+        let collector = "00000000-0000-0000-0000-0000000000c1";
+        let mut statements = vec![
+            format!("INSERT INTO collectors (id, label, created_at) VALUES ('{collector}', 'barber', 'now')"),
+            format!("INSERT INTO devices (id, collector_id, label, token_hash, created_at) VALUES ('d1', '{collector}', 'phone', 'hash', 'now')"),
+            "INSERT INTO boundary_generations (id, set_name, generation, source, imported_at) VALUES (1, 'wards', 1, 'bundled', 'now'), (2, 'wards', 2, 'upload', 'now')".to_owned(),
+        ];
+        for (i, seq) in [(1, 40), (2, 7)] {
+            statements.push(format!(
+                "INSERT INTO documents (doc_id, collector_id, version, updated_at) VALUES ('doc{i}', '{collector}', 1, 'now')"
+            ));
+            statements.push(format!(
+                "INSERT INTO insights (id, doc_id, collector_id, device_id, status, processed_at, seq)
+                 VALUES ('i{i}', 'doc{i}', '{collector}', 'd1', 'filed', 'now', {seq})"
+            ));
+            for generation in [1, 2] {
+                statements.push(format!(
+                    "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary)
+                     VALUES ('i{i}', {generation}, 'E0500873{i}', 0)"
+                ));
+            }
+        }
+        for statement in &statements {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::open(&url).await.unwrap();
+        let tags: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT insight_id, generation_id, insight_seq FROM insight_areas ORDER BY insight_id, generation_id",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        let expected = [("i1", 1, 40), ("i1", 2, 40), ("i2", 1, 7), ("i2", 2, 7)];
+        let expected: Vec<(String, i64, Option<i64>)> =
+            expected.iter().map(|(id, generation, seq)| ((*id).to_owned(), *generation, Some(*seq))).collect();
+        assert_eq!(tags, expected);
     }
 }

@@ -15,7 +15,7 @@ use grapevine_sync_proto::ErrorCode;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::insights::{pseudonym, InsightView};
+use super::insights::{InsightView, Pseudonyms};
 use super::rollups::Visible;
 use super::{UseCaseError, UseCases};
 use crate::audit::AuditOutcome;
@@ -160,8 +160,9 @@ impl UseCases {
             }
         }
         let rows = InsightRows { atlas, generation_id };
+        let pseudonyms = Pseudonyms::new(key);
         let (rows, n_written) = Rows::new(receiver, producer, move |record: crate::store::insights::InsightRecord| {
-            Some(rows.row(InsightView { collector: pseudonym(&key, record.collector_id), record }))
+            Some(rows.row(InsightView { collector: pseudonyms.of(record.collector_id), record }))
         });
         let (sink, chunks) = byte_channel();
         let writer = async move {

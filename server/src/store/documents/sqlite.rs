@@ -195,12 +195,14 @@ async fn write_document(
     }
     for tag in &row.tags {
         sqlx::query(
-            "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary, insight_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .bind(&insight_id)
         .bind(tag.generation_id)
         .bind(&tag.area_code)
         .bind(tag.near_boundary)
+        .bind(seq)
         .execute(&mut *tx)
         .await
         .map_err(anyhow::Error::from)?;

@@ -48,7 +48,7 @@ pub(in crate::store) async fn rebuild_pending_rollups(pool: &SqlitePool) -> anyh
 /// (`%!.17g`), which gives back the stored `f64` exactly; JSON's own numbers keep only 15.
 const PACKED_INSIGHTS: &str = "
     SELECT MAX(rowid), '[' || group_concat(insight, ',') || ']' FROM (
-        SELECT rowid, json_array(id, collector_id, captured_day, category, feeling_safe, channel,
+        SELECT rowid, json_array(id, seq, collector_id, captured_day, category, feeling_safe, channel,
                                  iif(tag_lat IS NULL, NULL, printf('%!.17g', tag_lat)),
                                  iif(tag_lon IS NULL, NULL, printf('%!.17g', tag_lon)),
                                  iif(accuracy_m IS NULL, NULL, printf('%!.17g', accuracy_m)),
@@ -69,6 +69,7 @@ const DAY: &[time::format_description::BorrowedFormatItem<'_>] =
 struct PackedInsight<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
+    seq: i64,
     #[serde(borrow)]
     collector_id: Cow<'a, str>,
     #[serde(borrow)]
@@ -110,12 +111,12 @@ impl PackedInsight<'_> {
 }
 
 /// Tags every insight of a `PACKED_INSIGHTS` page in a new generation, adding it to the generation's roll-ups and its
-/// tag to `tags` (insight id, area code, near a border).
+/// tag to `tags` (insight id, area code, near a border, the insight's `seq`).
 fn tag_and_sum_page(
     json: &str,
     tagger: Tagger<'_>,
     built: &mut GenerationRollups,
-    tags: &mut Vec<(String, String, bool)>,
+    tags: &mut Vec<(String, String, bool, i64)>,
 ) -> anyhow::Result<()> {
     let page: Vec<PackedInsight> =
         serde_json::from_str(json).context("reading a page of insights as SQLite packed it")?;
@@ -131,7 +132,7 @@ fn tag_and_sum_page(
                 collector_id: insight.collector_id.parse().context("collector id")?,
             });
         }
-        tags.push((insight.id.into_owned(), area_code, near_boundary));
+        tags.push((insight.id.into_owned(), area_code, near_boundary, insight.seq));
     }
     Ok(())
 }
@@ -326,13 +327,14 @@ impl SqliteStore {
         tags.sort_unstable();
         let tag_rows = tags.chunks(GENERATION_SLICE * 3).map(|slice| {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary) ",
+                "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary, insight_seq) ",
             );
-            insert.push_values(slice, |mut row, (insight_id, area_code, near_boundary)| {
+            insert.push_values(slice, |mut row, (insight_id, area_code, near_boundary, seq)| {
                 row.push_bind(insight_id.as_str())
                     .push_bind(generation_id)
                     .push_bind(area_code.as_str())
-                    .push_bind(*near_boundary);
+                    .push_bind(*near_boundary)
+                    .push_bind(*seq);
             });
             insert
         });
@@ -383,7 +385,7 @@ mod tests {
             documents.build().execute(&mut *tx).await.unwrap();
             let mut insights = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO insights (id, doc_id, collector_id, device_id, captured_day, category, status, processed_at,
-                     tag_lat, tag_lon, accuracy_m, picked_area_code, postcode) ",
+                     tag_lat, tag_lon, accuracy_m, picked_area_code, postcode, seq) ",
             );
             insights.push_values(chunk, |mut row, &i| {
                 let bits = u64::try_from(i).unwrap();
@@ -418,7 +420,8 @@ mod tests {
                     .push_bind(point.map(|(_, lon)| lon))
                     .push_bind(accuracy)
                     .push_bind(picked)
-                    .push_bind(postcode);
+                    .push_bind(postcode)
+                    .push_bind(i64::try_from(i).unwrap() + 1);
             });
             insights.build().execute(&mut *tx).await.unwrap();
         }
@@ -449,5 +452,14 @@ mod tests {
         );
         let rolled = store.rollup(generation.id, DayRange::default(), None, false, false).await.unwrap();
         assert_eq!(rolled[0].all.n, i64::try_from(expected.len()).unwrap(), "every insight read is counted");
+        let unordered: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM insight_areas a JOIN insights i ON i.id = a.insight_id
+             WHERE a.generation_id = $1 AND a.insight_seq IS NOT i.seq",
+        )
+        .bind(generation.id)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(unordered, 0, "every tag carries its insight's seq");
     }
 }
