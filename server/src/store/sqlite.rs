@@ -27,6 +27,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// The database file, which an export opens a connection of its own to (`insights/sqlite_export.rs`).
+    pub(super) path: std::path::PathBuf,
     /// One process owns a SQLite database, so the change feed is in memory.
     pub(super) changes: tokio::sync::broadcast::Sender<DocumentChanged>,
 }
@@ -49,6 +51,7 @@ impl SqliteStore {
                     .with_context(|| format!("creating the database directory {}", parent.display()))?;
             }
         }
+        let path = options.get_filename().to_owned();
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let applied: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(version) FROM _sqlx_migrations WHERE EXISTS
@@ -61,7 +64,7 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.context("applying SQLite migrations")?;
         rebuild_pending_rollups(&pool).await.context("rebuilding roll-ups after a migration")?;
         let (changes, _) = tokio::sync::broadcast::channel(CHANGE_FEED_CAPACITY);
-        Ok(SqliteStore { pool, changes })
+        Ok(SqliteStore { pool, path, changes })
     }
 }
 

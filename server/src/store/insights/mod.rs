@@ -4,6 +4,7 @@
 
 mod postgres;
 mod sqlite;
+mod sqlite_export;
 
 use time::OffsetDateTime;
 use uuid::Uuid;

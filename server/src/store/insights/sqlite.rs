@@ -34,13 +34,13 @@ fn bind_all<'q>(mut query: Query<'q>, binds: &'q [Bind]) -> Query<'q> {
 }
 
 /// A page of records, packed by SQLite into one JSON array of `PackedRecord`s: one value crosses from SQLite per page
-/// instead of two dozen per insight (at a million insights, the per-value cost was most of an export's time). Reals
+/// instead of two dozen per insight (an export, which reads every row, steps them itself: `sqlite_export.rs`). Reals
 /// are printed with 17 significant digits, so they read back exactly.
 fn packed_select(filter: &InsightFilter, before_seq: Option<i64>, limit: u32) -> FilterSql {
     let (mut built, joins, condition) = FilterSql::matching(Dialect::Sqlite, filter, before_seq);
     let limit = built.bind(Bind::Int(limit.into()));
     built.sql = format!(
-        "SELECT COUNT(*), MIN(seq), '[' || group_concat(record, ',') || ']' FROM (
+        "SELECT '[' || group_concat(record, ',') || ']' FROM (
             SELECT i.seq AS seq, {PACKED_RECORD} AS record FROM insights i {joins}{RECORD_JOINS}
             WHERE {condition} ORDER BY i.seq DESC LIMIT {limit})"
     );
@@ -139,23 +139,13 @@ impl PackedRecord<'_> {
     }
 }
 
-/// A page as `packed_select` reads it: how many insights it holds, the oldest one's `seq`, and the JSON.
-struct Packed {
-    n: i64,
-    oldest: Option<i64>,
-    json: Option<String>,
-}
-
-async fn read_packed(connection: &mut SqliteConnection, built: &FilterSql) -> anyhow::Result<Packed> {
-    let row = bind_all(sqlx::query(&built.sql), &built.binds).fetch_one(&mut *connection).await?;
-    Ok(Packed { n: row.get(0), oldest: row.get(1), json: row.get(2) })
-}
-
-/// The records of a packed page.
-fn unpack(packed: &Packed) -> anyhow::Result<Vec<InsightRecord>> {
-    let Some(json) = &packed.json else { return Ok(Vec::new()) };
+/// The records of a packed page (none when SQLite packed nothing).
+async fn read_packed(connection: &mut SqliteConnection, built: &FilterSql) -> anyhow::Result<Vec<InsightRecord>> {
+    let json: Option<String> =
+        bind_all(sqlx::query(&built.sql), &built.binds).fetch_one(&mut *connection).await?.get(0);
+    let Some(json) = json else { return Ok(Vec::new()) };
     let page: Vec<PackedRecord> =
-        serde_json::from_str(json).context("reading a page of insights as SQLite packed it")?;
+        serde_json::from_str(&json).context("reading a page of insights as SQLite packed it")?;
     let mut records = page.into_iter().map(PackedRecord::into_record).collect::<anyhow::Result<Vec<_>>>()?;
     // `group_concat` keeps the order its rows come in, newest first, but is not bound to: sorting what is already
     // sorted costs one comparison per insight.
@@ -221,38 +211,9 @@ async fn page(
     before_seq: Option<i64>,
     limit: u32,
 ) -> anyhow::Result<Vec<InsightRecord>> {
-    let mut records = unpack(&read_packed(connection, &packed_select(filter, before_seq, limit)).await?)?;
+    let mut records = read_packed(connection, &packed_select(filter, before_seq, limit)).await?;
     complete(connection, &mut records).await?;
     Ok(records)
-}
-
-/// Sends every page of an export to `sink`, until the last or until nobody receives. Each next page is packed on
-/// SQLite's thread while this one is unpacked here (the join polls the query first, which sends it to the thread).
-async fn export_pages(
-    connection: &mut SqliteConnection,
-    filter: &InsightFilter,
-    batch: u32,
-    sink: &tokio::sync::mpsc::Sender<ExportBatch>,
-) -> anyhow::Result<()> {
-    let mut packed = read_packed(connection, &packed_select(filter, None, batch)).await?;
-    loop {
-        let (next, records) = if packed.n >= i64::from(batch) {
-            let next = packed_select(filter, packed.oldest, batch);
-            let (next, records) = tokio::join!(biased; read_packed(connection, &next), async { unpack(&packed) });
-            (Some(next?), records?)
-        } else {
-            (None, unpack(&packed)?)
-        };
-        let mut records = records;
-        complete(connection, &mut records).await?;
-        if !records.is_empty() && sink.send(Ok(records)).await.is_err() {
-            return Ok(());
-        }
-        match next {
-            Some(next) => packed = next,
-            None => return Ok(()),
-        }
-    }
 }
 
 /// One insight's whole triage (notes included).
@@ -260,10 +221,10 @@ async fn read_triage(connection: &mut SqliteConnection, id: Uuid) -> anyhow::Res
     let mut built = FilterSql::default();
     let id_text = built.bind(Bind::Text(id.to_string()));
     built.sql = format!(
-        "SELECT COUNT(*), MIN(i.seq), '[' || group_concat({PACKED_RECORD}) || ']' FROM insights i {RECORD_JOINS}
+        "SELECT '[' || group_concat({PACKED_RECORD}) || ']' FROM insights i {RECORD_JOINS}
          WHERE i.id = {id_text}"
     );
-    let mut records = unpack(&read_packed(connection, &built).await?)?;
+    let mut records = read_packed(connection, &built).await?;
     if records.is_empty() {
         return Ok(None);
     }
@@ -306,21 +267,18 @@ impl InsightStore for SqliteStore {
         count: Option<tokio::sync::oneshot::Sender<u64>>,
         sink: tokio::sync::mpsc::Sender<ExportBatch>,
     ) -> anyhow::Result<()> {
-        // One read transaction: every page sees the database as it was at the first read.
-        let mut tx = self.pool.begin().await?;
-        if let Some(count) = count {
-            let built = FilterSql::count(Dialect::Sqlite, &filter);
-            let n: i64 = bind_all(sqlx::query(&built.sql), &built.binds).fetch_one(&mut *tx).await?.get(0);
-            if count.send(u64::try_from(n).unwrap_or(0)).is_err() || sink.is_closed() {
-                return Ok(());
-            }
-        }
-        if let Err(error) = export_pages(&mut tx, &filter, batch, &sink).await {
+        let path = self.path.clone();
+        let reader = sink.clone();
+        let read =
+            tokio::task::spawn_blocking(move || super::sqlite_export::export(&path, &filter, batch, count, &reader));
+        let read = match read.await {
+            Ok(read) => read,
+            Err(stopped) => Err(anyhow::anyhow!("the export's read stopped: {stopped}")),
+        };
+        if let Err(error) = &read {
             let _ = sink.send(Err(anyhow::anyhow!("{error:#}"))).await;
-            return Err(error);
         }
-        tx.rollback().await?;
-        Ok(())
+        read
     }
 
     async fn update_triage(
