@@ -220,8 +220,10 @@ async fn write_documents(tx: &mut sqlx::PgConnection, writes: &[DocumentWrite]) 
         rows.iter().flat_map(|row| row.tags.iter().map(move |tag| (row.id, tag))).collect();
     if !tags.is_empty() {
         sqlx::query(
-            "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary)
-             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::boolean[])",
+            "INSERT INTO insight_areas (insight_id, generation_id, area_code, near_boundary, insight_seq)
+             SELECT t.*, i.seq FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::boolean[])
+                 AS t (insight_id, generation_id, area_code, near_boundary)
+                 JOIN insights AS i ON i.id = t.insight_id",
         )
         .bind(tags.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .bind(tags.iter().map(|(_, tag)| tag.generation_id).collect::<Vec<_>>())

@@ -66,6 +66,8 @@ pub(in crate::store) async fn rebuild_pending_rollups(pool: &PgPool) -> anyhow::
 #[derive(Default)]
 struct GenerationTags {
     ids: Vec<Uuid>,
+    /// The insights' `seq`, kept beside each tag (migration 0017).
+    seqs: Vec<i64>,
     codes: Vec<String>,
     near: Vec<bool>,
 }
@@ -90,12 +92,13 @@ async fn load_generation(
         let mut copy = BinaryCopy::new(
             tx,
             &format!(
-                "COPY {partition} (insight_id, generation_id, area_code, near_boundary) FROM STDIN (FORMAT binary)"
+                "COPY {partition} (insight_id, generation_id, area_code, near_boundary, insight_seq)
+                 FROM STDIN (FORMAT binary)"
             ),
         )
         .await?;
-        for ((id, code), near) in tags.ids.iter().zip(&tags.codes).zip(&tags.near) {
-            copy.row(4).uuid(*id).bigint(generation_id).text(code).boolean(*near);
+        for (((id, code), near), seq) in tags.ids.iter().zip(&tags.codes).zip(&tags.near).zip(&tags.seqs) {
+            copy.row(5).uuid(*id).bigint(generation_id).text(code).boolean(*near).bigint(*seq);
             copy.flush_if_full().await?;
         }
         copy.finish().await?;
@@ -326,7 +329,7 @@ impl PostgresStore {
             use futures_util::TryStreamExt;
             let mut rows = sqlx::query(
                 "SELECT id, collector_id, captured_day, category, feeling_safe, channel, tag_lat, tag_lon, accuracy_m,
-                        picked_area_code, postcode
+                        picked_area_code, postcode, seq
                  FROM insights WHERE status IN ('filed', 'outside_coverage')",
             )
             .fetch(&mut *tx);
@@ -355,6 +358,7 @@ impl PostgresStore {
                     });
                 }
                 tags.ids.push(row.get::<Uuid, _>(0));
+                tags.seqs.push(row.get::<i64, _>(11));
                 tags.codes.push(area_code);
                 tags.near.push(near_boundary);
             }

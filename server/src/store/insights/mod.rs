@@ -171,6 +171,10 @@ const RECORD_JOINS: &str = "LEFT JOIN devices d ON d.id = i.device_id
     LEFT JOIN invitations inv ON inv.id = d.invitation_id
     LEFT JOIN triage t ON t.insight_id = i.id";
 
+/// A page's area tags are read by `seq` as one range when its insights lie close together in that order (a wide
+/// list, an export), else by the insights one by one.
+const DENSE: i64 = 4;
+
 /// Up to this many areas, SQLite reads an area filter through `insight_areas_by_area`.
 const FEW_AREAS: usize = 8;
 

@@ -53,8 +53,18 @@ async fn complete(connection: &mut PgConnection, records: &mut [InsightRecord]) 
     }
     let ids: Vec<Uuid> = records.iter().map(|record| record.row.id).collect();
     let within = " WHERE insight_id = ANY($1)";
-    let areas: Vec<(Uuid, i64, String, bool)> =
-        sqlx::query_as(&format!("{PAGE_AREAS}{within}")).bind(&ids).fetch_all(&mut *connection).await?;
+    // Read by `seq` as one range when the page is dense, else by id (as SQLite's `complete`).
+    let (first, last) = (records[0].seq, records[records.len() - 1].seq);
+    let (high, low) = (first.max(last), first.min(last));
+    let areas: Vec<(Uuid, i64, String, bool)> = if high - low < super::DENSE * records.len() as i64 {
+        sqlx::query_as(&format!("{PAGE_AREAS} WHERE insight_seq BETWEEN $1 AND $2"))
+            .bind(low)
+            .bind(high)
+            .fetch_all(&mut *connection)
+            .await?
+    } else {
+        sqlx::query_as(&format!("{PAGE_AREAS}{within}")).bind(&ids).fetch_all(&mut *connection).await?
+    };
     let tags: Vec<(Uuid, String)> =
         sqlx::query_as(&format!("{PAGE_TAGS}{within}")).bind(&ids).fetch_all(&mut *connection).await?;
     let priorities: Vec<(Uuid, String)> =

@@ -153,16 +153,12 @@ async fn read_packed(connection: &mut SqliteConnection, built: &FilterSql) -> an
     Ok(records)
 }
 
-/// A page's area tags are read by `seq` as one range when the page's insights lie close together in it (an export,
-/// a wide list), else one by one.
-const DENSE: i64 = 4;
-
 /// Reads the page's area tags, triage tags and priority links, and hands them out.
 async fn complete(connection: &mut SqliteConnection, records: &mut [InsightRecord]) -> anyhow::Result<()> {
     let (Some(first), Some(last)) = (records.first(), records.last()) else { return Ok(()) };
     let (high, low) = (first.seq.max(last.seq), first.seq.min(last.seq));
     let id_of: HashMap<i64, Uuid> = records.iter().map(|record| (record.seq, record.row.id)).collect();
-    let areas = if high - low < DENSE * records.len() as i64 {
+    let areas = if high - low < super::DENSE * records.len() as i64 {
         sqlx::query(PACKED_AREAS_BETWEEN).bind(low).bind(high)
     } else {
         sqlx::query(PACKED_AREAS_OF).bind(serde_json::to_string(&id_of.keys().collect::<Vec<_>>())?)
