@@ -369,26 +369,19 @@ mod tests {
             generation_id: generation,
             areas: None,
         };
-        let seqs_and_areas = |records: &[InsightRecord]| -> Vec<(i64, Vec<(i64, String, bool)>)> {
-            records
-                .iter()
-                .map(|record| {
-                    let tags = record.row.tags.iter();
-                    let tags = tags.map(|tag| (tag.generation_id, tag.area_code.clone(), tag.near_boundary));
-                    (record.seq, tags.collect())
-                })
-                .collect()
+        let seqs_and_areas = |records: &[InsightRecord]| -> Vec<(i64, Vec<AreaTag>)> {
+            records.iter().map(|record| (record.seq, record.row.tags.clone())).collect()
         };
+        let tag =
+            |seq: i64| AreaTag { generation_id: generation, area_code: format!("E{seq}"), near_boundary: seq % 2 == 1 };
         // Dense: the newest ten.
         let newest = store.insight_page(&filter(""), None, 10).await.unwrap();
-        let expected: Vec<_> =
-            (31..=40).rev().map(|seq| (seq, vec![(generation, format!("E{seq}"), seq % 2 == 1)])).collect();
+        let expected: Vec<_> = (31..=40).rev().map(|seq| (seq, vec![tag(seq)])).collect();
         assert_eq!(seqs_and_areas(&newest), expected);
         assert_eq!(newest[0].row.gps.unwrap().0.to_bits(), 52.9_f64.to_bits() + 40, "coordinates read back exactly");
         // Sparse: two insights 35 apart.
         let drugs = store.insight_page(&filter("category=drugs"), None, 10).await.unwrap();
-        let expected =
-            vec![(38, vec![(generation, "E38".to_owned(), false)]), (3, vec![(generation, "E3".to_owned(), true)])];
+        let expected = vec![(38, vec![tag(38)]), (3, vec![tag(3)])];
         assert_eq!(seqs_and_areas(&drugs), expected);
         let one = store.insight_record(Uuid::from_u128(3)).await.unwrap().unwrap();
         assert_eq!(seqs_and_areas(&[one]), expected[1..]);
