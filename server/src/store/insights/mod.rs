@@ -196,20 +196,6 @@ enum Bind {
     Bool(bool),
 }
 
-/// The `seq`s a read keeps to: above `after` and below `before`, each bound only when given.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Seqs {
-    after: Option<i64>,
-    before: Option<i64>,
-}
-
-impl Seqs {
-    /// Every insight that arrived before `seq` (all, when `None`).
-    fn before(seq: Option<i64>) -> Seqs {
-        Seqs { after: None, before: seq }
-    }
-}
-
 /// A filtered query's SQL and what it binds.
 #[derive(Debug, Default)]
 struct FilterSql {
@@ -224,9 +210,9 @@ impl FilterSql {
         format!("${}", self.binds.len())
     }
 
-    /// `SELECT … FROM insights i … WHERE <filter> [AND <seqs>] ORDER BY i.seq DESC [LIMIT n]`.
-    fn select(dialect: Dialect, filter: &InsightFilter, seqs: Seqs, limit: Option<u32>) -> FilterSql {
-        let (mut built, joins, condition) = FilterSql::matching(dialect, filter, seqs);
+    /// `SELECT … FROM insights i … WHERE <filter> [AND i.seq < before] ORDER BY i.seq DESC [LIMIT n]`.
+    fn select(dialect: Dialect, filter: &InsightFilter, before_seq: Option<i64>, limit: Option<u32>) -> FilterSql {
+        let (mut built, joins, condition) = FilterSql::matching(dialect, filter, before_seq);
         built.sql = format!(
             "SELECT {RECORD_COLUMNS} FROM insights i {joins}{RECORD_JOINS} WHERE {condition} ORDER BY i.seq DESC"
         );
@@ -240,7 +226,7 @@ impl FilterSql {
     /// `SELECT COUNT(*) …`: how many insights the filter lets through (the joins a record read makes are left out,
     /// except triage's, which the `triage` filter reads).
     fn count(dialect: Dialect, filter: &InsightFilter) -> FilterSql {
-        let (mut built, joins, condition) = FilterSql::matching(dialect, filter, Seqs::default());
+        let (mut built, joins, condition) = FilterSql::matching(dialect, filter, None);
         built.sql = format!(
             "SELECT COUNT(*) FROM insights i {joins}LEFT JOIN triage t ON t.insight_id = i.id WHERE {condition}"
         );
@@ -248,7 +234,7 @@ impl FilterSql {
     }
 
     /// The binds, the joins and the condition of the filter (the joins end with a space).
-    fn matching(dialect: Dialect, filter: &InsightFilter, seqs: Seqs) -> (FilterSql, String, String) {
+    fn matching(dialect: Dialect, filter: &InsightFilter, before_seq: Option<i64>) -> (FilterSql, String, String) {
         let mut built = FilterSql::default();
         let query = &filter.query;
         let mut conditions: Vec<String> = Vec::new();
@@ -326,11 +312,7 @@ impl FilterSql {
                 }
             }
         }
-        if let Some(after) = seqs.after {
-            let after = built.bind(Bind::Int(after));
-            conditions.push(format!("i.seq > {after}"));
-        }
-        if let Some(before) = seqs.before {
+        if let Some(before) = before_seq {
             let before = built.bind(Bind::Int(before));
             conditions.push(format!("i.seq < {before}"));
         }
@@ -495,19 +477,19 @@ mod tests {
         let filter =
             filter("q=it%27s+%22NEAR%22&category=drugs&tag=x&triage=new", Some(vec!["E1'; DROP TABLE x".into()]));
         for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-            let built = FilterSql::select(dialect, &filter, Seqs::before(Some(10)), Some(50));
+            let built = FilterSql::select(dialect, &filter, Some(10), Some(50));
             assert!(!built.sql.contains("DROP") && !built.sql.contains("NEAR") && !built.sql.contains("it's"));
             let placeholders = built.sql.matches('$').count();
             assert!(placeholders >= built.binds.len(), "{dialect:?}: {}", built.sql);
             assert!(built.sql.ends_with(&format!("LIMIT ${}", built.binds.len())), "{}", built.sql);
         }
-        let sqlite = FilterSql::select(Dialect::Sqlite, &filter, Seqs::default(), None);
+        let sqlite = FilterSql::select(Dialect::Sqlite, &filter, None, None);
         assert!(sqlite.binds.contains(&Bind::Text("\"it\" \"s\" \"near\"".into())), "{:?}", sqlite.binds);
     }
 
     #[test]
     fn an_unscoped_filter_of_nothing_reads_every_insight_without_joining_areas() {
-        let built = FilterSql::select(Dialect::Postgres, &filter("", None), Seqs::default(), Some(5));
+        let built = FilterSql::select(Dialect::Postgres, &filter("", None), None, Some(5));
         assert!(!built.sql.contains("insight_areas"), "{}", built.sql);
         assert!(built.sql.contains("WHERE TRUE ORDER BY i.seq DESC LIMIT $1"), "{}", built.sql);
     }
@@ -516,8 +498,7 @@ mod tests {
     fn a_count_reads_the_same_filter_with_the_same_binds() {
         let filter = filter("category=drugs&near_boundary=true&triage=new&q=chip", Some(vec!["E1".into()]));
         for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-            let (rows, count) =
-                (FilterSql::select(dialect, &filter, Seqs::default(), None), FilterSql::count(dialect, &filter));
+            let (rows, count) = (FilterSql::select(dialect, &filter, None, None), FilterSql::count(dialect, &filter));
             assert_eq!(rows.binds, count.binds, "{dialect:?}");
             let condition =
                 |sql: &str| sql.split(" WHERE ").nth(1).unwrap().split(" ORDER BY").next().unwrap().to_owned();

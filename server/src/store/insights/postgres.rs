@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{
     attach, Bind, Dialect, ExportBatch, FilterSql, InsightFilter, InsightRecord, InsightStore, RecordColumns,
-    RecordParts, Seqs, Triage, TriageChange, TriageError, TriageNote, NOTES, PAGE_AREAS, PAGE_PRIORITIES, PAGE_TAGS,
+    RecordParts, Triage, TriageChange, TriageError, TriageNote, NOTES, PAGE_AREAS, PAGE_PRIORITIES, PAGE_TAGS,
     RECORD_COLUMNS, RECORD_JOINS,
 };
 use crate::store::{AreaTag, PostgresStore};
@@ -77,67 +77,18 @@ async fn complete(connection: &mut PgConnection, records: &mut [InsightRecord]) 
     Ok(())
 }
 
-/// How many of the newest insights a search walks before it asks the text index instead.
-const SEARCH_WALK: i64 = 20_000;
-
 async fn page(
     connection: &mut PgConnection,
     filter: &InsightFilter,
     before_seq: Option<i64>,
     limit: u32,
 ) -> anyhow::Result<Vec<InsightRecord>> {
-    let mut rows = if filter.query.words.is_empty() {
-        page_rows(connection, filter, Seqs::before(before_seq), limit).await?
-    } else {
-        searched_rows(connection, filter, before_seq, limit).await?
-    };
-    let mut records = rows.drain(..).map(|row| record(&row)).collect::<anyhow::Result<Vec<_>>>()?;
+    let built = FilterSql::select(Dialect::Postgres, filter, before_seq, Some(limit));
+    let sql = built.sql.replacen(RECORD_COLUMNS, &columns(), 1);
+    let rows = bind_all(sqlx::query(&sql), &built.binds).fetch_all(&mut *connection).await?;
+    let mut records = rows.iter().map(record).collect::<anyhow::Result<Vec<_>>>()?;
     complete(connection, &mut records).await?;
     Ok(records)
-}
-
-async fn page_rows(
-    connection: &mut PgConnection,
-    filter: &InsightFilter,
-    seqs: Seqs,
-    limit: u32,
-) -> anyhow::Result<Vec<PgRow>> {
-    let built = FilterSql::select(Dialect::Postgres, filter, seqs, Some(limit));
-    let sql = built.sql.replacen(RECORD_COLUMNS, &columns(), 1);
-    Ok(bind_all(sqlx::query(&sql), &built.binds).fetch_all(&mut *connection).await?)
-}
-
-/// A searched page, in two steps. PostgreSQL guesses that any word it has no statistics for is in about one insight
-/// in a hundred, so it walks the insights newest first and tests each: quick for a common word, but for a rare one
-/// (one in ten thousand) half a million rows before a page is found. So the walk is kept to the newest
-/// `SEARCH_WALK` insights, and only if too few match there is the rest asked of the text index (GIN), with the
-/// walk turned off (`enable_indexscan`, for that query only: a savepoint undoes it): a word that is rare enough to
-/// need it has few matches, which the index finds at once.
-async fn searched_rows(
-    connection: &mut PgConnection,
-    filter: &InsightFilter,
-    before_seq: Option<i64>,
-    limit: u32,
-) -> anyhow::Result<Vec<PgRow>> {
-    let before = match before_seq {
-        Some(before) => before,
-        None => sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM insights")
-            .fetch_one(&mut *connection)
-            .await?
-            .map_or(0, |newest| newest + 1),
-    };
-    let floor = before - SEARCH_WALK;
-    let walked = Seqs { after: Some(floor), before: Some(before) };
-    let mut rows = page_rows(connection, filter, walked, limit).await?;
-    let found = u32::try_from(rows.len()).unwrap_or(limit);
-    if found < limit && floor > 0 {
-        let mut savepoint = sqlx::Connection::begin(&mut *connection).await?;
-        sqlx::query("SET LOCAL enable_indexscan = off").execute(&mut *savepoint).await?;
-        let older = page_rows(&mut savepoint, filter, Seqs::before(Some(floor + 1)), limit - found).await;
-        savepoint.rollback().await?;
-        rows.extend(older?);
-    }
-    Ok(rows)
 }
 
 async fn read_whole(connection: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<InsightRecord>> {

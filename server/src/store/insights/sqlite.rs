@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     attach, Bind, Dialect, ExportBatch, FilterSql, InsightFilter, InsightRecord, InsightStore, RecordColumns,
-    RecordParts, Seqs, Triage, TriageChange, TriageError, TriageNote, NOTES, RECORD_JOINS,
+    RecordParts, Triage, TriageChange, TriageError, TriageNote, NOTES, RECORD_JOINS,
 };
 use crate::store::sqlite::{now_text, parse_time};
 use crate::store::{AreaTag, SqliteStore};
@@ -37,7 +37,7 @@ fn bind_all<'q>(mut query: Query<'q>, binds: &'q [Bind]) -> Query<'q> {
 /// instead of two dozen per insight (an export, which reads every row, steps them itself: `sqlite_export.rs`). Reals
 /// are printed with 17 significant digits, so they read back exactly.
 fn packed_select(filter: &InsightFilter, before_seq: Option<i64>, limit: u32) -> FilterSql {
-    let (mut built, joins, condition) = FilterSql::matching(Dialect::Sqlite, filter, Seqs::before(before_seq));
+    let (mut built, joins, condition) = FilterSql::matching(Dialect::Sqlite, filter, before_seq);
     let limit = built.bind(Bind::Int(limit.into()));
     built.sql = format!(
         "SELECT '[' || group_concat(record, ',') || ']' FROM (

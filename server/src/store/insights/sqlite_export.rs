@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Bind, Dialect, ExportBatch, FilterSql, InsightFilter, InsightRecord, RecordColumns, RecordParts, Seqs};
+use super::{Bind, Dialect, ExportBatch, FilterSql, InsightFilter, InsightRecord, RecordColumns, RecordParts};
 use crate::store::AreaTag;
 
 /// The area tags, triage tags and priority links of every insight, newest insight first (`seq` descending), so they
@@ -56,7 +56,7 @@ pub(super) fn export(
             return Ok(());
         }
     }
-    let built = FilterSql::select(Dialect::Sqlite, filter, Seqs::default(), None);
+    let built = FilterSql::select(Dialect::Sqlite, filter, None, None);
     let mut insights = connection.prepare(&built.sql)?;
     bind(&mut insights, &built.binds)?;
     let mut insights = insights.raw_query();
