@@ -397,3 +397,48 @@ async fn insights_stored_before_the_offset_was_kept_read_back_in_the_phones_offs
         body["items"].as_array().unwrap().iter().map(|item| item["captured_at"].as_str().unwrap()).collect();
     assert_eq!(times, ["2026-03-29T03:30:00+01:00", "2026-03-29T01:30:00-05:30"]);
 }
+
+/// A rare word, which PostgreSQL finds through its text index rather than by walking the insights (migration 0018),
+/// is found wherever it lies: matches far apart in the order insights arrived all come back, newest first, and
+/// paging on from a cursor neither repeats nor skips one.
+#[tokio::test]
+async fn a_rare_word_is_found_however_far_back_it_lies() {
+    use sqlx::Connection;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let phone = Phone::new(&app, "Youth worker").await;
+    let june = datetime!(2026-06-10 12:00 +00:00);
+    for text in ["zebracrossing faded", "zebracrossing gone", "lights out", "zebracrossing repainted", "newest"] {
+        capture(&phone, "asb", text, JOINERS, june).await;
+    }
+    phone.sync(&app).await.unwrap();
+    // Spread them far apart, as if tens of thousands of insights had arrived between them.
+    let mut connection = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("UPDATE insights SET seq = seq + 100000").execute(&mut connection).await.unwrap();
+    for (text, seq) in [
+        ("zebracrossing faded", 1),
+        ("zebracrossing gone", 30_000),
+        ("lights out", 45_000),
+        ("zebracrossing repainted", 60_000),
+        ("newest", 60_001),
+    ] {
+        sqlx::query("UPDATE insights SET seq = $2 WHERE text = $1")
+            .bind(text)
+            .bind(seq)
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE insight_areas AS a SET insight_seq = i.seq FROM insights AS i WHERE i.id = a.insight_id")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let token = &app.analyst_token;
+    let found = read(&app, "/api/v1/insights?q=zebracrossing", token).await;
+    assert_eq!(texts(&found), ["zebracrossing repainted", "zebracrossing gone", "zebracrossing faded"]);
+    assert!(found["items"].as_array().unwrap().iter().all(|item| item["areas"][0]["code"] == JOINERS_SQUARE.0));
+    let first = read(&app, "/api/v1/insights?q=zebracrossing&limit=2", token).await;
+    assert_eq!(texts(&first), ["zebracrossing repainted", "zebracrossing gone"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let rest = read(&app, &format!("/api/v1/insights?q=zebracrossing&limit=2&cursor={cursor}"), token).await;
+    assert_eq!(texts(&rest), ["zebracrossing faded"]);
+}
