@@ -140,16 +140,7 @@ impl InsightRows {
     pub fn row(&self, view: InsightView) -> Row {
         let InsightView { record, collector } = view;
         let row = record.row;
-        // As `InsightItem::located_by`: the GPS fix, else the postcode, else the picked area.
-        let located_by = if row.gps.is_some() {
-            Some("gps")
-        } else if row.postcode.is_some() {
-            Some("postcode")
-        } else if row.picked_area_code.is_some() {
-            Some("area")
-        } else {
-            None
-        };
+        let located_by = row.located_by();
         // The map's point: the GPS fix, else the point the insight is tagged by (a postcode's centroid, a picked
         // area's interior point).
         let point = row.gps.map(|(lat, lon, _)| (lat, lon)).or(row.tag_point);

@@ -124,15 +124,7 @@ pub(crate) struct InsightItem {
 impl InsightItem {
     pub(crate) fn of(view: &InsightView, atlas: &Atlas, with_notes: bool) -> InsightItem {
         let row = &view.record.row;
-        let located_by = if row.gps.is_some() {
-            Some("gps")
-        } else if row.postcode.is_some() {
-            Some("postcode")
-        } else if row.picked_area_code.is_some() {
-            Some("area")
-        } else {
-            None
-        };
+        let located_by = row.located_by();
         let areas = row
             .tags
             .iter()

@@ -257,6 +257,20 @@ pub struct InsightRow {
 }
 
 impl InsightRow {
+    /// How the insight was placed: by its GPS fix, else by its postcode, else by the area its collector picked.
+    #[must_use]
+    pub fn located_by(&self) -> Option<&'static str> {
+        if self.gps.is_some() {
+            Some("gps")
+        } else if self.postcode.is_some() {
+            Some("postcode")
+        } else if self.picked_area_code.is_some() {
+            Some("area")
+        } else {
+            None
+        }
+    }
+
     /// The row of a document no insight could be read from: only its id and the decision.
     #[must_use]
     pub fn without_content(id: Uuid, outcome: Outcome, processed_at: OffsetDateTime) -> Self {
