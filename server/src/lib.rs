@@ -69,3 +69,10 @@ pub mod usecase;
 pub mod web;
 
 pub use app::{Application, ServeConfig};
+
+/// The allocator of every program built on this library (the `grapevine` binary, and the test and benchmark
+/// builds of it, so what is measured is what ships): mimalloc, which frees on one thread what another allocated
+/// without the lock glibc's allocator takes there. An export makes its rows on the thread reading the database and
+/// frees them on the one writing the file (docs/benchmarks.md, issue 18).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

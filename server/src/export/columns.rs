@@ -3,6 +3,8 @@
 //! (`http::insights::InsightItem`); the roll-up table has its own. A record or a cell becomes a `Row` of typed values
 //! once, here, and each writer only spells the values its way.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use grapevine_sync_proto::campaign::DEFAULT_CAMPAIGN;
@@ -47,18 +49,19 @@ const fn boolean(name: &'static str) -> Column {
     Column { name, kind: Kind::Boolean }
 }
 
-/// One value of a row; `Null` is an empty cell.
+/// One value of a row; `Null` is an empty cell. Text is borrowed when it is one of the program's own words (a status,
+/// a category's label): a million rows make no copy of them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
-    Text(String),
+    Text(Cow<'static, str>),
     Integer(i64),
     Real(f64),
     Boolean(bool),
 }
 
 impl Value {
-    fn text(text: Option<impl Into<String>>) -> Value {
+    fn text(text: Option<impl Into<Cow<'static, str>>>) -> Value {
         text.map_or(Value::Null, |text| Value::Text(text.into()))
     }
 
@@ -147,14 +150,14 @@ impl InsightRows {
         let generation = self.atlas.generation_by_id(self.generation_id);
         let here = row.tags.iter().find(|tag| tag.generation_id == self.generation_id);
         let inside = here.filter(|tag| tag.area_code != OUTSIDE_COVERAGE);
-        let areas: Vec<String> = row
-            .tags
-            .iter()
-            .filter_map(|tag| {
-                let generation = self.atlas.generation_by_id(tag.generation_id)?;
-                Some(format!("{}/{}={}", generation.info.set_name, generation.info.generation, tag.area_code))
-            })
-            .collect();
+        let mut areas = String::new();
+        for tag in &row.tags {
+            let Some(generation) = self.atlas.generation_by_id(tag.generation_id) else { continue };
+            if !areas.is_empty() {
+                areas.push_str(LIST_SEPARATOR);
+            }
+            let _ = write!(areas, "{}/{}={}", generation.info.set_name, generation.info.generation, tag.area_code);
+        }
         let (rejection_code, rejection_message) = match &row.outcome {
             Outcome::Rejected { code, message } => (Some(code.as_str().to_owned()), Some(message.clone())),
             _ => (None, None),
@@ -163,7 +166,7 @@ impl InsightRows {
             row.category.as_deref().and_then(|slug| DEFAULT_CAMPAIGN.category(slug)).map(|category| category.label);
         let triage = record.triage;
         let values = vec![
-            Value::Text(row.id.to_string()),
+            Value::Text(row.id.to_string().into()),
             Value::text(row.captured_at.map(format_time)),
             Value::text(row.category),
             Value::text(category_label),
@@ -187,14 +190,14 @@ impl InsightRows {
                     .map(|area| area.name.clone())
             })),
             here.map_or(Value::Null, |tag| Value::Boolean(tag.near_boundary)),
-            Value::text((!areas.is_empty()).then(|| areas.join(LIST_SEPARATOR))),
-            Value::Text(row.outcome.status().to_owned()),
+            Value::text((!areas.is_empty()).then_some(areas)),
+            Value::Text(row.outcome.status().into()),
             Value::text(rejection_code),
             Value::text(rejection_message),
-            Value::Text(format_time(row.processed_at)),
-            Value::Text(collector),
+            Value::Text(format_time(row.processed_at).into()),
+            Value::Text(collector.into()),
             Value::text(record.cohort),
-            Value::Text(triage.state.as_str().to_owned()),
+            Value::Text(triage.state.as_str().into()),
             Value::Integer(triage.version),
             Value::text(triage.updated_at.map(format_time)),
             Value::text(triage.updated_by),
@@ -247,10 +250,10 @@ impl RollupRows {
         let area_name =
             generation.and_then(|generation| generation.boundaries.area(&cell.area_code)).map(|area| area.name.clone());
         let (category, label) = if cell.category == ALL_CATEGORIES {
-            (ALL_CATEGORIES_NAME.to_owned(), Some("All categories"))
+            (ALL_CATEGORIES_NAME.into(), Some("All categories"))
         } else {
             let label = DEFAULT_CAMPAIGN.category(&cell.category).map(|category| category.label);
-            (cell.category, label)
+            (cell.category.into(), label)
         };
         let last_day = self.kind.end_of(cell.period_start).previous_day().unwrap_or(cell.period_start);
         let sums = cell.sums;
@@ -261,9 +264,9 @@ impl RollupRows {
             generation.map_or(Value::Null, |generation| Value::Integer(generation.info.generation)),
             Value::text((cell.area_code != OUTSIDE_COVERAGE).then_some(cell.area_code)),
             Value::text(area_name),
-            Value::Text(self.kind.as_str().to_owned()),
-            Value::Text(cell.period_start.to_string()),
-            Value::Text(last_day.to_string()),
+            Value::Text(self.kind.as_str().into()),
+            Value::Text(cell.period_start.to_string().into()),
+            Value::Text(last_day.to_string().into()),
             Value::Text(category),
             Value::text(label),
             Value::Integer(sums.n),

@@ -22,25 +22,37 @@ pub fn guarded(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// A value as a CSV field; numbers are spelt into `scratch` (a million rows hold a few million numbers: none is an
-/// allocation of its own).
-fn field<'a>(value: &'a Value, scratch: &'a mut String) -> Cow<'a, str> {
-    use std::fmt::Write as _;
-    scratch.clear();
+/// Where numbers are spelt (a million rows hold a few million numbers: none is an allocation of its own).
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    integer: itoa::Buffer,
+    real: ryu::Buffer,
+}
+
+/// A value as a CSV field.
+fn field<'a>(value: &'a Value, scratch: &'a mut Scratch) -> Cow<'a, str> {
     match value {
         Value::Null => "".into(),
         Value::Text(text) => guarded(text),
-        Value::Integer(number) => {
-            let _ = write!(scratch, "{number}");
-            Cow::Borrowed(scratch.as_str())
-        }
-        // The shortest text that reads back as the same number.
-        Value::Real(number) => {
-            let _ = write!(scratch, "{number}");
-            Cow::Borrowed(scratch.as_str())
-        }
+        Value::Integer(number) => scratch.integer.format(*number).into(),
+        Value::Real(number) => real(*number, scratch).into(),
         Value::Boolean(flag) => if *flag { "true" } else { "false" }.into(),
     }
+}
+
+/// The shortest text that reads back as the same number, spelt as Rust's `Display` spells it (`12`, not `12.0`;
+/// `0.0000001`, not `1e-7`): `ryu` finds the digits three times faster, and the rare number it writes with an
+/// exponent is written again by `Display`.
+fn real(number: f64, scratch: &mut Scratch) -> &str {
+    let digits = scratch.real.format(number);
+    if digits.contains('e') {
+        use std::fmt::Write as _;
+        scratch.text.clear();
+        let _ = write!(scratch.text, "{number}");
+        return &scratch.text;
+    }
+    digits.strip_suffix(".0").unwrap_or(digits)
 }
 
 fn writer(out: &mut Vec<u8>) -> csv::Writer<&mut Vec<u8>> {
@@ -71,7 +83,7 @@ pub async fn write(columns: &'static [Column], mut rows: Rows, sink: &mut ByteSi
         out.clear();
         {
             let mut csv = writer(&mut out);
-            let mut scratch = String::new();
+            let mut scratch = Scratch::default();
             for row in &batch {
                 for value in &row.values {
                     csv.write_field(field(value, &mut scratch).as_bytes()).map_err(failed)?;
@@ -103,7 +115,7 @@ mod tests {
             Ok(())
         });
         let (rows, _) = Rows::new(receiver, producer, |text: String| {
-            Some(Row { values: vec![Value::Text(text), Value::Integer(-1)], point: None })
+            Some(Row { values: vec![Value::Text(text.into()), Value::Integer(-1)], point: None })
         });
         let (mut sink, chunks) = byte_channel();
         write(&COLUMNS, rows, &mut sink, true).await.unwrap();
@@ -125,9 +137,30 @@ mod tests {
             assert!(guarded(risky).starts_with('\''), "{risky:?}");
         }
         assert_eq!(guarded("dealing outside the chip shop"), "dealing outside the chip shop");
-        let mut scratch = String::new();
+        let mut scratch = Scratch::default();
         assert_eq!(field(&Value::Real(-2.16979), &mut scratch), "-2.16979");
         assert_eq!(field(&Value::Integer(-3), &mut scratch), "-3");
         assert_eq!(field(&Value::Real(52.900000000000006), &mut scratch), "52.900000000000006");
+    }
+
+    #[test]
+    fn a_real_is_spelt_as_display_spells_it() {
+        let mut scratch = Scratch::default();
+        for number in [
+            0.0,
+            -0.0,
+            12.0,
+            -2.16979,
+            52.900000000000006,
+            0.1 + 0.2,
+            1e-7,
+            1.5e-9,
+            1e16,
+            2.5e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            assert_eq!(real(number, &mut scratch), number.to_string(), "{number:e}");
+        }
     }
 }

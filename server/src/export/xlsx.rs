@@ -72,7 +72,7 @@ fn write_blocking(
                         Value::Text(text) if text.chars().count() > MAX_CELL_CHARS => {
                             sheet.write_string(row_at, at, text.chars().take(MAX_CELL_CHARS).collect::<String>())
                         }
-                        Value::Text(text) => sheet.write_string(row_at, at, text.as_str()),
+                        Value::Text(text) => sheet.write_string(row_at, at, text.as_ref()),
                         #[allow(clippy::cast_precision_loss)] // counts and scores far below 2^52
                         Value::Integer(number) => sheet.write_number(row_at, at, *number as f64),
                         Value::Real(number) => sheet.write_number(row_at, at, *number),

@@ -2,7 +2,19 @@
 //! the same pieces (`FilterSql`), the consistent snapshot an export streams from, and triage written with versions
 //! (docs/workbench.md). Writing insights stays with `documents`, which keeps `seq` and the search index in step.
 
+/// The insight's own columns, with which every record read begins (`RECORD_COLUMNS`; a PostgreSQL export's, which
+/// reads the cohort and triage beside them): 21 columns, `i` being `insights`.
+macro_rules! insight_columns {
+    () => {
+        "i.seq, i.id, i.collector_id, i.captured_at, i.campaign, i.category, i.text, i.feeling_safe, i.channel, i.lat,
+        i.lon, i.accuracy_m, i.picked_area_code, i.status, i.area_code, i.reject_code, i.reject_message, i.processed_at,
+        i.postcode, i.tag_lat, i.tag_lon"
+    };
+}
+
+mod pg_copy;
 mod postgres;
+mod postgres_export;
 mod sqlite;
 mod sqlite_export;
 
@@ -160,11 +172,13 @@ fn key_bytes(hex: &str) -> anyhow::Result<Vec<u8>> {
     (0..32).map(|at| Ok(u8::from_str_radix(&hex[at * 2..at * 2 + 2], 16)?)).collect()
 }
 
-/// The columns a record is read from, `i` being `insights` (and `cohort` the invitation's label).
-const RECORD_COLUMNS: &str = "i.seq, i.id, i.collector_id, i.captured_at, i.campaign, i.category, i.text,
-    i.feeling_safe, i.channel, i.lat, i.lon, i.accuracy_m, i.picked_area_code, i.status, i.area_code, i.reject_code,
-    i.reject_message, i.processed_at, i.postcode, i.tag_lat, i.tag_lon, inv.label AS cohort, t.state AS triage_state,
-    t.version AS triage_version, t.updated_at AS triage_updated_at, t.updated_by AS triage_updated_by";
+/// The columns a record is read from, `i` being `insights` (and `cohort` the invitation's label). The readers take
+/// them by position (`sqlite_export::record`, `postgres::insight`): a column moved here moves there.
+const RECORD_COLUMNS: &str = concat!(
+    insight_columns!(),
+    ", inv.label AS cohort, t.state AS triage_state, t.version AS triage_version, t.updated_at AS triage_updated_at,
+    t.updated_by AS triage_updated_by"
+);
 
 /// The joins every record read makes.
 const RECORD_JOINS: &str = "LEFT JOIN devices d ON d.id = i.device_id
@@ -329,8 +343,7 @@ fn in_list(dialect: Dialect, column: &str, placeholder: &str) -> String {
     }
 }
 
-/// The columns of a record both backends read as the same types.
-#[derive(sqlx::FromRow)]
+/// The columns of a record both backends read as the same types, in the order of `RECORD_COLUMNS`.
 struct RecordColumns {
     seq: i64,
     campaign: Option<String>,

@@ -1,22 +1,23 @@
 //! `InsightStore` on PostgreSQL: ids are UUIDs, `captured_at` a `timestamptz` read back in the phone's own offset
-//! (`captured_offset_minutes`), lists bound as arrays; an export reads inside one `REPEATABLE READ` transaction, and
-//! a triage write locks its insight's row so two analysts' writes take turns.
+//! (`captured_offset_minutes`), lists bound as arrays; an export streams from one snapshot on connections of its own
+//! (`postgres_export`), and a triage write locks its insight's row so two analysts' writes take turns.
 
+use anyhow::Context as _;
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{FromRow, PgConnection, Postgres, Row};
+use sqlx::{PgConnection, Postgres, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
     attach, Bind, Dialect, ExportBatch, FilterSql, InsightFilter, InsightRecord, InsightStore, RecordColumns,
-    RecordParts, Triage, TriageChange, TriageError, TriageNote, NOTES, PAGE_AREAS, PAGE_PRIORITIES, PAGE_TAGS,
-    RECORD_COLUMNS, RECORD_JOINS,
+    RecordParts, Triage, TriageChange, TriageError, TriageNote, TriageState, NOTES, PAGE_AREAS, PAGE_PRIORITIES,
+    PAGE_TAGS, RECORD_COLUMNS, RECORD_JOINS,
 };
 use crate::store::{AreaTag, PostgresStore};
 
 type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
-fn bind_all<'q>(mut query: Query<'q>, binds: &'q [Bind]) -> Query<'q> {
+pub(super) fn bind_all<'q>(mut query: Query<'q>, binds: &'q [Bind]) -> Query<'q> {
     for value in binds {
         query = match value {
             Bind::Int(number) => query.bind(*number),
@@ -29,21 +30,130 @@ fn bind_all<'q>(mut query: Query<'q>, binds: &'q [Bind]) -> Query<'q> {
     query
 }
 
-fn record(row: &PgRow) -> anyhow::Result<InsightRecord> {
-    let feeling_safe: Option<i16> = row.get("feeling_safe");
-    let parts = RecordParts {
-        id: row.get("id"),
-        collector_id: row.get("collector_id"),
-        captured_at: super::with_offset(row.get("captured_at"), row.get("captured_offset_minutes")),
-        feeling_safe: feeling_safe.map(i64::from),
-        processed_at: row.get("processed_at"),
-        triage_updated_at: row.get("triage_updated_at"),
+/// One row of `FilterSql::select` (the columns of `RECORD_COLUMNS` in order, then the offset, as `columns`) as a
+/// record, its lists still empty.
+pub(super) fn record(row: &PgRow) -> anyhow::Result<InsightRecord> {
+    let mut record = insight(&mut ByPosition(row))?;
+    record.cohort = row.try_get(21)?;
+    let triage = TriageColumns {
+        state: row.try_get(22)?,
+        version: row.try_get(23)?,
+        updated_at: row.try_get(24)?,
+        updated_by: row.try_get(25)?,
     };
-    Ok(RecordColumns::from_row(row)?.into_record(parts))
+    triage.apply(&mut record.triage);
+    record.row.captured_at = super::with_offset(record.row.captured_at, row.try_get(26)?);
+    Ok(record)
+}
+
+/// A record's triage columns, as `RECORD_COLUMNS` names them.
+pub(super) struct TriageColumns {
+    pub(super) state: Option<String>,
+    pub(super) version: Option<i64>,
+    pub(super) updated_at: Option<OffsetDateTime>,
+    pub(super) updated_by: Option<String>,
+}
+
+impl TriageColumns {
+    /// Writes them into `triage` (no row: an insight never triaged, `new` at version 0).
+    pub(super) fn apply(self, triage: &mut Triage) {
+        triage.state = self.state.as_deref().and_then(TriageState::parse).unwrap_or(TriageState::New);
+        triage.version = self.version.unwrap_or(0);
+        triage.updated_at = self.updated_at;
+        triage.updated_by = self.updated_by;
+    }
+}
+
+/// A row read by position, a column at a time and in order (so that a binary `COPY` row, read front to back, is one
+/// too: `pg_copy::Tuple`). Values are read without sqlx's type check: `insight` names each column's type itself.
+pub(super) trait Columns {
+    fn int8(&mut self, at: usize) -> anyhow::Result<Option<i64>>;
+    fn int2(&mut self, at: usize) -> anyhow::Result<Option<i16>>;
+    fn float8(&mut self, at: usize) -> anyhow::Result<Option<f64>>;
+    fn text(&mut self, at: usize) -> anyhow::Result<Option<String>>;
+    fn uuid(&mut self, at: usize) -> anyhow::Result<Option<Uuid>>;
+    fn timestamptz(&mut self, at: usize) -> anyhow::Result<Option<OffsetDateTime>>;
+}
+
+/// A row of sqlx's, read by position.
+struct ByPosition<'r>(&'r PgRow);
+
+impl Columns for ByPosition<'_> {
+    fn int8(&mut self, at: usize) -> anyhow::Result<Option<i64>> {
+        Ok(self.0.try_get_unchecked(at)?)
+    }
+    fn int2(&mut self, at: usize) -> anyhow::Result<Option<i16>> {
+        Ok(self.0.try_get_unchecked(at)?)
+    }
+    fn float8(&mut self, at: usize) -> anyhow::Result<Option<f64>> {
+        Ok(self.0.try_get_unchecked(at)?)
+    }
+    fn text(&mut self, at: usize) -> anyhow::Result<Option<String>> {
+        Ok(self.0.try_get_unchecked(at)?)
+    }
+    fn uuid(&mut self, at: usize) -> anyhow::Result<Option<Uuid>> {
+        Ok(self.0.try_get_unchecked(at)?)
+    }
+    fn timestamptz(&mut self, at: usize) -> anyhow::Result<Option<OffsetDateTime>> {
+        Ok(self.0.try_get_unchecked(at)?)
+    }
+}
+
+/// The insight's own columns, the first 21 of `RECORD_COLUMNS` (`i.seq` to `i.tag_lon`), as a record: its lists
+/// empty, no cohort, untriaged, and captured at a time in UTC (the offset is read after). Read by position: an
+/// export reads a million rows, and looking each column up by its name was a tenth of the server's work
+/// (docs/benchmarks.md, issue 18).
+pub(super) fn insight(columns: &mut impl Columns) -> anyhow::Result<InsightRecord> {
+    let present = |name: &str| format!("an insight's {name} is NULL");
+    let seq = columns.int8(0)?.with_context(|| present("seq"))?;
+    let id = columns.uuid(1)?.with_context(|| present("id"))?;
+    let collector_id = columns.uuid(2)?.with_context(|| present("collector"))?;
+    let captured_at = columns.timestamptz(3)?;
+    let (campaign, category, text) = (columns.text(4)?, columns.text(5)?, columns.text(6)?);
+    let feeling_safe = columns.int2(7)?;
+    let channel = columns.text(8)?;
+    let (lat, lon, accuracy_m) = (columns.float8(9)?, columns.float8(10)?, columns.float8(11)?);
+    let picked_area_code = columns.text(12)?;
+    let status = columns.text(13)?.with_context(|| present("status"))?;
+    let (area_code, reject_code, reject_message) = (columns.text(14)?, columns.text(15)?, columns.text(16)?);
+    let processed_at = columns.timestamptz(17)?.with_context(|| present("processed_at"))?;
+    let postcode = columns.text(18)?;
+    let (tag_lat, tag_lon) = (columns.float8(19)?, columns.float8(20)?);
+    let parts = RecordParts {
+        id,
+        collector_id,
+        captured_at,
+        feeling_safe: feeling_safe.map(i64::from),
+        processed_at,
+        triage_updated_at: None,
+    };
+    let columns = RecordColumns {
+        seq,
+        campaign,
+        category,
+        text,
+        channel,
+        lat,
+        lon,
+        accuracy_m,
+        picked_area_code,
+        status,
+        area_code,
+        reject_code,
+        reject_message,
+        postcode,
+        tag_lat,
+        tag_lon,
+        cohort: None,
+        triage_state: None,
+        triage_version: None,
+        triage_updated_by: None,
+    };
+    Ok(columns.into_record(parts))
 }
 
 /// The PostgreSQL record columns: the shared ones and the offset.
-fn columns() -> String {
+pub(super) fn columns() -> String {
     format!("{RECORD_COLUMNS}, i.captured_offset_minutes")
 }
 
@@ -135,35 +245,11 @@ impl InsightStore for PostgresStore {
         count: Option<tokio::sync::oneshot::Sender<u64>>,
         sink: tokio::sync::mpsc::Sender<ExportBatch>,
     ) -> anyhow::Result<()> {
-        // One snapshot for every page.
-        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-        if let Some(count) = count {
-            let built = FilterSql::count(Dialect::Postgres, &filter);
-            let n: i64 = bind_all(sqlx::query(&built.sql), &built.binds).fetch_one(&mut *tx).await?.get(0);
-            if count.send(u64::try_from(n).unwrap_or(0)).is_err() || sink.is_closed() {
-                return Ok(());
-            }
+        let read = super::postgres_export::export(&self.pool.connect_options(), &filter, batch, count, &sink).await;
+        if let Err(error) = &read {
+            let _ = sink.send(Err(anyhow::anyhow!("{error:#}"))).await;
         }
-        let mut before = None;
-        loop {
-            let records = match page(&mut tx, &filter, before, batch).await {
-                Ok(records) => records,
-                Err(error) => {
-                    let _ = sink.send(Err(anyhow::anyhow!("{error:#}"))).await;
-                    return Err(error);
-                }
-            };
-            let (done, last) = (records.len() < batch as usize, records.last().map(|record| record.seq));
-            if !records.is_empty() && sink.send(Ok(records)).await.is_err() {
-                break;
-            }
-            if done {
-                break;
-            }
-            before = last;
-        }
-        tx.rollback().await?;
-        Ok(())
+        read
     }
 
     async fn update_triage(
