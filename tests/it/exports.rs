@@ -8,16 +8,20 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use grapevine_client_sdk::{Channel, Draft, InsightChanges, Location};
 use grapevine_server::audit::{AuditEntry, AuditFilter};
 use grapevine_server::domain::insight_query::InsightQuery;
-use grapevine_server::domain::{DayRange, PeriodKind, Principal, Role};
+use grapevine_server::domain::{Actor, DayRange, PeriodKind, Principal, RequestContext, Role, Scope};
 use grapevine_server::export::columns::{INSIGHT_COLUMNS, ROLLUP_COLUMNS};
+use grapevine_server::export::InsightFormat;
 use grapevine_server::export::{Column, Kind};
+use grapevine_server::geo::atlas::{Atlas, DEFAULT_SET};
 use grapevine_server::store::insights::{InsightFilter, InsightRecord};
-use grapevine_server::usecase::UseCases;
+use grapevine_server::usecase::exports::{RollupExport, EXPORTS_AT_ONCE};
+use grapevine_server::usecase::{UseCaseError, UseCases};
 use grapevine_tests::points::{ABBEY_HULTON, JOINERS_SQUARE, WESTMINSTER};
 use grapevine_tests::{Backend, Phone, TestApp};
 use serde_json::{json, Value};
@@ -30,6 +34,7 @@ on_both_backends!(
     the_rollup_table_holds_the_cells_the_api_counts,
     an_export_reads_one_snapshot,
     every_filter_narrows_an_export_as_it_narrows_the_list,
+    only_a_few_exports_run_at_once,
 );
 
 /// Texts a spreadsheet, a CSV parser or a GIS could trip on. (An insight's text is one line, by the protocol; line
@@ -540,6 +545,48 @@ async fn every_filter_narrows_an_export_as_it_narrows_the_list(backend: Backend)
         narrowed += usize::from(!listed.is_empty());
     }
     assert!(narrowed >= 12, "the filters find something to compare: {narrowed}");
+}
+
+/// A node runs `EXPORTS_AT_ONCE` exports at a time: one more is refused (`rate_limited`, recorded) while they run, and
+/// taken again once one of them ends, whether its file was read to the end or abandoned.
+async fn only_a_few_exports_run_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    seed(&app).await;
+    let door = UseCases::new(app.store.clone());
+    let atlas = Arc::new(Atlas::load(app.store.as_ref(), DEFAULT_SET).await.unwrap());
+    let analyst = Principal {
+        actor: Actor::ServiceAccount { token_id: uuid::Uuid::new_v4(), label: "exports test".to_owned() },
+        role: Role::Analyst,
+        scope: Scope::Everything,
+        context: RequestContext::default(),
+    };
+    let (query, _) = InsightQuery::parse(None, &[]).unwrap();
+    let csv = InsightFormat::Csv { bom: false };
+    let export = || door.export_insights(&analyst, Arc::clone(&atlas), &query, csv);
+    let mut running = Vec::new();
+    for _ in 0..EXPORTS_AT_ONCE {
+        running.push(export().await.unwrap());
+    }
+    let refused = export().await.unwrap_err();
+    assert!(matches!(refused, UseCaseError::RateLimited { .. }), "{refused}");
+    assert!(refused.to_string().contains("too many exports are running"), "{refused}");
+    let rollups =
+        RollupExport { set: None, generation: None, kind: PeriodKind::Month, days: DayRange::default(), bom: false };
+    let refused = door.export_rollups(&analyst, Arc::clone(&atlas), &rollups).await.unwrap_err();
+    assert!(matches!(refused, UseCaseError::RateLimited { .. }), "the roll-up table shares the slots: {refused}");
+    let entries = entries_of(&app, "export.insights").await;
+    assert!(entries.iter().any(|entry| entry.detail["code"] == "rate_limited"), "the refusal is recorded");
+
+    // One read to its end frees its slot; so does one abandoned.
+    let whole: Vec<Vec<u8>> = running.pop().unwrap().chunks.into_stream().try_collect().await.unwrap();
+    assert!(whole.concat().starts_with(b"id,"));
+    running.push(export().await.unwrap());
+    assert!(export().await.is_err());
+    drop(running.pop());
+    let read: Vec<Vec<u8>> = export().await.unwrap().chunks.into_stream().try_collect().await.unwrap();
+    let (_, rows) = read_csv(&read.concat());
+    assert_eq!(rows.len(), list(&app, "").await.len());
+    assert!(door.export_rollups(&analyst, atlas, &rollups).await.is_ok(), "a slot is free again");
 }
 
 async fn exports_of_nothing_are_empty_valid_files(backend: Backend) {

@@ -134,9 +134,17 @@ pub struct ByteSink {
 pub struct Chunks {
     receiver: mpsc::Receiver<std::io::Result<Vec<u8>>>,
     complete: Arc<AtomicBool>,
+    /// What the export holds until its last chunk is taken or the chunks are dropped (`holding`).
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Chunks {
+    /// The same chunks, holding `slot` until the download ends, whole or abandoned.
+    #[must_use]
+    pub fn holding(self, slot: tokio::sync::OwnedSemaphorePermit) -> Chunks {
+        Chunks { _slot: Some(slot), ..self }
+    }
+
     /// The chunks as a stream, ending in an error unless the export finished.
     pub fn into_stream(self) -> impl Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
         futures_util::stream::unfold(Some(self), |chunks| async move {
@@ -156,7 +164,7 @@ pub fn byte_channel() -> (ByteSink, Chunks) {
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let complete = Arc::new(AtomicBool::new(false));
     let sink = ByteSink { sender, buffer: Vec::with_capacity(CHUNK_BYTES), complete: Arc::clone(&complete) };
-    (sink, Chunks { receiver, complete })
+    (sink, Chunks { receiver, complete, _slot: None })
 }
 
 impl ByteSink {

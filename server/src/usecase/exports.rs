@@ -31,6 +31,14 @@ pub const EXPORT_BATCH: u32 = 1000;
 /// Batches that may wait for the writer before the read waits too.
 const BATCHES_IN_FLIGHT: usize = 2;
 
+/// Exports one node runs at once. Each holds a read of the database open (on PostgreSQL, three connections of its
+/// own) and keeps about a core busy until its file is delivered or abandoned; one more is refused (`rate_limited`)
+/// rather than left to slow every other down or to exhaust the database's connections.
+pub const EXPORTS_AT_ONCE: usize = 4;
+
+/// When a refused export is told to try again: about how long a large export takes.
+const EXPORT_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 const INSIGHTS_VERB: &str = "export.insights";
 const ROLLUPS_VERB: &str = "export.rollups";
 
@@ -99,7 +107,8 @@ impl UseCases {
     /// # Errors
     /// `Forbidden` (recorded); `NotFound` (`area_not_found`) for an area outside the scope; `Invalid`
     /// (`export_too_large`) for an XLSX export of more rows than a sheet holds (counted before anything is written);
-    /// the store or the trail fails. Each after the permission check is recorded `failed`.
+    /// `RateLimited` while `EXPORTS_AT_ONCE` exports are running on this node; the store or the trail fails. Each
+    /// after the permission check is recorded `failed`.
     pub async fn export_insights(
         &self,
         principal: &Principal,
@@ -130,6 +139,10 @@ impl UseCases {
         };
         let (filter, generation_id) = match Self::insight_filter(principal, &atlas, query) {
             Ok((filter, generation)) => (filter, generation.info.id),
+            Err(error) => return refused(error, 0).await,
+        };
+        let slot = match self.export_slot() {
+            Ok(slot) => slot,
             Err(error) => return refused(error, 0).await,
         };
         let key = self.pseudonym_key().await?.to_vec();
@@ -176,7 +189,7 @@ impl UseCases {
             Ok(sink)
         };
         self.deliver(principal.clone(), INSIGHTS_VERB, target, extension, n_written, writer);
-        Ok(Download { filename: format!("grapevine-insights-{}.{extension}", today()), chunks })
+        Ok(Download { filename: format!("grapevine-insights-{}.{extension}", today()), chunks: chunks.holding(slot) })
     }
 
     /// `GET /api/v1/exports/rollups.csv`: the roll-up cells of a generation and period kind (every category, and
@@ -184,8 +197,8 @@ impl UseCases {
     /// every area).
     ///
     /// # Errors
-    /// `Forbidden` (recorded); `NotFound` (`area_not_found`) for an unknown set or generation; the store or the trail
-    /// fails.
+    /// `Forbidden` (recorded); `NotFound` (`area_not_found`) for an unknown set or generation; `RateLimited` as for
+    /// `export_insights`; the store or the trail fails.
     pub async fn export_rollups(
         &self,
         principal: &Principal,
@@ -207,6 +220,10 @@ impl UseCases {
             return self.refused(principal, ROLLUPS_VERB, &target, "csv", 0, error).await;
         };
         let generation_id = generation.info.id;
+        let slot = match self.export_slot() {
+            Ok(slot) => slot,
+            Err(error) => return self.refused(principal, ROLLUPS_VERB, &target, "csv", 0, error).await,
+        };
         let visible = Visible::of(principal, &atlas, generation);
         let (sender, receiver) = mpsc::channel(BATCHES_IN_FLIGHT);
         let store = Arc::clone(&self.store);
@@ -226,7 +243,16 @@ impl UseCases {
             Ok(sink)
         };
         self.deliver(principal.clone(), ROLLUPS_VERB, target, "csv", n_written, writer);
-        Ok(Download { filename: format!("grapevine-rollups-{}-{}.csv", request.kind.as_str(), today()), chunks })
+        let filename = format!("grapevine-rollups-{}-{}.csv", request.kind.as_str(), today());
+        Ok(Download { filename, chunks: chunks.holding(slot) })
+    }
+
+    /// One of the node's export slots, held by the download until it ends; `RateLimited` when all are taken.
+    fn export_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, UseCaseError> {
+        Arc::clone(&self.exports).try_acquire_owned().map_err(|_| UseCaseError::RateLimited {
+            reason: "too many exports are running",
+            retry_after: EXPORT_RETRY,
+        })
     }
 
     /// Records an export refused after the permission check (`failed`, with the code), and refuses it.

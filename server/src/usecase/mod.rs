@@ -44,6 +44,8 @@ pub struct UseCases {
     oidc: Option<Arc<crate::identity::oidc::OidcClient>>,
     /// The key collector pseudonyms are made with, read from the store once.
     pseudonym_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
+    /// The exports this node may run at once (`exports::EXPORTS_AT_ONCE`), shared by every clone.
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a use case did not do what was asked. Each maps onto the one code table; adapters choose only how to say it
@@ -66,9 +68,10 @@ pub enum UseCaseError {
     /// The thing changed since the version the caller read; nothing was written (`triage_changed`).
     #[error("refused ({code}): {message}")]
     Conflict { code: ErrorCode, message: String },
-    /// Too many attempts (failed sign-ins from one account or network); try again after `retry_after`.
-    #[error("refused (rate_limited): too many attempts; try again in {} seconds", retry_after.as_secs().max(1))]
-    RateLimited { retry_after: std::time::Duration },
+    /// Too many at once (`reason` says of what: failed sign-ins from one account or network, exports running on
+    /// this node); try again after `retry_after`.
+    #[error("refused (rate_limited): {reason}; try again in {} seconds", retry_after.as_secs().max(1))]
+    RateLimited { reason: &'static str, retry_after: std::time::Duration },
     /// The store (or the audit trail) failed; the detail is for the log, never the client.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -115,6 +118,7 @@ impl UseCases {
             sign_in_failures,
             oidc: None,
             pseudonym_key: Arc::default(),
+            exports: Arc::new(tokio::sync::Semaphore::new(exports::EXPORTS_AT_ONCE)),
         }
     }
 

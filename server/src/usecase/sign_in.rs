@@ -35,6 +35,9 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60 * 60);
 pub const FAILURES_PER_NETWORK_BURST: f64 = 10.0;
 pub const FAILURES_PER_NETWORK_PER_MINUTE: f64 = 10.0;
 
+/// What a refused sign-in was too many of.
+const TOO_MANY_ATTEMPTS: &str = "too many attempts";
+
 /// A session's `last_seen_at` is written at most this often, so reading pages does not write on every request.
 const TOUCH_EVERY: i64 = 60;
 
@@ -159,14 +162,14 @@ impl UseCases {
         if !self.sign_in_failures.allow(network) {
             let retry_after = self.sign_in_failures.wait(&network);
             self.record_refused_sign_in(&context, email, ErrorCode::RateLimited, "network").await?;
-            return Err(UseCaseError::RateLimited { retry_after });
+            return Err(UseCaseError::RateLimited { reason: TOO_MANY_ATTEMPTS, retry_after });
         }
         let email = crate::people::normalise_email(email).unwrap_or_else(|_| email.trim().to_lowercase());
         let since = unix(now) - seconds(FAILURE_WINDOW);
         if self.store.sign_in_failures_since(&email, since).await? >= FAILURES_PER_ACCOUNT {
             self.sign_in_failures.refund(&network);
             self.record_refused_sign_in(&context, &email, ErrorCode::RateLimited, "account").await?;
-            return Err(UseCaseError::RateLimited { retry_after: FAILURE_WINDOW });
+            return Err(UseCaseError::RateLimited { reason: TOO_MANY_ATTEMPTS, retry_after: FAILURE_WINDOW });
         }
         let found = self.store.person_with_password(&email).await?;
         let checked = password.clone();

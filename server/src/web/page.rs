@@ -248,7 +248,7 @@ impl PageError {
                 PageError::new(StatusCode::CONFLICT, "Someone else changed this first", message)
             }
             limited @ UseCaseError::RateLimited { .. } => {
-                PageError::new(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", limited.to_string())
+                PageError::new(StatusCode::TOO_MANY_REQUESTS, "Not just now", limited.to_string())
             }
         };
         page.for_person(signed)

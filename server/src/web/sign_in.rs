@@ -118,7 +118,7 @@ fn refused(state: &AppState, error: &UseCaseError, field: &'static str, email: &
         UseCaseError::Internal(_) => {
             return PageError::internal(anyhow::anyhow!("signing in: {error}")).into_response();
         }
-        UseCaseError::RateLimited { retry_after } => (
+        UseCaseError::RateLimited { retry_after, .. } => (
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "There have been too many failed attempts to sign in. Wait {} minutes and try again.",
