@@ -1,8 +1,8 @@
 //! Rows as PostgreSQL's binary `COPY … TO STDOUT (FORMAT binary)` sends them: one message a row, each a 16-bit
 //! field count, then each field's 32-bit length (-1 for NULL) and its bytes in the type's binary form; the first
-//! message begins with the header, the last is the trailer (a field count of -1). An export reads its area tags so:
-//! a row of sqlx's costs a row description, a range per column and a type check per value, which for a million rows
-//! was an eighth of the server's work (docs/benchmarks.md, issue 18).
+//! message begins with the header, the last is the trailer (a field count of -1). A PostgreSQL export reads its
+//! insights and what lies beside them so: a row of sqlx's costs a row description, a range per column and a type
+//! check per value, which for a million rows was a quarter of the server's work (docs/benchmarks.md, issue 18).
 
 use anyhow::{bail, ensure, Context};
 use time::OffsetDateTime;
@@ -32,10 +32,11 @@ fn array<const N: usize>(bytes: &[u8]) -> anyhow::Result<[u8; N]> {
 }
 
 impl<'a> Tuple<'a> {
-    /// The row `message` holds, the header passed over where it begins with it; `None` when it holds no row (the
+    /// The row `message` holds, after the header when it is the `first` message; `None` when it holds no row (the
     /// header alone, or the trailer).
-    pub(super) fn of(mut message: &'a [u8]) -> anyhow::Result<Option<Tuple<'a>>> {
-        if message.starts_with(SIGNATURE) {
+    pub(super) fn of(mut message: &'a [u8], first: bool) -> anyhow::Result<Option<Tuple<'a>>> {
+        if first {
+            ensure!(message.starts_with(SIGNATURE), "a binary COPY that does not begin with its signature");
             take(&mut message, SIGNATURE.len() + 4)?; // the signature and the flags (none are defined that matter)
             let extension = u32::from_be_bytes(array(take(&mut message, 4)?)?);
             take(&mut message, usize::try_from(extension)?)?;
@@ -194,7 +195,7 @@ mod tests {
                 Some(&7i32.to_be_bytes()),
             ],
         );
-        let mut tuple = Tuple::of(&first).unwrap().unwrap();
+        let mut tuple = Tuple::of(&first, true).unwrap().unwrap();
         assert_eq!(tuple.int8_required().unwrap(), 42);
         assert_eq!(tuple.uuid().unwrap(), Some(id));
         assert_eq!(tuple.text().unwrap().as_deref(), Some("Mae'r plant, \"ŵyr\""));
@@ -207,29 +208,30 @@ mod tests {
         tuple.finish().unwrap();
 
         let next = message(false, &[None]);
-        let mut tuple = Tuple::of(&next).unwrap().unwrap();
+        let mut tuple = Tuple::of(&next, false).unwrap().unwrap();
         assert!(tuple.int8_required().is_err(), "NULL where none may be");
-        assert!(Tuple::of(&(-1i16).to_be_bytes()).unwrap().is_none(), "the trailer");
+        assert!(Tuple::of(&(-1i16).to_be_bytes(), false).unwrap().is_none(), "the trailer");
         let header_alone = &first[..SIGNATURE.len() + 11];
-        assert!(Tuple::of(header_alone).unwrap().is_none(), "a header alone");
+        assert!(Tuple::of(header_alone, true).unwrap().is_none(), "a header alone");
+        assert!(Tuple::of(&next, true).is_err(), "a first message without the signature");
     }
 
     #[test]
     fn a_row_that_is_not_what_was_asked_is_an_error_not_a_guess() {
         let row = message(false, &[Some(&42i32.to_be_bytes()), Some(b"x")]);
-        assert!(Tuple::of(&row).unwrap().unwrap().int8().is_err(), "four bytes are no int8");
-        let mut tuple = Tuple::of(&row).unwrap().unwrap();
+        assert!(Tuple::of(&row, false).unwrap().unwrap().int8().is_err(), "four bytes are no int8");
+        let mut tuple = Tuple::of(&row, false).unwrap().unwrap();
         tuple.int4().unwrap();
         assert!(tuple.finish().is_err(), "a field left unread");
-        let mut tuple = Tuple::of(&row).unwrap().unwrap();
+        let mut tuple = Tuple::of(&row, false).unwrap().unwrap();
         tuple.int4().unwrap();
         tuple.text().unwrap();
         assert!(tuple.text().is_err(), "more fields read than the row has");
-        assert!(Tuple::of(&row[..row.len() - 1]).unwrap().unwrap().int4().is_ok());
-        let mut cut = Tuple::of(&row[..row.len() - 1]).unwrap().unwrap();
+        assert!(Tuple::of(&row[..row.len() - 1], false).unwrap().unwrap().int4().is_ok());
+        let mut cut = Tuple::of(&row[..row.len() - 1], false).unwrap().unwrap();
         cut.int4().unwrap();
         assert!(cut.text().is_err(), "a message that ends inside a value");
         let not_utf8 = message(false, &[Some(&[0xff, 0xfe])]);
-        assert!(Tuple::of(&not_utf8).unwrap().unwrap().text().is_err());
+        assert!(Tuple::of(&not_utf8, false).unwrap().unwrap().text().is_err());
     }
 }

@@ -111,8 +111,9 @@ pub(super) async fn export(
     let capacity = usize::try_from(batch).unwrap_or(1).max(1);
     let mut records = Vec::with_capacity(capacity);
     let mut triaged = Vec::new();
+    let mut first = true;
     while let Some(message) = messages.try_next().await? {
-        let Some(mut tuple) = Tuple::of(&message)? else { continue };
+        let Some(mut tuple) = Tuple::of(&message, std::mem::take(&mut first))? else { continue };
         let mut record = insight(&mut tuple)?;
         let device = tuple.uuid()?;
         record.row.captured_at = super::with_offset(record.row.captured_at, tuple.int2()?);
@@ -220,8 +221,9 @@ impl<T: Send + 'static> Beside<T> {
             let mut decoded = Vec::with_capacity(capacity);
             let read_all = async {
                 let mut messages = connection.copy_out_raw(&copy).await?;
+                let mut first = true;
                 while let Some(message) = messages.try_next().await? {
-                    let Some(mut tuple) = Tuple::of(&message)? else { continue };
+                    let Some(mut tuple) = Tuple::of(&message, std::mem::take(&mut first))? else { continue };
                     let item = read(&mut tuple)?;
                     tuple.finish()?;
                     decoded.push(item);
