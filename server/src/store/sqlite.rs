@@ -172,6 +172,22 @@ pub(super) mod tests {
         assert_eq!((text.as_str(), sum), ("second-first-second", 40));
     }
 
+    /// The collector a fixture's insights belong to; `collector_and_device` makes it, with its phone `d1`.
+    pub(in crate::store) const FIXTURE_COLLECTOR: &str = "00000000-0000-0000-0000-0000000000c1";
+
+    /// The statements that make `FIXTURE_COLLECTOR` and its device `d1`, which a fixture's documents and insights
+    /// reference.
+    pub(in crate::store) fn collector_and_device() -> Vec<String> {
+        let collector = FIXTURE_COLLECTOR;
+        vec![
+            format!("INSERT INTO collectors (id, label, created_at) VALUES ('{collector}', 'barber', 'now')"),
+            format!(
+                "INSERT INTO devices (id, collector_id, label, token_hash, created_at)
+                 VALUES ('d1', '{collector}', 'phone', 'hash', 'now')"
+            ),
+        ]
+    }
+
     /// A database file in a new temporary directory (gone with the directory), migrated as released up to `last`:
     /// the directory, the database's URL and a pool of one connection to it.
     pub(in crate::store) async fn database_at(last: i64) -> (tempfile::TempDir, String, SqlitePool) {
@@ -236,17 +252,13 @@ pub(super) mod tests {
     #[tokio::test]
     async fn the_contributor_sets_migration_rebuilds_the_roll_ups() {
         let (_dir, url, pool) = database_at(7).await;
-        let collector = "00000000-0000-0000-0000-0000000000c1";
-        let mut statements = vec![
-            format!("INSERT INTO collectors (id, label, created_at) VALUES ('{collector}', 'barber', 'now')"),
-            format!(
-                "INSERT INTO devices (id, collector_id, label, token_hash, created_at)
-                 VALUES ('d1', '{collector}', 'phone', 'hash', 'now')"
-            ),
+        let collector = FIXTURE_COLLECTOR;
+        let mut statements = collector_and_device();
+        statements.push(
             "INSERT INTO boundary_generations (id, set_name, generation, source, imported_at)
                  VALUES (1, 'wards', 1, 'bundled', 'now')"
                 .to_owned(),
-        ];
+        );
         for (i, (day, category)) in
             [("2026-11-20", "drugs"), ("2026-11-21", "drugs"), ("2026-11-21", "road-safety")].into_iter().enumerate()
         {
@@ -362,12 +374,9 @@ pub(super) mod tests {
     #[tokio::test]
     async fn the_tags_of_insights_stored_before_0016_carry_their_seq() {
         let (_dir, url, pool) = database_at(15).await;
-        let collector = "00000000-0000-0000-0000-0000000000c1";
-        let mut statements = vec![
-            format!("INSERT INTO collectors (id, label, created_at) VALUES ('{collector}', 'barber', 'now')"),
-            format!("INSERT INTO devices (id, collector_id, label, token_hash, created_at) VALUES ('d1', '{collector}', 'phone', 'hash', 'now')"),
-            "INSERT INTO boundary_generations (id, set_name, generation, source, imported_at) VALUES (1, 'wards', 1, 'bundled', 'now'), (2, 'wards', 2, 'upload', 'now')".to_owned(),
-        ];
+        let collector = FIXTURE_COLLECTOR;
+        let mut statements = collector_and_device();
+        statements.push("INSERT INTO boundary_generations (id, set_name, generation, source, imported_at) VALUES (1, 'wards', 1, 'bundled', 'now'), (2, 'wards', 2, 'upload', 'now')".to_owned());
         for (i, seq) in [(1, 40), (2, 7)] {
             statements.push(format!(
                 "INSERT INTO documents (doc_id, collector_id, version, updated_at) VALUES ('doc{i}', '{collector}', 1, 'now')"

@@ -354,6 +354,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::tests::{collector_and_device, FIXTURE_COLLECTOR};
     use crate::store::DayRange;
 
     /// A new generation reads the insights in pages SQLite packs as JSON: every counted insight arrives once, in
@@ -363,14 +364,8 @@ mod tests {
     async fn a_new_generation_reads_every_insight_exactly_as_stored() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("g.db").display())).await.unwrap();
-        let collector = "00000000-0000-0000-0000-0000000000c1";
-        for statement in [
-            format!("INSERT INTO collectors (id, label, created_at) VALUES ('{collector}', 'barber', 'now')"),
-            format!(
-                "INSERT INTO devices (id, collector_id, label, token_hash, created_at)
-                 VALUES ('d1', '{collector}', 'phone', 'hash', 'now')"
-            ),
-        ] {
+        let collector = FIXTURE_COLLECTOR;
+        for statement in collector_and_device() {
             sqlx::query(&statement).execute(&store.pool).await.unwrap();
         }
         let n = usize::try_from(PACKED_PAGE).unwrap() + 1_000;

@@ -362,9 +362,26 @@ struct RecordColumns {
     tag_lat: Option<f64>,
     tag_lon: Option<f64>,
     cohort: Option<String>,
-    triage_state: Option<String>,
-    triage_version: Option<i64>,
-    triage_updated_by: Option<String>,
+    triage: TriageColumns,
+}
+
+/// A record's triage columns, as `RECORD_COLUMNS` names them (all `None`: an insight never triaged).
+#[derive(Default)]
+struct TriageColumns {
+    state: Option<String>,
+    version: Option<i64>,
+    updated_at: Option<OffsetDateTime>,
+    updated_by: Option<String>,
+}
+
+impl TriageColumns {
+    /// Writes them into `triage`: an insight never triaged is `new`, at version 0.
+    fn apply(self, triage: &mut Triage) {
+        triage.state = self.state.as_deref().and_then(TriageState::parse).unwrap_or(TriageState::New);
+        triage.version = self.version.unwrap_or(0);
+        triage.updated_at = self.updated_at;
+        triage.updated_by = self.updated_by;
+    }
 }
 
 /// What each backend reads itself (the types differ): ids, times and the score.
@@ -374,18 +391,12 @@ struct RecordParts {
     captured_at: Option<OffsetDateTime>,
     feeling_safe: Option<i64>,
     processed_at: OffsetDateTime,
-    triage_updated_at: Option<OffsetDateTime>,
 }
 
 impl RecordColumns {
     fn into_record(self, parts: RecordParts) -> InsightRecord {
-        let triage = Triage {
-            state: self.triage_state.as_deref().and_then(TriageState::parse).unwrap_or(TriageState::New),
-            version: self.triage_version.unwrap_or(0),
-            updated_at: parts.triage_updated_at,
-            updated_by: self.triage_updated_by,
-            ..Triage::default()
-        };
+        let mut triage = Triage::default();
+        self.triage.apply(&mut triage);
         InsightRecord {
             seq: self.seq,
             row: InsightRow {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     attach, Bind, Dialect, ExportBatch, FilterSql, InsightFilter, InsightRecord, InsightStore, RecordColumns,
-    RecordParts, Triage, TriageChange, TriageError, TriageNote, TriageState, NOTES, PAGE_AREAS, PAGE_PRIORITIES,
+    RecordParts, Triage, TriageChange, TriageColumns, TriageError, TriageNote, NOTES, PAGE_AREAS, PAGE_PRIORITIES,
     PAGE_TAGS, RECORD_COLUMNS, RECORD_JOINS,
 };
 use crate::store::{AreaTag, PostgresStore};
@@ -44,24 +44,6 @@ pub(super) fn record(row: &PgRow) -> anyhow::Result<InsightRecord> {
     triage.apply(&mut record.triage);
     record.row.captured_at = super::with_offset(record.row.captured_at, row.try_get(26)?);
     Ok(record)
-}
-
-/// A record's triage columns, as `RECORD_COLUMNS` names them.
-pub(super) struct TriageColumns {
-    pub(super) state: Option<String>,
-    pub(super) version: Option<i64>,
-    pub(super) updated_at: Option<OffsetDateTime>,
-    pub(super) updated_by: Option<String>,
-}
-
-impl TriageColumns {
-    /// Writes them into `triage` (no row: an insight never triaged, `new` at version 0).
-    pub(super) fn apply(self, triage: &mut Triage) {
-        triage.state = self.state.as_deref().and_then(TriageState::parse).unwrap_or(TriageState::New);
-        triage.version = self.version.unwrap_or(0);
-        triage.updated_at = self.updated_at;
-        triage.updated_by = self.updated_by;
-    }
 }
 
 /// A row read by position, a column at a time and in order (so that a binary `COPY` row, read front to back, is one
@@ -119,14 +101,7 @@ pub(super) fn insight(columns: &mut impl Columns) -> anyhow::Result<InsightRecor
     let processed_at = columns.timestamptz(17)?.with_context(|| present("processed_at"))?;
     let postcode = columns.text(18)?;
     let (tag_lat, tag_lon) = (columns.float8(19)?, columns.float8(20)?);
-    let parts = RecordParts {
-        id,
-        collector_id,
-        captured_at,
-        feeling_safe: feeling_safe.map(i64::from),
-        processed_at,
-        triage_updated_at: None,
-    };
+    let parts = RecordParts { id, collector_id, captured_at, feeling_safe: feeling_safe.map(i64::from), processed_at };
     let columns = RecordColumns {
         seq,
         campaign,
@@ -145,9 +120,7 @@ pub(super) fn insight(columns: &mut impl Columns) -> anyhow::Result<InsightRecor
         tag_lat,
         tag_lon,
         cohort: None,
-        triage_state: None,
-        triage_version: None,
-        triage_updated_by: None,
+        triage: TriageColumns::default(),
     };
     Ok(columns.into_record(parts))
 }

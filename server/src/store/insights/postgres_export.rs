@@ -20,8 +20,8 @@ use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::pg_copy::Tuple;
-use super::postgres::{bind_all, insight, TriageColumns};
-use super::{Bind, Dialect, ExportBatch, FilterSql, InsightFilter};
+use super::postgres::{bind_all, insight};
+use super::{Bind, Dialect, ExportBatch, FilterSql, InsightFilter, TriageColumns};
 use crate::store::AreaTag;
 
 /// An export's transaction: one snapshot, read only. Planned without JIT: a plan over a million rows costs enough

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     attach, Bind, Dialect, ExportBatch, FilterSql, InsightFilter, InsightRecord, InsightStore, RecordColumns,
-    RecordParts, Triage, TriageChange, TriageError, TriageNote, NOTES, RECORD_JOINS,
+    RecordParts, Triage, TriageChange, TriageColumns, TriageError, TriageNote, NOTES, RECORD_JOINS,
 };
 use crate::store::sqlite::{now_text, parse_time};
 use crate::store::{AreaTag, SqliteStore};
@@ -111,7 +111,6 @@ impl PackedRecord<'_> {
             captured_at: time(self.captured_at),
             feeling_safe: self.feeling_safe,
             processed_at: time(Some(self.processed_at)).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            triage_updated_at: time(self.triage_updated_at),
         };
         let columns = RecordColumns {
             seq: self.seq,
@@ -131,9 +130,12 @@ impl PackedRecord<'_> {
             tag_lat: number(self.tag_lat, "tag latitude")?,
             tag_lon: number(self.tag_lon, "tag longitude")?,
             cohort: self.cohort,
-            triage_state: self.triage_state,
-            triage_version: self.triage_version,
-            triage_updated_by: self.triage_updated_by,
+            triage: TriageColumns {
+                state: self.triage_state,
+                version: self.triage_version,
+                updated_at: time(self.triage_updated_at),
+                updated_by: self.triage_updated_by,
+            },
         };
         Ok(columns.into_record(parts))
     }
@@ -322,6 +324,7 @@ impl InsightStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::domain::insight_query::InsightQuery;
+    use crate::store::sqlite::tests::{collector_and_device, FIXTURE_COLLECTOR};
 
     /// A page's area tags are read by `seq`, as one range when the page is dense and one by one when it is sparse:
     /// either way each insight gets its own tags and nobody else's, and its coordinates read back exactly.
@@ -329,14 +332,8 @@ mod tests {
     async fn every_insight_of_a_page_gets_its_own_tags_whether_the_page_is_dense_or_sparse() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("p.db").display())).await.unwrap();
-        let collector = "00000000-0000-0000-0000-0000000000c1";
-        let mut statements = vec![
-            format!("INSERT INTO collectors (id, label, created_at) VALUES ('{collector}', 'barber', 'now')"),
-            format!(
-                "INSERT INTO devices (id, collector_id, label, token_hash, created_at)
-                 VALUES ('d1', '{collector}', 'phone', 'hash', 'now')"
-            ),
-        ];
+        let collector = FIXTURE_COLLECTOR;
+        let mut statements = collector_and_device();
         let generation = 1;
         statements.push(
             "INSERT INTO boundary_generations (id, set_name, generation, source, imported_at)

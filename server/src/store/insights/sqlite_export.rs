@@ -14,7 +14,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Bind, Dialect, ExportBatch, FilterSql, InsightFilter, InsightRecord, RecordColumns, RecordParts};
+use super::{
+    Bind, Dialect, ExportBatch, FilterSql, InsightFilter, InsightRecord, RecordColumns, RecordParts, TriageColumns,
+};
 use crate::store::AreaTag;
 
 /// The area tags, triage tags and priority links of every insight, newest insight first (`seq` descending), so they
@@ -125,7 +127,6 @@ fn record(row: &Row<'_>) -> anyhow::Result<InsightRecord> {
         captured_at: time(row.get_ref(3)?.as_str_or_null()?),
         feeling_safe: row.get(7)?,
         processed_at: time(row.get_ref(17)?.as_str_or_null()?).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        triage_updated_at: time(row.get_ref(24)?.as_str_or_null()?),
     };
     let columns = RecordColumns {
         seq: row.get(0)?,
@@ -145,9 +146,12 @@ fn record(row: &Row<'_>) -> anyhow::Result<InsightRecord> {
         tag_lat: row.get(19)?,
         tag_lon: row.get(20)?,
         cohort: text(21)?,
-        triage_state: text(22)?,
-        triage_version: row.get(23)?,
-        triage_updated_by: text(25)?,
+        triage: TriageColumns {
+            state: text(22)?,
+            version: row.get(23)?,
+            updated_at: time(row.get_ref(24)?.as_str_or_null()?),
+            updated_by: text(25)?,
+        },
     };
     Ok(columns.into_record(parts))
 }
